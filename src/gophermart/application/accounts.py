@@ -1,0 +1,46 @@
+"""Spending points."""
+
+from __future__ import annotations
+
+from gophermart.application.errors import ConcurrentUpdate
+from gophermart.application.ports import Clock, UnitOfWorkFactory
+from gophermart.domain.errors import UnknownUser
+from gophermart.domain.orders import OrderNumber
+from gophermart.domain.points import Points
+from gophermart.domain.users import UserId
+
+
+class Withdraw:
+    """Spend points on an order; the identical request repeated is charged once."""
+
+    #: A lost race (two identical requests at once) is retried once: the second attempt
+    #: sees the winner's withdrawal and answers as a replay.
+    ATTEMPTS = 2
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(self, user_id: UserId, raw_order: str, amount: Points) -> bool:
+        """Returns ``True`` if charged now, ``False`` for a replay of an earlier success."""
+        number = OrderNumber.parse(raw_order)
+        for attempt in range(self.ATTEMPTS):
+            try:
+                return await self._once(user_id, number, amount)
+            except ConcurrentUpdate:
+                if attempt + 1 == self.ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, user_id: UserId, number: OrderNumber, amount: Points) -> bool:
+        async with self._uow() as uow:
+            previous = await uow.accounts.withdrawal(number)
+            account = await uow.accounts.get(user_id)
+            if account is None:
+                raise UnknownUser(f"user {user_id} has no account")
+            entry = account.withdraw(number, amount, self._clock.now(), previous)
+            if entry is None:
+                return False
+            await uow.accounts.save(account)
+            await uow.commit()
+            return True

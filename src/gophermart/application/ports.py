@@ -1,0 +1,235 @@
+"""The ports: what the use cases need from the outside world.
+
+Adapters implement them (SQL, in-memory, argon2, JWT, httpx); the use cases depend on
+these protocols only, so the core is tested with in-memory fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from gophermart.domain.accounts import Account, LedgerEntry
+from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
+from gophermart.domain.points import Points
+from gophermart.domain.users import Login, Password, User, UserId
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class PasswordHasher(Protocol):
+    async def hash(self, password: Password) -> str: ...
+
+    async def verify(self, password_hash: str | None, password: Password) -> bool:
+        """Check ``password`` against ``password_hash``.
+
+        ``None`` (no such user) must cost the same as a wrong password, so the answer
+        time does not reveal which logins exist.
+        """
+        ...
+
+
+class TokenIssuer(Protocol):
+    def issue(self, user_id: UserId) -> str: ...
+
+    def verify(self, token: str) -> UserId:
+        """The user a token speaks for; :class:`~.errors.Unauthenticated` otherwise."""
+        ...
+
+
+class LoginThrottle(Protocol):
+    """Slows down password guessing, per login and per client address."""
+
+    def check(self, login: str, client: str) -> None:
+        """Raise :class:`~gophermart.domain.errors.TooManyAttempts` when locked out."""
+        ...
+
+    def failed(self, login: str, client: str) -> None: ...
+
+    def succeeded(self, login: str, client: str) -> None: ...
+
+
+class UserRepository(Protocol):
+    async def add(self, login: Login, password_hash: str) -> User:
+        """Insert a user; :class:`~gophermart.domain.errors.LoginTaken` if the login exists."""
+        ...
+
+    async def by_login(self, login: Login) -> User | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedOrder:
+    """An order the worker leased for one poll; ``attempts`` counts polls so far."""
+
+    number: OrderNumber
+    status: OrderStatus
+    attempts: int
+
+
+class OrderRepository(Protocol):
+    async def add(self, order: Order) -> bool:
+        """Insert a new order, due for polling at once; ``False`` if the number exists."""
+        ...
+
+    async def get(self, number: OrderNumber) -> Order | None: ...
+
+    async def save(self, before: Order, after: Order, next_attempt_at: datetime | None) -> bool:
+        """Store ``after`` if the stored status is still ``before.status``.
+
+        ``False`` means another worker moved the order first: the caller must not go on
+        (no credit). ``next_attempt_at`` is ``None`` once the order is final.
+        """
+        ...
+
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedOrder]:
+        """Lease up to ``limit`` due, non-final orders until ``lease_until``.
+
+        Safe with any number of concurrent workers (``FOR UPDATE SKIP LOCKED`` on
+        PostgreSQL); a crashed worker's lease simply runs out and the order is due again.
+        """
+        ...
+
+    async def reschedule(self, number: OrderNumber, at: datetime) -> None:
+        """Set when a non-final order is next polled (no effect on final orders)."""
+        ...
+
+
+class AccountRepository(Protocol):
+    async def open(self, user_id: UserId) -> None:
+        """Create the empty account of a new user."""
+        ...
+
+    async def get(self, user_id: UserId) -> Account | None: ...
+
+    async def withdrawal(self, order_number: OrderNumber) -> LedgerEntry | None:
+        """The withdrawal already recorded for ``order_number``, if any."""
+        ...
+
+    async def save(self, account: Account) -> None:
+        """Write ``account.pending`` entries and their balance effect atomically.
+
+        The database enforces the rules again: a debit is a conditional update
+        (``balance >= amount``) raising :class:`InsufficientPoints` if it lost a race;
+        a duplicate (kind, order) raises :class:`~.errors.ConcurrentUpdate`.
+        """
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction. Rolls back on exit unless :meth:`commit` was called."""
+
+    users: UserRepository
+    orders: OrderRepository
+    accounts: AccountRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+# --- the read side: listings skip the domain model --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceView:
+    current: Points
+    withdrawn: Points
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    number: str
+    status: OrderStatus
+    accrual: Points | None
+    uploaded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalView:
+    order: str
+    sum: Points
+    processed_at: datetime
+
+
+class ReadModel(Protocol):
+    async def balance(self, user_id: UserId) -> BalanceView | None: ...
+
+    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
+        """Newest upload first."""
+        ...
+
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
+        """Newest first."""
+        ...
+
+
+# --- the accrual system ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccrualReply:
+    """A definite answer about one order (HTTP 200 or 204)."""
+
+    verdict: AccrualVerdict
+    accrual: Points | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited:
+    """HTTP 429: pause everything for ``retry_after`` seconds, then pace to the limit."""
+
+    retry_after: float
+    per_minute: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """5xx, timeout, network error or a garbled answer: try again later. Never final."""
+
+    reason: str
+
+
+AccrualAnswer = AccrualReply | RateLimited | Unavailable
+
+
+class AccrualClient(Protocol):
+    async def fetch(self, number: OrderNumber) -> AccrualAnswer: ...
+
+
+class AccrualGate(Protocol):
+    """Fleet-wide state of our conversation with the accrual system.
+
+    Shared by every worker process (a database row in production) so that a 429 seen by
+    one pauses all, and the announced rate is kept by all together.
+    """
+
+    async def pause(self, until: datetime, per_minute: int | None) -> None: ...
+
+    async def reserve(self, now: datetime) -> datetime:
+        """The instant at which the caller may send its next request (``now`` if free)."""
+        ...
+
+
+class OrderEvents(Protocol):
+    """Tells the worker that a new order was committed, so it polls at once."""
+
+    def order_uploaded(self) -> None: ...

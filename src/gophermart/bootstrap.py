@@ -1,0 +1,198 @@
+"""The composition root: the one place that reads settings and builds adapters.
+
+``Container`` wires the SQL adapters by default; tests override providers (for
+example with the in-memory adapters) instead of constructing use cases by hand.
+``Runtime`` owns the start-up and shutdown order of one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from functools import partial
+
+from dependency_injector import containers, providers
+from litestar import Litestar
+
+from gophermart.adapters.accrual_http import HttpAccrualClient
+from gophermart.adapters.clock import SystemClock
+from gophermart.adapters.security import Argon2Hasher, JwtTokens, SlidingLoginThrottle
+from gophermart.adapters.sql.engine import Database
+from gophermart.adapters.sql.gate import SqlAccrualGate
+from gophermart.adapters.sql.listener import PgOrderListener
+from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.read_model import SqlReadModel
+from gophermart.adapters.sql.secrets import stored_token_secret
+from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
+from gophermart.adapters.sql.url import parse_database_uri
+from gophermart.application.accounts import Withdraw
+from gophermart.application.accrual_sync import AccrualSync
+from gophermart.application.orders import UploadOrder
+from gophermart.application.users import LogIn, Register
+from gophermart.entrypoints.http.app import Api, create_app
+from gophermart.settings import ConfigError, Settings
+
+log = logging.getLogger("gophermart")
+
+
+class WakeUp:
+    """In-process wake-up of the worker when an upload commits (the OrderEvents port)."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def order_uploaded(self) -> None:
+        self.event.set()
+
+
+def _uow_factory(database: Database) -> partial[SqlUnitOfWork]:
+    return partial(SqlUnitOfWork, database.write)
+
+
+def _database(settings: Settings) -> Database:
+    return Database(parse_database_uri(settings.database_uri))
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+
+    database = providers.Singleton(_database, settings)
+    clock = providers.Singleton(SystemClock)
+    uow = providers.Singleton(_uow_factory, database)
+    read_model = providers.Singleton(SqlReadModel, database.provided.read)
+    hasher = providers.Singleton(Argon2Hasher)
+    tokens = providers.Singleton(JwtTokens, settings.provided.secret, settings.provided.token_ttl)
+    throttle = providers.Singleton(SlidingLoginThrottle)
+    wakeup = providers.Singleton(WakeUp)
+
+    register = providers.Singleton(Register, uow, hasher, tokens)
+    log_in = providers.Singleton(LogIn, uow, hasher, tokens, throttle)
+    upload_order = providers.Singleton(UploadOrder, uow, clock, wakeup)
+    withdraw = providers.Singleton(Withdraw, uow, clock)
+
+    accrual_client = providers.Singleton(HttpAccrualClient, settings.provided.accrual_address)
+    gate = providers.Singleton(SqlAccrualGate, database.provided.write)
+    accrual_sync = providers.Singleton(
+        AccrualSync,
+        uow,
+        accrual_client,
+        gate,
+        clock,
+        concurrency=settings.provided.accrual_concurrency,
+    )
+
+
+async def prepare(settings: Settings) -> Settings:
+    """Before serving: check the database, migrate it, settle the token secret.
+
+    Returns the settings with ``secret`` filled in (the operator's, or the one stored in
+    the database), so every process of the deployment signs with the same key. Any
+    problem is a :class:`ConfigError`, printed as one line by the CLI.
+    """
+    database = _database(settings)
+    try:
+        await database.check()
+        try:
+            await migrate(database)
+        except Exception as exc:
+            raise ConfigError(
+                f"DATABASE_URI: migrating {database.target.display} failed: {exc}"
+            ) from None
+        if settings.secret:
+            return settings
+        return replace(settings, secret=await stored_token_secret(database.write))
+    finally:
+        await database.dispose()
+
+
+class Runtime:
+    """One process of the service: container, start-up, background worker, shutdown."""
+
+    def __init__(self, settings: Settings, container: Container | None = None) -> None:
+        if not settings.secret:
+            raise ConfigError("GOPHERMART_SECRET: no token secret (run prepare() first)")
+        self.settings = settings
+        self.container = container or Container(settings=settings)
+        self._stop = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._listener: PgOrderListener | None = None
+
+    async def start(self, *, run_worker: bool) -> None:
+        c = self.container
+        database: Database = c.database()
+        await database.check()
+        if run_worker:
+            if not self.settings.accrual_address:
+                log.warning("ACCRUAL_SYSTEM_ADDRESS is not set: orders stay NEW until it is")
+                return
+            wakeup = c.wakeup()
+            if database.is_postgres:
+                self._listener = PgOrderListener(database.target.location, wakeup.event)
+                self._listener.start()
+            sync: AccrualSync = c.accrual_sync()
+            self._worker = asyncio.create_task(
+                sync.run_until(self._stop, wakeup.event), name="accrual-sync"
+            )
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the worker finish the orders it is applying, then release everything."""
+        self._stop.set()
+        if self._worker is not None:
+            try:
+                await asyncio.wait_for(self._worker, grace)
+            except TimeoutError:
+                log.warning("accrual worker did not stop within %.0fs; leases will expire", grace)
+        if self._listener is not None:
+            await self._listener.stop()
+        c = self.container
+        if self.settings.accrual_address:
+            with contextlib.suppress(Exception):
+                await c.accrual_client().aclose()
+        c.hasher().close()
+        await c.database().dispose()
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, run_worker: bool) -> AsyncIterator[Runtime]:
+        await self.start(run_worker=run_worker)
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+def api_of(container: Container) -> Api:
+    """The HTTP layer's view of the container."""
+    settings: Settings = container.settings()
+    return Api(
+        register=container.register(),
+        log_in=container.log_in(),
+        upload_order=container.upload_order(),
+        withdraw=container.withdraw(),
+        read_model=container.read_model(),
+        tokens=container.tokens(),
+        token_ttl_seconds=int(settings.token_ttl.total_seconds()),
+        cookie_secure=settings.cookie_secure,
+    )
+
+
+def http_app(settings: Settings, container: Container | None = None) -> Litestar:
+    """The ASGI app of one server process, with the runtime in its lifespan."""
+    runtime = Runtime(settings, container)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        async with runtime.running(run_worker=settings.run_worker):
+            yield
+
+    app = create_app(api_of(runtime.container), lifespan=[lifespan])
+    app.state.runtime = runtime
+    return app

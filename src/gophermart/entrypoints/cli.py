@@ -1,0 +1,279 @@
+"""The ``gophermart`` command.
+
+    gophermart [-a ADDR] [-d URI] [-r URL] ...   serve the API (and the accrual worker)
+    gophermart worker [...]                        run only the accrual worker
+    gophermart reconcile [-d URI]                  check balances against the ledger
+    gophermart accrual-sim [...]                   run the accrual system simulator
+
+Every setting comes from a flag, else its environment variable, else a default.
+Problems with settings are reported as one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+
+from gophermart.settings import (
+    DEFAULT_DATABASE_URI,
+    ConfigError,
+    Settings,
+    parse_accrual_address,
+    parse_listen_address,
+)
+
+log = logging.getLogger("gophermart")
+
+_ENV = {
+    "run_address": "RUN_ADDRESS",
+    "database_uri": "DATABASE_URI",
+    "accrual_address": "ACCRUAL_SYSTEM_ADDRESS",
+    "workers": "GOPHERMART_WORKERS",
+    "run_worker": "GOPHERMART_RUN_WORKER",
+    "accrual_concurrency": "GOPHERMART_ACCRUAL_CONCURRENCY",
+    "token_ttl": "GOPHERMART_TOKEN_TTL",
+    "log_level": "GOPHERMART_LOG_LEVEL",
+    "cookie_secure": "GOPHERMART_COOKIE_SECURE",
+    "secret": "GOPHERMART_SECRET",
+}
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # Sub-commands repeat the flags with SUPPRESS defaults, so `gophermart -d X worker`
+    # and `gophermart worker -d X` both work and neither clobbers the other.
+    d = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "-d",
+        "--database-uri",
+        dest="database_uri",
+        default=d,
+        metavar="URI",
+        help="database: postgres://user:pass@host:5432/db?sslmode=disable, "
+        f"sqlite:///relative.db or sqlite:////abs/path.db [env DATABASE_URI; "
+        f"default {DEFAULT_DATABASE_URI}]",
+    )
+    parser.add_argument(
+        "-r",
+        "--accrual-address",
+        dest="accrual_address",
+        default=d,
+        metavar="URL",
+        help="accrual system base URL, e.g. http://localhost:8081 "
+        "[env ACCRUAL_SYSTEM_ADDRESS; without it orders stay NEW]",
+    )
+    parser.add_argument(
+        "--log-level",
+        dest="log_level",
+        default=d,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR [env GOPHERMART_LOG_LEVEL; default INFO]",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gophermart",
+        description="Gophermart loyalty-points service. Without a sub-command it serves the "
+        "HTTP API and, in the same process, the accrual worker.",
+        epilog="Also: GOPHERMART_SECRET (token signing key, >= 32 chars; default: generated "
+        "once and kept in the database), GOPHERMART_TOKEN_TTL (seconds, default 86400), "
+        "GOPHERMART_COOKIE_SECURE (1 to mark the cookie Secure behind HTTPS).",
+    )
+    parser.add_argument(
+        "-a",
+        "--address",
+        dest="run_address",
+        default=None,
+        metavar="HOST:PORT",
+        help="listen address: host:port, :port (all interfaces) or http://host:port "
+        "[env RUN_ADDRESS; default localhost:8080]",
+    )
+    parser.add_argument(
+        "-w",
+        "--workers",
+        dest="workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="server processes sharing the port [env GOPHERMART_WORKERS; default 1]",
+    )
+    parser.add_argument(
+        "--no-worker",
+        dest="run_worker",
+        action="store_false",
+        default=None,
+        help="do not run the accrual worker inside the server (run `gophermart worker` "
+        "instead) [env GOPHERMART_RUN_WORKER=0]",
+    )
+    parser.add_argument(
+        "--accrual-concurrency",
+        dest="accrual_concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="accrual requests in flight per process [env GOPHERMART_ACCRUAL_CONCURRENCY; "
+        "default 16]",
+    )
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    worker = sub.add_parser("worker", help="run only the accrual worker (scale-out)")
+    _common(worker, top=False)
+    reconcile = sub.add_parser(
+        "reconcile", help="check every balance against the ledger; non-zero exit on mismatch"
+    )
+    _common(reconcile, top=False)
+    sub.add_parser("accrual-sim", help="run the accrual system simulator", add_help=False)
+    return parser
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}: expected 1/0, true/false, got {value!r}")
+
+
+def _int(name: str, value: object, low: int, high: int) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name}: must be between {low} and {high}, got {number}")
+    return number
+
+
+def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
+    """Flags win over environment variables, which win over defaults."""
+
+    def pick(field: str) -> object | None:
+        flag = getattr(args, field, None)
+        return flag if flag is not None else env.get(_ENV[field])
+
+    s = Settings()
+    run_address = str(pick("run_address") or s.run_address)
+    parse_listen_address(run_address)
+    database_uri = str(pick("database_uri") or s.database_uri)
+    accrual = pick("accrual_address")
+    accrual_address = parse_accrual_address(str(accrual)) if accrual else None
+    workers = pick("workers")
+    run_worker = pick("run_worker")
+    concurrency = pick("accrual_concurrency")
+    ttl = pick("token_ttl")
+    level = str(pick("log_level") or s.log_level).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"GOPHERMART_LOG_LEVEL: unknown level {level!r}")
+    secret = env.get(_ENV["secret"]) or None
+    if secret is not None and len(secret) < 32:
+        raise ConfigError("GOPHERMART_SECRET: must be at least 32 characters")
+    cookie_secure = env.get(_ENV["cookie_secure"])
+    return replace(
+        s,
+        run_address=run_address,
+        database_uri=database_uri,
+        accrual_address=accrual_address,
+        workers=_int("GOPHERMART_WORKERS", workers, 1, 64) if workers is not None else 1,
+        run_worker=(
+            run_worker
+            if isinstance(run_worker, bool)
+            else _bool("GOPHERMART_RUN_WORKER", str(run_worker))
+            if run_worker is not None
+            else True
+        ),
+        accrual_concurrency=(
+            _int("GOPHERMART_ACCRUAL_CONCURRENCY", concurrency, 1, 1024)
+            if concurrency is not None
+            else s.accrual_concurrency
+        ),
+        token_ttl=(
+            timedelta(seconds=_int("GOPHERMART_TOKEN_TTL", ttl, 60, 10**8))
+            if ttl is not None
+            else s.token_ttl
+        ),
+        log_level=level,
+        secret=secret,
+        cookie_secure=_bool("GOPHERMART_COOKIE_SECURE", cookie_secure) if cookie_secure else False,
+    )
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from gophermart.bootstrap import prepare
+    from gophermart.entrypoints.asgi import export_settings
+
+    settings = asyncio.run(prepare(settings))
+    host, port = parse_listen_address(settings.run_address)
+    export_settings(settings)
+    log.info(
+        "serving on http://%s:%d with %d process(es), database %s",
+        host,
+        port,
+        settings.workers,
+        settings.database_uri.split("@")[-1],
+    )
+    uvicorn.run(
+        "gophermart.entrypoints.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=settings.workers if settings.workers > 1 else None,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=15,
+        lifespan="on",
+        server_header=False,
+    )
+    return 0
+
+
+def run_worker(settings: Settings) -> int:
+    from gophermart.entrypoints.worker import run
+
+    if not settings.accrual_address:
+        raise ConfigError("ACCRUAL_SYSTEM_ADDRESS: the worker needs the accrual system's URL")
+    return run(settings)
+
+
+def run_reconcile(settings: Settings) -> int:
+    from gophermart.entrypoints.reconcile import run
+
+    return run(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["accrual-sim"]:
+        from gophermart.entrypoints.accrual_sim import main as sim_main
+
+        return int(sim_main(argv[1:]))
+    args = build_parser().parse_args(argv)
+    try:
+        settings = resolve_settings(args, dict(os.environ))
+        _configure_logging(settings.log_level)
+        if args.command == "worker":
+            return run_worker(settings)
+        if args.command == "reconcile":
+            return run_reconcile(settings)
+        return serve(settings)
+    except ConfigError as exc:
+        print(f"gophermart: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0

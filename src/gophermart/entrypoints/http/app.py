@@ -1,0 +1,195 @@
+"""The HTTP API (SPEC.md): thin handlers that parse, call a use case, and render."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, Response, Router, get, post
+from litestar.config.compression import CompressionConfig
+from litestar.datastructures import Cookie
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+
+from gophermart.application.accounts import Withdraw
+from gophermart.application.errors import Unauthenticated
+from gophermart.application.orders import UploadOrder, UploadOutcome
+from gophermart.application.ports import ReadModel, TokenIssuer
+from gophermart.application.users import Authenticated, LogIn, Register
+from gophermart.domain.errors import InvalidInput, UnknownUser
+from gophermart.domain.users import UserId
+from gophermart.entrypoints.http.errors import EXCEPTION_HANDLERS
+from gophermart.entrypoints.http.gzip_request import GzipRequestMiddleware
+from gophermart.entrypoints.http.wire import (
+    BalanceOut,
+    OrderOut,
+    WithdrawalOut,
+    decode_credentials,
+    decode_withdraw,
+    encoder,
+    parse_sum,
+)
+
+TOKEN_COOKIE = "token"  # noqa: S105 - a cookie name, not a secret
+MAX_BODY = 64 * 1024
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """Everything the HTTP layer needs, handed in by the composition root."""
+
+    register: Register
+    log_in: LogIn
+    upload_order: UploadOrder
+    withdraw: Withdraw
+    read_model: ReadModel
+    tokens: TokenIssuer
+    token_ttl_seconds: int
+    cookie_secure: bool = False
+
+
+def create_app(
+    api: Api,
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+    debug: bool = False,
+) -> Litestar:
+    def authenticate(request: Request[Any, Any, Any]) -> UserId:
+        """The guard of every protected route: a Bearer header or the cookie."""
+        header = request.headers.get("authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("expected 'Authorization: Bearer <token>'")
+            return api.tokens.verify(token.strip())
+        cookie = request.cookies.get(TOKEN_COOKIE)
+        if not cookie:
+            raise Unauthenticated("missing credentials")
+        return api.tokens.verify(cookie)
+
+    def signed_in(auth: Authenticated) -> Response[bytes]:
+        return Response(
+            content=b"",
+            status_code=200,
+            headers={"Authorization": f"Bearer {auth.token}"},
+            cookies=[
+                Cookie(
+                    key=TOKEN_COOKIE,
+                    value=auth.token,
+                    httponly=True,
+                    samesite="lax",
+                    secure=api.cookie_secure,
+                    max_age=api.token_ttl_seconds,
+                    path="/",
+                )
+            ],
+        )
+
+    async def credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
+        try:
+            creds = decode_credentials(await request.body())
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
+            raise InvalidInput(f"malformed body: {exc}") from None
+        return creds.login, creds.password
+
+    @post("/api/user/register", status_code=200)
+    async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
+        login, password = await credentials(request)
+        return signed_in(await api.register(login, password))
+
+    @post("/api/user/login", status_code=200)
+    async def log_in(request: Request[Any, Any, Any]) -> Response[bytes]:
+        login, password = await credentials(request)
+        client = request.client.host if request.client else "unknown"
+        return signed_in(await api.log_in(login, password, client))
+
+    @post("/api/user/orders", status_code=202)
+    async def upload_order(request: Request[Any, Any, Any], user_id: UserId) -> Response[bytes]:
+        media = request.headers.get("content-type", "text/plain").split(";")[0].strip().lower()
+        if media not in ("text/plain", ""):
+            raise InvalidInput("the order number is sent as text/plain")
+        try:
+            text = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("the body is not UTF-8") from None
+        if not text.strip():
+            raise InvalidInput("the body must carry an order number")
+        outcome = await api.upload_order(user_id, text)
+        status = 202 if outcome is UploadOutcome.ACCEPTED else 200
+        return Response(content=b"", status_code=status)
+
+    @get("/api/user/orders")
+    async def list_orders(user_id: UserId) -> Response[bytes]:
+        views = await api.read_model.orders(user_id)
+        if not views:
+            return Response(content=b"", status_code=204)
+        body = encoder.encode(
+            [
+                OrderOut(
+                    number=v.number,
+                    status=v.status.value,
+                    uploaded_at=v.uploaded_at,
+                    accrual=v.accrual.as_decimal() if v.accrual is not None else None,
+                )
+                for v in views
+            ]
+        )
+        return Response(content=body, media_type=JSON)
+
+    @get("/api/user/balance")
+    async def balance(user_id: UserId) -> Response[bytes]:
+        view = await api.read_model.balance(user_id)
+        if view is None:
+            raise UnknownUser("the credential names no account")
+        body = encoder.encode(BalanceOut(view.current.as_decimal(), view.withdrawn.as_decimal()))
+        return Response(content=body, media_type=JSON)
+
+    @post("/api/user/balance/withdraw", status_code=200)
+    async def withdraw(request: Request[Any, Any, Any], user_id: UserId) -> Response[bytes]:
+        try:
+            body = decode_withdraw(await request.body())
+        except msgspec.DecodeError as exc:
+            raise InvalidInput(f"malformed body: {exc}") from None
+        amount = parse_sum(body.sum)
+        await api.withdraw(user_id, body.order, amount)
+        return Response(content=b"", status_code=200)
+
+    @get("/api/user/withdrawals")
+    async def list_withdrawals(user_id: UserId) -> Response[bytes]:
+        views = await api.read_model.withdrawals(user_id)
+        if not views:
+            return Response(content=b"", status_code=204)
+        body = encoder.encode(
+            [WithdrawalOut(v.order, v.sum.as_decimal(), v.processed_at) for v in views]
+        )
+        return Response(content=body, media_type=JSON)
+
+    @get("/healthz", include_in_schema=False)
+    async def health() -> Response[bytes]:
+        return Response(content=b'{"status":"ok"}', media_type=JSON)
+
+    protected = Router(
+        path="/",
+        route_handlers=[upload_order, list_orders, balance, withdraw, list_withdrawals],
+        dependencies={"user_id": Provide(authenticate, sync_to_thread=False)},
+    )
+
+    return Litestar(
+        route_handlers=[register, log_in, health, protected],
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        middleware=[DefineMiddleware(GzipRequestMiddleware)],
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1),
+        request_max_body_size=MAX_BODY,
+        lifespan=list(lifespan),
+        openapi_config=None,
+        logging_config=None,
+        debug=debug,
+    )
+
+
+@asynccontextmanager
+async def no_lifespan(_app: Litestar) -> AsyncIterator[None]:
+    yield

@@ -1,0 +1,75 @@
+"""The one place where errors become HTTP status codes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from gophermart.application.errors import ConcurrentUpdate, Unauthenticated
+from gophermart.domain import errors as domain
+from gophermart.entrypoints.http.wire import ErrorOut, encoder
+
+log = logging.getLogger("gophermart.http")
+
+STATUS_OF: Mapping[type[Exception], int] = {
+    domain.InvalidInput: 400,
+    domain.InvalidOrderNumber: 422,
+    domain.InvalidAmount: 422,
+    domain.LoginTaken: 409,
+    domain.InvalidCredentials: 401,
+    domain.TooManyAttempts: 429,
+    domain.OrderOwnedByAnotherUser: 409,
+    domain.InsufficientPoints: 402,
+    domain.WithdrawalConflict: 409,
+    domain.UnknownUser: 401,
+    Unauthenticated: 401,
+    ConcurrentUpdate: 409,
+}
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> Response[bytes]:
+    return Response(
+        content=encoder.encode(ErrorOut(message)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _domain_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    for kind in type(exc).__mro__:
+        status = STATUS_OF.get(kind)
+        if status is not None:
+            break
+    else:  # pragma: no cover - every DomainError subclass is mapped
+        return _unexpected(_request, exc)
+    headers = None
+    if isinstance(exc, domain.TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after)}
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="gophermart"'}
+    return error_response(status, str(exc) or type(exc).__name__, headers)
+
+
+def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    return error_response(exc.status_code, exc.detail, dict(exc.headers or {}) or None)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error")
+
+
+EXCEPTION_HANDLERS: Mapping[Any, Callable[..., Response[bytes]]] = {
+    domain.DomainError: _domain_error,
+    Unauthenticated: _domain_error,
+    ConcurrentUpdate: _domain_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

@@ -1,0 +1,68 @@
+"""Service settings: what an operator can set, with env vars, flags and defaults.
+
+A leaf module (imports nothing of ours) so every layer's edge can raise
+:class:`ConfigError`, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """An unusable setting: printed as one line naming it, then exit status 2."""
+
+
+DEFAULT_DATABASE_URI = "sqlite:///gophermart.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    run_address: str = "localhost:8080"
+    database_uri: str = DEFAULT_DATABASE_URI
+    accrual_address: str | None = None
+    secret: str | None = None
+    token_ttl: timedelta = timedelta(hours=24)
+    workers: int = 1
+    run_worker: bool = True
+    accrual_concurrency: int = 16
+    log_level: str = "INFO"
+    cookie_secure: bool = False
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """``host:port``, ``:port`` (all interfaces) or ``http://host:port``."""
+    raw = value.strip()
+    if not raw:
+        raise ConfigError("RUN_ADDRESS: empty value")
+    if "://" in raw:
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
+            raise ConfigError(f"RUN_ADDRESS: expected host:port or http://host:port, got {value!r}")
+        raw = parts.netloc
+    host, sep, port_text = raw.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(
+            f"RUN_ADDRESS: expected host:port, :port or http://host:port, got {value!r}"
+        )
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"RUN_ADDRESS: port {port} is out of range")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":port" means all interfaces
+    return host, port
+
+
+def parse_accrual_address(value: str) -> str:
+    raw = value.strip().rstrip("/")
+    if "://" not in raw:
+        raw = "http://" + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"ACCRUAL_SYSTEM_ADDRESS: expected http://host:port, got {value!r}")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ConfigError(f"ACCRUAL_SYSTEM_ADDRESS: bad port in {value!r}") from None
+    return raw
