@@ -101,6 +101,7 @@ async def prepare(settings: Settings) -> Settings:
             raise ConfigError(
                 f"DATABASE_URI: migrating {database.target.display} failed: {exc}"
             ) from None
+        log.info("database %s is ready", database.target.display)
         if settings.secret:
             return settings
         return replace(settings, secret=await stored_token_secret(database.write))

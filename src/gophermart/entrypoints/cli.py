@@ -208,6 +208,8 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # Alembic narrates every plugin it loads at INFO; only its warnings matter here.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def serve(settings: Settings) -> int:
@@ -219,13 +221,7 @@ def serve(settings: Settings) -> int:
     settings = asyncio.run(prepare(settings))
     host, port = parse_listen_address(settings.run_address)
     export_settings(settings)
-    log.info(
-        "serving on http://%s:%d with %d process(es), database %s",
-        host,
-        port,
-        settings.workers,
-        settings.database_uri.split("@")[-1],
-    )
+    log.info("serving on http://%s:%d with %d process(es)", host, port, settings.workers)
     uvicorn.run(
         "gophermart.entrypoints.asgi:create",
         factory=True,

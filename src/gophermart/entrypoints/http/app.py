@@ -36,6 +36,7 @@ from gophermart.entrypoints.http.wire import (
 TOKEN_COOKIE = "token"  # noqa: S105 - a cookie name, not a secret
 MAX_BODY = 64 * 1024
 JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"  # for the empty bodies: they are not JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ def create_app(
         return Response(
             content=b"",
             status_code=200,
+            media_type=TEXT,
             headers={"Authorization": f"Bearer {auth.token}"},
             cookies=[
                 Cookie(
@@ -119,13 +121,13 @@ def create_app(
             raise InvalidInput("the body must carry an order number")
         outcome = await api.upload_order(user_id, text)
         status = 202 if outcome is UploadOutcome.ACCEPTED else 200
-        return Response(content=b"", status_code=status)
+        return Response(content=b"", status_code=status, media_type=TEXT)
 
     @get("/api/user/orders")
     async def list_orders(user_id: UserId) -> Response[bytes]:
         views = await api.read_model.orders(user_id)
         if not views:
-            return Response(content=b"", status_code=204)
+            return Response(content=b"", status_code=204, media_type=TEXT)
         body = encoder.encode(
             [
                 OrderOut(
@@ -155,13 +157,13 @@ def create_app(
             raise InvalidInput(f"malformed body: {exc}") from None
         amount = parse_sum(body.sum)
         await api.withdraw(user_id, body.order, amount)
-        return Response(content=b"", status_code=200)
+        return Response(content=b"", status_code=200, media_type=TEXT)
 
     @get("/api/user/withdrawals")
     async def list_withdrawals(user_id: UserId) -> Response[bytes]:
         views = await api.read_model.withdrawals(user_id)
         if not views:
-            return Response(content=b"", status_code=204)
+            return Response(content=b"", status_code=204, media_type=TEXT)
         body = encoder.encode(
             [WithdrawalOut(v.order, v.sum.as_decimal(), v.processed_at) for v in views]
         )
