@@ -20,6 +20,7 @@ from litestar import Litestar
 from gophermart.adapters.accrual_http import HttpAccrualClient
 from gophermart.adapters.clock import SystemClock
 from gophermart.adapters.security import Argon2Hasher, JwtTokens, SlidingLoginThrottle
+from gophermart.adapters.sql.audit import SqlLedgerAudit
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.listener import PgOrderListener
@@ -31,6 +32,7 @@ from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accrual_sync import AccrualSync
 from gophermart.application.orders import UploadOrder
+from gophermart.application.reconcile import ReconcileReport
 from gophermart.application.users import LogIn, Register
 from gophermart.entrypoints.http.app import Api, create_app
 from gophermart.settings import ConfigError, Settings
@@ -105,6 +107,16 @@ async def prepare(settings: Settings) -> Settings:
         if settings.secret:
             return settings
         return replace(settings, secret=await stored_token_secret(database.write))
+    finally:
+        await database.dispose()
+
+
+async def reconcile(settings: Settings) -> ReconcileReport:
+    """Audit the database named by ``settings`` (after migrating it, like any start)."""
+    await prepare(settings)
+    database = _database(settings)
+    try:
+        return await SqlLedgerAudit(database.read).reconcile()
     finally:
         await database.dispose()
 

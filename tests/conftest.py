@@ -1,0 +1,162 @@
+"""Shared fixtures: throwaway databases on SQLite and PostgreSQL, and real servers.
+
+PostgreSQL tests are not optional: if the server cannot be reached they fail, loudly,
+unless GOPHERMART_SKIP_PG=1 says on purpose that this run is SQLite-only.
+Each PostgreSQL test database is created for the test and dropped after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+PG_ADMIN_DSN = os.environ.get(
+    "GOPHERMART_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+SKIP_PG = os.environ.get("GOPHERMART_SKIP_PG") == "1"
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> None:
+    if SKIP_PG:
+        pytest.skip("GOPHERMART_SKIP_PG=1: PostgreSQL tests deliberately skipped")
+    try:
+        asyncio.run(_admin("SELECT 1"))
+    except Exception as exc:  # fail, never skip: a missing database is a broken setup
+        pytest.fail(
+            f"PostgreSQL is required at {PG_ADMIN_DSN} ({exc}); start it or set "
+            "GOPHERMART_SKIP_PG=1 to run the SQLite half only",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def postgres_uri(postgres_available: None) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database as a libpq URI with ?sslmode=disable."""
+    name = f"gm_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(PG_ADMIN_DSN, name) + "?sslmode=disable"
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'gophermart.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_uri(request: pytest.FixtureRequest) -> str:
+    """Runs the test once per SQL engine."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_uri"))
+    return str(request.getfixturevalue("postgres_uri"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{out}")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+@dataclass
+class Service:
+    """A ``gophermart`` process serving on a real socket."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    database_uri: str
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return self.proc.stdout.read().decode() if self.proc.stdout else ""
+
+
+def start_service(
+    database_uri: str,
+    *args: str,
+    accrual: str | None = None,
+    env: dict[str, str] | None = None,
+    secret: str | None = TEST_SECRET,
+) -> Service:
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GOPHERMART_")}
+    full_env.update(env or {})
+    if secret:
+        full_env["GOPHERMART_SECRET"] = secret
+    full_env["RUN_ADDRESS"] = f"127.0.0.1:{port}"
+    full_env["DATABASE_URI"] = database_uri
+    full_env.pop("ACCRUAL_SYSTEM_ADDRESS", None)
+    if accrual:
+        full_env["ACCRUAL_SYSTEM_ADDRESS"] = accrual
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gophermart", *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + "/healthz", proc)
+    except Exception:
+        proc.kill()
+        raise
+    return Service(url, proc, database_uri)
+
+
+@pytest.fixture
+def service(database_uri: str) -> Iterator[Service]:
+    """The service on a real socket, once per engine; must exit 0 on SIGTERM."""
+    svc = start_service(database_uri)
+    try:
+        yield svc
+    finally:
+        code = svc.stop()
+        assert code == 0, f"service exited with {code}:\n{svc.output()}"
