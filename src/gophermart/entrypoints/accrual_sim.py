@@ -33,19 +33,18 @@ import argparse
 import math
 import os
 import re
-import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, localcontext
-from types import FrameType
 from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 import uvicorn
 from litestar import Litestar, MediaType, Request, Response, get, post
+
+from gophermart.entrypoints.serving import clean_exit_on_stop_signals
 
 Clock = Callable[[], float]
 Status = Literal["REGISTERED", "PROCESSING", "INVALID", "PROCESSED"]
@@ -432,10 +431,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ignore_signal(_signum: int, _frame: FrameType | None) -> None:
-    """Swallow the stop signal uvicorn re-raises after it has already shut down cleanly."""
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator until SIGINT/SIGTERM, then return 0 (a clean stop is a success)."""
     args = _parser().parse_args(argv)
@@ -446,16 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     host, port = args.address
     server = uvicorn.Server(uvicorn.Config(create_sim_app(settings), host=host, port=port))
-    # uvicorn restores the previous handlers and re-raises the signal after a graceful stop,
-    # which would kill us with -SIGTERM or a KeyboardInterrupt; make the previous handler a no-op.
-    in_main = threading.current_thread() is threading.main_thread()
-    stops = (signal.SIGINT, signal.SIGTERM) if in_main else ()
-    previous = {sig: signal.signal(sig, _ignore_signal) for sig in stops}
-    try:
+    with clean_exit_on_stop_signals():
         server.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0
 
 

@@ -217,25 +217,27 @@ def serve(settings: Settings) -> int:
 
     from gophermart.bootstrap import prepare
     from gophermart.entrypoints.asgi import export_settings
+    from gophermart.entrypoints.serving import clean_exit_on_stop_signals
 
     settings = asyncio.run(prepare(settings))
     host, port = parse_listen_address(settings.run_address)
     export_settings(settings)
     log.info("serving on http://%s:%d with %d process(es)", host, port, settings.workers)
-    uvicorn.run(
-        "gophermart.entrypoints.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=settings.workers if settings.workers > 1 else None,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=15,
-        lifespan="on",
-        server_header=False,
-    )
+    with clean_exit_on_stop_signals():
+        uvicorn.run(
+            "gophermart.entrypoints.asgi:create",
+            factory=True,
+            host=host,
+            port=port,
+            workers=settings.workers if settings.workers > 1 else None,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=15,
+            lifespan="on",
+            server_header=False,
+        )
     return 0
 
 
