@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ def _with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-async def _admin(sql: str) -> None:
+async def _admin_async(sql: str) -> None:
     conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
     try:
         await conn.execute(sql)
@@ -44,12 +45,19 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+def _admin(sql: str) -> None:
+    """Run one admin statement on its own thread and loop: fixtures that need a database
+    are also requested from async fixtures, where this thread's loop is already running."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _admin_async(sql)).result()
+
+
 @pytest.fixture(scope="session")
 def postgres_available() -> None:
     if SKIP_PG:
         pytest.skip("GOPHERMART_SKIP_PG=1: PostgreSQL tests deliberately skipped")
     try:
-        asyncio.run(_admin("SELECT 1"))
+        _admin("SELECT 1")
     except Exception as exc:  # fail, never skip: a missing database is a broken setup
         pytest.fail(
             f"PostgreSQL is required at {PG_ADMIN_DSN} ({exc}); start it or set "
@@ -62,11 +70,11 @@ def postgres_available() -> None:
 def postgres_uri(postgres_available: None) -> Iterator[str]:
     """A fresh, empty PostgreSQL database as a libpq URI with ?sslmode=disable."""
     name = f"gm_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    _admin(f'CREATE DATABASE "{name}"')
     try:
         yield _with_database(PG_ADMIN_DSN, name) + "?sslmode=disable"
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -1,0 +1,361 @@
+"""One contract for every persistence backend: memory, SQLite and PostgreSQL.
+
+The use cases only know the ports; these tests pin down what the ports promise, so
+the in-memory fakes used by the unit tests cannot drift from the real databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore, MemoryUnitOfWork
+from gophermart.adapters.sql.engine import Database
+from gophermart.adapters.sql.gate import SqlAccrualGate
+from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.read_model import SqlReadModel
+from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
+from gophermart.adapters.sql.url import parse_database_uri
+from gophermart.application.errors import ConcurrentUpdate
+from gophermart.application.ports import AccrualGate, ReadModel, UnitOfWork
+from gophermart.domain.accounts import Account, EntryKind
+from gophermart.domain.errors import InsufficientPoints, LoginTaken
+from gophermart.domain.orders import Order, OrderNumber, OrderStatus
+from gophermart.domain.points import Points
+from gophermart.domain.users import Login, UserId
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+NUMBERS = ["79927398713", "12345678903", "9278923470", "346436439", "2377225624"]
+
+
+@dataclass
+class Backend:
+    name: str
+    uow: Callable[[], UnitOfWork]
+    read: ReadModel
+    gate: AccrualGate
+    database: Database | None = None
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        store = MemoryStore()
+        yield Backend(
+            "memory", lambda: MemoryUnitOfWork(store), MemoryReadModel(store), MemoryGate()
+        )
+        return
+    async for sql in _sql_backend(request):
+        yield sql
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    async for sql in _sql_backend(request):
+        yield sql
+
+
+async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    uri = request.getfixturevalue("sqlite_uri" if request.param == "sqlite" else "postgres_uri")
+    database = Database(parse_database_uri(uri))
+    await migrate(database)
+    try:
+        yield Backend(
+            request.param,
+            lambda: SqlUnitOfWork(database.write),
+            SqlReadModel(database.read),
+            SqlAccrualGate(database.write, refresh=0.0),
+            database,
+        )
+    finally:
+        await database.dispose()
+
+
+async def new_user(b: Backend, login: str = "alice") -> UserId:
+    async with b.uow() as uow:
+        user = await uow.users.add(Login(login), "hash$" + login)
+        await uow.accounts.open(user.id)
+        await uow.commit()
+    return user.id
+
+
+async def new_order(b: Backend, user: UserId, number: str, at: datetime = T0) -> Order:
+    order = Order.upload(OrderNumber(number), user, at)
+    async with b.uow() as uow:
+        assert await uow.orders.add(order)
+        await uow.commit()
+    return order
+
+
+async def credit(b: Backend, user: UserId, number: str, cents: int) -> None:
+    """Take an order to PROCESSED with an accrual and credit it, as the worker does."""
+    async with b.uow() as uow:
+        order = await uow.orders.get(OrderNumber(number))
+        assert order is not None
+        done = order.move_to(OrderStatus.PROCESSED, Points(cents))
+        assert await uow.orders.save(order, done, None)
+        account = await uow.accounts.get(user)
+        assert account is not None
+        account.credit(done, T0)
+        await uow.accounts.save(account)
+        await uow.commit()
+
+
+# --- users ----------------------------------------------------------------------
+
+
+async def test_users_are_found_by_login_and_logins_are_unique(backend: Backend) -> None:
+    alice = await new_user(backend, "alice")
+    async with backend.uow() as uow:
+        found = await uow.users.by_login(Login("alice"))
+        assert found is not None and found.id == alice and found.password_hash == "hash$alice"
+        assert await uow.users.by_login(Login("Alice")) is None  # case-sensitive
+    with pytest.raises(LoginTaken):
+        await new_user(backend, "alice")
+
+
+async def test_uncommitted_work_is_rolled_back(backend: Backend) -> None:
+    async with backend.uow() as uow:
+        await uow.users.add(Login("ghost"), "h")
+        # no commit
+    async with backend.uow() as uow:
+        assert await uow.users.by_login(Login("ghost")) is None
+
+
+async def test_an_error_inside_the_unit_of_work_rolls_back(backend: Backend) -> None:
+    with pytest.raises(RuntimeError):
+        async with backend.uow() as uow:
+            await uow.users.add(Login("ghost"), "h")
+            raise RuntimeError("boom")
+    async with backend.uow() as uow:
+        assert await uow.users.by_login(Login("ghost")) is None
+
+
+# --- orders ---------------------------------------------------------------------
+
+
+async def test_order_numbers_are_unique_across_users(backend: Backend) -> None:
+    alice, bob = await new_user(backend, "alice"), await new_user(backend, "bob")
+    await new_order(backend, alice, NUMBERS[0])
+    async with backend.uow() as uow:
+        assert not await uow.orders.add(Order.upload(OrderNumber(NUMBERS[0]), bob, T0))
+        stored = await uow.orders.get(OrderNumber(NUMBERS[0]))
+    assert stored is not None
+    assert stored.owner == alice and stored.status is OrderStatus.NEW
+    assert stored.uploaded_at == T0 and stored.uploaded_at.tzinfo is not None
+
+
+async def test_save_is_conditional_on_the_status_it_started_from(backend: Backend) -> None:
+    alice = await new_user(backend)
+    order = await new_order(backend, alice, NUMBERS[0])
+    processing = order.move_to(OrderStatus.PROCESSING)
+    async with backend.uow() as uow:
+        assert await uow.orders.save(order, processing, T0 + timedelta(seconds=5))
+        await uow.commit()
+    # A second worker that still believes the order is NEW loses.
+    async with backend.uow() as uow:
+        assert not await uow.orders.save(order, order.move_to(OrderStatus.INVALID), None)
+    async with backend.uow() as uow:
+        stored = await uow.orders.get(order.number)
+    assert stored is not None and stored.status is OrderStatus.PROCESSING
+
+
+async def test_claim_leases_due_orders_oldest_first_and_skips_final_ones(backend: Backend) -> None:
+    alice = await new_user(backend)
+    for i, number in enumerate(NUMBERS[:3]):
+        await new_order(backend, alice, number, T0 + timedelta(seconds=i))
+    await credit(backend, alice, NUMBERS[1], 100)  # final: never claimed again
+    lease = T0 + timedelta(minutes=1)
+    async with backend.uow() as uow:
+        claimed = await uow.orders.claim_due(T0 + timedelta(seconds=10), lease, 10)
+        await uow.commit()
+    assert [c.number.value for c in claimed] == [NUMBERS[0], NUMBERS[2]]
+    assert all(c.attempts == 1 for c in claimed)
+    # Leased: not due again until the lease runs out...
+    async with backend.uow() as uow:
+        assert await uow.orders.claim_due(T0 + timedelta(seconds=30), lease, 10) == []
+        await uow.commit()
+    # ...after which a crashed worker's orders come back, with the attempt counted.
+    async with backend.uow() as uow:
+        again = await uow.orders.claim_due(lease, lease + timedelta(minutes=1), 1)
+        await uow.commit()
+    assert [(c.number.value, c.attempts) for c in again] == [(NUMBERS[0], 2)]
+
+
+async def test_reschedule_moves_the_next_attempt(backend: Backend) -> None:
+    alice = await new_user(backend)
+    order = await new_order(backend, alice, NUMBERS[0])
+    async with backend.uow() as uow:
+        await uow.orders.reschedule(order.number, T0 + timedelta(hours=1))
+        await uow.commit()
+    async with backend.uow() as uow:
+        assert await uow.orders.claim_due(T0 + timedelta(minutes=59), T0, 10) == []
+        due = await uow.orders.claim_due(T0 + timedelta(hours=1), T0 + timedelta(hours=2), 10)
+    assert [c.number.value for c in due] == [NUMBERS[0]]
+
+
+async def test_concurrent_claims_never_hand_out_the_same_order(backend: Backend) -> None:
+    alice = await new_user(backend)
+    for i in range(20):
+        await new_order(backend, alice, _luhn(str(1000 + i)), T0)
+
+    async def claim() -> list[str]:
+        async with backend.uow() as uow:
+            claimed = await uow.orders.claim_due(T0, T0 + timedelta(minutes=1), 7)
+            await uow.commit()
+        return [c.number.value for c in claimed]
+
+    batches = await asyncio.gather(*(claim() for _ in range(4)))
+    everything = [n for batch in batches for n in batch]
+    assert len(everything) == len(set(everything)) == 20
+
+
+# --- accounts and the ledger ----------------------------------------------------
+
+
+async def test_credit_and_withdraw_move_the_balance_and_the_ledger(backend: Backend) -> None:
+    alice = await new_user(backend)
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 50_050)
+    async with backend.uow() as uow:
+        account = await uow.accounts.get(alice)
+        assert account is not None
+        assert account.withdraw(OrderNumber(NUMBERS[3]), Points(4_200), T0 + timedelta(1))
+        await uow.accounts.save(account)
+        await uow.commit()
+    balance = await backend.read.balance(alice)
+    assert balance is not None
+    assert (balance.current.cents, balance.withdrawn.cents) == (45_850, 4_200)
+    async with backend.uow() as uow:
+        entry = await uow.accounts.withdrawal(OrderNumber(NUMBERS[3]))
+    assert entry is not None
+    assert (entry.user_id, entry.kind, entry.amount) == (alice, EntryKind.WITHDRAWAL, Points(4200))
+
+
+async def test_the_database_refuses_an_overdraft_even_past_the_domain(backend: Backend) -> None:
+    alice = await new_user(backend)
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 1_000)
+    # A stale view of the account (as a concurrent request would have) passes the domain
+    # check; the conditional debit in the store must still refuse it.
+    stale = Account(alice, Points(1_000_000), Points(0))
+    stale.withdraw(OrderNumber(NUMBERS[3]), Points(5_000), T0)
+    with pytest.raises(InsufficientPoints):
+        async with backend.uow() as uow:
+            await uow.accounts.save(stale)
+            await uow.commit()
+    balance = await backend.read.balance(alice)
+    assert balance is not None and balance.current.cents == 1_000 and balance.withdrawn.cents == 0
+    async with backend.uow() as uow:
+        assert await uow.accounts.withdrawal(OrderNumber(NUMBERS[3])) is None
+
+
+async def test_a_second_entry_for_the_same_order_is_refused(backend: Backend) -> None:
+    alice, bob = await new_user(backend, "alice"), await new_user(backend, "bob")
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 10_000)
+    await new_order(backend, bob, NUMBERS[1])
+    await credit(backend, bob, NUMBERS[1], 10_000)
+    for who in (alice, bob):  # the same withdrawal order number, twice
+        account = Account(who, Points(10_000), Points(0))
+        account.withdraw(OrderNumber(NUMBERS[4]), Points(100), T0)
+        if who == alice:
+            async with backend.uow() as uow:
+                await uow.accounts.save(account)
+                await uow.commit()
+        else:
+            with pytest.raises(ConcurrentUpdate):
+                async with backend.uow() as uow:
+                    await uow.accounts.save(account)
+                    await uow.commit()
+    bob_balance = await backend.read.balance(bob)
+    assert bob_balance is not None and bob_balance.current.cents == 10_000
+
+
+# --- the read side --------------------------------------------------------------
+
+
+async def test_listings_are_newest_first_and_private(backend: Backend) -> None:
+    alice, bob = await new_user(backend, "alice"), await new_user(backend, "bob")
+    await new_order(backend, alice, NUMBERS[0], T0)
+    await new_order(backend, alice, NUMBERS[1], T0 + timedelta(seconds=2))
+    await new_order(backend, alice, NUMBERS[2], T0 + timedelta(seconds=1))
+    await new_order(backend, bob, NUMBERS[3], T0 + timedelta(seconds=9))
+    await credit(backend, alice, NUMBERS[0], 72_998)
+    views = await backend.read.orders(alice)
+    assert [v.number for v in views] == [NUMBERS[1], NUMBERS[2], NUMBERS[0]]
+    assert views[2].status is OrderStatus.PROCESSED and views[2].accrual == Points(72_998)
+    assert views[0].accrual is None and views[0].uploaded_at == T0 + timedelta(seconds=2)
+    assert await backend.read.orders(UserId(999_999)) == []
+    assert await backend.read.balance(UserId(999_999)) is None
+
+    account = Account(alice, Points(72_998), Points(0))
+    account.withdraw(OrderNumber(NUMBERS[4]), Points(100), T0 + timedelta(seconds=1))
+    account.withdraw(OrderNumber(_luhn("555")), Points(200), T0 + timedelta(seconds=5))
+    async with backend.uow() as uow:
+        await uow.accounts.save(account)
+        await uow.commit()
+    withdrawals = await backend.read.withdrawals(alice)
+    assert [(w.order, w.sum.cents) for w in withdrawals] == [(_luhn("555"), 200), (NUMBERS[4], 100)]
+    assert await backend.read.withdrawals(bob) == []
+
+
+# --- the accrual gate -----------------------------------------------------------
+
+
+async def test_gate_pauses_then_paces(backend: Backend) -> None:
+    now = T0
+    assert await backend.gate.reserve(now) == now  # nothing known: go
+    await backend.gate.pause(now + timedelta(seconds=30), 60)
+    first = await backend.gate.reserve(now + timedelta(seconds=1))
+    second = await backend.gate.reserve(now + timedelta(seconds=1))
+    third = await backend.gate.reserve(now + timedelta(seconds=1))
+    assert first >= now + timedelta(seconds=30)
+    assert (second - first) >= timedelta(seconds=1) and (third - second) >= timedelta(seconds=1)
+    assert (third - first) < timedelta(seconds=3)  # paced, not stalled
+
+
+# --- constraints that hold even for hand-written SQL ----------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE accounts SET balance = -1",
+        "INSERT INTO ledger (user_id, kind, order_number, amount, created_at) "
+        "VALUES (:u, 'accrual', '1', 0, CURRENT_TIMESTAMP)",
+        "INSERT INTO ledger (user_id, kind, order_number, amount, created_at) "
+        "VALUES (:u, 'bonus', '1', 5, CURRENT_TIMESTAMP)",
+        "UPDATE orders SET status = 'PROCESSED', next_attempt_at = NULL, accrual = 0",
+        "UPDATE orders SET status = 'DONE'",
+        "UPDATE orders SET next_attempt_at = NULL",
+    ],
+)
+async def test_schema_constraints_refuse_corrupt_rows(sql_backend: Backend, statement: str) -> None:
+    backend = sql_backend
+    assert backend.database is not None
+    alice = await new_user(backend)
+    await new_order(backend, alice, NUMBERS[0])
+    params: dict[str, Any] = {"u": alice}
+    with pytest.raises(IntegrityError):
+        async with backend.database.write.begin() as conn:
+            await conn.execute(text(statement), params)
+
+
+def _luhn(prefix: str) -> str:
+    for check in "0123456789":
+        candidate = prefix + check
+        total = 0
+        for i, ch in enumerate(reversed(candidate)):
+            d = int(ch) * (2 if i % 2 else 1)
+            total += d - 9 if d > 9 else d
+        if total % 10 == 0:
+            return candidate
+    raise AssertionError("unreachable")
