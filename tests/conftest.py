@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -66,15 +67,22 @@ def postgres_available() -> None:
         )
 
 
-@pytest.fixture
-def postgres_uri(postgres_available: None) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database as a libpq URI with ?sslmode=disable."""
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """Create a database for the caller and drop it afterwards, whatever happens."""
     name = f"gm_test_{uuid.uuid4().hex[:12]}"
     _admin(f'CREATE DATABASE "{name}"')
     try:
         yield _with_database(PG_ADMIN_DSN, name) + "?sslmode=disable"
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_uri(postgres_available: None) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database as a libpq URI with ?sslmode=disable."""
+    with throwaway_postgres() as uri:
+        yield uri
 
 
 @pytest.fixture

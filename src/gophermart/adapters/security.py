@@ -110,21 +110,25 @@ class JwtTokens:
 class SlidingLoginThrottle:
     """Refuses logins after too many recent failures, per login and per client address.
 
-    After ``free_failures`` failures within ``window`` seconds, each further attempt
-    must wait a lock-out that doubles per failure (capped at ``max_lockout``); a success
-    clears the login's record. State is per process: with N processes an attacker gets
-    at most N times the budget, still far from brute-force speeds.
+    After ``free_per_login`` failures for one login (or ``free_per_client`` from one
+    address, which may be a whole office behind NAT) within ``window`` seconds, each
+    further failure locks that key for a time that doubles per failure, capped at
+    ``max_lockout``; attempts during the lock-out are refused with 429 and
+    ``Retry-After`` before the password is even checked. A success clears the login's
+    record. State is per process: with N processes an attacker gets at most N times
+    the budget, still far from brute-force speeds.
     """
 
     def __init__(
         self,
-        free_failures: int = 5,
+        free_per_login: int = 5,
+        free_per_client: int = 50,
         window: float = 900.0,
         max_lockout: float = 900.0,
         max_keys: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._free = free_failures
+        self._free = {"l": free_per_login, "c": free_per_client}
         self._window = window
         self._max_lockout = max_lockout
         self._max_keys = max_keys
@@ -146,9 +150,10 @@ class SlidingLoginThrottle:
             if now - first > self._window:
                 failures, first = 0, now
             failures += 1
+            free = self._free[key[0]]
             locked_until = 0.0
-            if failures > self._free:
-                locked_until = now + min(self._max_lockout, 2.0 ** (failures - self._free))
+            if failures > free:
+                locked_until = now + min(self._max_lockout, 2.0 ** (failures - free))
             self._records[key] = (failures, first, locked_until)
             self._records.move_to_end(key)
         while len(self._records) > self._max_keys:
