@@ -141,7 +141,12 @@ def start_service(
     accrual: str | None = None,
     env: dict[str, str] | None = None,
     secret: str | None = TEST_SECRET,
+    address_flag: str | None = None,
 ) -> Service:
+    """Start ``python -m gophermart *args`` on a free port and wait until it answers.
+
+    ``address_flag`` (e.g. ``":{port}"``) passes the address as ``-a`` instead of env.
+    """
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GOPHERMART_")}
     full_env.update(env or {})
@@ -152,6 +157,9 @@ def start_service(
     full_env.pop("ACCRUAL_SYSTEM_ADDRESS", None)
     if accrual:
         full_env["ACCRUAL_SYSTEM_ADDRESS"] = accrual
+    if address_flag is not None:
+        args = ("-a", address_flag.format(port=port), *args)
+        full_env["RUN_ADDRESS"] = "bogus-the-flag-must-win"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gophermart", *args],
         env=full_env,
@@ -176,3 +184,14 @@ def service(database_uri: str) -> Iterator[Service]:
     finally:
         code = svc.stop()
         assert code == 0, f"service exited with {code}:\n{svc.output()}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a failure: nothing may silently not run."""
+    if os.environ.get("GOPHERMART_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped:
+        print(f"\nGOPHERMART_FORBID_SKIPS=1: {skipped} test(s) were skipped; failing the run")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,181 @@
+"""The ``gophermart`` command as an operator meets it: settings, errors, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, start_service, wait_until_up
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RUN_ADDRESS", "DATABASE_URI", "ACCRUAL_SYSTEM_ADDRESS")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gophermart", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_help_explains_every_setting() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for needle in (
+        "RUN_ADDRESS",
+        "DATABASE_URI",
+        "ACCRUAL_SYSTEM_ADDRESS",
+        "-a",
+        "-d",
+        "-r",
+        "worker",
+        "reconcile",
+        "accrual-sim",
+    ):
+        assert needle in result.stdout, needle
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (["-d", "mysql://root@localhost/db"], {}, "DATABASE_URI"),
+        (["-d", "sqlite:///no/such/dir/x.db"], {}, "DATABASE_URI"),
+        (["-d", "not a uri"], {}, "DATABASE_URI"),
+        (
+            [],
+            {"DATABASE_URI": "postgresql://postgres@127.0.0.1:1/nope?sslmode=disable"},
+            "DATABASE_URI",
+        ),
+        (["-d", "postgres://postgres@127.0.0.1:5432/db?sslmode=bogus"], {}, "DATABASE_URI"),
+        (["-a", "localhost:http"], {}, "RUN_ADDRESS"),
+        (["-a", "localhost:99999"], {}, "RUN_ADDRESS"),
+        (["-r", "ftp://x"], {}, "ACCRUAL_SYSTEM_ADDRESS"),
+        ([], {"GOPHERMART_SECRET": "short"}, "GOPHERMART_SECRET"),
+        ([], {"GOPHERMART_WORKERS": "zero"}, "GOPHERMART_WORKERS"),
+    ],
+)
+def test_unusable_settings_fail_with_one_line_naming_the_setting(
+    tmp_path: Path, args: list[str], env: dict[str, str], names: str
+) -> None:
+    result = run_cli(
+        "-a",
+        f"127.0.0.1:{free_port()}",
+        *args,
+        env={"DATABASE_URI": f"sqlite:///{tmp_path}/ok.db", **env}
+        if "DATABASE_URI" not in env
+        else env,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert len(lines) == 1, result.stderr
+    assert names in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_needs_the_accrual_address(tmp_path: Path) -> None:
+    result = run_cli("worker", "-d", f"sqlite:///{tmp_path}/w.db")
+    assert result.returncode == 2
+    assert "ACCRUAL_SYSTEM_ADDRESS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_flags_win_over_environment(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gophermart",
+            "-a",
+            f"127.0.0.1:{port}",
+            "-d",
+            f"sqlite:///{tmp_path}/flag.db",
+        ],
+        env={**os.environ, "RUN_ADDRESS": "bogus", "DATABASE_URI": "mysql://nope"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
+        assert (tmp_path / "flag.db").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("form", [":{port}", "http://127.0.0.1:{port}", "127.0.0.1:{port}"])
+def test_run_address_forms(tmp_path: Path, form: str) -> None:
+    svc = start_service(f"sqlite:///{tmp_path}/a.db", address_flag=form)
+    try:
+        assert httpx.get(svc.url + "/healthz").status_code == 200
+    finally:
+        assert svc.stop() == 0
+
+
+def test_postgres_uri_as_operators_pass_it(postgres_uri: str) -> None:
+    """The issue's own example: env vars, `postgres://` scheme, `?sslmode=disable`."""
+    uri = postgres_uri.replace("postgresql://", "postgres://", 1)
+    assert "sslmode=disable" in uri
+    svc = start_service(uri)
+    try:
+        response = httpx.post(
+            svc.url + "/api/user/register", json={"login": "op", "password": "pw"}
+        )
+        assert response.status_code == 200
+        assert response.headers["authorization"].startswith("Bearer ")
+        assert "HttpOnly" in response.headers["set-cookie"]
+    finally:
+        assert svc.stop() == 0
+
+
+def test_generated_secret_survives_a_restart(tmp_path: Path) -> None:
+    """Without GOPHERMART_SECRET the key is kept in the database: restarts keep sessions."""
+    uri = f"sqlite:///{tmp_path}/secret.db"
+    first = start_service(uri, secret=None)
+    try:
+        token = httpx.post(
+            first.url + "/api/user/register", json={"login": "k", "password": "pw"}
+        ).headers["authorization"]
+    finally:
+        assert first.stop(signal.SIGINT) == 0
+    second = start_service(uri, secret=None)
+    try:
+        assert (
+            httpx.get(
+                second.url + "/api/user/balance", headers={"Authorization": token}
+            ).status_code
+            == 200
+        )
+    finally:
+        assert second.stop() == 0
+
+
+def test_two_processes_share_the_port_and_the_secret(tmp_path: Path) -> None:
+    svc = start_service(f"sqlite:///{tmp_path}/multi.db", "-w", "2", secret=None)
+    try:
+        token = httpx.post(
+            svc.url + "/api/user/register", json={"login": "m", "password": "pw"}
+        ).headers["authorization"]
+        # Fresh connections land on either process; every one must accept the token.
+        codes = {
+            httpx.get(svc.url + "/api/user/balance", headers={"Authorization": token}).status_code
+            for _ in range(20)
+        }
+        assert codes == {200}
+    finally:
+        assert svc.stop() == 0
