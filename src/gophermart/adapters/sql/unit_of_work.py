@@ -15,7 +15,7 @@ from gophermart.adapters.sql.schema import accounts, ledger, orders, users
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import ClaimedOrder
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
-from gophermart.domain.errors import InsufficientPoints, LoginTaken
+from gophermart.domain.errors import InsufficientPoints, LoginTaken, UnknownUser
 from gophermart.domain.orders import Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, User, UserId
@@ -67,13 +67,10 @@ class SqlOrders:
         self._conn = conn
 
     async def add(self, order: Order) -> bool:
-        stmt = (
-            postgresql.insert(orders)
-            if self._conn.dialect.name == "postgresql"
-            else sqlite.insert(orders)
-        )
-        inserted = await self._conn.scalar(
-            stmt.values(
+        dialect = postgresql if self._conn.dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(orders)
+            .values(
                 number=order.number.value,
                 user_id=order.owner,
                 status=order.status.value,
@@ -83,7 +80,11 @@ class SqlOrders:
             .on_conflict_do_nothing(index_elements=["number"])
             .returning(orders.c.id)
         )
-        if inserted is not None and self._conn.dialect.name == "postgresql":
+        try:
+            inserted = await self._conn.scalar(statement)
+        except IntegrityError:  # the number is ON CONFLICT; this is the owner's foreign key
+            raise UnknownUser(f"user {order.owner} does not exist") from None
+        if inserted is not None and dialect is postgresql:
             # Delivered at commit, to every worker process LISTENing: poll it now.
             await self._conn.execute(text(f"NOTIFY {ORDERS_CHANNEL}"))
         return inserted is not None
