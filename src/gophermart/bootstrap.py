@@ -25,6 +25,7 @@ from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.listener import PgOrderListener
 from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.read_model import SqlReadModel
 from gophermart.adapters.sql.secrets import stored_token_secret
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
@@ -54,6 +55,13 @@ def _uow_factory(database: Database) -> partial[SqlUnitOfWork]:
     return partial(SqlUnitOfWork, database.write)
 
 
+def _read_model(database: Database) -> SqlReadModel | PgReadModel:
+    # PostgreSQL's hot reads go straight through asyncpg (see pg_read_model.py).
+    if database.is_postgres:
+        return PgReadModel(database.target.location)
+    return SqlReadModel(database.read)
+
+
 def _database(settings: Settings) -> Database:
     return Database(parse_database_uri(settings.database_uri))
 
@@ -64,7 +72,7 @@ class Container(containers.DeclarativeContainer):
     database = providers.Singleton(_database, settings)
     clock = providers.Singleton(SystemClock)
     uow = providers.Singleton(_uow_factory, database)
-    read_model = providers.Singleton(SqlReadModel, database.provided.read)
+    read_model = providers.Singleton(_read_model, database)
     hasher = providers.Singleton(Argon2Hasher)
     tokens = providers.Singleton(JwtTokens, settings.provided.secret, settings.provided.token_ttl)
     throttle = providers.Singleton(SlidingLoginThrottle)
@@ -165,6 +173,9 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await c.accrual_client().aclose()
         c.hasher().close()
+        read_model = c.read_model()
+        if isinstance(read_model, PgReadModel):
+            await read_model.close()
         await c.database().dispose()
 
     @contextlib.asynccontextmanager

@@ -20,6 +20,7 @@ from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore,
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.read_model import SqlReadModel
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
@@ -66,15 +67,23 @@ async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]
     uri = request.getfixturevalue("sqlite_uri" if request.param == "sqlite" else "postgres_uri")
     database = Database(parse_database_uri(uri))
     await migrate(database)
+    # PostgreSQL reads through asyncpg directly (the hot path); SQLite through Core.
+    read: SqlReadModel | PgReadModel = (
+        PgReadModel(database.target.location)
+        if database.is_postgres
+        else SqlReadModel(database.read)
+    )
     try:
         yield Backend(
             request.param,
             lambda: SqlUnitOfWork(database.write),
-            SqlReadModel(database.read),
+            read,
             SqlAccrualGate(database.write, refresh=0.0),
             database,
         )
     finally:
+        if isinstance(read, PgReadModel):
+            await read.close()
         await database.dispose()
 
 
