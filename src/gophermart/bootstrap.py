@@ -25,7 +25,9 @@ from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.listener import PgOrderListener
 from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
+from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
 from gophermart.adapters.sql.secrets import stored_token_secret
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
@@ -51,15 +53,25 @@ class WakeUp:
         self.event.set()
 
 
-def _uow_factory(database: Database) -> partial[SqlUnitOfWork]:
+def _uow_factory(
+    database: Database, pool: PgPool | None
+) -> partial[SqlUnitOfWork] | partial[PgUnitOfWork]:
+    if pool is not None:
+        return partial(PgUnitOfWork, pool)
     return partial(SqlUnitOfWork, database.write)
 
 
-def _read_model(database: Database) -> SqlReadModel | PgReadModel:
-    # PostgreSQL's hot reads go straight through asyncpg (see pg_read_model.py).
-    if database.is_postgres:
-        return PgReadModel(database.target.location)
-    return SqlReadModel(database.read)
+# PostgreSQL's hot paths go straight through asyncpg (pg_unit_of_work.py and
+# pg_read_model.py); SQLite, and PostgreSQL's cold paths (migrations, the accrual gate,
+# secrets, reconcile), through SQLAlchemy.
+
+
+def _pg_pool(database: Database) -> PgPool | None:
+    return PgPool(database.target.location) if database.is_postgres else None
+
+
+def _read_model(database: Database, pool: PgPool | None) -> SqlReadModel | PgReadModel:
+    return PgReadModel(pool) if pool is not None else SqlReadModel(database.read)
 
 
 def _database(settings: Settings) -> Database:
@@ -71,8 +83,9 @@ class Container(containers.DeclarativeContainer):
 
     database = providers.Singleton(_database, settings)
     clock = providers.Singleton(SystemClock)
-    uow = providers.Singleton(_uow_factory, database)
-    read_model = providers.Singleton(_read_model, database)
+    pg_pool = providers.Singleton(_pg_pool, database)
+    uow = providers.Singleton(_uow_factory, database, pg_pool)
+    read_model = providers.Singleton(_read_model, database, pg_pool)
     hasher = providers.Singleton(Argon2Hasher)
     tokens = providers.Singleton(JwtTokens, settings.provided.secret, settings.provided.token_ttl)
     throttle = providers.Singleton(SlidingLoginThrottle)
@@ -173,9 +186,9 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await c.accrual_client().aclose()
         c.hasher().close()
-        read_model = c.read_model()
-        if isinstance(read_model, PgReadModel):
-            await read_model.close()
+        pool = c.pg_pool()
+        if pool is not None:
+            await pool.close()
         await c.database().dispose()
 
     @contextlib.asynccontextmanager

@@ -20,7 +20,9 @@ from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore,
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
+from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
@@ -45,7 +47,7 @@ class Backend:
     database: Database | None = None
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "postgres-asyncpg"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "memory":
         store = MemoryStore()
@@ -57,33 +59,39 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield sql
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "postgres-asyncpg"])
 async def sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     async for sql in _sql_backend(request):
         yield sql
 
 
 async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    """SQLite and PostgreSQL through SQLAlchemy; and PostgreSQL as the service runs it,
+    with the hot paths straight through asyncpg (PgUnitOfWork, PgReadModel)."""
     uri = request.getfixturevalue("sqlite_uri" if request.param == "sqlite" else "postgres_uri")
     database = Database(parse_database_uri(uri))
     await migrate(database)
-    # PostgreSQL reads through asyncpg directly (the hot path); SQLite through Core.
-    read: SqlReadModel | PgReadModel = (
-        PgReadModel(database.target.location)
-        if database.is_postgres
-        else SqlReadModel(database.read)
-    )
+    pool = PgPool(database.target.location) if request.param == "postgres-asyncpg" else None
     try:
-        yield Backend(
-            request.param,
-            lambda: SqlUnitOfWork(database.write),
-            read,
-            SqlAccrualGate(database.write, refresh=0.0),
-            database,
-        )
+        if pool is not None:
+            yield Backend(
+                request.param,
+                lambda: PgUnitOfWork(pool),
+                PgReadModel(pool),
+                SqlAccrualGate(database.write, refresh=0.0),
+                database,
+            )
+        else:
+            yield Backend(
+                request.param,
+                lambda: SqlUnitOfWork(database.write),
+                SqlReadModel(database.read),
+                SqlAccrualGate(database.write, refresh=0.0),
+                database,
+            )
     finally:
-        if isinstance(read, PgReadModel):
-            await read.close()
+        if pool is not None:
+            await pool.close()
         await database.dispose()
 
 

@@ -11,13 +11,11 @@ the repository contract tests run both.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
-import asyncpg
-
+from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
 from gophermart.domain.orders import OrderStatus
 from gophermart.domain.points import Points
@@ -35,44 +33,17 @@ _WITHDRAWALS = (
 _STATUSES = {s.value: s for s in OrderStatus}
 
 
-async def _no_reset(_conn: asyncpg.Connection) -> None:
-    """These connections only ever run the three reads above: no session state to reset.
-    (asyncpg's default reset is one more round trip per request.)"""
-
-
 class PgReadModel:
-    def __init__(self, dsn: str, min_size: int = 2, max_size: int = 10) -> None:
-        self._dsn = dsn
-        self._min_size = min_size
-        self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
-
-    async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            async with self._lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn,
-                        min_size=self._min_size,
-                        max_size=self._max_size,
-                        reset=_no_reset,
-                        max_inactive_connection_lifetime=300,
-                    )
-        return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+    def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
 
     async def balance(self, user_id: UserId) -> BalanceView | None:
-        pool = await self._get_pool()
+        pool = await self._pool.get()
         row: Any = await pool.fetchrow(_BALANCE, user_id)
         return BalanceView(Points(row[0]), Points(row[1])) if row is not None else None
 
     async def orders(self, user_id: UserId) -> Sequence[OrderView]:
-        pool = await self._get_pool()
+        pool = await self._pool.get()
         rows = await pool.fetch(_ORDERS, user_id)
         return [
             OrderView(
@@ -85,6 +56,6 @@ class PgReadModel:
         ]
 
     async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        pool = await self._get_pool()
+        pool = await self._pool.get()
         rows = await pool.fetch(_WITHDRAWALS, user_id)
         return [WithdrawalView(r[0], Points(r[1]), r[2].astimezone(UTC)) for r in rows]
