@@ -3,11 +3,19 @@
 Argon2 is deliberately slow (~100 ms of CPU). It runs in a small thread pool: the
 argon2 C code releases the GIL, so the event loop keeps serving other requests while
 hashes run, and the pool's size bounds the memory a login storm can take.
+
+Off the loop is not enough on a busy machine: hashing threads compete with the event
+loop (and PostgreSQL) for the same cores. They run at the lowest CPU priority (nice
+19, per thread on Linux; the argon2 lane threads they start inherit it), so a storm
+of logins slows logins, not every other request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -25,12 +33,20 @@ from gophermart.domain.errors import TooManyAttempts
 from gophermart.domain.users import Password, UserId
 
 
+def _lowest_priority() -> None:
+    """Nice this thread (only it: on Linux PRIO_PROCESS with a thread id is per thread)."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class Argon2Hasher:
     """argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile)."""
 
     def __init__(self, threads: int = 2, hasher: _Argon2 | None = None) -> None:
         self._argon2 = hasher or _Argon2()
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="argon2", initializer=_lowest_priority
+        )
         # Verifying against this costs what verifying a real hash costs: used for
         # unknown logins, so their answer time does not reveal that they are unknown.
         self._dummy_hash = self._argon2.hash("not a real password, only a timing decoy")
