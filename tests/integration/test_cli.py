@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,17 @@ def test_unusable_settings_fail_with_one_line_naming_the_setting(
     assert len(lines) == 1, result.stderr
     assert names in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("-a", f"127.0.0.1:{port}", "-d", f"sqlite:///{tmp_path}/p.db")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "RUN_ADDRESS" in result.stderr and str(port) in result.stderr
 
 
 def test_worker_needs_the_accrual_address(tmp_path: Path) -> None:

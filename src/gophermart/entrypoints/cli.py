@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -212,6 +213,23 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
+def _check_bindable(host: str, port: int) -> None:
+    """Say it in one line when the port is taken, before anything else starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"RUN_ADDRESS: cannot resolve {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(
+                f"RUN_ADDRESS: cannot listen on {host}:{port}: {exc.strerror}"
+            ) from None
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
 
@@ -219,8 +237,9 @@ def serve(settings: Settings) -> int:
     from gophermart.entrypoints.asgi import export_settings
     from gophermart.entrypoints.serving import clean_exit_on_stop_signals
 
-    settings = asyncio.run(prepare(settings))
     host, port = parse_listen_address(settings.run_address)
+    _check_bindable(host, port)
+    settings = asyncio.run(prepare(settings))
     export_settings(settings)
     log.info("serving on http://%s:%d with %d process(es)", host, port, settings.workers)
     with clean_exit_on_stop_signals():
