@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -108,8 +109,7 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"process exited with {proc.returncode}:\n{out}")
+            raise RuntimeError(f"process exited with {proc.returncode}")
         try:
             httpx.get(url, timeout=0.5)
             return
@@ -125,6 +125,7 @@ class Service:
     url: str
     proc: subprocess.Popen[bytes]
     database_uri: str
+    log: Path
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
@@ -132,7 +133,9 @@ class Service:
         return self.proc.wait(timeout)
 
     def output(self) -> str:
-        return self.proc.stdout.read().decode() if self.proc.stdout else ""
+        """Everything the process printed (a file, not a pipe: a pipe nobody reads fills
+        up and freezes a chatty process)."""
+        return self.log.read_text(errors="replace")
 
 
 def start_service(
@@ -160,19 +163,21 @@ def start_service(
     if address_flag is not None:
         args = ("-a", address_flag.format(port=port), *args)
         full_env["RUN_ADDRESS"] = "bogus-the-flag-must-win"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gophermart", *args],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log = Path(tempfile.mkstemp(prefix=f"gophermart-{port}-", suffix=".log")[1])
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gophermart", *args],
+            env=full_env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url + "/healthz", proc)
-    except Exception:
+    except Exception as exc:
         proc.kill()
-        raise
-    return Service(url, proc, database_uri)
+        raise RuntimeError(f"{exc}; its output:\n{log.read_text(errors='replace')}") from None
+    return Service(url, proc, database_uri, log)
 
 
 @pytest.fixture

@@ -263,7 +263,11 @@ class MemoryGate:
             self.paused_until = until
         if per_minute:
             self.per_minute = per_minute
-        self._next_slot = self.paused_until
+        if self._next_slot is None or self._next_slot < self.paused_until:
+            self._next_slot = self.paused_until
+
+    def rate(self) -> int | None:
+        return self.per_minute
 
     async def reserve(self, now: datetime) -> datetime:
         start = now

@@ -90,12 +90,21 @@ class AccrualSync:
         now = self._clock.now()
         lease_until = now + timedelta(seconds=self._policy.lease)
         async with self._uow() as uow:
-            claimed = await uow.orders.claim_due(now, lease_until, self._batch_size)
+            claimed = await uow.orders.claim_due(now, lease_until, self._claim_size())
             await uow.commit()
         self.stats.claimed += len(claimed)
         if claimed:
             await asyncio.gather(*(self._guarded(order) for order in claimed))
         return len(claimed)
+
+    def _claim_size(self) -> int:
+        """Under a rate limit, claim no more than can be polled well within the lease
+        (a quarter of it, leaving room for other worker processes' slots): a claimed
+        order waiting past its lease would be claimed and polled twice."""
+        rate = self._gate.rate()
+        if not rate:
+            return self._batch_size
+        return max(1, min(self._batch_size, int(rate * self._policy.lease / 60 / 4)))
 
     async def run_until(
         self, stop: asyncio.Event, wakeup: asyncio.Event, idle_poll: float = 1.0

@@ -224,6 +224,10 @@ class AccrualGate(Protocol):
 
     async def pause(self, until: datetime, per_minute: int | None) -> None: ...
 
+    def rate(self) -> int | None:
+        """The announced requests-per-minute limit, once one is known."""
+        ...
+
     async def reserve(self, now: datetime) -> datetime:
         """The instant at which the caller may send its next request (``now`` if free)."""
         ...

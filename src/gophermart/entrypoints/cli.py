@@ -209,8 +209,8 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    # Alembic narrates every plugin it loads at INFO; only its warnings matter here.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for chatty in ("alembic", "httpx", "httpcore"):  # narrate every step at INFO
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _check_bindable(host: str, port: int) -> None:

@@ -39,13 +39,19 @@ class SqlAccrualGate:
             ).one()
             paused_until = max(until, row.paused_until) if row.paused_until else until
             rate = per_minute or row.per_minute
+            # Pacing resumes after the pause, but never earlier than the schedule already
+            # says: a Retry-After shorter than 60/N must not reset the spacing.
+            next_slot = max(paused_until, row.next_slot) if row.next_slot else paused_until
             await conn.execute(
                 update(accrual_gate)
                 .where(accrual_gate.c.id == 1)
-                .values(paused_until=paused_until, per_minute=rate, next_slot=paused_until)
+                .values(paused_until=paused_until, per_minute=rate, next_slot=next_slot)
             )
         self._paused_until, self._per_minute = paused_until, rate
         self._read_at = time.monotonic()
+
+    def rate(self) -> int | None:
+        return self._per_minute
 
     async def reserve(self, now: datetime) -> datetime:
         if time.monotonic() - self._read_at > self._refresh:
