@@ -25,7 +25,7 @@ DEFAULT_RETRY_AFTER: Final = 60.0
 #: And never longer than this, whatever a confused server says.
 MAX_RETRY_AFTER: Final = 3600.0
 
-_RATE_RE: Final = re.compile(r"(\d+)\s+requests?\s+per\s+minute", re.IGNORECASE)
+_RATE_RE: Final = re.compile(r"\b([0-9]{1,9})\s+requests?\s+per\s+minute", re.IGNORECASE)
 
 
 class _Body(msgspec.Struct):
@@ -113,8 +113,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float:
         return DEFAULT_RETRY_AFTER
     value = value.strip()
     seconds: float | None = None
-    if value.isdigit():
-        seconds = float(value)
+    if value.isascii() and value.isdigit():  # ASCII: '²'.isdigit() is true too
+        seconds = float(value) if len(value) <= 9 else MAX_RETRY_AFTER
     else:
         try:
             when = email.utils.parsedate_to_datetime(value)

@@ -49,7 +49,9 @@ class RetryPolicy:
     lease: float = 60.0
 
     def delay(self, attempts: int, rnd: Callable[[], float] = random.random) -> float:
-        ceiling = min(self.cap, self.base * (2.0 ** max(0, attempts - 1)))
+        # The exponent is capped too: 2.0 ** 1024 overflows, and an order the accrual
+        # system never hears of is asked about every `cap` seconds for ever.
+        ceiling = min(self.cap, self.base * (2.0 ** min(max(0, attempts - 1), 64)))
         return ceiling * (0.5 + 0.5 * rnd())
 
 

@@ -41,11 +41,7 @@ class Points:
 
         More than two decimals, NaN, infinity or a non-number is :class:`InvalidAmount`.
         """
-        amount = _to_decimal(value)
-        cents = amount * 100
-        if cents != cents.to_integral_value():
-            raise InvalidAmount("amounts have at most two decimals")
-        return cls._from_cents_decimal(cents)
+        return cls(_exact_cents(_to_decimal(value)))
 
     @classmethod
     def rounded(cls, value: Decimal | int | str) -> Points:
@@ -82,6 +78,28 @@ class Points:
 
     def __str__(self) -> str:
         return str(self.as_decimal())
+
+
+def _exact_cents(amount: Decimal) -> int:
+    """The amount in hundredths, in integer arithmetic: decimal arithmetic would round
+    to its 28-digit context first, and 1.00000000000000000000000000001 would pass as 1."""
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite: checked by _to_decimal
+    coefficient = int("".join(map(str, digits)) or "0")
+    shift = exponent + 2
+    if coefficient == 0:
+        return 0
+    if shift >= 0:
+        cents = int(coefficient * 10**shift)
+    else:
+        # More fractional digits than the coefficient has: cannot be a whole number of
+        # hundredths (and 10**shift of a hostile exponent would never finish).
+        if -shift > len(digits) or coefficient % 10**-shift:
+            raise InvalidAmount("amounts have at most two decimals")
+        cents = int(coefficient // 10**-shift)
+    if cents > MAX_CENTS:
+        raise InvalidAmount("amount is absurdly large")
+    return cents
 
 
 def _to_decimal(value: Decimal | int | str) -> Decimal:

@@ -1,0 +1,277 @@
+"""Credentials and password hashing.
+
+Proves that ``JwtTokens`` round-trips a user id and refuses tampered, foreign-secret,
+expired (also when cached), garbage and ``alg=none`` tokens with ``Unauthenticated``,
+and refuses a short secret; that ``Argon2Hasher`` hashes and verifies (wrong password
+and unknown user are ``False``); and that with argon2's *default* cost the hashing runs
+off the event loop: a ticking coroutine never sees a gap over 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import argon2
+import jwt
+import pytest
+
+from gophermart.adapters import security
+from gophermart.adapters.security import Argon2Hasher, JwtTokens
+from gophermart.application.errors import Unauthenticated
+from gophermart.domain.users import Password, UserId
+
+SECRET = "s" * 40 + "-unit-test-signing-secret-for-hs256"
+OTHER_SECRET = "o" * 32 + "-another-signing-secret"
+
+
+def b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def tokens() -> JwtTokens:
+    return JwtTokens(SECRET, timedelta(hours=1))
+
+
+# --- JWT -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user_id", [1, 42, 2**40])
+def test_round_trip(tokens: JwtTokens, user_id: int) -> None:
+    token = tokens.issue(UserId(user_id))
+    assert tokens.verify(token) == user_id
+    assert tokens.verify(token) == user_id  # second time from the cache
+    # another instance with the same secret (another API process) agrees
+    assert JwtTokens(SECRET, timedelta(hours=1)).verify(token) == user_id
+
+
+def test_claims_are_signed_hs256_with_expiry(tokens: JwtTokens) -> None:
+    token = tokens.issue(UserId(7))
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "7"
+    assert 3590 <= claims["exp"] - time.time() <= 3610
+
+
+def test_tampered_signature(tokens: JwtTokens) -> None:
+    header, payload, signature = tokens.issue(UserId(1)).split(".")
+    middle = len(signature) // 2
+    flipped = "A" if signature[middle] != "A" else "B"
+    forged = f"{header}.{payload}.{signature[:middle]}{flipped}{signature[middle + 1 :]}"
+    with pytest.raises(Unauthenticated):
+        tokens.verify(forged)
+
+
+def test_tampered_payload_keeps_old_signature(tokens: JwtTokens) -> None:
+    header, _, signature = tokens.issue(UserId(1)).split(".")
+    payload = b64({"sub": "2", "exp": int(time.time()) + 3600})
+    with pytest.raises(Unauthenticated):
+        tokens.verify(f"{header}.{payload}.{signature}")
+
+
+def test_wrong_secret(tokens: JwtTokens) -> None:
+    foreign = JwtTokens(OTHER_SECRET, timedelta(hours=1)).issue(UserId(1))
+    with pytest.raises(Unauthenticated):
+        tokens.verify(foreign)
+    made_by_hand = jwt.encode(
+        {"sub": "1", "exp": int(time.time()) + 60}, OTHER_SECRET, algorithm="HS256"
+    )
+    with pytest.raises(Unauthenticated):
+        tokens.verify(made_by_hand)
+
+
+def test_expired_token(tokens: JwtTokens) -> None:
+    expired = jwt.encode(
+        {"sub": "1", "iat": int(time.time()) - 120, "exp": int(time.time()) - 60},
+        SECRET,
+        algorithm="HS256",
+    )
+    with pytest.raises(Unauthenticated):
+        tokens.verify(expired)
+
+
+def test_cached_token_expires_too(tokens: JwtTokens, monkeypatch: pytest.MonkeyPatch) -> None:
+    short = JwtTokens(SECRET, timedelta(seconds=30))
+    token = short.issue(UserId(3))
+    assert short.verify(token) == 3  # now cached
+    real = time.time()
+    monkeypatch.setattr(security.time, "time", lambda: real + 31)
+    with pytest.raises(Unauthenticated):
+        short.verify(token)
+
+
+def test_cached_token_is_not_resurrected_after_expiry(tokens: JwtTokens) -> None:
+    # real time, no fakes: PyJWT reads its own clock, so both paths must agree
+    exp = int(time.time()) + 1
+    token = jwt.encode({"sub": "9", "exp": exp}, SECRET, algorithm="HS256")
+    assert tokens.verify(token) == 9  # cached now
+    while time.time() <= exp + 0.01:
+        time.sleep(0.02)
+    with pytest.raises(Unauthenticated):
+        tokens.verify(token)  # from the cache
+    with pytest.raises(Unauthenticated):
+        tokens.verify(token)  # and again, after the cache dropped it
+
+
+def test_token_issued_with_short_ttl_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = time.time()
+    monkeypatch.setattr(security.time, "time", lambda: real - 3600)
+    old = JwtTokens(SECRET, timedelta(seconds=60)).issue(UserId(4))  # issued an hour ago
+    monkeypatch.undo()
+    with pytest.raises(Unauthenticated):
+        JwtTokens(SECRET, timedelta(seconds=60)).verify(old)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "garbage",
+        "a.b.c",
+        "a.b",
+        "....",
+        "Bearer x",
+        "eyJhbGciOiJIUzI1NiJ9.e30.",
+    ],
+)
+def test_garbage(tokens: JwtTokens, token: str) -> None:
+    with pytest.raises(Unauthenticated):
+        tokens.verify(token)
+
+
+def test_alg_none(tokens: JwtTokens) -> None:
+    claims = {"sub": "1", "exp": int(time.time()) + 3600}
+    unsigned = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
+    with pytest.raises(Unauthenticated):
+        tokens.verify(unsigned)
+    by_pyjwt = jwt.encode(claims, None, algorithm="none")
+    with pytest.raises(Unauthenticated):
+        tokens.verify(by_pyjwt)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": 10**10},  # no subject
+        {"sub": "1"},  # no expiry
+        {"sub": "alice", "exp": 10**10},  # subject not a user id
+        {"sub": 1, "exp": 10**10},  # subject must be a string
+    ],
+)
+def test_signed_but_malformed_claims(tokens: JwtTokens, claims: dict[str, object]) -> None:
+    with pytest.raises(Unauthenticated):
+        tokens.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+def test_other_hmac_algorithm_refused(tokens: JwtTokens) -> None:
+    token = jwt.encode({"sub": "1", "exp": 10**10}, SECRET, algorithm="HS512")
+    with pytest.raises(Unauthenticated):
+        tokens.verify(token)
+
+
+@pytest.mark.parametrize("secret", ["", "short", "x" * 31])
+def test_short_secret_refused(secret: str) -> None:
+    with pytest.raises(ValueError, match="32"):
+        JwtTokens(secret, timedelta(hours=1))
+
+
+def test_secret_of_32_chars_accepted() -> None:
+    tokens = JwtTokens("x" * 32, timedelta(hours=1))
+    assert tokens.verify(tokens.issue(UserId(5))) == 5
+
+
+# --- argon2 ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cheap_hasher() -> Iterator[Argon2Hasher]:
+    hasher = Argon2Hasher(hasher=argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    yield hasher
+    hasher.close()
+
+
+async def test_hash_and_verify(cheap_hasher: Argon2Hasher) -> None:
+    password = Password.parse("correct horse battery staple")
+    stored = await cheap_hasher.hash(password)
+    assert stored.startswith("$argon2id$")
+    assert password.value not in stored
+    assert await cheap_hasher.verify(stored, password) is True
+
+
+async def test_hashes_are_salted(cheap_hasher: Argon2Hasher) -> None:
+    password = Password.parse("same")
+    a, b = await cheap_hasher.hash(password), await cheap_hasher.hash(password)
+    assert a != b
+    assert await cheap_hasher.verify(a, password) and await cheap_hasher.verify(b, password)
+
+
+async def test_wrong_password(cheap_hasher: Argon2Hasher) -> None:
+    stored = await cheap_hasher.hash(Password.parse("right"))
+    assert await cheap_hasher.verify(stored, Password.parse("wrong")) is False
+    assert await cheap_hasher.verify(stored, Password.parse("right ")) is False
+
+
+async def test_unknown_user_is_false(cheap_hasher: Argon2Hasher) -> None:
+    # even the decoy's own password does not log an unknown user in
+    decoy = Password.parse("not a real password, only a timing decoy")
+    assert await cheap_hasher.verify(None, decoy) is False
+    assert await cheap_hasher.verify(None, Password.parse("anything")) is False
+
+
+async def test_corrupt_hash_is_false(cheap_hasher: Argon2Hasher) -> None:
+    assert await cheap_hasher.verify("not-a-hash", Password.parse("pw")) is False
+    assert await cheap_hasher.verify("plain$pw", Password.parse("pw")) is False
+
+
+async def _max_tick_gap_while_hashing(hasher: Argon2Hasher) -> tuple[float, float, int]:
+    """Hash four passwords concurrently while a coroutine ticks every 5 ms.
+
+    Returns (largest gap between ticks, seconds the hashes took, number of ticks).
+    """
+    done = asyncio.Event()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.02)  # let the ticker start
+    started = time.perf_counter()
+    try:
+        hashes = await asyncio.gather(
+            *(hasher.hash(Password.parse(f"password {i}")) for i in range(4))
+        )
+    finally:
+        done.set()
+    elapsed = time.perf_counter() - started
+    await tick
+    assert len(set(hashes)) == 4
+    assert all(h.startswith("$argon2id$") for h in hashes)
+    return max(gaps), elapsed, len(gaps)
+
+
+async def test_default_cost_hashing_does_not_block_the_event_loop() -> None:
+    hasher = Argon2Hasher()  # argon2-cffi's default (RFC 9106 low-memory) parameters
+    try:
+        # A hash on the loop stalls it for a whole hash (~100 ms+) on *every* run; the OS
+        # scheduler on a busy machine can stall a thread once in a while. So the loop must
+        # stay responsive in at least one of three runs.
+        runs = [await _max_tick_gap_while_hashing(hasher) for _ in range(3)]
+    finally:
+        hasher.close()
+
+    best_gap, elapsed, ticks = min(runs)
+    # the hashes took real time (the default cost), and the loop kept ticking all along
+    assert elapsed > 0.05, f"hashing took only {elapsed:.3f}s: not the default cost?"
+    assert ticks >= 5
+    assert best_gap <= 0.05, f"event loop stalled for {best_gap * 1000:.1f} ms: {runs}"
