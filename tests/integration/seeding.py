@@ -16,26 +16,16 @@ from sqlalchemy import insert, select, update
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.schema import accounts, ledger, orders, users
 from gophermart.adapters.sql.url import parse_database_uri
+from tests.luhn_reference import with_check_digit
+
+luhn = with_check_digit  # the tests' name for it: `prefix` plus its check digit
 
 _counter = itertools.count(1)
 
 
-def luhn(prefix: str) -> str:
-    """``prefix`` plus the check digit that makes it Luhn-valid."""
-    for check in "0123456789":
-        candidate = prefix + check
-        total = 0
-        for i, ch in enumerate(reversed(candidate)):
-            d = int(ch) * (2 if i % 2 else 1)
-            total += d - 9 if d > 9 else d
-        if total % 10 == 0:
-            return candidate
-    raise AssertionError("unreachable")
-
-
 async def _seed(database_uri: str, login: str, cents: int) -> str:
     database = Database(parse_database_uri(database_uri))
-    number = luhn(f"77{next(_counter):08d}{abs(hash(login)) % 10**6:06d}")
+    number = with_check_digit(f"77{next(_counter):08d}{abs(hash(login)) % 10**6:06d}")
     now = datetime.now(UTC)
     try:
         async with database.write.begin() as conn:

@@ -34,6 +34,7 @@ import pytest
 
 from tests.conftest import Service, start_service, throwaway_postgres
 from tests.integration.simulator import Simulator, running_simulator
+from tests.luhn_reference import luhn_ok, with_check_digit
 
 T = TypeVar("T")
 
@@ -46,43 +47,21 @@ DEADLINE = 20.0  # seconds: how long any single "eventually" may take without a 
 # --- order numbers ------------------------------------------------------------------
 
 
-def luhn_complete(prefix: str) -> str:
-    """``prefix`` plus the check digit that makes it pass the Luhn check."""
-    total = 0
-    # Digits of the prefix sit one place further left once the check digit is appended.
-    for i, char in enumerate(reversed(prefix)):
-        digit = int(char)
-        if i % 2 == 0:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return prefix + str((10 - total % 10) % 10)
-
-
-def luhn_valid(number: str) -> bool:
-    total = 0
-    for i, char in enumerate(reversed(number)):
-        digit = int(char)
-        if i % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
 _RUN = f"{random.SystemRandom().randrange(10**7):07d}"
 _SERIAL = itertools.count(1)
 
 
 def new_number() -> str:
     """A Luhn-valid order number no other test of this run uses."""
-    number = luhn_complete(f"4{_RUN}{next(_SERIAL):06d}")
-    assert luhn_valid(number)
+    number = with_check_digit(f"4{_RUN}{next(_SERIAL):06d}")
+    assert luhn_ok(number)
     return number
 
 
 def test_luhn_helper_agrees_with_known_numbers() -> None:
-    assert luhn_complete("7992739871") == "79927398713"
-    assert luhn_complete("1234567890") == "12345678903"
-    assert luhn_valid("2377225624") and not luhn_valid("2377225625")
+    assert with_check_digit("7992739871") == "79927398713"
+    assert with_check_digit("1234567890") == "12345678903"
+    assert luhn_ok("2377225624") and not luhn_ok("2377225625")
 
 
 def expected_points(accrual: str) -> Decimal:

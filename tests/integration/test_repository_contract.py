@@ -33,6 +33,7 @@ from gophermart.domain.errors import InsufficientPoints, LoginTaken
 from gophermart.domain.orders import Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, UserId
+from tests.luhn_reference import with_check_digit
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NUMBERS = ["79927398713", "12345678903", "9278923470", "346436439", "2377225624"]
@@ -221,7 +222,7 @@ async def test_reschedule_moves_the_next_attempt(backend: Backend) -> None:
 async def test_concurrent_claims_never_hand_out_the_same_order(backend: Backend) -> None:
     alice = await new_user(backend)
     for i in range(20):
-        await new_order(backend, alice, _luhn(str(1000 + i)), T0)
+        await new_order(backend, alice, with_check_digit(str(1000 + i)), T0)
 
     async def claim() -> list[str]:
         async with backend.uow() as uow:
@@ -315,12 +316,15 @@ async def test_listings_are_newest_first_and_private(backend: Backend) -> None:
 
     account = Account(alice, Points(72_998), Points(0))
     account.withdraw(OrderNumber(NUMBERS[4]), Points(100), T0 + timedelta(seconds=1))
-    account.withdraw(OrderNumber(_luhn("555")), Points(200), T0 + timedelta(seconds=5))
+    account.withdraw(OrderNumber(with_check_digit("555")), Points(200), T0 + timedelta(seconds=5))
     async with backend.uow() as uow:
         await uow.accounts.save(account)
         await uow.commit()
     withdrawals = await backend.read.withdrawals(alice)
-    assert [(w.order, w.sum.cents) for w in withdrawals] == [(_luhn("555"), 200), (NUMBERS[4], 100)]
+    assert [(w.order, w.sum.cents) for w in withdrawals] == [
+        (with_check_digit("555"), 200),
+        (NUMBERS[4], 100),
+    ]
     assert await backend.read.withdrawals(bob) == []
 
 
@@ -364,15 +368,3 @@ async def test_schema_constraints_refuse_corrupt_rows(sql_backend: Backend, stat
     with pytest.raises(IntegrityError):
         async with backend.database.write.begin() as conn:
             await conn.execute(text(statement), params)
-
-
-def _luhn(prefix: str) -> str:
-    for check in "0123456789":
-        candidate = prefix + check
-        total = 0
-        for i, ch in enumerate(reversed(candidate)):
-            d = int(ch) * (2 if i % 2 else 1)
-            total += d - 9 if d > 9 else d
-        if total % 10 == 0:
-            return candidate
-    raise AssertionError("unreachable")

@@ -56,7 +56,7 @@ from gophermart.domain.errors import (
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
-from tests.unit.luhn_reference import with_check_digit
+from tests.luhn_reference import with_check_digit
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 ALICE, BOB = UserId(1), UserId(2)

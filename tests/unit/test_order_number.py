@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from gophermart.domain.errors import InvalidOrderNumber
 from gophermart.domain.orders import MAX_ORDER_NUMBER_LENGTH, OrderNumber, luhn_valid
-from tests.unit.luhn_reference import check_digit, luhn_ok, valid_numbers, with_check_digit
+from tests.luhn_reference import check_digit, luhn_ok, valid_numbers, with_check_digit
 
 digit_strings = st.text(alphabet="0123456789", min_size=1, max_size=MAX_ORDER_NUMBER_LENGTH)
 
