@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -206,6 +207,15 @@ class Runtime:
         self._stop.set()
 
 
+def _settle_garbage_collector() -> None:
+    """Move everything alive after start-up (modules, the app, pools) out of the GC's
+    sight, and collect young objects less eagerly: full collections walking those
+    long-lived objects were the server's worst latency spikes (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def api_of(container: Container) -> Api:
     """The HTTP layer's view of the container."""
     settings: Settings = container.settings()
@@ -228,6 +238,7 @@ def http_app(settings: Settings, container: Container | None = None) -> Litestar
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         async with runtime.running(run_worker=settings.run_worker):
+            _settle_garbage_collector()
             yield
 
     app = create_app(api_of(runtime.container), lifespan=[lifespan])

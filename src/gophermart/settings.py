@@ -6,6 +6,8 @@ A leaf module (imports nothing of ours) so every layer's edge can raise
 
 from __future__ import annotations
 
+import logging
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -66,3 +68,13 @@ def parse_accrual_address(value: str) -> str:
     except ValueError:
         raise ConfigError(f"ACCRUAL_SYSTEM_ADDRESS: bad port in {value!r}") from None
     return raw
+
+
+def configure_logging(level: str) -> None:
+    """One log format for every process: the CLI's, and each server process uvicorn
+    spawns (which starts with a fresh interpreter and would otherwise print bare lines)."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for chatty in ("alembic", "httpx", "httpcore"):  # narrate every step at INFO
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))

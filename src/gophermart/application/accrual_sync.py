@@ -86,6 +86,7 @@ class AccrualSync:
         self._slots = asyncio.Semaphore(concurrency)
         self._sleep = sleep or asyncio.sleep
         self.stats = SyncStats()
+        self._paused_until: datetime | None = None
 
     async def run_once(self) -> int:
         """Claim one batch of due orders and process it; returns how many were claimed."""
@@ -147,11 +148,14 @@ class AccrualSync:
             await self._apply(order, answer)
         elif isinstance(answer, RateLimited):
             until = self._clock.now() + timedelta(seconds=answer.retry_after)
-            log.warning(
-                "accrual system rate limit: pausing %.1fs, then %s/min",
-                answer.retry_after,
-                answer.per_minute,
-            )
+            if self._paused_until is None or until > self._paused_until + timedelta(seconds=1):
+                # Once per pause, not once per refused poll (all those in flight get one).
+                log.warning(
+                    "accrual system rate limit: pausing %.1fs, then %s/min",
+                    answer.retry_after,
+                    answer.per_minute,
+                )
+            self._paused_until = until
             await self._gate.pause(until, answer.per_minute)
             self.stats.throttled += 1
             await self._reschedule(order, until)

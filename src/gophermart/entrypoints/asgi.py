@@ -12,7 +12,7 @@ import msgspec
 from litestar import Litestar
 
 from gophermart.bootstrap import http_app
-from gophermart.settings import ConfigError, Settings
+from gophermart.settings import ConfigError, Settings, configure_logging
 
 RESOLVED_SETTINGS_ENV = "_GOPHERMART_RESOLVED_SETTINGS"
 
@@ -25,4 +25,6 @@ def create() -> Litestar:
     raw = os.environ.get(RESOLVED_SETTINGS_ENV)
     if raw is None:
         raise ConfigError("start the service with the `gophermart` command")
-    return http_app(msgspec.json.decode(raw, type=Settings))
+    settings = msgspec.json.decode(raw, type=Settings)
+    configure_logging(settings.log_level)
+    return http_app(settings)

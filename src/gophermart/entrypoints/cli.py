@@ -25,6 +25,7 @@ from gophermart.settings import (
     DEFAULT_DATABASE_URI,
     ConfigError,
     Settings,
+    configure_logging,
     parse_accrual_address,
     parse_listen_address,
 )
@@ -205,14 +206,6 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     )
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    for chatty in ("alembic", "httpx", "httpcore"):  # narrate every step at INFO
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
-
-
 def _check_bindable(host: str, port: int) -> None:
     """Say it in one line when the port is taken, before anything else starts."""
     try:
@@ -283,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = resolve_settings(args, dict(os.environ))
-        _configure_logging(settings.log_level)
+        configure_logging(settings.log_level)
         if args.command == "worker":
             return run_worker(settings)
         if args.command == "reconcile":

@@ -19,8 +19,13 @@ from gophermart.settings import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
-    size: int = 10
-    overflow: int = 10
+    """SQLAlchemy's pool on PostgreSQL. It serves the cold paths only (migrations, the
+    accrual gate, the stored secret, reconcile); the hot paths have their own asyncpg
+    pool (pg_pool.py). Kept small: every connection is a PostgreSQL backend, and with a
+    few processes the default max_connections of 100 goes fast."""
+
+    size: int = 2
+    overflow: int = 3
     timeout: float = 30.0
 
 

@@ -18,7 +18,9 @@ async def _cheap_reset(conn: asyncpg.Connection) -> None:
 class PgPool:
     """Created lazily inside the running loop (server processes fork before that)."""
 
-    def __init__(self, dsn: str, min_size: int = 2, max_size: int = 20) -> None:
+    #: 10 per process measured faster than 20 (and than 5) with two processes on two
+    #: cores: more backends than cores only compete (docs/performance.md).
+    def __init__(self, dsn: str, min_size: int = 2, max_size: int = 10) -> None:
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
