@@ -1,10 +1,10 @@
 """Developer sessions: `nox` runs lint, types and tests (what CI runs).
 
-    nox -s serve      run the service on ./gophermart.db (localhost:8080)
-    nox -s lint       ruff (lint + format check) and the import-layer contracts
-    nox -s types      mypy (strict on domain and application)
-    nox -s tests      the whole test suite: unit, SQLite, PostgreSQL, end to end
-    nox -s bench      the benchmark suite against PostgreSQL (not part of `nox`)
+nox -s serve      run the service on ./gophermart.db (localhost:8080)
+nox -s lint       ruff (lint + format check) and the import-layer contracts
+nox -s types      mypy (strict on domain and application)
+nox -s tests      the whole test suite: unit, SQLite, PostgreSQL, end to end
+nox -s bench      the benchmark suite against PostgreSQL (not part of `nox`)
 """
 
 from __future__ import annotations
