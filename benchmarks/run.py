@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+import argon2
 import asyncpg
 import httpx
 
@@ -73,6 +74,9 @@ GOAL_WITHDRAW_RPS = 3500
 MAX_STORM_RATIO = 2.0
 
 SERVICE_SRC_ENV = "BENCH_SERVICE_SRC"
+CONTENTION_CLIENTS = 32  # issue 4: withdrawals on one hot account vs on 32 accounts
+AUTH_CLIENTS = 4  # issue 2: register and login latency "under a small concurrent load"
+ARGON2_SAMPLES = 20
 BUSY_WARNING_PCT = 20.0  # CPU busy before a measurement above which we warn
 
 
@@ -754,6 +758,8 @@ async def run_wrk(
     label: str,
     *,
     expect_busy: bool = False,
+    connections: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> WrkResult:
     # Between runs our own processes are idle: anything keeping the CPU busy now is someone
     # else's and would be measured as ours. Wait for it (bounded), and record what it was.
@@ -764,11 +770,13 @@ async def run_wrk(
         "BENCH_LUA_DIR": str(LUA_DIR),
         "BENCH_TOKENS": str(tokens_path),
         "BENCH_SALT": str(next(_salt)),
+        **(extra_env or {}),
     }
+    clients = connections or cfg.connections
     cmd = [
         "wrk",
-        f"-t{cfg.threads}",
-        f"-c{cfg.connections}",
+        f"-t{min(cfg.threads, clients)}",
+        f"-c{clients}",
         f"-d{duration}s",
         "--timeout",
         "10s",
@@ -801,6 +809,81 @@ async def run_wrk(
         f"p99 {result.p99_ms:.1f} ms, errors {result.errors}"
     )
     return result
+
+
+async def withdraw_contention(
+    cfg: Config, url: str, tokens: Sequence[str], work: Path
+) -> list[WrkResult]:
+    """32 clients withdrawing from one account (every debit contends for the same row
+    lock), then from 32 accounts (one each, no contention): what the row lock costs."""
+    n = min(CONTENTION_CLIENTS, len(tokens))
+    runs = []
+    for label, chosen in (
+        (f"withdraw, one hot account (-c {CONTENTION_CLIENTS})", tokens[:1]),
+        (f"withdraw, {n} accounts (-c {CONTENTION_CLIENTS})", tokens[:n]),
+    ):
+        path = work / f"tokens-{len(chosen)}.txt"
+        path.write_text("\n".join(chosen) + "\n")
+        runs.append(
+            await run_wrk(
+                cfg, url, "withdraw.lua", path, cfg.duration, label, connections=CONTENTION_CLIENTS
+            )
+        )
+    return runs
+
+
+async def auth_latency(cfg: Config, url: str, logins_path: Path) -> list[WrkResult]:
+    """Sign-ups and logins from a few concurrent clients: each costs one argon2id hash."""
+    env = {"BENCH_PASSWORD": PASSWORD, "BENCH_LOGINS": str(logins_path)}
+    return [
+        await run_wrk(
+            cfg,
+            url,
+            script,
+            logins_path,
+            cfg.duration,
+            f"{endpoint} (-c {AUTH_CLIENTS})",
+            connections=AUTH_CLIENTS,
+            extra_env=env,
+        )
+        for script, endpoint in (
+            ("register.lua", "POST /api/user/register"),
+            ("login.lua", "POST /api/user/login"),
+        )
+    ]
+
+
+def argon2_cost() -> dict[str, Any]:
+    """What one argon2id hash and one verification cost here, in this (idle) process, with
+    argon2-cffi's defaults, which the service uses. CPU time counts all the threads a hash
+    runs on (parallelism lanes), so it is what the hash takes from the machine."""
+    hasher = argon2.PasswordHasher()
+    stored = hasher.hash(PASSWORD)
+    timed: dict[str, tuple[list[float], list[float]]] = {"hash": ([], []), "verify": ([], [])}
+    for _ in range(ARGON2_SAMPLES):
+        for name, call in (
+            ("hash", lambda: hasher.hash(PASSWORD)),
+            ("verify", lambda: hasher.verify(stored, PASSWORD)),
+        ):
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            call()
+            walls, cpus = timed[name]
+            walls.append(time.perf_counter() - wall0)
+            cpus.append(time.process_time() - cpu0)
+    cost: dict[str, Any] = {
+        "time_cost": hasher.time_cost,
+        "memory_cost_kib": hasher.memory_cost,
+        "parallelism": hasher.parallelism,
+        "samples": ARGON2_SAMPLES,
+    }
+    for name, (walls, cpus) in timed.items():
+        cost[name] = {
+            "wall_ms_p50": round(percentile(walls, 50) * 1000, 1),
+            "wall_ms_p99": round(percentile(walls, 99) * 1000, 1),
+            "cpu_ms_p50": round(percentile(cpus, 50) * 1000, 1),
+        }
+    log(f"argon2id: {cost}")
+    return cost
 
 
 @dataclass
@@ -1154,7 +1237,12 @@ def render(results: dict[str, Any]) -> str:
     ceiling = pg.get("pgbench -S", {}).get("tps") or 0.0
     head = ("endpoint", "requests/s", "p50 ms", "p99 ms", "errors", "ratio to pgbench -S")
     rows: list[tuple[str, ...]] = []
-    for r in results.get("endpoints", []):
+    scenarios = (
+        *results.get("endpoints", []),
+        *results.get("withdraw_contention", []),
+        *results.get("auth", []),
+    )
+    for r in scenarios:
         ratio = f"{r['rps'] / ceiling:.3f}" if ceiling else "n/a"
         rows.append(
             (
@@ -1188,6 +1276,16 @@ def render(results: dict[str, Any]) -> str:
     withdraw = next((r for r in results.get("endpoints", []) if "withdraw" in r["label"]), None)
     if update and withdraw:
         out.append(f"\nwithdraw / pgbench simple-update: {withdraw['rps'] / update:.3f}")
+
+    a2 = results.get("argon2")
+    if a2:
+        h, v = a2["hash"], a2["verify"]
+        out.append(
+            f"\nargon2id (t={a2['time_cost']}, m={a2['memory_cost_kib']} KiB, "
+            f"p={a2['parallelism']}), one at a time on the idle machine: "
+            f"hash {h['wall_ms_p50']} ms (p99 {h['wall_ms_p99']}), {h['cpu_ms_p50']} ms CPU; "
+            f"verify {v['wall_ms_p50']} ms (p99 {v['wall_ms_p99']}), {v['cpu_ms_p50']} ms CPU"
+        )
 
     storm = results.get("login_storm")
     if storm:
@@ -1332,6 +1430,9 @@ async def bench(cfg: Config, dbs: Databases, procs: Processes, results: dict[str
             results["pgbench_error"] = str(exc)
             log(f"pgbench failed, continuing without the ceiling: {exc}")
 
+    if not cfg.accrual_only:
+        await wait_until_idle(cfg.wait_idle)
+        results["argon2"] = await asyncio.to_thread(argon2_cost)
     await dbs.create(dbs.bench)
     log(f"created database {dbs.bench}")
     async with ConnectionWatch(dbs) as watch:
@@ -1341,9 +1442,13 @@ async def bench(cfg: Config, dbs: Databases, procs: Processes, results: dict[str
         finally:
             results["postgres_connections"] = watch.summary()
     results["integrity"] = await integrity(dbs)
-    withdraw = next((e for e in results.get("endpoints", []) if "withdraw" in e["label"]), None)
-    if withdraw is not None:
-        results["integrity"]["withdraw_2xx"] = withdraw["requests"] - withdraw["non_2xx"]
+    withdraws = [
+        e
+        for e in (*results.get("endpoints", []), *results.get("withdraw_contention", []))
+        if "withdraw" in e["label"]
+    ]
+    if withdraws:
+        results["integrity"]["withdraw_2xx"] = sum(e["requests"] - e["non_2xx"] for e in withdraws)
 
 
 async def http_section(
@@ -1380,6 +1485,9 @@ async def http_section(
                 await run_wrk(cfg, service.url, script, tokens_path, cfg.duration, label)
             )
             results["endpoints"] = [asdict(r) for r in endpoints]
+        contention = await withdraw_contention(cfg, service.url, seeded.tokens, work)
+        results["withdraw_contention"] = [asdict(r) for r in contention]
+        results["auth"] = [asdict(r) for r in await auth_latency(cfg, service.url, logins_path)]
         try:
             storm = await login_storm(cfg, procs, service.url, tokens_path, logins_path)
             results["login_storm"] = {
