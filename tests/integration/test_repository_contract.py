@@ -275,6 +275,55 @@ async def test_the_database_refuses_an_overdraft_even_past_the_domain(backend: B
         assert await uow.accounts.withdrawal(OrderNumber(NUMBERS[3])) is None
 
 
+async def test_a_unit_of_work_reads_its_own_saved_entries_and_keeps_none_uncommitted(
+    backend: Backend,
+) -> None:
+    alice = await new_user(backend)
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 10_000)
+    spent = OrderNumber(NUMBERS[3])
+    async with backend.uow() as uow:
+        account = await uow.accounts.get(alice)
+        assert account is not None
+        account.withdraw(spent, Points(2_500), T0)
+        await uow.accounts.save(account)
+        seen = await uow.accounts.get(alice)
+        assert seen is not None and (seen.balance.cents, seen.withdrawn.cents) == (7_500, 2_500)
+        entry = await uow.accounts.withdrawal(spent)
+        assert entry is not None and entry.amount == Points(2_500)
+        # no commit: leaving the unit of work must undo all of it
+    balance = await backend.read.balance(alice)
+    assert balance is not None and (balance.current.cents, balance.withdrawn.cents) == (10_000, 0)
+    async with backend.uow() as uow:
+        assert await uow.accounts.withdrawal(spent) is None
+
+
+async def test_an_order_and_its_credit_commit_together(backend: Backend) -> None:
+    """The accrual worker's unit of work: the order's final status and the credit, or
+    neither (here the credit is refused, so the status must not stick either)."""
+    alice = await new_user(backend)
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 1_000)  # NUMBERS[0] is credited once already
+    await new_order(backend, alice, NUMBERS[1])
+    async with backend.uow() as uow:
+        before = await uow.orders.get(OrderNumber(NUMBERS[1]))
+        credited = await uow.orders.get(OrderNumber(NUMBERS[0]))
+        assert before is not None and credited is not None
+    after = before.move_to(OrderStatus.PROCESSED, Points(500))
+    account = Account(alice, Points(1_000), Points(0))
+    account.credit(credited, T0)  # NUMBERS[0] a second time: the ledger refuses it
+    with pytest.raises(ConcurrentUpdate):
+        async with backend.uow() as uow:
+            assert await uow.orders.save(before, after, None)
+            await uow.accounts.save(account)
+            await uow.commit()
+    async with backend.uow() as uow:
+        still = await uow.orders.get(OrderNumber(NUMBERS[1]))
+    assert still is not None and still.status is OrderStatus.NEW
+    balance = await backend.read.balance(alice)
+    assert balance is not None and balance.current.cents == 1_000
+
+
 async def test_a_second_entry_for_the_same_order_is_refused(backend: Backend) -> None:
     alice, bob = await new_user(backend, "alice"), await new_user(backend, "bob")
     await new_order(backend, alice, NUMBERS[0])

@@ -119,7 +119,9 @@ class AccountRepository(Protocol):
 
         The database enforces the rules again: a debit is a conditional update
         (``balance >= amount``) raising :class:`InsufficientPoints` if it lost a race;
-        a duplicate (kind, order) raises :class:`~.errors.ConcurrentUpdate`.
+        a duplicate (kind, order) raises :class:`~.errors.ConcurrentUpdate`. A store may
+        defer the write to the unit of work's commit, so these errors may come from
+        :meth:`UnitOfWork.commit` instead; nothing is written either way.
         """
         ...
 

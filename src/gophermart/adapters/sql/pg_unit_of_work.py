@@ -10,6 +10,12 @@ statement:
   (a login) costs no BEGIN/ROLLBACK at all.
 * Each ledger entry and its balance change are one statement (a data-modifying CTE):
   the conditional debit and the entry succeed or fail together.
+* Ledger entries are written at commit (or before the next statement of the same unit
+  of work). When an entry is the unit of work's only write, as in a withdrawal, it runs
+  alone, outside BEGIN/COMMIT: one statement is its own transaction. That saves two
+  round trips, and the account's row lock is held only while PostgreSQL runs the
+  statement and flushes its commit, not while the answer travels to a busy event loop
+  and a COMMIT travels back, which is what limits withdrawals from one hot account.
 * A new order announces itself with ``pg_notify`` in its own ``RETURNING`` clause: the
   wake-up costs no extra round trip and is delivered only if the insert commits.
 
@@ -76,18 +82,55 @@ RETURNING number, status, attempts
 
 
 class _Session:
-    """The connection of one unit of work, and its lazily started transaction."""
+    """The connection of one unit of work, its lazily started transaction, and the
+    ledger entries waiting for the commit."""
 
     def __init__(self, conn: PoolConnectionProxy) -> None:
         self.conn = conn
         self.tx: Any = None
         self.committed = False
+        self.deferred: list[LedgerEntry] = []
+
+    async def read(self) -> PoolConnectionProxy:
+        """The connection, once this unit of work's own deferred writes are in."""
+        if self.deferred:
+            await self.write()
+        return self.conn
 
     async def write(self) -> PoolConnectionProxy:
+        """The connection inside the transaction (begun now if need be), deferred writes in."""
         if self.tx is None:
             self.tx = self.conn.transaction()
             await self.tx.start()
+        while self.deferred:
+            await _apply(self.conn, self.deferred.pop(0))
         return self.conn
+
+    async def commit(self) -> None:
+        if self.tx is None and len(self.deferred) == 1:
+            await _apply(self.conn, self.deferred.pop())  # its own transaction
+        elif self.tx is not None or self.deferred:
+            await self.write()
+            await self.tx.commit()
+        self.committed = True
+
+
+async def _apply(conn: PoolConnectionProxy, entry: LedgerEntry) -> None:
+    """One ledger entry and its balance change, as one statement."""
+    try:
+        entry_id = await conn.fetchval(
+            _DEBIT if entry.is_debit else _CREDIT,
+            entry.user_id,
+            entry.order_number.value,
+            entry.amount.cents,
+            entry.at,
+        )
+    except asyncpg.UniqueViolationError:
+        raise ConcurrentUpdate(f"{entry.kind} for order {entry.order_number} exists") from None
+    if entry_id is None:
+        if entry.is_debit:
+            raise InsufficientPoints("balance changed concurrently")
+        raise LookupError(f"user {entry.user_id} has no account")
 
 
 class PgUsers:
@@ -109,7 +152,8 @@ class PgUsers:
         return User(UserId(user_id), login, password_hash)
 
     async def by_login(self, login: Login) -> User | None:
-        row = await self._s.conn.fetchrow(
+        conn = await self._s.read()
+        row = await conn.fetchrow(
             "SELECT id, password_hash FROM users WHERE login = $1", login.value
         )
         return User(UserId(row[0]), login, row[1]) if row is not None else None
@@ -130,7 +174,8 @@ class PgOrders:
         return row is not None
 
     async def get(self, number: OrderNumber) -> Order | None:
-        row = await self._s.conn.fetchrow(
+        conn = await self._s.read()
+        row = await conn.fetchrow(
             "SELECT user_id, status, uploaded_at, accrual FROM orders WHERE number = $1",
             number.value,
         )
@@ -183,13 +228,15 @@ class PgAccounts:
         await conn.execute("INSERT INTO accounts (user_id) VALUES ($1)", user_id)
 
     async def get(self, user_id: UserId) -> Account | None:
-        row = await self._s.conn.fetchrow(
+        conn = await self._s.read()
+        row = await conn.fetchrow(
             "SELECT balance, withdrawn FROM accounts WHERE user_id = $1", user_id
         )
         return Account(user_id, Points(row[0]), Points(row[1])) if row is not None else None
 
     async def withdrawal(self, order_number: OrderNumber) -> LedgerEntry | None:
-        row = await self._s.conn.fetchrow(
+        conn = await self._s.read()
+        row = await conn.fetchrow(
             "SELECT user_id, amount, created_at FROM ledger"
             " WHERE kind = 'withdrawal' AND order_number = $1",
             order_number.value,
@@ -205,25 +252,8 @@ class PgAccounts:
         )
 
     async def save(self, account: Account) -> None:
-        conn = await self._s.write()
-        for entry in account.pending:
-            statement = _DEBIT if entry.is_debit else _CREDIT
-            try:
-                entry_id = await conn.fetchval(
-                    statement,
-                    entry.user_id,
-                    entry.order_number.value,
-                    entry.amount.cents,
-                    entry.at,
-                )
-            except asyncpg.UniqueViolationError:
-                raise ConcurrentUpdate(
-                    f"{entry.kind} for order {entry.order_number} exists"
-                ) from None
-            if entry_id is None:
-                if entry.is_debit:
-                    raise InsufficientPoints("balance changed concurrently")
-                raise LookupError(f"user {entry.user_id} has no account")
+        """Deferred to the commit (module docstring); errors surface there."""
+        self._s.deferred.extend(account.pending)
         account.pending.clear()
 
 
@@ -258,6 +288,4 @@ class PgUnitOfWork:
             await pool.release(self._conn)
 
     async def commit(self) -> None:
-        if self._session.tx is not None:
-            await self._session.tx.commit()
-        self._session.committed = True
+        await self._session.commit()
