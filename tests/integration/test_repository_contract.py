@@ -275,6 +275,38 @@ async def test_the_database_refuses_an_overdraft_even_past_the_domain(backend: B
         assert await uow.accounts.withdrawal(OrderNumber(NUMBERS[3])) is None
 
 
+async def test_a_withdrawal_reads_the_account_and_any_earlier_use_of_the_number(
+    backend: Backend,
+) -> None:
+    alice, bob = await new_user(backend, "alice"), await new_user(backend, "bob")
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 10_000)
+    spent, fresh = OrderNumber(NUMBERS[3]), OrderNumber(NUMBERS[4])
+    async with backend.uow() as uow:
+        account, previous = await uow.accounts.for_withdrawal(alice, spent)
+        assert account is not None and previous is None
+        assert (account.user_id, account.balance.cents, account.withdrawn.cents) == (
+            alice,
+            10_000,
+            0,
+        )
+        account.withdraw(spent, Points(1_250), T0)
+        await uow.accounts.save(account)
+        await uow.commit()
+    async with backend.uow() as uow:
+        seen_by_bob = await uow.accounts.for_withdrawal(bob, spent)
+        unknown = await uow.accounts.for_withdrawal(UserId(999_999), fresh)
+        alice_again = await uow.accounts.for_withdrawal(alice, fresh)
+    account, previous = seen_by_bob
+    assert account is not None and (account.user_id, account.balance.cents) == (bob, 0)
+    assert previous is not None
+    assert (previous.user_id, previous.amount, previous.at) == (alice, Points(1_250), T0)
+    assert unknown == (None, None)
+    account, previous = alice_again
+    assert account is not None and previous is None
+    assert (account.balance.cents, account.withdrawn.cents) == (8_750, 1_250)
+
+
 async def test_a_unit_of_work_reads_its_own_saved_entries_and_keeps_none_uncommitted(
     backend: Backend,
 ) -> None:

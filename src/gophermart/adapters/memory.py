@@ -137,6 +137,11 @@ class MemoryAccounts:
     async def withdrawal(self, order_number: OrderNumber) -> LedgerEntry | None:
         return self._s.ledger.get((EntryKind.WITHDRAWAL, order_number.value))
 
+    async def for_withdrawal(
+        self, user_id: UserId, order_number: OrderNumber
+    ) -> tuple[Account | None, LedgerEntry | None]:
+        return await self.get(user_id), await self.withdrawal(order_number)
+
     async def save(self, account: Account) -> None:
         for entry in account.pending:
             key = (entry.kind, entry.order_number.value)

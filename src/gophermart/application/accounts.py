@@ -34,8 +34,7 @@ class Withdraw:
 
     async def _once(self, user_id: UserId, number: OrderNumber, amount: Points) -> bool:
         async with self._uow() as uow:
-            previous = await uow.accounts.withdrawal(number)
-            account = await uow.accounts.get(user_id)
+            account, previous = await uow.accounts.for_withdrawal(user_id, number)
             if account is None:
                 raise UnknownUser(f"user {user_id} has no account")
             entry = account.withdraw(number, amount, self._clock.now(), previous)

@@ -114,6 +114,13 @@ class AccountRepository(Protocol):
         """The withdrawal already recorded for ``order_number``, if any."""
         ...
 
+    async def for_withdrawal(
+        self, user_id: UserId, order_number: OrderNumber
+    ) -> tuple[Account | None, LedgerEntry | None]:
+        """``get(user_id)`` and ``withdrawal(order_number)``: what deciding a withdrawal
+        needs, which a store may read in one round trip."""
+        ...
+
     async def save(self, account: Account) -> None:
         """Write ``account.pending`` entries and their balance effect atomically.
 

@@ -63,6 +63,15 @@ SELECT user_id, 'accrual', $2, $3, $4 FROM credit
 RETURNING id
 """
 
+# One row always: the account's figures (NULL without an account) and the withdrawal
+# already recorded for the order number, by anyone (NULL when there is none).
+_FOR_WITHDRAWAL = """
+SELECT a.balance, a.withdrawn, l.user_id, l.amount, l.created_at
+FROM (SELECT $1::bigint AS user_id) AS me
+LEFT JOIN accounts AS a ON a.user_id = me.user_id
+LEFT JOIN ledger AS l ON l.kind = 'withdrawal' AND l.order_number = $2
+"""
+
 _ADD_ORDER = f"""
 INSERT INTO orders (number, user_id, status, uploaded_at, next_attempt_at, attempts)
 VALUES ($1, $2, $3, $4, $4, 0)
@@ -113,6 +122,18 @@ class _Session:
             await self.write()
             await self.tx.commit()
         self.committed = True
+
+
+def _withdrawal(
+    order_number: OrderNumber, user_id: int, amount: int, created_at: datetime
+) -> LedgerEntry:
+    return LedgerEntry(
+        UserId(user_id),
+        EntryKind.WITHDRAWAL,
+        order_number,
+        Points(amount),
+        created_at.astimezone(UTC),
+    )
 
 
 async def _apply(conn: PoolConnectionProxy, entry: LedgerEntry) -> None:
@@ -241,15 +262,15 @@ class PgAccounts:
             " WHERE kind = 'withdrawal' AND order_number = $1",
             order_number.value,
         )
-        if row is None:
-            return None
-        return LedgerEntry(
-            UserId(row[0]),
-            EntryKind.WITHDRAWAL,
-            order_number,
-            Points(row[1]),
-            row[2].astimezone(UTC),
-        )
+        return _withdrawal(order_number, *row) if row is not None else None
+
+    async def for_withdrawal(
+        self, user_id: UserId, order_number: OrderNumber
+    ) -> tuple[Account | None, LedgerEntry | None]:
+        conn = await self._s.read()
+        row = await conn.fetchrow(_FOR_WITHDRAWAL, user_id, order_number.value)
+        account = Account(user_id, Points(row[0]), Points(row[1])) if row[0] is not None else None
+        return account, _withdrawal(order_number, *row[2:]) if row[2] is not None else None
 
     async def save(self, account: Account) -> None:
         """Deferred to the commit (module docstring); errors surface there."""

@@ -184,6 +184,11 @@ class SqlAccounts:
             row.created_at,
         )
 
+    async def for_withdrawal(
+        self, user_id: UserId, order_number: OrderNumber
+    ) -> tuple[Account | None, LedgerEntry | None]:
+        return await self.get(user_id), await self.withdrawal(order_number)
+
     async def save(self, account: Account) -> None:
         for entry in account.pending:
             await self._record(entry)
