@@ -24,14 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+from stats import percentile_ms
 
 
 async def storm(
@@ -74,8 +67,8 @@ async def storm(
         "duration_s": round(elapsed, 3),
         "per_second": round(total / elapsed, 1) if elapsed > 0 else 0.0,
         "statuses": dict(statuses),
-        "p50_ms": round(_percentile(latencies, 50) * 1000, 1),
-        "p99_ms": round(_percentile(latencies, 99) * 1000, 1),
+        "p50_ms": percentile_ms(latencies, 50),
+        "p99_ms": percentile_ms(latencies, 99),
         "completions": completions,
     }
 

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 import argon2
 import asyncpg
 import httpx
+from stats import percentile_ms
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -224,15 +225,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
 
 
 def luhn_complete(payload: str) -> str:
@@ -878,9 +870,9 @@ def argon2_cost() -> dict[str, Any]:
     }
     for name, (walls, cpus) in timed.items():
         cost[name] = {
-            "wall_ms_p50": round(percentile(walls, 50) * 1000, 1),
-            "wall_ms_p99": round(percentile(walls, 99) * 1000, 1),
-            "cpu_ms_p50": round(percentile(cpus, 50) * 1000, 1),
+            "wall_ms_p50": percentile_ms(walls, 50),
+            "wall_ms_p99": percentile_ms(walls, 99),
+            "cpu_ms_p50": percentile_ms(cpus, 50),
         }
     log(f"argon2id: {cost}")
     return cost
@@ -944,8 +936,8 @@ async def login_storm(
         "logins": len(during),
         "per_second": round(len(during) / stormy.duration_s, 1) if stormy.duration_s else 0.0,
         "ok": sum(1 for _, status in during if status == 200),
-        "p50_ms": round(percentile(times, 50) * 1000, 1),
-        "p99_ms": round(percentile(times, 99) * 1000, 1),
+        "p50_ms": percentile_ms(times, 50),
+        "p99_ms": percentile_ms(times, 99),
     }
     ratio = stormy.p99_ms / quiet.p99_ms if quiet.p99_ms else float("inf")
     log(f"login storm: p99 ratio {ratio:.2f}, logins {logins}")
@@ -1124,8 +1116,8 @@ async def _accrual_measure(
         not_processed=len(pending) + len(final_other),
         seconds=round(seconds, 2),
         orders_per_s=round(len(done) / seconds, 1) if seconds > 0 else 0.0,
-        latency_p50_ms=round(percentile(latencies, 50) * 1000, 1),
-        latency_p99_ms=round(percentile(latencies, 99) * 1000, 1),
+        latency_p50_ms=percentile_ms(latencies, 50),
+        latency_p99_ms=percentile_ms(latencies, 99),
         latency_max_ms=round(max(latencies, default=0.0) * 1000, 1),
         sim_requests=int(stats.get("requests", 0)),
         sim_throttled=throttled,
