@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from sqlalchemy import event, text
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from gophermart.adapters.sql.pg_pool import bounded_connect_kwargs, must_abandon
 from gophermart.adapters.sql.url import DatabaseTarget
 from gophermart.settings import ConfigError
 
@@ -36,17 +40,30 @@ class Database:
     single connection whose transactions start with ``BEGIN IMMEDIATE`` (writers queue
     in Python instead of failing with "database is locked" on a lock upgrade), and a
     *read* engine whose connections read concurrently thanks to WAL.
+
+    ``timeout`` bounds every wait, in seconds: connecting, waiting for a pooled
+    connection, each statement (PostgreSQL: client-side and ``statement_timeout``),
+    and on SQLite the wait for another writer's lock. ``None`` (start-up, migrations,
+    reconcile) keeps the generous defaults: a migration may wait for another process's.
     """
 
-    def __init__(self, target: DatabaseTarget, pool: PoolSettings | None = None) -> None:
+    def __init__(
+        self,
+        target: DatabaseTarget,
+        pool: PoolSettings | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
         self.target = target
+        self.timeout = timeout
         pool = pool or PoolSettings()
         if target.kind == "postgresql":
-            self.write = _postgres_engine(target.location, pool)
+            self.write = _postgres_engine(target.location, pool, timeout)
             self.read = self.write
         else:
-            self.write = _sqlite_engine(target.location, pool_size=1, immediate=True)
-            self.read = _sqlite_engine(target.location, pool_size=4, immediate=False)
+            busy = timeout if timeout is not None else _SQLITE_BUSY_TIMEOUT
+            self.write = _sqlite_engine(target.location, 1, True, busy)
+            self.read = _sqlite_engine(target.location, 4, False, busy)
 
     @property
     def is_postgres(self) -> bool:
@@ -74,41 +91,93 @@ class Database:
             await self.read.dispose()
 
 
-def _postgres_engine(dsn: str, pool: PoolSettings) -> AsyncEngine:
+def _postgres_engine(dsn: str, pool: PoolSettings, timeout: float | None) -> AsyncEngine:
+    connect_kwargs = bounded_connect_kwargs(timeout)
+
     def connect() -> Awaitable[Any]:
         # asyncpg parses libpq URIs itself, query parameters included.
-        return asyncpg.connect(dsn)  # type: ignore[no-any-return]
+        return asyncpg.connect(dsn, **connect_kwargs)  # type: ignore[no-any-return]
 
-    return create_async_engine(
+    engine = create_async_engine(
         "postgresql+asyncpg://",
         async_creator=connect,
         pool_size=pool.size,
         max_overflow=pool.overflow,
-        pool_timeout=pool.timeout,
-        pool_pre_ping=False,
+        pool_timeout=timeout if timeout is not None else pool.timeout,
+        # A connection pooled before PostgreSQL restarted is dead; without the ping its
+        # first user (the accrual gate, issue 9) failed on it and an order waited a lease.
+        # The ping is a round trip per checkout, and these are the cold paths.
+        pool_pre_ping=True,
         pool_recycle=3600,
     )
 
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _outage_is_a_disconnect(context: ExceptionContext) -> None:
+        # A timeout or a lost socket leaves the connection unusable: SQLAlchemy then
+        # drops it and every connection pooled before it, instead of handing them out.
+        if not context.is_disconnect and must_abandon(context.original_exception):
+            context.is_disconnect = True
 
-def _sqlite_engine(path: str, pool_size: int, immediate: bool) -> AsyncEngine:
+    return engine
+
+
+#: SQLite's wait for another writer's lock when no timeout is configured (start-up).
+_SQLITE_BUSY_TIMEOUT = 30.0
+
+
+def _use_wal(cursor: DBAPICursor, budget: float = _SQLITE_BUSY_TIMEOUT) -> None:
+    """Put the file in WAL mode (a property of the file, kept once set).
+
+    Switching takes an exclusive lock, and two connections switching at once (two
+    processes starting on a fresh file, issue 9) deadlock; SQLite breaks the deadlock by
+    failing one of them at once with "database is locked", busy timeout or not. The loser
+    retries: the winner's switch takes milliseconds, after which there is nothing left to
+    switch. The sleeps block the loop, but only here, at a concurrent first start.
+    """
+    deadline = time.monotonic() + budget
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            row = cursor.fetchone()
+            if row is not None and str(row[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def configure_sqlite_connection(dbapi_conn: DBAPIConnection, busy: float) -> None:
+    """What every SQLite connection of ours runs first (also a raw ``sqlite3`` one)."""
+    # Let SQLAlchemy's "begin" event (below) emit BEGIN, not the driver.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    try:
+        # The busy timeout first, so the statements below wait for a lock, not fail.
+        cursor.execute(f"PRAGMA busy_timeout={round(busy * 1000)}")
+        _use_wal(cursor, max(busy, _SQLITE_BUSY_TIMEOUT))
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_engine(path: str, pool_size: int, immediate: bool, busy: float) -> AsyncEngine:
     engine = create_async_engine(
         f"sqlite+aiosqlite:///{path}",
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=60,
-        connect_args={"timeout": 30},
+        pool_timeout=busy,
+        connect_args={"timeout": busy},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-        # Let SQLAlchemy's "begin" event (below) emit BEGIN, not the driver.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+        configure_sqlite_connection(dbapi_conn, busy)
 
     begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
