@@ -38,13 +38,13 @@ class PgReadModel:
         self._pool = pool
 
     async def balance(self, user_id: UserId) -> BalanceView | None:
-        pool = await self._pool.get()
-        row: Any = await pool.fetchrow(_BALANCE, user_id)
+        async with self._pool.connection() as conn:
+            row: Any = await conn.fetchrow(_BALANCE, user_id)
         return BalanceView(Points(row[0]), Points(row[1])) if row is not None else None
 
     async def orders(self, user_id: UserId) -> Sequence[OrderView]:
-        pool = await self._pool.get()
-        rows = await pool.fetch(_ORDERS, user_id)
+        async with self._pool.connection() as conn:
+            rows = await conn.fetch(_ORDERS, user_id)
         return [
             OrderView(
                 r[0],
@@ -56,6 +56,6 @@ class PgReadModel:
         ]
 
     async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        pool = await self._pool.get()
-        rows = await pool.fetch(_WITHDRAWALS, user_id)
+        async with self._pool.connection() as conn:
+            rows = await conn.fetch(_WITHDRAWALS, user_id)
         return [WithdrawalView(r[0], Points(r[1]), r[2].astimezone(UTC)) for r in rows]

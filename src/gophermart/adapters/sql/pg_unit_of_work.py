@@ -31,7 +31,7 @@ from typing import Any, Self
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from gophermart.adapters.sql.pg_pool import PgPool
+from gophermart.adapters.sql.pg_pool import PgPool, must_abandon
 from gophermart.adapters.sql.unit_of_work import ORDERS_CHANNEL
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import ClaimedOrder
@@ -300,6 +300,8 @@ class PgUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         pool = await self._pool.get()
+        if must_abandon(exc):  # cut short mid-statement: no round trip can end it cleanly
+            self._conn.terminate()
         try:
             if self._session.tx is not None and not self._session.committed:
                 await self._session.tx.rollback()
