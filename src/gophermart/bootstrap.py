@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from functools import partial
+from typing import cast
 
 from dependency_injector import containers, providers
 from litestar import Litestar
@@ -22,6 +23,12 @@ from gophermart.adapters.accrual_http import HttpAccrualClient
 from gophermart.adapters.clock import SystemClock
 from gophermart.adapters.security import Argon2Hasher, JwtTokens, SlidingLoginThrottle
 from gophermart.adapters.sql.audit import SqlLedgerAudit
+from gophermart.adapters.sql.availability import (
+    DatabaseGuard,
+    GuardedGate,
+    GuardedReadModel,
+    guarded_units_of_work,
+)
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.listener import PgOrderListener
@@ -30,12 +37,14 @@ from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
+from gophermart.adapters.sql.readiness import SqlReadiness
 from gophermart.adapters.sql.secrets import stored_token_secret
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accrual_sync import AccrualSync
 from gophermart.application.orders import UploadOrder
+from gophermart.application.ports import AccrualGate, ReadModel, UnitOfWorkFactory
 from gophermart.application.reconcile import ReconcileReport
 from gophermart.application.users import LogIn, Register
 from gophermart.entrypoints.http.app import Api, create_app
@@ -55,11 +64,15 @@ class WakeUp:
 
 
 def _uow_factory(
-    database: Database, pool: PgPool | None
-) -> partial[SqlUnitOfWork] | partial[PgUnitOfWork]:
+    database: Database, pool: PgPool | None, guard: DatabaseGuard
+) -> UnitOfWorkFactory:
+    inner: partial[SqlUnitOfWork] | partial[PgUnitOfWork]
     if pool is not None:
-        return partial(PgUnitOfWork, pool)
-    return partial(SqlUnitOfWork, database.write)
+        inner = partial(PgUnitOfWork, pool)
+    else:
+        inner = partial(SqlUnitOfWork, database.write)
+    # The cast: their repositories are concrete classes, the port's attributes protocols.
+    return guarded_units_of_work(cast("UnitOfWorkFactory", inner), guard)
 
 
 # PostgreSQL's hot paths go straight through asyncpg (pg_unit_of_work.py and
@@ -68,25 +81,46 @@ def _uow_factory(
 
 
 def _pg_pool(database: Database) -> PgPool | None:
-    return PgPool(database.target.location) if database.is_postgres else None
+    if not database.is_postgres:
+        return None
+    return PgPool(database.target.location, timeout=database.timeout)
 
 
-def _read_model(database: Database, pool: PgPool | None) -> SqlReadModel | PgReadModel:
-    return PgReadModel(pool) if pool is not None else SqlReadModel(database.read)
+def _read_model(database: Database, pool: PgPool | None, guard: DatabaseGuard) -> ReadModel:
+    inner = PgReadModel(pool) if pool is not None else SqlReadModel(database.read)
+    return GuardedReadModel(inner, guard)
+
+
+def _gate(database: Database, guard: DatabaseGuard) -> AccrualGate:
+    return GuardedGate(SqlAccrualGate(database.write), guard)
+
+
+def _guard(database: Database) -> DatabaseGuard:
+    # SQLite's waits are bounded by its busy and pool timeouts; cancelling an aiosqlite
+    # call mid-flight would only leave its thread running on.
+    return DatabaseGuard(database.timeout if database.is_postgres else None)
 
 
 def _database(settings: Settings) -> Database:
+    """Start-up, migrations and reconcile: no deadline (a migration may wait its turn)."""
     return Database(parse_database_uri(settings.database_uri))
+
+
+def _serving_database(settings: Settings) -> Database:
+    """The running service's: every wait bounded by ``db_timeout``."""
+    return Database(parse_database_uri(settings.database_uri), timeout=settings.db_timeout)
 
 
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
-    database = providers.Singleton(_database, settings)
+    database = providers.Singleton(_serving_database, settings)
+    guard = providers.Singleton(_guard, database)
     clock = providers.Singleton(SystemClock)
     pg_pool = providers.Singleton(_pg_pool, database)
-    uow = providers.Singleton(_uow_factory, database, pg_pool)
-    read_model = providers.Singleton(_read_model, database, pg_pool)
+    readiness = providers.Singleton(SqlReadiness, database, pg_pool, settings.provided.db_timeout)
+    uow = providers.Singleton(_uow_factory, database, pg_pool, guard)
+    read_model = providers.Singleton(_read_model, database, pg_pool, guard)
     hasher = providers.Singleton(Argon2Hasher)
     tokens = providers.Singleton(JwtTokens, settings.provided.secret, settings.provided.token_ttl)
     throttle = providers.Singleton(SlidingLoginThrottle)
@@ -98,7 +132,7 @@ class Container(containers.DeclarativeContainer):
     withdraw = providers.Singleton(Withdraw, uow, clock)
 
     accrual_client = providers.Singleton(HttpAccrualClient, settings.provided.accrual_address)
-    gate = providers.Singleton(SqlAccrualGate, database.provided.write)
+    gate = providers.Singleton(_gate, database, guard)
     accrual_sync = providers.Singleton(
         AccrualSync,
         uow,
@@ -228,6 +262,7 @@ def api_of(container: Container) -> Api:
         tokens=container.tokens(),
         token_ttl_seconds=int(settings.token_ttl.total_seconds()),
         cookie_secure=settings.cookie_secure,
+        readiness=container.readiness(),
     )
 
 

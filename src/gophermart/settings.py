@@ -32,6 +32,9 @@ class Settings:
     accrual_concurrency: int = 16
     log_level: str = "INFO"
     cookie_secure: bool = False
+    #: Seconds a request may wait for the database (connect, pooled connection, each
+    #: statement, commit) before it is answered 503 (docs/failure-behaviour.md).
+    db_timeout: float = 5.0
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

@@ -65,7 +65,8 @@ _OUTAGE_SQLITE_CODES = frozenset({5, 6, 10, 13, 14})
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) says the database is unreachable or too slow.
 
-    Follows ``__cause__`` and SQLAlchemy's ``orig``, since each layer wraps the one below.
+    Follows ``__cause__`` and SQLAlchemy's ``orig``, since each layer wraps the one below,
+    and ``__context__``: an error raised while cleaning up after an outage is part of it.
     A cancellation from outside is not an outage; a timeout is.
     """
     seen: set[int] = set()
@@ -91,6 +92,8 @@ def is_unavailable(exc: BaseException) -> bool:
                 return True
         todo.append(e.__cause__)
         todo.append(getattr(e, "orig", None))
+        if not e.__suppress_context__:
+            todo.append(e.__context__)  # raised while cleaning up after an outage
     return False
 
 

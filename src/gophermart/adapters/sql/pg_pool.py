@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+
+from gophermart.adapters.sql.availability import is_unavailable
 
 
 async def _cheap_reset(conn: asyncpg.Connection) -> None:
@@ -33,6 +36,23 @@ def must_abandon(exc: BaseException | None) -> bool:
     )
 
 
+class _QuietFloorRestore(logging.Filter):
+    """During an outage asyncpg logs a traceback each time it fails to refill the pool's
+    floor of idle connections (1, 2, 4 ... s apart); the guard logs the outage once
+    (availability.py), so those lines are dropped. Other failures still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (
+            exc is not None
+            and str(record.msg).startswith("Failed to restore the pool connection floor")
+            and is_unavailable(exc)
+        )
+
+
+_QUIET_FLOOR_RESTORE = _QuietFloorRestore()
+
+
 class PgPool:
     """Created lazily inside the running loop (server processes fork before that).
 
@@ -56,6 +76,7 @@ class PgPool:
 
     async def get(self) -> asyncpg.Pool:
         if self._pool is None:
+            logging.getLogger("asyncpg.pool").addFilter(_QUIET_FLOOR_RESTORE)  # once: a set
             async with self._lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(

@@ -301,7 +301,8 @@ class PgUnitOfWork:
     ) -> None:
         pool = await self._pool.get()
         if must_abandon(exc):  # cut short mid-statement: no round trip can end it cleanly
-            self._conn.terminate()
+            self._conn.terminate()  # and the pool takes the connection's place back itself
+            return
         try:
             if self._session.tx is not None and not self._session.committed:
                 await self._session.tx.rollback()

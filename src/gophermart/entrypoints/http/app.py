@@ -18,6 +18,7 @@ from gophermart.application.accounts import Withdraw
 from gophermart.application.errors import Unauthenticated
 from gophermart.application.orders import UploadOrder, UploadOutcome
 from gophermart.application.ports import ReadModel, TokenIssuer
+from gophermart.application.readiness import ReadinessProbe
 from gophermart.application.users import Authenticated, LogIn, Register
 from gophermart.domain.errors import InvalidInput, UnknownUser
 from gophermart.domain.users import UserId
@@ -51,6 +52,8 @@ class Api:
     tokens: TokenIssuer
     token_ttl_seconds: int
     cookie_secure: bool = False
+    #: ``GET /readyz``; without one, ready whenever alive.
+    readiness: ReadinessProbe | None = None
 
 
 def create_app(
@@ -168,9 +171,23 @@ def create_app(
         )
         return Response(content=body, media_type=JSON)
 
-    @get("/healthz", include_in_schema=False)
-    async def health() -> Response[bytes]:
+    @get(["/livez", "/healthz"], include_in_schema=False)
+    async def live() -> Response[bytes]:
+        """Alive: the process serves. No database check (SPEC.md, "Health")."""
         return Response(content=b'{"status":"ok"}', media_type=JSON)
+
+    @get("/readyz", include_in_schema=False)
+    async def ready() -> Response[bytes]:
+        """Ready: the database answers and its schema is current; 503 says what failed."""
+        if api.readiness is None:
+            return Response(content=b'{"status":"ready"}', media_type=JSON)
+        verdict = await api.readiness()
+        failed = [f"{name}: {state}" for name, state in verdict.checks.items() if state != "ok"]
+        if verdict.ready:
+            body = {"status": "ready", "checks": dict(verdict.checks)}
+            return Response(content=encoder.encode(body), media_type=JSON)
+        body = {"error": "not ready: " + "; ".join(failed), "checks": dict(verdict.checks)}
+        return Response(content=encoder.encode(body), status_code=503, media_type=JSON)
 
     protected = Router(
         path="/",
@@ -179,7 +196,7 @@ def create_app(
     )
 
     return Litestar(
-        route_handlers=[register, log_in, health, protected],
+        route_handlers=[register, log_in, live, ready, protected],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         middleware=[DefineMiddleware(GzipRequestMiddleware)],
         compression_config=CompressionConfig(backend="gzip", minimum_size=1),
