@@ -312,6 +312,7 @@ def test_postgres_frozen_answers_503_within_the_bound_and_recovers(rig: Rig) -> 
     answers = traffic.stop()
 
     during = [a for a in answers if frozen_at < a.started and a.started + a.elapsed < resumed_at]
+    assert during, "no request started during the freeze was answered before it ended"
     waits = sorted(a.elapsed for a in during)
     print(
         f"freeze: {len(during)} answers during it, waits max {waits[-1]:.2f}s, "
