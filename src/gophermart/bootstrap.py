@@ -221,10 +221,12 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await c.accrual_client().aclose()
         c.hasher().close()
+        # With the database known to be down, a polite goodbye would only wait for it.
+        polite = not c.guard().is_down
         pool = c.pg_pool()
         if pool is not None:
-            await pool.close()
-        await c.database().dispose()
+            await pool.close(grace=2.0 if polite else 0.0)
+        await c.database().dispose(close=polite)
 
     @contextlib.asynccontextmanager
     async def running(self, *, run_worker: bool) -> AsyncIterator[Runtime]:

@@ -231,6 +231,8 @@ def assert_quiet_log(svc: Service) -> None:
     text = svc.output()
     assert "Traceback" not in text, text[-6000:]
     assert "internal error" not in text and "unhandled error" not in text, text[-6000:]
+    # Exactly one: a second one after the return would be a stale pooled connection (the
+    # accrual gate's SQLAlchemy pool had no pre-ping: "InterfaceError: connection is closed").
     unavailable = [line for line in lines if "database unavailable" in line]
     assert len(unavailable) == 1, lines
     assert len(lines) <= 6, lines  # the outage, its end, the LISTEN connection's pair
@@ -344,6 +346,22 @@ def test_postgres_frozen_answers_503_within_the_bound_and_recovers(rig: Rig) -> 
     audit = reconcile(rig.direct_uri)
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert_quiet_log(rig.svc)
+
+
+@pytest.mark.postgres
+def test_a_stop_signal_during_a_freeze_exits_cleanly_within_seconds(rig: Rig) -> None:
+    """Before: the shutdown waited for the frozen server to acknowledge each goodbye."""
+    user = sign_up(rig.svc.url)
+    assert httpx.get(rig.svc.url + "/api/user/balance", headers=user.auth).status_code == 200
+    rig.proxy.freeze()
+    assert httpx.get(rig.svc.url + "/api/user/balance", headers=user.auth).status_code == 503
+    started = time.monotonic()
+    code = rig.svc.stop(timeout=30)
+    took = time.monotonic() - started
+    print(f"stopped {took:.2f}s after SIGTERM during a freeze")
+    assert code == 0, rig.svc.output()[-5000:]
+    assert took < 2 * BOUND + 3, took  # the worker's last wait, the LISTEN goodbye
+    assert "Traceback" not in rig.svc.output(), rig.svc.output()[-5000:]
 
 
 def test_sqlite_locked_by_another_writer_answers_503_within_the_bound(tmp_path: Path) -> None:

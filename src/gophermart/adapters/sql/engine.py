@@ -85,10 +85,11 @@ class Database:
                 f"DATABASE_URI: cannot use {self.target.display}: {type(exc).__name__}: {reason}"
             ) from None
 
-    async def dispose(self) -> None:
-        await self.write.dispose()
+    async def dispose(self, close: bool = True) -> None:
+        """``close=False`` drops the pooled connections without a goodbye round trip."""
+        await self.write.dispose(close=close)
         if self.read is not self.write:
-            await self.read.dispose()
+            await self.read.dispose(close=close)
 
 
 def _postgres_engine(dsn: str, pool: PoolSettings, timeout: float | None) -> AsyncEngine:

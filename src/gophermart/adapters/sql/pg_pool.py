@@ -106,10 +106,16 @@ class PgPool:
         finally:
             await pool.release(conn)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 2.0) -> None:
+        """Close politely, or within ``grace`` seconds drop the connections (a frozen
+        server never acknowledges a polite goodbye)."""
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                async with asyncio.timeout(grace):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
 
 
 def bounded_connect_kwargs(timeout: float | None, *, per_statement: bool) -> dict[str, object]:
