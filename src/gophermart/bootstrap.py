@@ -30,7 +30,7 @@ from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
-from gophermart.adapters.sql.secrets import stored_token_secret
+from gophermart.adapters.sql.secrets import stored_database_id, stored_token_secret
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.accounts import Withdraw
@@ -88,7 +88,12 @@ class Container(containers.DeclarativeContainer):
     uow = providers.Singleton(_uow_factory, database, pg_pool)
     read_model = providers.Singleton(_read_model, database, pg_pool)
     hasher = providers.Singleton(Argon2Hasher)
-    tokens = providers.Singleton(JwtTokens, settings.provided.secret, settings.provided.token_ttl)
+    tokens = providers.Singleton(
+        JwtTokens,
+        settings.provided.secret,
+        settings.provided.token_ttl,
+        settings.provided.database_id,
+    )
     throttle = providers.Singleton(SlidingLoginThrottle)
     wakeup = providers.Singleton(WakeUp)
 
@@ -113,8 +118,9 @@ async def prepare(settings: Settings) -> Settings:
     """Before serving: check the database, migrate it, settle the token secret.
 
     Returns the settings with ``secret`` filled in (the operator's, or the one stored in
-    the database), so every process of the deployment signs with the same key. Any
-    problem is a :class:`ConfigError`, printed as one line by the CLI.
+    the database) and ``database_id`` (stored in the database), so every process of the
+    deployment signs with the same key, bound to this database. Any problem is a
+    :class:`ConfigError`, printed as one line by the CLI.
     """
     database = _database(settings)
     try:
@@ -126,9 +132,9 @@ async def prepare(settings: Settings) -> Settings:
                 f"DATABASE_URI: migrating {database.target.display} failed: {exc}"
             ) from None
         log.info("database %s is ready", database.target.display)
-        if settings.secret:
-            return settings
-        return replace(settings, secret=await stored_token_secret(database.write))
+        secret = settings.secret or await stored_token_secret(database.write)
+        database_id = await stored_database_id(database.write)
+        return replace(settings, secret=secret, database_id=database_id)
     finally:
         await database.dispose()
 

@@ -26,6 +26,9 @@ class Settings:
     database_uri: str = DEFAULT_DATABASE_URI
     accrual_address: str | None = None
     secret: str | None = None
+    #: This database's random identity, settled by ``bootstrap.prepare`` (never set by
+    #: an operator): tokens are signed with a key bound to it.
+    database_id: str | None = None
     token_ttl: timedelta = timedelta(hours=24)
     workers: int = 1
     run_worker: bool = True

@@ -201,7 +201,9 @@ class MemoryReadModel:
             return None
         return BalanceView(Points(figures[0]), Points(figures[1]))
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+        if user_id not in self._store.state.balances:
+            return None
         mine = [q for q in self._store.state.orders.values() if q.order.owner == user_id]
         mine.sort(key=lambda q: (q.order.uploaded_at, q.seq), reverse=True)
         return [
@@ -209,7 +211,9 @@ class MemoryReadModel:
             for q in mine
         ]
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
+        if user_id not in self._store.state.balances:
+            return None
         mine = [
             e
             for e in self._store.state.ledger.values()

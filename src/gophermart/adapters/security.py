@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import os
 import threading
 import time
@@ -77,8 +79,28 @@ class _Cached:
     expires_at: float
 
 
+#: User ids are positive and fit the 64-bit key column; a token naming anything else
+#: (a signed token with ``sub`` = "0", "-1" or 2^64) is refused before any query.
+_MAX_USER_ID: Final = 2**63 - 1
+
+
+def signing_key(secret: str, database_id: str | None) -> str:
+    """The HMAC key of a deployment's tokens: the secret, bound to one database.
+
+    ``database_id`` is generated once per database (``service_state``), so a token
+    minted before the database was dropped and recreated fails its signature check
+    afterwards, even though the operator's ``GOPHERMART_SECRET`` stayed the same and
+    the new database hands out user id 1 again. The binding costs nothing per request.
+    """
+    if database_id is None:
+        return secret
+    material = b"gophermart token key\x00" + database_id.encode()
+    return hmac.new(secret.encode(), material, hashlib.sha256).hexdigest()
+
+
 class JwtTokens:
-    """HS256 JWTs carrying the user id, with an expiry.
+    """HS256 JWTs carrying the user id, with an expiry, signed with a key bound to the
+    database (:func:`signing_key`).
 
     Verification results are cached per token string (bounded LRU, honouring the
     token's own expiry): the hot read endpoints then pay a dict lookup, not an HMAC
@@ -87,10 +109,16 @@ class JwtTokens:
 
     ALGORITHM: Final = "HS256"
 
-    def __init__(self, secret: str, ttl: timedelta, cache_size: int = 65536) -> None:
+    def __init__(
+        self,
+        secret: str,
+        ttl: timedelta,
+        database_id: str | None = None,
+        cache_size: int = 65536,
+    ) -> None:
         if len(secret) < 32:
             raise ValueError("the token signing secret must be at least 32 characters")
-        self._secret = secret
+        self._secret = signing_key(secret, database_id)
         self._ttl = int(ttl.total_seconds())
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
@@ -114,13 +142,29 @@ class JwtTokens:
                 algorithms=[self.ALGORITHM],
                 options={"require": ["sub", "exp"]},
             )
-            user_id = UserId(int(claims["sub"]))
+            user_id = _user_id(claims["sub"])
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise Unauthenticated("invalid token") from exc
         self._cache[token] = _Cached(user_id, float(claims["exp"]))
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return user_id
+
+
+def _user_id(subject: object) -> UserId:
+    """The ``sub`` claim as a user id: decimal digits, 1 .. 2^63 - 1 (else ValueError)."""
+    if (
+        not isinstance(subject, str)
+        or not subject.isascii()
+        or not subject.isdigit()
+        or len(subject) > 19
+        or subject.startswith("0")
+    ):
+        raise ValueError("the subject is not a user id")
+    user_id = int(subject)
+    if user_id > _MAX_USER_ID:
+        raise ValueError("the subject is not a user id")
+    return UserId(user_id)
 
 
 class SlidingLoginThrottle:

@@ -180,14 +180,19 @@ class WithdrawalView:
 
 
 class ReadModel(Protocol):
+    """The listings. Each answers ``None`` for a user that does not exist (any more), so
+    a credential naming one is refused rather than shown an empty list: a store should
+    tell "no such user" from "no rows" in the same round trip (e.g. by reading from
+    the account with an outer join)."""
+
     async def balance(self, user_id: UserId) -> BalanceView | None: ...
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
-        """Newest upload first."""
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+        """Newest upload first; ``None`` if there is no such user."""
         ...
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        """Newest first."""
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
+        """Newest first; ``None`` if there is no such user."""
         ...
 
 

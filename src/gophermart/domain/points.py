@@ -118,7 +118,7 @@ def _exact_cents(amount: Decimal) -> int:
         raise InvalidAmount("amounts have at most two decimals")
     # _to_decimal bounded the magnitude (adjusted exponent <= 20), so kept + shift, the
     # number of digits of the result, is at most 23.
-    cents = int("".join(map(str, digits[:kept]))) * 10**shift
+    cents: int = int("".join(map(str, digits[:kept]))) * 10**shift
     if cents > MAX_AMOUNT_CENTS:
         raise InvalidAmount("amount is absurdly large")
     return cents

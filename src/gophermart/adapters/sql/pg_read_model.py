@@ -22,13 +22,16 @@ from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 
 _BALANCE = "SELECT balance, withdrawn FROM accounts WHERE user_id = $1"
+# From the account, outer-joined: no row is "no such user", one row of NULLs "no rows".
 _ORDERS = (
-    "SELECT number, status, accrual, uploaded_at FROM orders"
-    " WHERE user_id = $1 ORDER BY uploaded_at DESC, id DESC"
+    "SELECT o.number, o.status, o.accrual, o.uploaded_at"
+    " FROM accounts a LEFT JOIN orders o ON o.user_id = a.user_id"
+    " WHERE a.user_id = $1 ORDER BY o.uploaded_at DESC, o.id DESC"
 )
 _WITHDRAWALS = (
-    "SELECT order_number, amount, created_at FROM ledger"
-    " WHERE user_id = $1 AND kind = 'withdrawal' ORDER BY created_at DESC, id DESC"
+    "SELECT l.order_number, l.amount, l.created_at"
+    " FROM accounts a LEFT JOIN ledger l ON l.user_id = a.user_id AND l.kind = 'withdrawal'"
+    " WHERE a.user_id = $1 ORDER BY l.created_at DESC, l.id DESC"
 )
 _STATUSES = {s.value: s for s in OrderStatus}
 
@@ -42,9 +45,11 @@ class PgReadModel:
         row: Any = await pool.fetchrow(_BALANCE, user_id)
         return BalanceView(Points(row[0]), Points(row[1])) if row is not None else None
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
         pool = await self._pool.get()
         rows = await pool.fetch(_ORDERS, user_id)
+        if not rows:
+            return None
         return [
             OrderView(
                 r[0],
@@ -53,9 +58,16 @@ class PgReadModel:
                 r[3].astimezone(UTC),
             )
             for r in rows
+            if r[0] is not None
         ]
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
         pool = await self._pool.get()
         rows = await pool.fetch(_WITHDRAWALS, user_id)
-        return [WithdrawalView(r[0], Points(r[1]), r[2].astimezone(UTC)) for r in rows]
+        if not rows:
+            return None
+        return [
+            WithdrawalView(r[0], Points(r[1]), r[2].astimezone(UTC))
+            for r in rows
+            if r[0] is not None
+        ]

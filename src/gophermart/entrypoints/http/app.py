@@ -7,7 +7,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import Cookie
@@ -23,6 +22,7 @@ from gophermart.domain.errors import InvalidInput, UnknownUser
 from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.errors import EXCEPTION_HANDLERS
 from gophermart.entrypoints.http.gzip_request import GzipRequestMiddleware
+from gophermart.entrypoints.http.head import HeadAsGet
 from gophermart.entrypoints.http.wire import (
     BalanceOut,
     OrderOut,
@@ -91,10 +91,7 @@ def create_app(
         )
 
     async def credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
-        try:
-            creds = decode_credentials(await request.body())
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
-            raise InvalidInput(f"malformed body: {exc}") from None
+        creds = decode_credentials(await request.body())
         return creds.login, creds.password
 
     @post("/api/user/register", status_code=200)
@@ -125,6 +122,8 @@ def create_app(
     @get("/api/user/orders")
     async def list_orders(user_id: UserId) -> Response[bytes]:
         views = await api.read_model.orders(user_id)
+        if views is None:
+            raise UnknownUser("the credential names no account")
         if not views:
             return Response(content=b"", status_code=204, media_type=TEXT)
         body = encoder.encode(
@@ -150,10 +149,7 @@ def create_app(
 
     @post("/api/user/balance/withdraw", status_code=200)
     async def withdraw(request: Request[Any, Any, Any], user_id: UserId) -> Response[bytes]:
-        try:
-            body = decode_withdraw(await request.body())
-        except msgspec.DecodeError as exc:
-            raise InvalidInput(f"malformed body: {exc}") from None
+        body = decode_withdraw(await request.body())
         amount = parse_sum(body.sum)
         await api.withdraw(user_id, body.order, amount)
         return Response(content=b"", status_code=200, media_type=TEXT)
@@ -161,6 +157,8 @@ def create_app(
     @get("/api/user/withdrawals")
     async def list_withdrawals(user_id: UserId) -> Response[bytes]:
         views = await api.read_model.withdrawals(user_id)
+        if views is None:
+            raise UnknownUser("the credential names no account")
         if not views:
             return Response(content=b"", status_code=204, media_type=TEXT)
         body = encoder.encode(
@@ -178,7 +176,7 @@ def create_app(
         dependencies={"user_id": Provide(authenticate, sync_to_thread=False)},
     )
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[register, log_in, health, protected],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         middleware=[DefineMiddleware(GzipRequestMiddleware)],
@@ -189,6 +187,8 @@ def create_app(
         logging_config=None,
         debug=debug,
     )
+    app.asgi_handler = HeadAsGet(app.asgi_handler)  # before routing: HEAD is GET sans body
+    return app
 
 
 @asynccontextmanager
