@@ -20,7 +20,7 @@ from litestar import Litestar
 
 from gophermart.adapters.accrual_http import HttpAccrualClient
 from gophermart.adapters.clock import SystemClock
-from gophermart.adapters.security import Argon2Hasher, JwtTokens, SlidingLoginThrottle
+from gophermart.adapters.security import Argon2Hasher, JwtTokens
 from gophermart.adapters.sql.audit import SqlLedgerAudit
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
@@ -31,6 +31,7 @@ from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
 from gophermart.adapters.sql.secrets import stored_database_id, stored_token_secret
+from gophermart.adapters.sql.throttle import SqlLoginThrottle
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.accounts import Withdraw
@@ -94,7 +95,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.token_ttl,
         settings.provided.database_id,
     )
-    throttle = providers.Singleton(SlidingLoginThrottle)
+    throttle = providers.Singleton(SqlLoginThrottle, database.provided.write)
     wakeup = providers.Singleton(WakeUp)
 
     register = providers.Singleton(Register, uow, hasher, tokens)

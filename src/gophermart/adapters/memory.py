@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -25,8 +27,9 @@ from gophermart.application.ports import (
     OrderView,
     WithdrawalView,
 )
+from gophermart.application.throttling import Counter, ThrottleKeys, ThrottlePolicy
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
-from gophermart.domain.errors import InsufficientPoints, LoginTaken
+from gophermart.domain.errors import InsufficientPoints, LoginTaken, TooManyAttempts
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, Password, User, UserId
@@ -248,14 +251,53 @@ class CountingTokens:
 
 
 class NoThrottle:
-    def check(self, login: str, client: str) -> None:
+    async def attempt(self, login: str, client: str) -> None:
         return None
 
-    def failed(self, login: str, client: str) -> None:
+    async def succeeded(self, login: str, client: str) -> None:
         return None
 
-    def succeeded(self, login: str, client: str) -> None:
-        return None
+
+class MemoryLoginThrottle:
+    """The login throttle of one process (:mod:`~gophermart.application.throttling`'s
+    policy over a bounded dict): for tests and embedding. A deployment of several
+    processes uses the database's (``adapters.sql.throttle``), shared by all of them.
+    """
+
+    def __init__(
+        self,
+        policy: ThrottlePolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.policy = policy or ThrottlePolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._max_keys = max_keys
+        self._counters: OrderedDict[str, Counter] = OrderedDict()
+
+    async def attempt(self, login: str, client: str) -> None:
+        keys = ThrottleKeys.of(login, client)
+        stored = {k: c for k in keys.all() if (c := self._counters.get(k)) is not None}
+        decision = self.policy.attempt(keys, stored, self._clock())
+        if decision.retry_after is not None:
+            raise TooManyAttempts(decision.retry_after)
+        for key, counter in decision.counters.items():
+            self._counters[key] = counter
+            self._counters.move_to_end(key)
+        while len(self._counters) > self._max_keys:
+            self._counters.popitem(last=False)
+        if decision.delay > 0:
+            await self._sleep(decision.delay)
+
+    async def succeeded(self, login: str, client: str) -> None:
+        keys = ThrottleKeys.of(login, client)
+        self._counters.pop(keys.pair, None)
+        self._counters.pop(keys.login, None)
+        client_counter = self.policy.succeeded(self._counters.get(keys.client))
+        if client_counter is not None:
+            self._counters[keys.client] = client_counter
 
 
 class MemoryGate:

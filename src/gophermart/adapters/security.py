@@ -1,4 +1,4 @@
-"""Passwords (argon2id) and credentials (JWT), and the login throttle.
+"""Passwords (argon2id) and credentials (JWT).
 
 Argon2 is deliberately slow (~100 ms of CPU). It runs in a small thread pool: the
 argon2 C code releases the GIL, so the event loop keeps serving other requests while
@@ -20,7 +20,6 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,7 +30,6 @@ from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gophermart.application.errors import Unauthenticated
-from gophermart.domain.errors import TooManyAttempts
 from gophermart.domain.users import Password, UserId
 
 
@@ -165,59 +163,3 @@ def _user_id(subject: object) -> UserId:
     if user_id > _MAX_USER_ID:
         raise ValueError("the subject is not a user id")
     return UserId(user_id)
-
-
-class SlidingLoginThrottle:
-    """Refuses logins after too many recent failures, per login and per client address.
-
-    After ``free_per_login`` failures for one login (or ``free_per_client`` from one
-    address, which may be a whole office behind NAT) within ``window`` seconds, each
-    further failure locks that key for a time that doubles per failure, capped at
-    ``max_lockout``; attempts during the lock-out are refused with 429 and
-    ``Retry-After`` before the password is even checked. A success clears the login's
-    record. State is per process: with N processes an attacker gets at most N times
-    the budget, still far from brute-force speeds.
-    """
-
-    def __init__(
-        self,
-        free_per_login: int = 5,
-        free_per_client: int = 50,
-        window: float = 900.0,
-        max_lockout: float = 900.0,
-        max_keys: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._free = {"l": free_per_login, "c": free_per_client}
-        self._window = window
-        self._max_lockout = max_lockout
-        self._max_keys = max_keys
-        self._clock = clock
-        # key -> (failures, first failure time, locked until)
-        self._records: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
-
-    def check(self, login: str, client: str) -> None:
-        now = self._clock()
-        for key in (f"l:{login}", f"c:{client}"):
-            record = self._records.get(key)
-            if record is not None and record[2] > now:
-                raise TooManyAttempts(max(1, int(record[2] - now + 0.999)))
-
-    def failed(self, login: str, client: str) -> None:
-        now = self._clock()
-        for key in (f"l:{login}", f"c:{client}"):
-            failures, first, _ = self._records.get(key, (0, now, 0.0))
-            if now - first > self._window:
-                failures, first = 0, now
-            failures += 1
-            free = self._free[key[0]]
-            locked_until = 0.0
-            if failures > free:
-                locked_until = now + min(self._max_lockout, 2.0 ** (failures - free))
-            self._records[key] = (failures, first, locked_until)
-            self._records.move_to_end(key)
-        while len(self._records) > self._max_keys:
-            self._records.popitem(last=False)
-
-    def succeeded(self, login: str, client: str) -> None:
-        self._records.pop(f"l:{login}", None)
