@@ -15,18 +15,11 @@ from datetime import timedelta
 
 import pytest
 
-from gophermart.adapters.clock import FrozenClock
-from gophermart.adapters.memory import (
-    CountingTokens,
-    EventCounter,
-    MemoryReadModel,
-    MemoryStore,
-    MemoryUnitOfWork,
-    PlainPasswordHasher,
-)
+from gophermart.adapters.memory import MemoryReadModel, MemoryStore
 from gophermart.application.accounts import Withdraw
 from gophermart.application.orders import UploadOrder, UploadOutcome
 from gophermart.application.users import Register
+from gophermart.bootstrap import Container
 from gophermart.domain.accounts import EntryKind
 from gophermart.domain.errors import (
     InsufficientPoints,
@@ -39,6 +32,7 @@ from gophermart.domain.errors import (
 from gophermart.domain.orders import OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
+from gophermart.testing import EventCounter, FrozenClock
 
 ORDER = "12345678903"
 OTHER_ORDER = "9278923470"
@@ -54,11 +48,10 @@ class World:
     upload: UploadOrder
     withdraw: Withdraw
     read: MemoryReadModel
+    register: Register
 
     async def user(self, login: str, cents: int = 0) -> UserId:
-        auth = await Register(
-            lambda: MemoryUnitOfWork(self.store), PlainPasswordHasher(), CountingTokens()
-        )(login, "pw")
+        auth = await self.register(login, "pw")
         user_id = UserId(auth.user_id)
         # seed a balance directly in the committed state (as if accruals were credited)
         self.store.state.balances[user_id] = (cents, 0)
@@ -71,21 +64,15 @@ class World:
 
 
 @pytest.fixture
-def world() -> World:
-    store = MemoryStore()
-    clock = FrozenClock()
-    events = EventCounter()
-
-    def uow() -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(store)
-
+def world(container: Container) -> World:
     return World(
-        store,
-        clock,
-        events,
-        UploadOrder(uow, clock, events),
-        Withdraw(uow, clock),
-        MemoryReadModel(store),
+        container.memory_store(),
+        container.clock(),
+        container.wakeup(),
+        container.upload_order(),
+        container.withdraw(),
+        container.read_model(),
+        container.register(),
     )
 
 

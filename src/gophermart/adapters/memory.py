@@ -1,4 +1,9 @@
-"""In-memory adapters for every port: fast fakes for unit tests, and a way to embed.
+"""In-memory adapters for the store ports: the ``memory://`` backend.
+
+A real backend for one process (a host's tests, a demo, a shop that keeps nothing):
+what it lacks is durability, not rules. The test doubles that *do* bend the rules
+(a plain-text "hasher", readable tokens, a scripted accrual system) live in
+:mod:`gophermart.testing`, out of production's reach.
 
 The unit of work is serialisable: it holds a lock for its whole life and works on a
 copy of the store that replaces the original only on commit, so tests see the same
@@ -16,20 +21,19 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
-from gophermart.application.errors import ConcurrentUpdate, Unauthenticated
+from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import (
-    AccrualAnswer,
-    AccrualReply,
     BalanceView,
     ClaimedOrder,
     OrderView,
     WithdrawalView,
 )
+from gophermart.application.reconcile import ReconcileReport
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
 from gophermart.domain.errors import InsufficientPoints, LoginTaken
-from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
+from gophermart.domain.orders import Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
-from gophermart.domain.users import Login, Password, User, UserId
+from gophermart.domain.users import Login, User, UserId
 
 
 @dataclass(slots=True)
@@ -221,39 +225,6 @@ class MemoryReadModel:
         return [WithdrawalView(e.order_number.value, e.amount, e.at) for e in mine]
 
 
-class PlainPasswordHasher:
-    """A transparent 'hash' for unit tests, where argon2's cost would only slow them."""
-
-    async def hash(self, password: Password) -> str:
-        return "plain$" + password.value
-
-    async def verify(self, password_hash: str | None, password: Password) -> bool:
-        return password_hash == "plain$" + password.value
-
-
-class CountingTokens:
-    """Opaque tokens ``t<user_id>`` for unit tests."""
-
-    def issue(self, user_id: UserId) -> str:
-        return f"t{user_id}"
-
-    def verify(self, token: str) -> UserId:
-        if not token.startswith("t") or not token[1:].isdigit():
-            raise Unauthenticated("bad token")
-        return UserId(int(token[1:]))
-
-
-class NoThrottle:
-    def check(self, login: str, client: str) -> None:
-        return None
-
-    def failed(self, login: str, client: str) -> None:
-        return None
-
-    def succeeded(self, login: str, client: str) -> None:
-        return None
-
-
 class MemoryGate:
     """The fleet-wide accrual gate of one process: pause, then pace to N per minute."""
 
@@ -285,29 +256,44 @@ class MemoryGate:
         return start
 
 
-class ScriptedAccrual:
-    """A fake accrual client: answers from a script per order, defaulting to 204."""
+class MemoryLedgerAudit:
+    """:class:`~gophermart.application.reconcile.LedgerAudit` over the committed state."""
 
-    def __init__(self) -> None:
-        self.script: dict[str, list[AccrualAnswer]] = {}
-        self.calls: list[str] = []
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
 
-    def will_answer(self, number: str, *answers: AccrualAnswer) -> None:
-        self.script.setdefault(number, []).extend(answers)
-
-    async def fetch(self, number: OrderNumber) -> AccrualAnswer:
-        self.calls.append(number.value)
-        queue = self.script.get(number.value)
-        if queue:
-            return queue.pop(0) if len(queue) > 1 else queue[0]
-        return AccrualReply(AccrualVerdict.UNKNOWN)
-
-
-class EventCounter:
-    def __init__(self) -> None:
-        self.count = 0
-        self.event = asyncio.Event()
-
-    def order_uploaded(self) -> None:
-        self.count += 1
-        self.event.set()
+    async def reconcile(self) -> ReconcileReport:
+        state = self._store.state
+        problems: list[str] = []
+        for user_id, (balance, withdrawn) in sorted(state.balances.items()):
+            mine = [e for e in state.ledger.values() if e.user_id == user_id]
+            credits = sum(e.amount.cents for e in mine if not e.is_debit)
+            debits = sum(e.amount.cents for e in mine if e.is_debit)
+            if balance != credits - debits or withdrawn != debits:
+                problems.append(
+                    f"user {user_id}: balance {Points(balance)} withdrawn {Points(withdrawn)}, "
+                    f"but the ledger says credits {Points(credits)} - debits {Points(debits)}"
+                )
+        processed = [
+            q.order for q in state.orders.values() if q.order.status is OrderStatus.PROCESSED
+        ]
+        for order in processed:
+            if order.credit is None:
+                continue
+            entry = state.ledger.get((EntryKind.ACCRUAL, order.number.value))
+            if entry is None:
+                problems.append(f"order {order.number}: PROCESSED with points but never credited")
+            elif entry.amount != order.credit or entry.user_id != order.owner:
+                problems.append(
+                    f"order {order.number}: accrual {order.credit} for user {order.owner}, "
+                    f"credit {entry.amount} to user {entry.user_id}"
+                )
+        for (kind, number), entry in state.ledger.items():
+            queued = state.orders.get(number)
+            if kind is EntryKind.ACCRUAL and (
+                queued is None or queued.order.status is not OrderStatus.PROCESSED
+            ):
+                problems.append(
+                    f"credit for order {number} (user {entry.user_id}) has no PROCESSED order"
+                )
+        return ReconcileReport(len(state.balances), len(processed), len(state.ledger), problems)

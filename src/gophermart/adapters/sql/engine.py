@@ -41,12 +41,36 @@ class Database:
     def __init__(self, target: DatabaseTarget, pool: PoolSettings | None = None) -> None:
         self.target = target
         pool = pool or PoolSettings()
+        self._borrowed = False
         if target.kind == "postgresql":
             self.write = _postgres_engine(target.location, pool)
             self.read = self.write
         else:
             self.write = _sqlite_engine(target.location, pool_size=1, immediate=True)
             self.read = _sqlite_engine(target.location, pool_size=4, immediate=False)
+
+    @classmethod
+    def borrow(cls, engine: AsyncEngine) -> Database:
+        """Wrap a host's own engine. It stays the host's: :meth:`dispose` leaves it open.
+
+        SQLite gets our connection settings (WAL, foreign keys, ``BEGIN IMMEDIATE`` so
+        writers queue instead of failing on a lock upgrade) installed on the host's
+        engine, which then serves reads and writes alike.
+        """
+        url = engine.url
+        if url.get_backend_name() == "sqlite":
+            target = DatabaseTarget("sqlite", url.database or ":memory:")
+            configure_sqlite(engine, immediate=True)
+        elif url.get_backend_name() == "postgresql":
+            dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            target = DatabaseTarget("postgresql", dsn)
+        else:
+            raise ConfigError(f"DATABASE_URI: unsupported engine {url.get_backend_name()!r}")
+        database = cls.__new__(cls)
+        database.target = target
+        database.write = database.read = engine
+        database._borrowed = True
+        return database
 
     @property
     def is_postgres(self) -> bool:
@@ -69,6 +93,8 @@ class Database:
             ) from None
 
     async def dispose(self) -> None:
+        if self._borrowed:
+            return
         await self.write.dispose()
         if self.read is not self.write:
             await self.read.dispose()
@@ -98,6 +124,12 @@ def _sqlite_engine(path: str, pool_size: int, immediate: bool) -> AsyncEngine:
         pool_timeout=60,
         connect_args={"timeout": 30},
     )
+    configure_sqlite(engine, immediate=immediate)
+    return engine
+
+
+def configure_sqlite(engine: AsyncEngine, immediate: bool) -> None:
+    """Our SQLite connection settings, on our engines and on a host's borrowed one."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -115,5 +147,3 @@ def _sqlite_engine(path: str, pool_size: int, immediate: bool) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin_sql)
-
-    return engine
