@@ -48,7 +48,7 @@ class Backend:
     database: Database | None = None
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres", "postgres-asyncpg"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "memory":
         store = MemoryStore()
@@ -60,19 +60,19 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield sql
 
 
-@pytest.fixture(params=["sqlite", "postgres", "postgres-asyncpg"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     async for sql in _sql_backend(request):
         yield sql
 
 
 async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    """SQLite and PostgreSQL through SQLAlchemy; and PostgreSQL as the service runs it,
-    with the hot paths straight through asyncpg (PgUnitOfWork, PgReadModel)."""
-    uri = request.getfixturevalue("sqlite_uri" if request.param == "sqlite" else "postgres_uri")
+    """Each engine as the service runs it: SQLite through SQLAlchemy, PostgreSQL's hot
+    paths straight through asyncpg (PgUnitOfWork, PgReadModel)."""
+    uri = request.getfixturevalue(f"{request.param}_uri")
     database = Database(parse_database_uri(uri))
-    await migrate(database)
-    pool = PgPool(database.target.location) if request.param == "postgres-asyncpg" else None
+    await migrate(database.write)
+    pool = PgPool(database.target.location) if database.is_postgres else None
     try:
         if pool is not None:
             yield Backend(
