@@ -35,6 +35,7 @@ from gophermart.domain.accounts import LedgerEntry
 
 
 class _PgSession(Session):
+    records_in_one_statement = True
     add_order = st.ADD_ORDER_PG
 
     def __init__(self, conn: PoolConnectionProxy) -> None:

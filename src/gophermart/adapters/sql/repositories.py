@@ -34,6 +34,8 @@ class Session(ABC):
 
     #: The dialect's statement for ``orders.add``.
     add_order: st.Statement
+    #: Whether :meth:`_record` is one statement, and so may run as its own transaction.
+    records_in_one_statement: bool
 
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
@@ -76,10 +78,11 @@ class Session(ABC):
         return self._runner
 
     async def commit(self) -> None:
-        if self._failed is None and not self.in_transaction and len(self._pending) == 1:
-            # The only write: one statement (PostgreSQL's shape) is its own transaction,
-            # which saves BEGIN and COMMIT round trips and holds the account row's lock
-            # only while the server runs the statement.
+        lone = self._failed is None and not self.in_transaction and len(self._pending) == 1
+        if lone and self.records_in_one_statement:
+            # The only write, one statement: its own transaction, which saves the BEGIN
+            # and COMMIT round trips and holds the account row's lock only while the
+            # server runs the statement.
             await self._apply(self._pending.pop())
         elif self.in_transaction or self._pending or self._failed:
             await self.write()

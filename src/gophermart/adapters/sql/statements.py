@@ -66,8 +66,9 @@ _ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
 #: Types whose values asyncpg hands over exactly as SQLAlchemy's result processing would
 #: on SQLite (timestamptz arrives tz-aware UTC, as UtcDateTime promises), and takes as
-#: bind values as they are. Rows are mapped from asyncpg's Records with no processing,
-#: so a column of any other type must not reach the asyncpg path unnoticed.
+#: bind values as they are (aware datetimes: the domain makes no naive ones, which
+#: UtcDateTime refuses on SQLite). Rows are mapped from asyncpg's Records with no
+#: processing, so a column of any other type must not reach the asyncpg path unnoticed.
 _ASYNCPG_NATIVE = (Integer, String, UtcDateTime, NullType)
 
 

@@ -22,6 +22,7 @@ __all__ = ["ORDERS_CHANNEL", "SqlUnitOfWork"]
 
 
 class _SqliteSession(Session):
+    records_in_one_statement = False
     add_order = st.ADD_ORDER_SQLITE
 
     def __init__(self, conn: AsyncConnection) -> None:
