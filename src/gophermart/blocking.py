@@ -108,10 +108,15 @@ class BlockingGophermart:
         self.close()
 
     def _run(self, coro: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
+        problem = None
         if self._loop is None:
-            raise RuntimeError("start() the BlockingGophermart (or use `with`) first")
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("a blocking verb was called from the library's own loop")
+            problem = "start() the BlockingGophermart (or use `with`) first"
+        elif threading.current_thread() is self._thread:
+            problem = "a blocking verb was called from the library's own loop"
+        if problem is not None or self._loop is None:
+            if isinstance(coro, Coroutine):
+                coro.close()  # never to run: say so, rather than warn of it never awaited
+            raise RuntimeError(problem)
 
         async def wrapped() -> T:
             return await coro

@@ -116,7 +116,7 @@ class Gophermart:
         PostgreSQL via asyncpg). The engine stays the host's: it is not disposed here.
         On PostgreSQL the hot paths open their own small asyncpg pool to the same
         database (docs/embedding.md says why)."""
-        database = Database.borrow(engine)
+        database = Database.from_engine(engine)
         url = "sqlite:///" + database.target.location
         if database.is_postgres:
             url = database.target.location

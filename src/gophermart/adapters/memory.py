@@ -8,7 +8,9 @@ what it lacks is durability, not rules. The test doubles that *do* bend the rule
 The unit of work is serialisable: it holds a lock for its whole life and works on a
 copy of the store that replaces the original only on commit, so tests see the same
 "all or nothing" behaviour as a database transaction. Unique keys and the conditional
-debit are enforced here just as the SQL schema enforces them.
+debit are enforced here just as the SQL schema enforces them, and saved ledger entries
+are applied when the SQL units of work write them: at commit, or on the unit of work's
+next repository call (ports.AccountRepository.save).
 """
 
 from __future__ import annotations
@@ -64,10 +66,56 @@ class MemoryStore:
         self.fail_next_commit = False
 
 
-class MemoryUsers:
-    def __init__(self, state: MemoryState) -> None:
-        self._s = state
+class _Work:
+    """One unit of work's copy of the state, and the ledger entries saved into it but
+    not applied yet."""
 
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+        self.pending: list[LedgerEntry] = []
+        self.failed: Exception | None = None
+
+    def ready(self) -> MemoryState:
+        """The copy with the saved entries applied first (read-your-writes). A rule
+        violation among them is raised here, and by every later call."""
+        if self.failed is not None:
+            raise self.failed
+        while self.pending:
+            try:
+                _apply(self.state, self.pending.pop(0))
+            except Exception as exc:
+                self.failed = exc
+                raise
+        return self.state
+
+
+def _apply(s: MemoryState, entry: LedgerEntry) -> None:
+    key = (entry.kind, entry.order_number.value)
+    if key in s.ledger:
+        raise ConcurrentUpdate(f"{entry.kind} for {entry.order_number} exists")
+    balance, withdrawn = s.balances[entry.user_id]
+    if entry.is_debit:
+        if balance < entry.amount.cents:  # the database's conditional update
+            raise InsufficientPoints("balance changed concurrently")
+        balance, withdrawn = balance - entry.amount.cents, withdrawn + entry.amount.cents
+    else:
+        balance += entry.amount.cents
+    s.balances[entry.user_id] = (balance, withdrawn)
+    s.ledger[key] = entry
+
+
+class _Repository:
+    def __init__(self, work: _Work) -> None:
+        self._work = work
+
+    @property
+    def _s(self) -> MemoryState:
+        """Every repository call starts here, as every SQL statement starts by writing
+        the saved entries."""
+        return self._work.ready()
+
+
+class MemoryUsers(_Repository):
     async def add(self, login: Login, password_hash: str) -> User:
         if login.value in self._s.logins:
             raise LoginTaken(f"login {login} is taken")
@@ -82,10 +130,7 @@ class MemoryUsers:
         return self._s.users[user_id] if user_id is not None else None
 
 
-class MemoryOrders:
-    def __init__(self, state: MemoryState) -> None:
-        self._s = state
-
+class MemoryOrders(_Repository):
     async def add(self, order: Order) -> bool:
         if order.number.value in self._s.orders:
             return False
@@ -125,10 +170,7 @@ class MemoryOrders:
             queued.next_attempt_at = at
 
 
-class MemoryAccounts:
-    def __init__(self, state: MemoryState) -> None:
-        self._s = state
-
+class MemoryAccounts(_Repository):
     async def open(self, user_id: UserId) -> None:
         self._s.balances.setdefault(user_id, (0, 0))
 
@@ -147,19 +189,8 @@ class MemoryAccounts:
         return await self.get(user_id), await self.withdrawal(order_number)
 
     async def save(self, account: Account) -> None:
-        for entry in account.pending:
-            key = (entry.kind, entry.order_number.value)
-            if key in self._s.ledger:
-                raise ConcurrentUpdate(f"{entry.kind} for {entry.order_number} exists")
-            balance, withdrawn = self._s.balances[entry.user_id]
-            if entry.is_debit:
-                if balance < entry.amount.cents:  # the database's conditional update
-                    raise InsufficientPoints("balance changed concurrently")
-                balance, withdrawn = balance - entry.amount.cents, withdrawn + entry.amount.cents
-            else:
-                balance += entry.amount.cents
-            self._s.balances[entry.user_id] = (balance, withdrawn)
-            self._s.ledger[key] = entry
+        """Records the entries only (module docstring)."""
+        self._work.pending.extend(account.pending)
         account.pending.clear()
 
 
@@ -170,10 +201,10 @@ class MemoryUnitOfWork:
 
     async def __aenter__(self) -> Self:
         await self._store.lock.acquire()
-        self._state = copy.deepcopy(self._store.state)
-        self.users = MemoryUsers(self._state)
-        self.orders = MemoryOrders(self._state)
-        self.accounts = MemoryAccounts(self._state)
+        self._work = _Work(copy.deepcopy(self._store.state))
+        self.users = MemoryUsers(self._work)
+        self.orders = MemoryOrders(self._work)
+        self.accounts = MemoryAccounts(self._work)
         return self
 
     async def __aexit__(
@@ -184,11 +215,12 @@ class MemoryUnitOfWork:
     ) -> None:
         try:
             if self._committed and exc_type is None:
-                self._store.state = self._state
+                self._store.state = self._work.state
         finally:
             self._store.lock.release()
 
     async def commit(self) -> None:
+        self._work.ready()  # the saved entries: their violations surface here
         if self._store.fail_next_commit:
             self._store.fail_next_commit = False
             raise ConnectionError("simulated failure at commit")
