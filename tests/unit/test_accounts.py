@@ -29,17 +29,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gophermart.adapters.clock import FrozenClock
-from gophermart.adapters.memory import (
-    CountingTokens,
-    EventCounter,
-    MemoryGate,
-    MemoryReadModel,
-    MemoryStore,
-    MemoryUnitOfWork,
-    PlainPasswordHasher,
-    ScriptedAccrual,
-)
+from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore, MemoryUnitOfWork
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accrual_sync import AccrualSync
 from gophermart.application.orders import UploadOrder, UploadOutcome
@@ -57,6 +47,13 @@ from gophermart.domain.errors import (
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import MAX_AMOUNT_CENTS, MAX_CENTS, Points
 from gophermart.domain.users import UserId
+from gophermart.testing import (
+    CountingTokens,
+    EventCounter,
+    FrozenClock,
+    PlainPasswordHasher,
+    ScriptedAccrual,
+)
 from tests.luhn_reference import with_check_digit
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)

@@ -20,18 +20,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophermart.adapters.memory import (
-    CountingTokens,
-    MemoryLoginThrottle,
-    MemoryStore,
-    MemoryUnitOfWork,
-    NoThrottle,
-    PlainPasswordHasher,
-)
+from gophermart.adapters.memory import MemoryLoginThrottle, MemoryStore, MemoryUnitOfWork
 from gophermart.application.throttling import ThrottlePolicy
 from gophermart.application.users import LogIn, Register
 from gophermart.domain.errors import InvalidCredentials, InvalidInput, LoginTaken, TooManyAttempts
 from gophermart.domain.users import MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH, Login, Password
+from gophermart.testing import CountingTokens, NoThrottle, PlainPasswordHasher
 
 COMPOSED = "caf\u00e9"  # é as one code point
 DECOMPOSED = "cafe\u0301"  # e + combining acute accent

@@ -1,9 +1,11 @@
 """Errors raised by the application layer (not business rules, but protocol facts)."""
 
+from gophermart.domain.errors import GophermartError
 
-class Unauthenticated(Exception):
+
+class Unauthenticated(GophermartError):
     """Missing, malformed, tampered or expired credential."""
 
 
-class ConcurrentUpdate(Exception):
+class ConcurrentUpdate(GophermartError):
     """A guarded write lost a race (unique key or conditional update); safe to retry."""

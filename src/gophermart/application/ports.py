@@ -131,13 +131,20 @@ class AccountRepository(Protocol):
         ...
 
     async def save(self, account: Account) -> None:
-        """Write ``account.pending`` entries and their balance effect atomically.
+        """Record ``account.pending`` entries (and clear them); nothing is checked or
+        written yet, and this never raises their rule violations.
 
-        The database enforces the rules again: a debit is a conditional update
+        The unit of work writes each entry with its balance effect, atomically, at
+        :meth:`UnitOfWork.commit`, or earlier if the unit of work makes another
+        repository call first (which then sees them: read-your-writes). The store
+        enforces the rules again as it writes: a debit is a conditional update
         (``balance >= amount``) raising :class:`InsufficientPoints` if it lost a race;
-        a duplicate (kind, order) raises :class:`~.errors.ConcurrentUpdate`. A store may
-        defer the write to the unit of work's commit, so these errors may come from
-        :meth:`UnitOfWork.commit` instead; nothing is written either way.
+        a duplicate (kind, order) raises :class:`~.errors.ConcurrentUpdate`.
+
+        The one rule for every store: such an error comes from the call that writes the
+        entries, which is :meth:`UnitOfWork.commit` when ``save`` is followed by the
+        commit (as in every use case). The unit of work is then finished: any later
+        call raises the same error, and nothing of it is written.
         """
         ...
 
@@ -158,7 +165,13 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def commit(self) -> None: ...
+    async def commit(self) -> None:
+        """Write the ledger entries saved and not written yet, then commit.
+
+        Raises their rule violations (:meth:`AccountRepository.save`), or one raised
+        earlier in this unit of work, and then commits nothing.
+        """
+        ...
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -11,14 +11,14 @@ from gophermart.application.ports import (
     UnitOfWorkFactory,
 )
 from gophermart.domain.errors import InvalidCredentials
-from gophermart.domain.users import Login, Password
+from gophermart.domain.users import Login, Password, UserId
 
 
 @dataclass(frozen=True, slots=True)
 class Authenticated:
     """The outcome of register and login: who, and the credential to hand back."""
 
-    user_id: int
+    user_id: UserId
     token: str
 
 

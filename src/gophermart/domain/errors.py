@@ -5,7 +5,12 @@ Every rule violation has its own type so that one place at the edge
 """
 
 
-class DomainError(Exception):
+class GophermartError(Exception):
+    """Base of every error the library raises on purpose (business rules, credentials,
+    lost races): a host can catch this one and map the rest by type."""
+
+
+class DomainError(GophermartError):
     """Base of every business-rule violation."""
 
 
@@ -64,3 +69,7 @@ class AlreadyCredited(DomainError):
 
 class UnknownUser(DomainError):
     """A credential names a user that does not exist (any more)."""
+
+
+class UnknownOrder(DomainError):
+    """No order with this number was ever uploaded."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -36,17 +37,52 @@ class Database:
     single connection whose transactions start with ``BEGIN IMMEDIATE`` (writers queue
     in Python instead of failing with "database is locked" on a lock upgrade), and a
     *read* engine whose connections read concurrently thanks to WAL.
+
+    :meth:`from_engine` wraps a host's own engine instead.
     """
 
-    def __init__(self, target: DatabaseTarget, pool: PoolSettings | None = None) -> None:
+    def __init__(
+        self,
+        target: DatabaseTarget,
+        pool: PoolSettings | None = None,
+        *,
+        engine: AsyncEngine | None = None,
+    ) -> None:
         self.target = target
+        self._owned = engine is None
         pool = pool or PoolSettings()
-        if target.kind == "postgresql":
+        if engine is not None:  # see from_engine
+            self.write = self.read = engine
+        elif target.kind == "postgresql":
             self.write = _postgres_engine(target.location, pool)
             self.read = self.write
         else:
             self.write = _sqlite_engine(target.location, pool_size=1, immediate=True)
             self.read = _sqlite_engine(target.location, pool_size=4, immediate=False)
+
+    @classmethod
+    def from_engine(cls, engine: AsyncEngine) -> Database:
+        """Around a host's existing engine, borrowed: :meth:`dispose` leaves it alone.
+
+        One engine serves reads and writes. On SQLite it is first set up by
+        :func:`configure_sqlite` with ``immediate=True``, because our writes need
+        ``BEGIN IMMEDIATE`` to queue rather than deadlock on a lock upgrade; from then
+        on *every* transaction on that engine, the host's and our reads included, takes
+        SQLite's write lock at BEGIN, so reads wait for writes (a URL, which gets its own
+        read engine, reads concurrently). Call it before the engine opens connections:
+        the pragmas are set on each new connection.
+
+        ``target.location`` is rebuilt from the engine's URL for display (and, on
+        PostgreSQL, as a DSN for the LISTEN connection and our own asyncpg pool).
+        """
+        url = engine.url
+        if url.get_backend_name() == "sqlite":
+            configure_sqlite(engine, immediate=True)
+            target = DatabaseTarget("sqlite", url.database or ":memory:")
+        else:
+            dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            target = DatabaseTarget("postgresql", dsn)
+        return cls(target, engine=engine)
 
     @property
     def is_postgres(self) -> bool:
@@ -69,6 +105,8 @@ class Database:
             ) from None
 
     async def dispose(self) -> None:
+        if not self._owned:
+            return
         await self.write.dispose()
         if self.read is not self.write:
             await self.read.dispose()
@@ -98,8 +136,32 @@ def _sqlite_engine(path: str, pool_size: int, immediate: bool) -> AsyncEngine:
         pool_timeout=60,
         connect_args={"timeout": 30},
     )
+    configure_sqlite(engine, immediate=immediate)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+#: Engines already set up, and whether their transactions begin IMMEDIATE.
+_configured: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+
+
+def configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
+    """Make a SQLite engine fit for Gophermart: WAL, ``synchronous=NORMAL``, foreign keys
+    on, a 30 s busy timeout on every new connection; and transactions that begin with
+    ``BEGIN IMMEDIATE`` (``immediate=True``, what any engine that writes needs) or a
+    plain ``BEGIN``. Our own engines and a host's borrowed one all go through here.
+
+    Idempotent; asking again for the other kind of BEGIN is an error.
+    """
+    sync_engine = engine.sync_engine
+    if sync_engine.dialect.name != "sqlite":
+        raise ValueError(f"configure_sqlite: not a SQLite engine ({sync_engine.dialect.name})")
+    if sync_engine in _configured:
+        if _configured[sync_engine] != immediate:
+            raise ValueError("configure_sqlite: engine already set up with the other BEGIN")
+        return
+    _configured[sync_engine] = immediate
+
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy's "begin" event (below) emit BEGIN, not the driver.
         dbapi_conn.isolation_level = None
@@ -112,8 +174,6 @@ def _sqlite_engine(path: str, pool_size: int, immediate: bool) -> AsyncEngine:
 
     begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin_sql)
-
-    return engine
