@@ -33,11 +33,12 @@ from gophermart.adapters.clock import SystemClock
 from gophermart.adapters.memory import (
     MemoryGate,
     MemoryLedgerAudit,
+    MemoryLoginThrottle,
     MemoryReadModel,
     MemoryStore,
     MemoryUnitOfWork,
 )
-from gophermart.adapters.security import Argon2Hasher, JwtTokens, SlidingLoginThrottle
+from gophermart.adapters.security import Argon2Hasher, JwtTokens
 from gophermart.adapters.sql.audit import SqlLedgerAudit
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
@@ -47,7 +48,8 @@ from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
-from gophermart.adapters.sql.secrets import stored_token_secret
+from gophermart.adapters.sql.secrets import stored_database_id, stored_token_secret
+from gophermart.adapters.sql.throttle import SqlLoginThrottle
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.accounts import Withdraw
@@ -216,9 +218,18 @@ class Container(containers.DeclarativeContainer):
     # --- security -----------------------------------------------------------------
     hasher = providers.Resource(_argon2)
     tokens = providers.Singleton(
-        JwtTokens, providers.Callable(_token_secret, settings), settings.provided.token_ttl
+        JwtTokens,
+        providers.Callable(_token_secret, settings),
+        settings.provided.token_ttl,
+        settings.provided.database_id,  # the key is bound to the database (finding 5)
     )
-    throttle = providers.Singleton(SlidingLoginThrottle)
+    # Login throttling's counters: shared by every process through the database.
+    throttle = providers.Selector(
+        backend,
+        memory=providers.Singleton(MemoryLoginThrottle),
+        sqlite=providers.Singleton(SqlLoginThrottle, database.provided.write),
+        postgresql=providers.Singleton(SqlLoginThrottle, database.provided.write),
+    )
     wakeup = providers.Singleton(WakeUp)
 
     # --- use cases ----------------------------------------------------------------
@@ -277,20 +288,36 @@ async def settle_secret(container: Container) -> str:
     return await stored_token_secret(database.write)
 
 
+async def settle_database_id(container: Container) -> str:
+    """The database's identity, to which token keys are bound
+    (:func:`~gophermart.adapters.security.signing_key`): kept in the database (created
+    by the first process to ask), so a dropped and recreated database mints a new one
+    and the old tokens die with it; in memory, a fresh one per store."""
+    settings: Settings = container.settings()
+    if settings.database_id:
+        return settings.database_id
+    if container.backend() == "memory":
+        return secrets.token_hex(16)
+    database: Database = container.database()
+    return await stored_database_id(database.write)
+
+
 async def prepare(settings: Settings) -> Settings:
     """Before serving: check the database, migrate it, settle the token secret.
 
     Run once by the CLI before the server processes start, so they neither race to
-    migrate nor disagree about the key. Returns the settings with ``secret`` filled in;
-    any problem is a :class:`ConfigError`, printed as one line by the CLI.
+    migrate nor disagree about the key. Returns the settings with ``secret`` and
+    ``database_id`` filled in; any problem is a :class:`ConfigError`, printed as one
+    line by the CLI.
     """
     container = Container(settings=settings)
     try:
         await container.store()
         await migrate_database(container)
         secret = await settle_secret(container)
+        database_id = await settle_database_id(container)
     finally:
         shutdown = container.shutdown_resources()
         if shutdown is not None:
             await shutdown
-    return replace(settings, secret=secret)
+    return replace(settings, secret=secret, database_id=database_id)

@@ -39,6 +39,7 @@ from gophermart.bootstrap import (
     Container,
     WorkerTask,
     migrate_database,
+    settle_database_id,
     settle_secret,
 )
 from gophermart.domain.orders import AccrualVerdict, Order
@@ -157,10 +158,12 @@ class Gophermart:
             if self._migrate:
                 await migrate_database(c)
             secret = await settle_secret(c)
+            database_id = await settle_database_id(c)
         except BaseException:
             await self.aclose()
             raise
-        c.settings.override(providers.Object(replace(self.settings, secret=secret)))
+        settled = replace(self.settings, secret=secret, database_id=database_id)
+        c.settings.override(providers.Object(settled))
         self._register = c.register()
         self._log_in = c.log_in()
         self._upload = c.upload_order()

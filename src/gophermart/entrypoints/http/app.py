@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import msgspec
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import Cookie
@@ -24,6 +23,7 @@ from gophermart.domain.errors import InvalidInput
 from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.errors import EXCEPTION_HANDLERS
 from gophermart.entrypoints.http.gzip_request import GzipRequestMiddleware
+from gophermart.entrypoints.http.head import HeadAsGet
 from gophermart.entrypoints.http.wire import (
     BalanceOut,
     OrderOut,
@@ -86,10 +86,7 @@ def http_router(
         )
 
     async def credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
-        try:
-            creds = decode_credentials(await request.body())
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
-            raise InvalidInput(f"malformed body: {exc}") from None
+        creds = decode_credentials(await request.body())
         return creds.login, creds.password
 
     @post("/api/user/register", status_code=200)
@@ -147,10 +144,7 @@ def http_router(
     async def withdraw(
         request: Request[Any, Any, Any], user_id: NamedDependency[UserId]
     ) -> Response[bytes]:
-        try:
-            body = decode_withdraw(await request.body())
-        except msgspec.DecodeError as exc:
-            raise InvalidInput(f"malformed body: {exc}") from None
+        body = decode_withdraw(await request.body())
         amount = parse_sum(body.sum)
         await loyalty.withdraw(user_id, body.order, amount)
         return Response(content=b"", status_code=200, media_type=TEXT)
@@ -208,8 +202,8 @@ def http_app(
 ) -> Litestar:
     """The API as a standalone ASGI app that owns ``loyalty``'s life: started with the
     app (migrating if it was opened so), closed at shutdown; responses gzip-compressed
-    for clients that accept it."""
-    return Litestar(
+    for clients that accept it; ``HEAD`` answered like ``GET``, without the body."""
+    app = Litestar(
         route_handlers=[http_router(loyalty)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         compression_config=CompressionConfig(backend="gzip", minimum_size=1),
@@ -218,3 +212,5 @@ def http_app(
         logging_config=None,
         debug=debug,
     )
+    app.asgi_handler = HeadAsGet(app.asgi_handler)  # before routing: HEAD is GET sans body
+    return app
