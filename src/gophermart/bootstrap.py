@@ -1,33 +1,50 @@
-"""The composition root: the one place that reads settings and builds adapters.
+"""The composition root: the one place that turns settings into adapters and use cases.
 
-``Container`` wires the SQL adapters by default; tests override providers (for
-example with the in-memory adapters) instead of constructing use cases by hand.
-``Runtime`` owns the start-up and shutdown order of one process.
+:class:`Container` is a dependency-injector container used as intended:
+
+* the backend (``memory``, ``sqlite`` or ``postgresql``) is chosen by a ``Selector`` per
+  port, so only the chosen backend's adapters are ever built;
+* units of work come from a ``Factory`` (a new one per use, ``uow.provider`` is what use
+  cases receive);
+* everything with a life (engines and pools, the argon2 thread pool, the accrual HTTP
+  client, the LISTEN connection, the worker task) is a ``Resource``: the container
+  starts it on first use and stops it in ``shutdown_resources()``;
+* hosts and tests swap parts with ``.override()``: a borrowed engine or pool
+  (:mod:`gophermart.facade`), or the fast doubles of :mod:`gophermart.testing`.
+
+It knows no web framework: the HTTP app is built by ``gophermart.entrypoints.http``
+from the facade, like any other client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import replace
-from functools import partial
-from typing import cast
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from dependency_injector import containers, providers
-from litestar import Litestar
 
 from gophermart.adapters.accrual_http import HttpAccrualClient
 from gophermart.adapters.clock import SystemClock
-from gophermart.adapters.security import Argon2Hasher, JwtTokens, SlidingLoginThrottle
+from gophermart.adapters.memory import (
+    MemoryGate,
+    MemoryLedgerAudit,
+    MemoryLoginThrottle,
+    MemoryReadModel,
+    MemoryStore,
+    MemoryUnitOfWork,
+)
+from gophermart.adapters.security import Argon2Hasher, JwtTokens
 from gophermart.adapters.sql.audit import SqlLedgerAudit
 from gophermart.adapters.sql.availability import (
     DatabaseGuard,
-    GuardedGate,
+    GuardedEngine,
     GuardedReadModel,
-    guarded_units_of_work,
+    GuardedUnitOfWork,
 )
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
@@ -38,19 +55,31 @@ from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
 from gophermart.adapters.sql.readiness import SqlReadiness
-from gophermart.adapters.sql.secrets import stored_token_secret
+from gophermart.adapters.sql.secrets import stored_database_id, stored_token_secret
+from gophermart.adapters.sql.throttle import SqlLoginThrottle
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accrual_sync import AccrualSync
+from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder
-from gophermart.application.ports import AccrualGate, ReadModel, UnitOfWorkFactory
-from gophermart.application.reconcile import ReconcileReport
+from gophermart.application.queries import ListOrders, ListWithdrawals, ShowBalance
+from gophermart.application.readiness import Readiness
 from gophermart.application.users import LogIn, Register
-from gophermart.entrypoints.http.app import Api, create_app
 from gophermart.settings import ConfigError, Settings
 
 log = logging.getLogger("gophermart")
+
+Backend = Literal["memory", "sqlite", "postgresql"]
+
+#: The database URI of the in-memory backend (nothing is kept after the process ends).
+MEMORY_URI = "memory://"
+
+
+def backend_of(settings: Settings) -> Backend:
+    if settings.database_uri.strip().lower().startswith("memory:"):
+        return "memory"
+    return parse_database_uri(settings.database_uri).kind
 
 
 class WakeUp:
@@ -63,221 +92,280 @@ class WakeUp:
         self.event.set()
 
 
-def _uow_factory(
-    database: Database, pool: PgPool | None, guard: DatabaseGuard
-) -> UnitOfWorkFactory:
-    inner: partial[SqlUnitOfWork] | partial[PgUnitOfWork]
-    if pool is not None:
-        inner = partial(PgUnitOfWork, pool)
-    else:
-        inner = partial(SqlUnitOfWork, database.write)
-    # The cast: their repositories are concrete classes, the port's attributes protocols.
-    return guarded_units_of_work(cast("UnitOfWorkFactory", inner), guard)
-
-
-# PostgreSQL's hot paths go straight through asyncpg (pg_unit_of_work.py and
-# pg_read_model.py); SQLite, and PostgreSQL's cold paths (migrations, the accrual gate,
-# secrets, reconcile), through SQLAlchemy.
-
-
-def _pg_pool(database: Database) -> PgPool | None:
-    if not database.is_postgres:
-        return None
-    return PgPool(database.target.location, timeout=database.timeout)
-
-
-def _read_model(database: Database, pool: PgPool | None, guard: DatabaseGuard) -> ReadModel:
-    inner = PgReadModel(pool) if pool is not None else SqlReadModel(database.read)
-    return GuardedReadModel(inner, guard)
-
-
-def _gate(database: Database, guard: DatabaseGuard) -> AccrualGate:
-    return GuardedGate(SqlAccrualGate(database.write), guard)
-
-
-def _guard(database: Database) -> DatabaseGuard:
-    # SQLite's waits are bounded by its busy and pool timeouts; cancelling an aiosqlite
-    # call mid-flight would only leave its thread running on.
-    return DatabaseGuard(database.timeout if database.is_postgres else None)
+# --- resources: what is started on first use and stopped at shutdown ---------------
 
 
 def _database(settings: Settings) -> Database:
-    """Start-up, migrations and reconcile: no deadline (a migration may wait its turn)."""
-    return Database(parse_database_uri(settings.database_uri))
-
-
-def _serving_database(settings: Settings) -> Database:
-    """The running service's: every wait bounded by ``db_timeout``."""
+    """Every wait bounded by ``db_timeout`` (migrations use :meth:`Database.unbounded`)."""
     return Database(parse_database_uri(settings.database_uri), timeout=settings.db_timeout)
+
+
+def _pg_pool(database: Database, settings: Settings) -> PgPool:
+    return PgPool(database.target.location, timeout=settings.db_timeout)
+
+
+def _guard(settings: Settings, backend: Backend) -> DatabaseGuard:
+    """One per process. SQLite's waits are bounded by its busy and pool timeouts instead
+    of a deadline: cancelling an aiosqlite call would only leave its thread running on."""
+    return DatabaseGuard(settings.db_timeout if backend == "postgresql" else None)
+
+
+async def _open_memory(store: MemoryStore) -> AsyncIterator[MemoryStore]:
+    yield store
+
+
+async def _open_sql(
+    database: Database, guard: DatabaseGuard, pool: PgPool | None = None
+) -> AsyncIterator[Database]:
+    """Check the database answers (one clear line if not); release pools at shutdown."""
+    await database.check()
+    try:
+        yield database
+    finally:
+        # With the database known to be down, a polite goodbye would only wait for it.
+        polite = not guard.is_down
+        if pool is not None:
+            await pool.close(grace=2.0 if polite else 0.0)
+        await database.dispose(close=polite)
+
+
+class _AlwaysReady:
+    async def __call__(self) -> Readiness:
+        return Readiness(True, {"database": "ok (in memory)"})
+
+
+def _argon2() -> Iterator[Argon2Hasher]:
+    hasher = Argon2Hasher()
+    try:
+        yield hasher
+    finally:
+        hasher.close()
+
+
+async def _accrual_client(address: str | None) -> AsyncIterator[HttpAccrualClient]:
+    if not address:
+        raise ConfigError("ACCRUAL_SYSTEM_ADDRESS: the accrual worker needs the system's URL")
+    client = HttpAccrualClient(address)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
+async def _no_listener(_wakeup: WakeUp) -> AsyncIterator[None]:
+    """In one process the upload use case sets the event itself."""
+    yield None
+
+
+async def _pg_listener(database: Database, wakeup: WakeUp) -> AsyncIterator[PgOrderListener]:
+    """Uploads committed by *other* processes wake this one through LISTEN/NOTIFY."""
+    listener = PgOrderListener(database.target.location, wakeup.event)
+    listener.start()
+    try:
+        yield listener
+    finally:
+        await listener.stop()
+
+
+@dataclass(slots=True)
+class WorkerTask:
+    """The running accrual worker; ``stop`` asks it to finish the orders in hand."""
+
+    task: asyncio.Task[None]
+    stop: asyncio.Event
+
+
+async def _worker(
+    sync: AccrualSync, wakeup: WakeUp, _listening: object, grace: float = 10.0
+) -> AsyncIterator[WorkerTask]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(sync.run_until(stop, wakeup.event), name="accrual-sync")
+    try:
+        yield WorkerTask(task, stop)
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, grace)
+        except TimeoutError:
+            log.warning("accrual worker did not stop within %.0fs; leases will expire", grace)
+
+
+def _token_secret(settings: Settings) -> str:
+    if not settings.secret:
+        raise ConfigError("GOPHERMART_SECRET: no token secret (the facade settles it at start)")
+    return settings.secret
 
 
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
+    backend = providers.Singleton(backend_of, settings)
 
-    database = providers.Singleton(_serving_database, settings)
-    guard = providers.Singleton(_guard, database)
     clock = providers.Singleton(SystemClock)
-    pg_pool = providers.Singleton(_pg_pool, database)
-    readiness = providers.Singleton(SqlReadiness, database, pg_pool, settings.provided.db_timeout)
-    uow = providers.Singleton(_uow_factory, database, pg_pool, guard)
-    read_model = providers.Singleton(_read_model, database, pg_pool, guard)
-    hasher = providers.Singleton(Argon2Hasher)
-    tokens = providers.Singleton(JwtTokens, settings.provided.secret, settings.provided.token_ttl)
-    throttle = providers.Singleton(SlidingLoginThrottle)
+
+    # --- the store, per backend -------------------------------------------------
+    memory_store = providers.Singleton(MemoryStore)
+    database = providers.Singleton(_database, settings)  # SQLite / PostgreSQL engines
+    pg_pool = providers.Singleton(_pg_pool, database, settings)  # PostgreSQL's hot paths
+    # Database outages: a deadline per operation, 503 instead of 500, logged once
+    # (adapters/sql/availability.py). The store's ports below go through it.
+    guard = providers.Singleton(_guard, settings, backend)
+    guarded_write = providers.Singleton(GuardedEngine, database.provided.write, guard)
+
+    store = providers.Selector(
+        backend,
+        memory=providers.Resource(_open_memory, memory_store),
+        sqlite=providers.Resource(_open_sql, database, guard),
+        postgresql=providers.Resource(_open_sql, database, guard, pg_pool),
+    )
+    uow = providers.Selector(
+        backend,
+        memory=providers.Factory(MemoryUnitOfWork, memory_store),
+        sqlite=providers.Factory(
+            GuardedUnitOfWork, providers.Factory(SqlUnitOfWork, database.provided.write), guard
+        ),
+        postgresql=providers.Factory(
+            GuardedUnitOfWork, providers.Factory(PgUnitOfWork, pg_pool), guard
+        ),
+    )
+    read_model = providers.Selector(
+        backend,
+        memory=providers.Singleton(MemoryReadModel, memory_store),
+        sqlite=providers.Singleton(
+            GuardedReadModel, providers.Singleton(SqlReadModel, database.provided.read), guard
+        ),
+        postgresql=providers.Singleton(
+            GuardedReadModel, providers.Singleton(PgReadModel, pg_pool), guard
+        ),
+    )
+    gate = providers.Selector(
+        backend,
+        memory=providers.Singleton(MemoryGate),
+        sqlite=providers.Singleton(SqlAccrualGate, guarded_write),
+        postgresql=providers.Singleton(SqlAccrualGate, guarded_write),
+    )
+    readiness = providers.Selector(  # GET /readyz
+        backend,
+        memory=providers.Singleton(_AlwaysReady),
+        sqlite=providers.Singleton(SqlReadiness, database, None, settings.provided.db_timeout),
+        postgresql=providers.Singleton(
+            SqlReadiness, database, pg_pool, settings.provided.db_timeout
+        ),
+    )
+    audit = providers.Selector(
+        backend,
+        memory=providers.Singleton(MemoryLedgerAudit, memory_store),
+        sqlite=providers.Singleton(SqlLedgerAudit, database.provided.read),
+        postgresql=providers.Singleton(SqlLedgerAudit, database.provided.read),
+    )
+
+    # --- security -----------------------------------------------------------------
+    hasher = providers.Resource(_argon2)
+    tokens = providers.Singleton(
+        JwtTokens,
+        providers.Callable(_token_secret, settings),
+        settings.provided.token_ttl,
+        settings.provided.database_id,  # the key is bound to the database (finding 5)
+    )
+    # Login throttling's counters: shared by every process through the database.
+    throttle = providers.Selector(
+        backend,
+        memory=providers.Singleton(MemoryLoginThrottle),
+        sqlite=providers.Singleton(SqlLoginThrottle, guarded_write),
+        postgresql=providers.Singleton(SqlLoginThrottle, guarded_write),
+    )
     wakeup = providers.Singleton(WakeUp)
 
-    register = providers.Singleton(Register, uow, hasher, tokens)
-    log_in = providers.Singleton(LogIn, uow, hasher, tokens, throttle)
-    upload_order = providers.Singleton(UploadOrder, uow, clock, wakeup)
-    withdraw = providers.Singleton(Withdraw, uow, clock)
+    # --- use cases ----------------------------------------------------------------
+    register = providers.Singleton(Register, uow.provider, hasher, tokens)
+    log_in = providers.Singleton(LogIn, uow.provider, hasher, tokens, throttle)
+    upload_order = providers.Singleton(UploadOrder, uow.provider, clock, wakeup)
+    withdraw = providers.Singleton(Withdraw, uow.provider, clock)
+    show_balance = providers.Singleton(ShowBalance, read_model)
+    list_orders = providers.Singleton(ListOrders, read_model)
+    list_withdrawals = providers.Singleton(ListWithdrawals, read_model)
+    record_accrual = providers.Singleton(RecordAccrual, uow.provider, clock)
 
-    accrual_client = providers.Singleton(HttpAccrualClient, settings.provided.accrual_address)
-    gate = providers.Singleton(_gate, database, guard)
+    # --- the accrual worker ---------------------------------------------------------
+    accrual_client = providers.Resource(_accrual_client, settings.provided.accrual_address)
     accrual_sync = providers.Singleton(
         AccrualSync,
-        uow,
+        uow.provider,
         accrual_client,
         gate,
         clock,
         concurrency=settings.provided.accrual_concurrency,
     )
+    listener = providers.Selector(
+        backend,
+        memory=providers.Resource(_no_listener, wakeup),
+        sqlite=providers.Resource(_no_listener, wakeup),
+        postgresql=providers.Resource(_pg_listener, database, wakeup),
+    )
+    worker = providers.Resource(_worker, accrual_sync, wakeup, listener)
+
+
+async def migrate_database(container: Container) -> None:
+    """Bring the selected SQL database to the newest schema (nothing to do in memory)."""
+    if container.backend() == "memory":
+        return
+    database: Database = container.database()
+    unbounded = database.unbounded()  # a migration may wait for another process's
+    try:
+        await migrate(unbounded)
+    except Exception as exc:
+        raise ConfigError(
+            f"DATABASE_URI: migrating {database.target.display} failed: {exc}"
+        ) from None
+    finally:
+        if unbounded is not database:
+            await unbounded.dispose()
+    log.info("database %s is ready", database.target.display)
+
+
+async def settle_secret(container: Container) -> str:
+    """The operator's secret, else the one kept in the database (created by the first
+    process to ask, so every process of a deployment signs alike), else, in memory, a
+    fresh one for this process."""
+    settings: Settings = container.settings()
+    if settings.secret:
+        return settings.secret
+    if container.backend() == "memory":
+        return secrets.token_urlsafe(48)
+    database: Database = container.database()
+    return await stored_token_secret(database.write)
+
+
+async def settle_database_id(container: Container) -> str:
+    """The database's identity, to which token keys are bound
+    (:func:`~gophermart.adapters.security.signing_key`): kept in the database (created
+    by the first process to ask), so a dropped and recreated database mints a new one
+    and the old tokens die with it; in memory, a fresh one per store."""
+    settings: Settings = container.settings()
+    if settings.database_id:
+        return settings.database_id
+    if container.backend() == "memory":
+        return secrets.token_hex(16)
+    database: Database = container.database()
+    return await stored_database_id(database.write)
 
 
 async def prepare(settings: Settings) -> Settings:
     """Before serving: check the database, migrate it, settle the token secret.
 
-    Returns the settings with ``secret`` filled in (the operator's, or the one stored in
-    the database), so every process of the deployment signs with the same key. Any
-    problem is a :class:`ConfigError`, printed as one line by the CLI.
+    Run once by the CLI before the server processes start, so they neither race to
+    migrate nor disagree about the key. Returns the settings with ``secret`` and
+    ``database_id`` filled in; any problem is a :class:`ConfigError`, printed as one
+    line by the CLI.
     """
-    database = _database(settings)
+    container = Container(settings=settings)
     try:
-        await database.check()
-        try:
-            await migrate(database)
-        except Exception as exc:
-            raise ConfigError(
-                f"DATABASE_URI: migrating {database.target.display} failed: {exc}"
-            ) from None
-        log.info("database %s is ready", database.target.display)
-        if settings.secret:
-            return settings
-        return replace(settings, secret=await stored_token_secret(database.write))
+        await container.store()
+        await migrate_database(container)
+        secret = await settle_secret(container)
+        database_id = await settle_database_id(container)
     finally:
-        await database.dispose()
-
-
-async def reconcile(settings: Settings) -> ReconcileReport:
-    """Audit the database named by ``settings`` (after migrating it, like any start)."""
-    await prepare(settings)
-    database = _database(settings)
-    try:
-        return await SqlLedgerAudit(database.read).reconcile()
-    finally:
-        await database.dispose()
-
-
-class Runtime:
-    """One process of the service: container, start-up, background worker, shutdown."""
-
-    def __init__(self, settings: Settings, container: Container | None = None) -> None:
-        if not settings.secret:
-            raise ConfigError("GOPHERMART_SECRET: no token secret (run prepare() first)")
-        self.settings = settings
-        self.container = container or Container(settings=settings)
-        self._stop = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
-        self._listener: PgOrderListener | None = None
-
-    async def start(self, *, run_worker: bool) -> None:
-        c = self.container
-        database: Database = c.database()
-        await database.check()
-        if run_worker:
-            if not self.settings.accrual_address:
-                log.warning("ACCRUAL_SYSTEM_ADDRESS is not set: orders stay NEW until it is")
-                return
-            wakeup = c.wakeup()
-            if database.is_postgres:
-                self._listener = PgOrderListener(database.target.location, wakeup.event)
-                self._listener.start()
-            sync: AccrualSync = c.accrual_sync()
-            self._worker = asyncio.create_task(
-                sync.run_until(self._stop, wakeup.event), name="accrual-sync"
-            )
-
-    async def stop(self, grace: float = 10.0) -> None:
-        """Let the worker finish the orders it is applying, then release everything."""
-        self._stop.set()
-        if self._worker is not None:
-            try:
-                await asyncio.wait_for(self._worker, grace)
-            except TimeoutError:
-                log.warning("accrual worker did not stop within %.0fs; leases will expire", grace)
-        if self._listener is not None:
-            await self._listener.stop()
-        c = self.container
-        if self.settings.accrual_address:
-            with contextlib.suppress(Exception):
-                await c.accrual_client().aclose()
-        c.hasher().close()
-        # With the database known to be down, a polite goodbye would only wait for it.
-        polite = not c.guard().is_down
-        pool = c.pg_pool()
-        if pool is not None:
-            await pool.close(grace=2.0 if polite else 0.0)
-        await c.database().dispose(close=polite)
-
-    @contextlib.asynccontextmanager
-    async def running(self, *, run_worker: bool) -> AsyncIterator[Runtime]:
-        await self.start(run_worker=run_worker)
-        try:
-            yield self
-        finally:
-            await self.stop()
-
-    async def wait_stopped(self) -> None:
-        await self._stop.wait()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-
-def _settle_garbage_collector() -> None:
-    """Move everything alive after start-up (modules, the app, pools) out of the GC's
-    sight, and collect young objects less eagerly: full collections walking those
-    long-lived objects were the server's worst latency spikes (docs/performance.md)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def api_of(container: Container) -> Api:
-    """The HTTP layer's view of the container."""
-    settings: Settings = container.settings()
-    return Api(
-        register=container.register(),
-        log_in=container.log_in(),
-        upload_order=container.upload_order(),
-        withdraw=container.withdraw(),
-        read_model=container.read_model(),
-        tokens=container.tokens(),
-        token_ttl_seconds=int(settings.token_ttl.total_seconds()),
-        cookie_secure=settings.cookie_secure,
-        readiness=container.readiness(),
-    )
-
-
-def http_app(settings: Settings, container: Container | None = None) -> Litestar:
-    """The ASGI app of one server process, with the runtime in its lifespan."""
-    runtime = Runtime(settings, container)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        async with runtime.running(run_worker=settings.run_worker):
-            _settle_garbage_collector()
-            yield
-
-    app = create_app(api_of(runtime.container), lifespan=[lifespan])
-    app.state.runtime = runtime
-    return app
+        shutdown = container.shutdown_resources()
+        if shutdown is not None:
+            await shutdown
+    return replace(settings, secret=secret, database_id=database_id)

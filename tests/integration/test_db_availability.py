@@ -27,19 +27,10 @@ from typing import Any, Self
 import asyncpg
 import pytest
 import sqlalchemy.exc
+from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from gophermart.adapters.clock import FrozenClock
-from gophermart.adapters.memory import (
-    CountingTokens,
-    EventCounter,
-    MemoryReadModel,
-    MemoryStore,
-    MemoryUnitOfWork,
-    NoThrottle,
-    PlainPasswordHasher,
-)
 from gophermart.adapters.sql.availability import (
     DatabaseGuard,
     GuardedReadModel,
@@ -50,15 +41,13 @@ from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.migrate import migrate
 from gophermart.adapters.sql.readiness import SqlReadiness, alembic_head
 from gophermart.adapters.sql.url import parse_database_uri
-from gophermart.application.accounts import Withdraw
 from gophermart.application.errors import StoreUnavailable
-from gophermart.application.orders import UploadOrder
-from gophermart.application.ports import ReadModel
 from gophermart.application.readiness import Readiness
-from gophermart.application.users import LogIn, Register
 from gophermart.domain.errors import InsufficientPoints
 from gophermart.domain.users import UserId
-from gophermart.entrypoints.http.app import Api, create_app
+from gophermart.entrypoints.http.app import http_app
+from gophermart.facade import Gophermart
+from gophermart.testing import loyalty_for_tests
 from tests.integration.test_cli import run_cli
 
 
@@ -295,33 +284,22 @@ class Probe:
         return self.verdict
 
 
-def make_api(read_model: ReadModel, readiness: Probe) -> Api:
-    store = MemoryStore()
-
-    def uow() -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(store)
-
-    tokens = CountingTokens()
-    clock = FrozenClock()
-    return Api(
-        register=Register(uow, PlainPasswordHasher(), tokens),
-        log_in=LogIn(uow, PlainPasswordHasher(), tokens, NoThrottle()),
-        upload_order=UploadOrder(uow, clock, EventCounter()),
-        withdraw=Withdraw(uow, clock),
-        read_model=read_model,
-        tokens=tokens,
-        token_ttl_seconds=60,
-        readiness=readiness,
-    )
+async def client_of(loyalty: Gophermart) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(app=http_app(loyalty)) as client:
+        yield client
 
 
 @pytest.fixture
 async def down_api() -> AsyncIterator[AsyncTestClient[Any]]:
-    api = make_api(
-        GuardedReadModel(DownReadModel(), DatabaseGuard(1.0)),
-        Probe(Readiness(False, {"database": "unavailable: refused", "migrations": "?"})),
+    loyalty = loyalty_for_tests()
+    c = loyalty.container
+    c.read_model.override(providers.Object(GuardedReadModel(DownReadModel(), DatabaseGuard(1.0))))
+    c.readiness.override(
+        providers.Object(
+            Probe(Readiness(False, {"database": "unavailable: refused", "migrations": "?"}))
+        )
     )
-    async with AsyncTestClient(app=create_app(api)) as client:
+    async for client in client_of(loyalty):
         yield client
 
 
@@ -346,6 +324,7 @@ async def test_livez_and_healthz_answer_without_the_database(
     for path in ("/livez", "/healthz"):
         r = await down_api.get(path)
         assert r.status_code == 200 and r.json() == {"status": "ok"}
+        assert (await down_api.head(path)).status_code == 200
 
 
 async def test_readyz_says_what_failed(down_api: AsyncTestClient[Any]) -> None:
@@ -356,18 +335,11 @@ async def test_readyz_says_what_failed(down_api: AsyncTestClient[Any]) -> None:
     assert body["checks"] == {"database": "unavailable: refused", "migrations": "?"}
 
 
-async def test_readyz_is_200_when_the_probe_says_ready() -> None:
-    api = make_api(
-        MemoryReadModel(MemoryStore()),
-        Probe(Readiness(True, {"database": "ok", "migrations": "current (0001)"})),
-    )
-    async with AsyncTestClient(app=create_app(api)) as client:
+async def test_readyz_is_200_in_memory() -> None:
+    async for client in client_of(loyalty_for_tests()):
         r = await client.get("/readyz")
-    assert r.status_code == 200
-    assert r.json() == {
-        "status": "ready",
-        "checks": {"database": "ok", "migrations": "current (0001)"},
-    }
+        assert r.status_code == 200
+        assert r.json() == {"status": "ready", "checks": {"database": "ok (in memory)"}}
 
 
 # --- the readiness check on a real database --------------------------------------

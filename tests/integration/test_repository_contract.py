@@ -7,7 +7,7 @@ the in-memory fakes used by the unit tests cannot drift from the real databases.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
+from gophermart.adapters.sql.schema import metadata
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.errors import ConcurrentUpdate
@@ -48,7 +49,7 @@ class Backend:
     database: Database | None = None
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres", "postgres-asyncpg"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     if request.param == "memory":
         store = MemoryStore()
@@ -60,19 +61,19 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield sql
 
 
-@pytest.fixture(params=["sqlite", "postgres", "postgres-asyncpg"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     async for sql in _sql_backend(request):
         yield sql
 
 
 async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    """SQLite and PostgreSQL through SQLAlchemy; and PostgreSQL as the service runs it,
-    with the hot paths straight through asyncpg (PgUnitOfWork, PgReadModel)."""
-    uri = request.getfixturevalue("sqlite_uri" if request.param == "sqlite" else "postgres_uri")
+    """Each engine as the service runs it: SQLite through SQLAlchemy, PostgreSQL's hot
+    paths straight through asyncpg (PgUnitOfWork, PgReadModel)."""
+    uri = request.getfixturevalue(f"{request.param}_uri")
     database = Database(parse_database_uri(uri))
-    await migrate(database)
-    pool = PgPool(database.target.location) if request.param == "postgres-asyncpg" else None
+    await migrate(database.write)
+    pool = PgPool(database.target.location) if database.is_postgres else None
     try:
         if pool is not None:
             yield Backend(
@@ -94,6 +95,11 @@ async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]
         if pool is not None:
             await pool.close()
         await database.dispose()
+
+
+def is_utc(moment: datetime) -> bool:
+    """Timezone-aware UTC, as every store must hand datetimes back."""
+    return moment.tzinfo is not None and moment.utcoffset() == timedelta(0)
 
 
 async def new_user(b: Backend, login: str = "alice") -> UserId:
@@ -167,7 +173,7 @@ async def test_order_numbers_are_unique_across_users(backend: Backend) -> None:
         stored = await uow.orders.get(OrderNumber(NUMBERS[0]))
     assert stored is not None
     assert stored.owner == alice and stored.status is OrderStatus.NEW
-    assert stored.uploaded_at == T0 and stored.uploaded_at.tzinfo is not None
+    assert stored.uploaded_at == T0 and is_utc(stored.uploaded_at)
 
 
 async def test_save_is_conditional_on_the_status_it_started_from(backend: Backend) -> None:
@@ -301,6 +307,7 @@ async def test_a_withdrawal_reads_the_account_and_any_earlier_use_of_the_number(
     assert account is not None and (account.user_id, account.balance.cents) == (bob, 0)
     assert previous is not None
     assert (previous.user_id, previous.amount, previous.at) == (alice, Points(1_250), T0)
+    assert is_utc(previous.at)
     assert unknown == (None, None)
     account, previous = alice_again
     assert account is not None and previous is None
@@ -378,6 +385,72 @@ async def test_a_second_entry_for_the_same_order_is_refused(backend: Backend) ->
     assert bob_balance is not None and bob_balance.current.cents == 10_000
 
 
+# --- when a unit of work's errors surface (ports.AccountRepository.save) ---------
+
+
+async def _stale_overdraft(backend: Backend, alice: UserId) -> Account:
+    """A debit the domain allows on a stale view of the account, but the store refuses."""
+    stale = Account(alice, Points(1_000_000), Points(0))
+    stale.withdraw(OrderNumber(NUMBERS[3]), Points(5_000), T0)
+    return stale
+
+
+async def _second_credit(backend: Backend, alice: UserId) -> Account:
+    """A credit for an order that was credited already: the ledger refuses it."""
+    async with backend.uow() as uow:
+        credited = await uow.orders.get(OrderNumber(NUMBERS[0]))
+    assert credited is not None
+    account = Account(alice, Points(1_000), Points(0))
+    account.credit(credited, T0)
+    return account
+
+
+REFUSED = [
+    pytest.param(_stale_overdraft, InsufficientPoints, id="lost-debit"),
+    pytest.param(_second_credit, ConcurrentUpdate, id="duplicate-entry"),
+]
+
+
+async def _nothing_written(backend: Backend, alice: UserId) -> None:
+    """Neither the refused entry nor the unit of work's other write (NUMBERS[1] moved
+    to PROCESSING) is stored."""
+    balance = await backend.read.balance(alice)
+    assert balance is not None and (balance.current.cents, balance.withdrawn.cents) == (1_000, 0)
+    assert await backend.read.withdrawals(alice) == []
+    async with backend.uow() as uow:
+        order = await uow.orders.get(OrderNumber(NUMBERS[1]))
+    assert order is not None and order.status is OrderStatus.NEW
+
+
+@pytest.mark.parametrize("written_by", ["commit", "next-call"])
+@pytest.mark.parametrize(("refused", "error"), REFUSED)
+async def test_saved_entries_are_checked_by_the_call_that_writes_them_and_nothing_is_written(
+    backend: Backend,
+    refused: Callable[[Backend, UserId], Awaitable[Account]],
+    error: type[Exception],
+    written_by: str,
+) -> None:
+    alice = await new_user(backend)
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 1_000)
+    before = await new_order(backend, alice, NUMBERS[1])
+    account = await refused(backend, alice)
+    async with backend.uow() as uow:
+        assert await uow.orders.save(before, before.move_to(OrderStatus.PROCESSING), T0)
+        await uow.accounts.save(account)  # must not raise: nothing is checked yet
+        assert account.pending == []
+        if written_by == "next-call":
+            with pytest.raises(error):  # this read would see the entries: it writes them
+                await uow.accounts.get(alice)
+            with pytest.raises(error):  # and the unit of work is finished
+                await uow.orders.get(before.number)
+        with pytest.raises(error):
+            await uow.commit()
+        with pytest.raises(error):  # it never commits
+            await uow.commit()
+    await _nothing_written(backend, alice)
+
+
 # --- the read side --------------------------------------------------------------
 
 
@@ -392,7 +465,13 @@ async def test_listings_are_newest_first_and_private(backend: Backend) -> None:
     assert [v.number for v in views] == [NUMBERS[1], NUMBERS[2], NUMBERS[0]]
     assert views[2].status is OrderStatus.PROCESSED and views[2].accrual == Points(72_998)
     assert views[0].accrual is None and views[0].uploaded_at == T0 + timedelta(seconds=2)
-    assert await backend.read.orders(UserId(999_999)) == []
+    assert all(is_utc(v.uploaded_at) for v in views)
+    carol = await new_user(backend, "carol")
+    assert await backend.read.orders(carol) == []  # a user without orders: empty
+    assert await backend.read.withdrawals(carol) == []
+    # no such user (a token outliving its user): None, told apart from "no rows"
+    assert await backend.read.orders(UserId(999_999)) is None
+    assert await backend.read.withdrawals(UserId(999_999)) is None
     assert await backend.read.balance(UserId(999_999)) is None
 
     account = Account(alice, Points(72_998), Points(0))
@@ -406,6 +485,7 @@ async def test_listings_are_newest_first_and_private(backend: Backend) -> None:
         (with_check_digit("555"), 200),
         (NUMBERS[4], 100),
     ]
+    assert all(is_utc(w.processed_at) for w in withdrawals)
     assert await backend.read.withdrawals(bob) == []
 
 
@@ -413,12 +493,37 @@ async def test_listings_are_newest_first_and_private(backend: Backend) -> None:
 
 
 async def test_gate_pauses_then_paces(backend: Backend) -> None:
+    await _pauses_then_paces(backend.gate)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def created_all(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    """A database whose schema a host made with ``metadata.create_all``, not migrations:
+    no row is seeded anywhere."""
+    database = Database(parse_database_uri(request.getfixturevalue(f"{request.param}_uri")))
+    async with database.write.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+async def test_a_gate_creates_its_row_on_a_schema_made_by_create_all(
+    created_all: Database,
+) -> None:
+    await _pauses_then_paces(SqlAccrualGate(created_all.write, refresh=0.0))
+    # ...and a second gate (another process) finds the row and the pause in it.
+    assert await SqlAccrualGate(created_all.write).reserve(T0) >= T0 + timedelta(seconds=30)
+
+
+async def _pauses_then_paces(gate: AccrualGate) -> None:
     now = T0
-    assert await backend.gate.reserve(now) == now  # nothing known: go
-    await backend.gate.pause(now + timedelta(seconds=30), 60)
-    first = await backend.gate.reserve(now + timedelta(seconds=1))
-    second = await backend.gate.reserve(now + timedelta(seconds=1))
-    third = await backend.gate.reserve(now + timedelta(seconds=1))
+    assert await gate.reserve(now) == now  # nothing known: go
+    await gate.pause(now + timedelta(seconds=30), 60)
+    first = await gate.reserve(now + timedelta(seconds=1))
+    second = await gate.reserve(now + timedelta(seconds=1))
+    third = await gate.reserve(now + timedelta(seconds=1))
     assert first >= now + timedelta(seconds=30)
     assert (second - first) >= timedelta(seconds=1) and (third - second) >= timedelta(seconds=1)
     assert (third - first) < timedelta(seconds=3)  # paced, not stalled

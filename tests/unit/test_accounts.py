@@ -29,17 +29,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gophermart.adapters.clock import FrozenClock
-from gophermart.adapters.memory import (
-    CountingTokens,
-    EventCounter,
-    MemoryGate,
-    MemoryReadModel,
-    MemoryStore,
-    MemoryUnitOfWork,
-    PlainPasswordHasher,
-    ScriptedAccrual,
-)
+from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore, MemoryUnitOfWork
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accrual_sync import AccrualSync
 from gophermart.application.orders import UploadOrder, UploadOutcome
@@ -47,6 +37,7 @@ from gophermart.application.ports import AccrualAnswer, AccrualReply, RateLimite
 from gophermart.application.users import Register
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
 from gophermart.domain.errors import (
+    BalanceOverflow,
     InsufficientPoints,
     InvalidAmount,
     LoginTaken,
@@ -54,8 +45,15 @@ from gophermart.domain.errors import (
     WithdrawalConflict,
 )
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
-from gophermart.domain.points import Points
+from gophermart.domain.points import MAX_AMOUNT_CENTS, MAX_CENTS, Points
 from gophermart.domain.users import UserId
+from gophermart.testing import (
+    CountingTokens,
+    EventCounter,
+    FrozenClock,
+    PlainPasswordHasher,
+    ScriptedAccrual,
+)
 from tests.luhn_reference import with_check_digit
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -151,6 +149,35 @@ def test_reused_number_with_another_sum_or_user_conflicts(user: UserId, cents: i
     with pytest.raises(WithdrawalConflict):
         acc.withdraw(N2, Points(cents), AT, previous)
     assert (acc.balance, acc.pending) == (Points(100_00), [])
+
+
+def test_credits_after_a_record_accrual_keep_landing() -> None:
+    """Issue 9, finding 7: one accrual of 10^13 points made every later credit raise."""
+    acc = account()
+    acc.credit(processed(ALICE, MAX_AMOUNT_CENTS, N1), AT)
+    acc.credit(processed(ALICE, 1_00, N2), AT)
+    assert acc.balance == Points(MAX_AMOUNT_CENTS + 1_00)
+    assert len(acc.pending) == 2
+
+
+def test_a_credit_past_the_column_raises_and_changes_nothing() -> None:
+    acc = account(MAX_CENTS - 99)
+    with pytest.raises(BalanceOverflow):
+        acc.credit(processed(ALICE, 1_00), AT)
+    assert (acc.balance, acc.pending) == (Points(MAX_CENTS - 99), [])
+    acc.credit(processed(ALICE, 99), AT)  # exactly up to the column is fine
+    assert acc.balance == Points(MAX_CENTS)
+
+
+def test_a_withdrawal_past_the_withdrawn_column_raises_and_changes_nothing() -> None:
+    acc = account(10_00, MAX_CENTS - 5_00)
+    with pytest.raises(BalanceOverflow):
+        acc.withdraw(N2, Points(6_00), AT)
+    assert (acc.balance, acc.withdrawn, acc.pending) == (
+        Points(10_00),
+        Points(MAX_CENTS - 5_00),
+        [],
+    )
 
 
 # --- the state machine -----------------------------------------------------------

@@ -19,16 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophermart.adapters.clock import FrozenClock
-from gophermart.adapters.memory import (
-    CountingTokens,
-    EventCounter,
-    MemoryGate,
-    MemoryStore,
-    MemoryUnitOfWork,
-    PlainPasswordHasher,
-    ScriptedAccrual,
-)
+from gophermart.adapters.memory import MemoryGate, MemoryStore, MemoryUnitOfWork
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.orders import UploadOrder
 from gophermart.application.ports import (
@@ -42,6 +33,13 @@ from gophermart.domain.accounts import EntryKind
 from gophermart.domain.orders import AccrualVerdict, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
+from gophermart.testing import (
+    CountingTokens,
+    EventCounter,
+    FrozenClock,
+    PlainPasswordHasher,
+    ScriptedAccrual,
+)
 
 ORDER = "12345678903"
 OTHER = "9278923470"

@@ -12,22 +12,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Self
 
 import pytest
 
-from gophermart.adapters.clock import FrozenClock
-from gophermart.adapters.memory import (
-    CountingTokens,
-    EventCounter,
-    MemoryReadModel,
-    MemoryStore,
-    MemoryUnitOfWork,
-    PlainPasswordHasher,
-)
+from gophermart.adapters.memory import MemoryReadModel, MemoryStore, MemoryUnitOfWork
 from gophermart.application.accounts import Withdraw
 from gophermart.application.orders import UploadOrder, UploadOutcome
 from gophermart.application.users import Register
-from gophermart.domain.accounts import EntryKind
+from gophermart.bootstrap import Container
+from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
 from gophermart.domain.errors import (
     InsufficientPoints,
     InvalidAmount,
@@ -36,9 +30,12 @@ from gophermart.domain.errors import (
     UnknownUser,
     WithdrawalConflict,
 )
-from gophermart.domain.orders import OrderStatus
+from gophermart.domain.orders import OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
+from gophermart.testing import EventCounter, FrozenClock
+
+StaleView = tuple[Account | None, LedgerEntry | None]
 
 ORDER = "12345678903"
 OTHER_ORDER = "9278923470"
@@ -54,11 +51,10 @@ class World:
     upload: UploadOrder
     withdraw: Withdraw
     read: MemoryReadModel
+    register: Register
 
     async def user(self, login: str, cents: int = 0) -> UserId:
-        auth = await Register(
-            lambda: MemoryUnitOfWork(self.store), PlainPasswordHasher(), CountingTokens()
-        )(login, "pw")
+        auth = await self.register(login, "pw")
         user_id = UserId(auth.user_id)
         # seed a balance directly in the committed state (as if accruals were credited)
         self.store.state.balances[user_id] = (cents, 0)
@@ -71,21 +67,15 @@ class World:
 
 
 @pytest.fixture
-def world() -> World:
-    store = MemoryStore()
-    clock = FrozenClock()
-    events = EventCounter()
-
-    def uow() -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(store)
-
+def world(container: Container) -> World:
     return World(
-        store,
-        clock,
-        events,
-        UploadOrder(uow, clock, events),
-        Withdraw(uow, clock),
-        MemoryReadModel(store),
+        container.memory_store(),
+        container.clock(),
+        container.wakeup(),
+        container.upload_order(),
+        container.withdraw(),
+        container.read_model(),
+        container.register(),
     )
 
 
@@ -254,6 +244,30 @@ async def test_concurrent_identical_withdrawals_charge_once(world: World) -> Non
     assert await world.balance(alice) == (40_00, 60_00)
     ledger = [e for e in world.store.state.ledger.values() if e.kind is EntryKind.WITHDRAWAL]
     assert len(ledger) == 1
+
+
+async def test_a_lost_race_reported_by_commit_is_retried_as_a_replay(world: World) -> None:
+    """Two identical requests at once on a database: both read no earlier withdrawal, and
+    the loser learns of the winner only from ``commit()`` (ports.AccountRepository.save).
+    ``Withdraw`` retries, sees the winner's entry and answers as a replay."""
+    alice = await world.user("alice", cents=100_00)
+    assert await world.withdraw(alice, SPEND_ON, Points(60_00)) is True  # the winner
+
+    class ReadBeforeTheWinner(MemoryUnitOfWork):
+        async def __aenter__(self) -> Self:
+            await super().__aenter__()
+
+            async def stale(user_id: UserId, number: OrderNumber) -> StaleView:
+                return Account(user_id, Points(100_00), Points(0)), None
+
+            self.accounts.for_withdrawal = stale  # type: ignore[method-assign]
+            return self
+
+    attempts: list[type[MemoryUnitOfWork]] = [ReadBeforeTheWinner, MemoryUnitOfWork]
+    loser = Withdraw(lambda: attempts.pop(0)(world.store), world.clock)
+    assert await loser(alice, SPEND_ON, Points(60_00)) is False
+    assert attempts == []  # it did retry
+    assert await world.balance(alice) == (40_00, 60_00)
 
 
 async def test_concurrent_withdrawals_never_overdraw(world: World) -> None:

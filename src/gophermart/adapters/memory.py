@@ -1,35 +1,44 @@
-"""In-memory adapters for every port: fast fakes for unit tests, and a way to embed.
+"""In-memory adapters for the store ports: the ``memory://`` backend.
+
+A real backend for one process (a host's tests, a demo, a shop that keeps nothing):
+what it lacks is durability, not rules. The test doubles that *do* bend the rules
+(a plain-text "hasher", readable tokens, a scripted accrual system) live in
+:mod:`gophermart.testing`, out of production's reach.
 
 The unit of work is serialisable: it holds a lock for its whole life and works on a
 copy of the store that replaces the original only on commit, so tests see the same
 "all or nothing" behaviour as a database transaction. Unique keys and the conditional
-debit are enforced here just as the SQL schema enforces them.
+debit are enforced here just as the SQL schema enforces them, and saved ledger entries
+are applied when the SQL units of work write them: at commit, or on the unit of work's
+next repository call (ports.AccountRepository.save).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
-from gophermart.application.errors import ConcurrentUpdate, Unauthenticated
+from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import (
-    AccrualAnswer,
-    AccrualReply,
     BalanceView,
     ClaimedOrder,
     OrderView,
     WithdrawalView,
 )
+from gophermart.application.reconcile import ReconcileReport
+from gophermart.application.throttling import Counter, ThrottleKeys, ThrottlePolicy
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
-from gophermart.domain.errors import InsufficientPoints, LoginTaken
-from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
+from gophermart.domain.errors import InsufficientPoints, LoginTaken, TooManyAttempts
+from gophermart.domain.orders import Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
-from gophermart.domain.users import Login, Password, User, UserId
+from gophermart.domain.users import Login, User, UserId
 
 
 @dataclass(slots=True)
@@ -60,10 +69,56 @@ class MemoryStore:
         self.fail_next_commit = False
 
 
-class MemoryUsers:
-    def __init__(self, state: MemoryState) -> None:
-        self._s = state
+class _Work:
+    """One unit of work's copy of the state, and the ledger entries saved into it but
+    not applied yet."""
 
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+        self.pending: list[LedgerEntry] = []
+        self.failed: Exception | None = None
+
+    def ready(self) -> MemoryState:
+        """The copy with the saved entries applied first (read-your-writes). A rule
+        violation among them is raised here, and by every later call."""
+        if self.failed is not None:
+            raise self.failed
+        while self.pending:
+            try:
+                _apply(self.state, self.pending.pop(0))
+            except Exception as exc:
+                self.failed = exc
+                raise
+        return self.state
+
+
+def _apply(s: MemoryState, entry: LedgerEntry) -> None:
+    key = (entry.kind, entry.order_number.value)
+    if key in s.ledger:
+        raise ConcurrentUpdate(f"{entry.kind} for {entry.order_number} exists")
+    balance, withdrawn = s.balances[entry.user_id]
+    if entry.is_debit:
+        if balance < entry.amount.cents:  # the database's conditional update
+            raise InsufficientPoints("balance changed concurrently")
+        balance, withdrawn = balance - entry.amount.cents, withdrawn + entry.amount.cents
+    else:
+        balance += entry.amount.cents
+    s.balances[entry.user_id] = (balance, withdrawn)
+    s.ledger[key] = entry
+
+
+class _Repository:
+    def __init__(self, work: _Work) -> None:
+        self._work = work
+
+    @property
+    def _s(self) -> MemoryState:
+        """Every repository call starts here, as every SQL statement starts by writing
+        the saved entries."""
+        return self._work.ready()
+
+
+class MemoryUsers(_Repository):
     async def add(self, login: Login, password_hash: str) -> User:
         if login.value in self._s.logins:
             raise LoginTaken(f"login {login} is taken")
@@ -78,10 +133,7 @@ class MemoryUsers:
         return self._s.users[user_id] if user_id is not None else None
 
 
-class MemoryOrders:
-    def __init__(self, state: MemoryState) -> None:
-        self._s = state
-
+class MemoryOrders(_Repository):
     async def add(self, order: Order) -> bool:
         if order.number.value in self._s.orders:
             return False
@@ -121,10 +173,7 @@ class MemoryOrders:
             queued.next_attempt_at = at
 
 
-class MemoryAccounts:
-    def __init__(self, state: MemoryState) -> None:
-        self._s = state
-
+class MemoryAccounts(_Repository):
     async def open(self, user_id: UserId) -> None:
         self._s.balances.setdefault(user_id, (0, 0))
 
@@ -143,19 +192,8 @@ class MemoryAccounts:
         return await self.get(user_id), await self.withdrawal(order_number)
 
     async def save(self, account: Account) -> None:
-        for entry in account.pending:
-            key = (entry.kind, entry.order_number.value)
-            if key in self._s.ledger:
-                raise ConcurrentUpdate(f"{entry.kind} for {entry.order_number} exists")
-            balance, withdrawn = self._s.balances[entry.user_id]
-            if entry.is_debit:
-                if balance < entry.amount.cents:  # the database's conditional update
-                    raise InsufficientPoints("balance changed concurrently")
-                balance, withdrawn = balance - entry.amount.cents, withdrawn + entry.amount.cents
-            else:
-                balance += entry.amount.cents
-            self._s.balances[entry.user_id] = (balance, withdrawn)
-            self._s.ledger[key] = entry
+        """Records the entries only (module docstring)."""
+        self._work.pending.extend(account.pending)
         account.pending.clear()
 
 
@@ -166,10 +204,10 @@ class MemoryUnitOfWork:
 
     async def __aenter__(self) -> Self:
         await self._store.lock.acquire()
-        self._state = copy.deepcopy(self._store.state)
-        self.users = MemoryUsers(self._state)
-        self.orders = MemoryOrders(self._state)
-        self.accounts = MemoryAccounts(self._state)
+        self._work = _Work(copy.deepcopy(self._store.state))
+        self.users = MemoryUsers(self._work)
+        self.orders = MemoryOrders(self._work)
+        self.accounts = MemoryAccounts(self._work)
         return self
 
     async def __aexit__(
@@ -180,11 +218,12 @@ class MemoryUnitOfWork:
     ) -> None:
         try:
             if self._committed and exc_type is None:
-                self._store.state = self._state
+                self._store.state = self._work.state
         finally:
             self._store.lock.release()
 
     async def commit(self) -> None:
+        self._work.ready()  # the saved entries: their violations surface here
         if self._store.fail_next_commit:
             self._store.fail_next_commit = False
             raise ConnectionError("simulated failure at commit")
@@ -201,7 +240,9 @@ class MemoryReadModel:
             return None
         return BalanceView(Points(figures[0]), Points(figures[1]))
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+        if user_id not in self._store.state.balances:
+            return None
         mine = [q for q in self._store.state.orders.values() if q.order.owner == user_id]
         mine.sort(key=lambda q: (q.order.uploaded_at, q.seq), reverse=True)
         return [
@@ -209,7 +250,9 @@ class MemoryReadModel:
             for q in mine
         ]
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
+        if user_id not in self._store.state.balances:
+            return None
         mine = [
             e
             for e in self._store.state.ledger.values()
@@ -221,37 +264,46 @@ class MemoryReadModel:
         return [WithdrawalView(e.order_number.value, e.amount, e.at) for e in mine]
 
 
-class PlainPasswordHasher:
-    """A transparent 'hash' for unit tests, where argon2's cost would only slow them."""
+class MemoryLoginThrottle:
+    """The login throttle of one process (:mod:`~gophermart.application.throttling`'s
+    policy over a bounded dict): for tests and embedding. A deployment of several
+    processes uses the database's (``adapters.sql.throttle``), shared by all of them.
+    """
 
-    async def hash(self, password: Password) -> str:
-        return "plain$" + password.value
+    def __init__(
+        self,
+        policy: ThrottlePolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.policy = policy or ThrottlePolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._max_keys = max_keys
+        self._counters: OrderedDict[str, Counter] = OrderedDict()
 
-    async def verify(self, password_hash: str | None, password: Password) -> bool:
-        return password_hash == "plain$" + password.value
+    async def attempt(self, login: str, client: str) -> None:
+        keys = ThrottleKeys.of(login, client)
+        stored = {k: c for k in keys.all() if (c := self._counters.get(k)) is not None}
+        decision = self.policy.attempt(keys, stored, self._clock())
+        if decision.retry_after is not None:
+            raise TooManyAttempts(decision.retry_after)
+        for key, counter in decision.counters.items():
+            self._counters[key] = counter
+            self._counters.move_to_end(key)
+        while len(self._counters) > self._max_keys:
+            self._counters.popitem(last=False)
+        if decision.delay > 0:
+            await self._sleep(decision.delay)
 
-
-class CountingTokens:
-    """Opaque tokens ``t<user_id>`` for unit tests."""
-
-    def issue(self, user_id: UserId) -> str:
-        return f"t{user_id}"
-
-    def verify(self, token: str) -> UserId:
-        if not token.startswith("t") or not token[1:].isdigit():
-            raise Unauthenticated("bad token")
-        return UserId(int(token[1:]))
-
-
-class NoThrottle:
-    def check(self, login: str, client: str) -> None:
-        return None
-
-    def failed(self, login: str, client: str) -> None:
-        return None
-
-    def succeeded(self, login: str, client: str) -> None:
-        return None
+    async def succeeded(self, login: str, client: str) -> None:
+        keys = ThrottleKeys.of(login, client)
+        self._counters.pop(keys.pair, None)
+        self._counters.pop(keys.login, None)
+        client_counter = self.policy.succeeded(self._counters.get(keys.client))
+        if client_counter is not None:
+            self._counters[keys.client] = client_counter
 
 
 class MemoryGate:
@@ -285,29 +337,44 @@ class MemoryGate:
         return start
 
 
-class ScriptedAccrual:
-    """A fake accrual client: answers from a script per order, defaulting to 204."""
+class MemoryLedgerAudit:
+    """:class:`~gophermart.application.reconcile.LedgerAudit` over the committed state."""
 
-    def __init__(self) -> None:
-        self.script: dict[str, list[AccrualAnswer]] = {}
-        self.calls: list[str] = []
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
 
-    def will_answer(self, number: str, *answers: AccrualAnswer) -> None:
-        self.script.setdefault(number, []).extend(answers)
-
-    async def fetch(self, number: OrderNumber) -> AccrualAnswer:
-        self.calls.append(number.value)
-        queue = self.script.get(number.value)
-        if queue:
-            return queue.pop(0) if len(queue) > 1 else queue[0]
-        return AccrualReply(AccrualVerdict.UNKNOWN)
-
-
-class EventCounter:
-    def __init__(self) -> None:
-        self.count = 0
-        self.event = asyncio.Event()
-
-    def order_uploaded(self) -> None:
-        self.count += 1
-        self.event.set()
+    async def reconcile(self) -> ReconcileReport:
+        state = self._store.state
+        problems: list[str] = []
+        for user_id, (balance, withdrawn) in sorted(state.balances.items()):
+            mine = [e for e in state.ledger.values() if e.user_id == user_id]
+            credits = sum(e.amount.cents for e in mine if not e.is_debit)
+            debits = sum(e.amount.cents for e in mine if e.is_debit)
+            if balance != credits - debits or withdrawn != debits:
+                problems.append(
+                    f"user {user_id}: balance {Points(balance)} withdrawn {Points(withdrawn)}, "
+                    f"but the ledger says credits {Points(credits)} - debits {Points(debits)}"
+                )
+        processed = [
+            q.order for q in state.orders.values() if q.order.status is OrderStatus.PROCESSED
+        ]
+        for order in processed:
+            if order.credit is None:
+                continue
+            entry = state.ledger.get((EntryKind.ACCRUAL, order.number.value))
+            if entry is None:
+                problems.append(f"order {order.number}: PROCESSED with points but never credited")
+            elif entry.amount != order.credit or entry.user_id != order.owner:
+                problems.append(
+                    f"order {order.number}: accrual {order.credit} for user {order.owner}, "
+                    f"credit {entry.amount} to user {entry.user_id}"
+                )
+        for (kind, number), entry in state.ledger.items():
+            queued = state.orders.get(number)
+            if kind is EntryKind.ACCRUAL and (
+                queued is None or queued.order.status is not OrderStatus.PROCESSED
+            ):
+                problems.append(
+                    f"credit for order {number} (user {entry.user_id}) has no PROCESSED order"
+                )
+        return ReconcileReport(len(state.balances), len(processed), len(state.ledger), problems)

@@ -1,15 +1,17 @@
 """Errors raised by the application layer (not business rules, but protocol facts)."""
 
+from gophermart.domain.errors import GophermartError
 
-class Unauthenticated(Exception):
+
+class Unauthenticated(GophermartError):
     """Missing, malformed, tampered or expired credential."""
 
 
-class ConcurrentUpdate(Exception):
+class ConcurrentUpdate(GophermartError):
     """A guarded write lost a race (unique key or conditional update); safe to retry."""
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(GophermartError):
     """The database could not be reached, or did not answer within the configured bound.
 
     An outage, not a bug: the caller answers "try again" (HTTP 503 with ``Retry-After``).

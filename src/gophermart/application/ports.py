@@ -45,15 +45,24 @@ class TokenIssuer(Protocol):
 
 
 class LoginThrottle(Protocol):
-    """Slows down password guessing, per login and per client address."""
+    """Slows down password guessing (the policy: :mod:`gophermart.application.throttling`).
 
-    def check(self, login: str, client: str) -> None:
-        """Raise :class:`~gophermart.domain.errors.TooManyAttempts` when locked out."""
+    Production keeps the counters in the database, so every process of a deployment
+    counts the same guesses.
+    """
+
+    async def attempt(self, login: str, client: str) -> None:
+        """Count an attempt, before its password is checked, as a failure.
+
+        Raises :class:`~gophermart.domain.errors.TooManyAttempts` (and counts nothing)
+        when the login, or this address's attempts on it, is locked out; may wait a
+        little first when the address has failed a lot (slowed, never locked).
+        """
         ...
 
-    def failed(self, login: str, client: str) -> None: ...
-
-    def succeeded(self, login: str, client: str) -> None: ...
+    async def succeeded(self, login: str, client: str) -> None:
+        """The password was right: clear the login's failures, un-count the attempt."""
+        ...
 
 
 class UserRepository(Protocol):
@@ -122,13 +131,20 @@ class AccountRepository(Protocol):
         ...
 
     async def save(self, account: Account) -> None:
-        """Write ``account.pending`` entries and their balance effect atomically.
+        """Record ``account.pending`` entries (and clear them); nothing is checked or
+        written yet, and this never raises their rule violations.
 
-        The database enforces the rules again: a debit is a conditional update
+        The unit of work writes each entry with its balance effect, atomically, at
+        :meth:`UnitOfWork.commit`, or earlier if the unit of work makes another
+        repository call first (which then sees them: read-your-writes). The store
+        enforces the rules again as it writes: a debit is a conditional update
         (``balance >= amount``) raising :class:`InsufficientPoints` if it lost a race;
-        a duplicate (kind, order) raises :class:`~.errors.ConcurrentUpdate`. A store may
-        defer the write to the unit of work's commit, so these errors may come from
-        :meth:`UnitOfWork.commit` instead; nothing is written either way.
+        a duplicate (kind, order) raises :class:`~.errors.ConcurrentUpdate`.
+
+        The one rule for every store: such an error comes from the call that writes the
+        entries, which is :meth:`UnitOfWork.commit` when ``save`` is followed by the
+        commit (as in every use case). The unit of work is then finished: any later
+        call raises the same error, and nothing of it is written.
         """
         ...
 
@@ -149,7 +165,13 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def commit(self) -> None: ...
+    async def commit(self) -> None:
+        """Write the ledger entries saved and not written yet, then commit.
+
+        Raises their rule violations (:meth:`AccountRepository.save`), or one raised
+        earlier in this unit of work, and then commits nothing.
+        """
+        ...
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
@@ -180,14 +202,19 @@ class WithdrawalView:
 
 
 class ReadModel(Protocol):
+    """The listings. Each answers ``None`` for a user that does not exist (any more), so
+    a credential naming one is refused rather than shown an empty list: a store should
+    tell "no such user" from "no rows" in the same round trip (e.g. by reading from
+    the account with an outer join)."""
+
     async def balance(self, user_id: UserId) -> BalanceView | None: ...
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
-        """Newest upload first."""
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+        """Newest upload first; ``None`` if there is no such user."""
         ...
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        """Newest first."""
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
+        """Newest first; ``None`` if there is no such user."""
         ...
 
 

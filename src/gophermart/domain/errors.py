@@ -5,7 +5,12 @@ Every rule violation has its own type so that one place at the edge
 """
 
 
-class DomainError(Exception):
+class GophermartError(Exception):
+    """Base of every error the library raises on purpose (business rules, credentials,
+    lost races): a host can catch this one and map the rest by type."""
+
+
+class DomainError(GophermartError):
     """Base of every business-rule violation."""
 
 
@@ -19,6 +24,11 @@ class InvalidOrderNumber(DomainError):
 
 class InvalidAmount(DomainError):
     """Not positive, more than two decimals, or absurdly large."""
+
+
+class BalanceOverflow(DomainError):
+    """A sum (a balance, a total withdrawn) would exceed what the ledger's columns hold
+    (2^63 - 1 hundredths). Nothing is changed; a credit that hits it must be parked."""
 
 
 class LoginTaken(DomainError):
@@ -59,3 +69,7 @@ class AlreadyCredited(DomainError):
 
 class UnknownUser(DomainError):
     """A credential names a user that does not exist (any more)."""
+
+
+class UnknownOrder(DomainError):
+    """No order with this number was ever uploaded."""

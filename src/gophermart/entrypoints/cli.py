@@ -28,6 +28,7 @@ from gophermart.settings import (
     configure_logging,
     parse_accrual_address,
     parse_listen_address,
+    parse_trusted_proxies,
 )
 
 log = logging.getLogger("gophermart")
@@ -44,6 +45,7 @@ _ENV = {
     "cookie_secure": "GOPHERMART_COOKIE_SECURE",
     "secret": "GOPHERMART_SECRET",
     "db_timeout": "GOPHERMART_DB_TIMEOUT",
+    "trusted_proxies": "GOPHERMART_TRUSTED_PROXIES",
 }
 
 
@@ -94,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         "HTTP API and, in the same process, the accrual worker.",
         epilog="Also: GOPHERMART_SECRET (token signing key, >= 32 chars; default: generated "
         "once and kept in the database), GOPHERMART_TOKEN_TTL (seconds, default 86400), "
-        "GOPHERMART_COOKIE_SECURE (1 to mark the cookie Secure behind HTTPS).",
+        "GOPHERMART_COOKIE_SECURE (1 to mark the cookie Secure behind HTTPS), "
+        "GOPHERMART_TRUSTED_PROXIES (comma-separated IPs/CIDRs of reverse proxies whose "
+        "X-Forwarded-For names the client; default none: the client is the TCP peer).",
     )
     parser.add_argument(
         "-a",
@@ -197,6 +201,7 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
         raise ConfigError("GOPHERMART_SECRET: must be at least 32 characters")
     cookie_secure = env.get(_ENV["cookie_secure"])
     db_timeout = pick("db_timeout")
+    proxies = env.get(_ENV["trusted_proxies"])
     return replace(
         s,
         run_address=run_address,
@@ -228,6 +233,7 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
             if db_timeout is not None
             else s.db_timeout
         ),
+        trusted_proxies=parse_trusted_proxies(proxies) if proxies else (),
     )
 
 
@@ -274,6 +280,10 @@ def serve(settings: Settings) -> int:
             timeout_graceful_shutdown=15,
             lifespan="on",
             server_header=False,
+            # X-Forwarded-For only from configured proxies (uvicorn's default trusts
+            # any local peer, which lets a client choose the address it is counted as).
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies) or None,
         )
     return 0
 

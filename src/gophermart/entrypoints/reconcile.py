@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from gophermart.bootstrap import reconcile
+from gophermart.application.reconcile import ReconcileReport
+from gophermart.facade import Gophermart
 from gophermart.settings import Settings
 
 
+async def _reconcile(settings: Settings) -> ReconcileReport:
+    async with Gophermart.from_settings(settings) as loyalty:  # migrated, like any start
+        return await loyalty.reconcile()
+
+
 def run(settings: Settings) -> int:
-    report = asyncio.run(reconcile(settings))
+    report = asyncio.run(_reconcile(settings))
     print(report.summary())
     return 0 if report.ok else 1

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import signal
 
-from gophermart.bootstrap import Runtime, prepare
+from gophermart.bootstrap import prepare
+from gophermart.facade import Gophermart
 from gophermart.settings import Settings
 
 log = logging.getLogger("gophermart.worker")
@@ -23,8 +24,8 @@ async def _main(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runtime = Runtime(settings)
-    async with runtime.running(run_worker=True):
+    loyalty = Gophermart.from_settings(settings, migrate=False)
+    async with loyalty, loyalty.running_worker():
         log.info("accrual worker running against %s", settings.accrual_address)
         await stop.wait()
         log.info("stopping: finishing the orders in hand")

@@ -13,8 +13,8 @@ to know a driver's exceptions:
   logs it once per outage, and while the database is known to be down answers at once
   instead of letting every request wait out the deadline (one probe per
   :attr:`~DatabaseGuard.probe_interval` goes through to notice the return);
-* :class:`GuardedUnitOfWork`, :class:`GuardedReadModel` and :class:`GuardedGate` put
-  the ports the composition root hands out behind the guard.
+* :class:`GuardedUnitOfWork`, :class:`GuardedReadModel` and :class:`GuardedEngine` put
+  what the composition root hands out behind the guard.
 """
 
 from __future__ import annotations
@@ -25,18 +25,17 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
-from datetime import datetime
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 import asyncpg
 import sqlalchemy.exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gophermart.application.errors import StoreUnavailable
 from gophermart.application.ports import (
     AccountRepository,
-    AccrualGate,
     BalanceView,
     OrderRepository,
     OrderView,
@@ -49,6 +48,8 @@ from gophermart.application.ports import (
 from gophermart.domain.users import UserId
 
 log = logging.getLogger("gophermart.database")
+
+T = TypeVar("T")
 
 #: SQLSTATE classes that mean "the server cannot serve now", not "the request is wrong":
 #: 08 connection exception, 53 insufficient resources (disk full, too many connections),
@@ -325,29 +326,60 @@ class GuardedReadModel:
         async with self._guard.watch():
             return await self._inner.balance(user_id)
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
         async with self._guard.watch():
             return await self._inner.orders(user_id)
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
         async with self._guard.watch():
             return await self._inner.withdrawals(user_id)
 
 
-class GuardedGate:
-    """The accrual gate (a database row) behind the same guard as everything else."""
+class _GuardedContext(Generic[T]):
+    """An async context manager (a transaction, a connection) run under the guard."""
 
-    def __init__(self, inner: AccrualGate, guard: DatabaseGuard) -> None:
+    def __init__(self, inner: AbstractAsyncContextManager[T], guard: DatabaseGuard) -> None:
         self._inner = inner
         self._guard = guard
+        self._stack = AsyncExitStack()
 
-    async def pause(self, until: datetime, per_minute: int | None) -> None:
-        async with self._guard.watch():
-            await self._inner.pause(until, per_minute)
+    async def __aenter__(self) -> T:
+        await self._stack.__aenter__()
+        try:
+            await self._stack.enter_async_context(self._guard.watch())
+            return await self._stack.enter_async_context(self._inner)
+        except BaseException as exc:
+            await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
 
-    def rate(self) -> int | None:
-        return self._inner.rate()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
 
-    async def reserve(self, now: datetime) -> datetime:
-        async with self._guard.watch():
-            return await self._inner.reserve(now)
+
+class GuardedEngine:
+    """A SQLAlchemy ``AsyncEngine`` whose every transaction (``begin()``) and connection
+    (``connect()``) runs under the guard; anything else is the engine's own.
+
+    For the adapters on the cold engine that the requests and the worker use (the
+    accrual gate, the login throttle): the deadline covers each transaction, not what an
+    adapter does between them (the throttle's deliberate slow-down sleeps after its
+    transaction).
+    """
+
+    def __init__(self, engine: AsyncEngine, guard: DatabaseGuard) -> None:
+        self._engine = engine
+        self._guard = guard
+
+    def begin(self) -> _GuardedContext[AsyncConnection]:
+        return _GuardedContext(self._engine.begin(), self._guard)
+
+    def connect(self) -> _GuardedContext[AsyncConnection]:
+        return _GuardedContext(self._engine.connect(), self._guard)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._engine, name)

@@ -6,6 +6,9 @@ together keep within the announced N requests per minute.
 
 The row is read at most once per ``refresh`` seconds while nothing is limited, so the
 common case (no rate limit known) costs no round trip per request.
+
+The migration seeds the row; a gate also creates it (once, if missing) for a host that
+built the schema with ``metadata.create_all`` instead.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.sql.schema import accrual_gate
+from gophermart.adapters.sql.statements import insert_if_absent
 
 
 class SqlAccrualGate:
@@ -29,8 +33,16 @@ class SqlAccrualGate:
         self._paused_until: datetime | None = None
         self._per_minute: int | None = None
         self._read_at = float("-inf")
+        self._seeded = False
+
+    async def _seed(self) -> None:
+        if not self._seeded:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert_if_absent(self._engine.dialect, accrual_gate, id=1))
+            self._seeded = True
 
     async def pause(self, until: datetime, per_minute: int | None) -> None:
+        await self._seed()
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -63,12 +75,14 @@ class SqlAccrualGate:
         return await self._take_slot(now)
 
     async def _read(self) -> None:
+        await self._seed()
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(accrual_gate).where(accrual_gate.c.id == 1))).one()
         self._paused_until, self._per_minute = row.paused_until, row.per_minute
         self._read_at = time.monotonic()
 
     async def _take_slot(self, now: datetime) -> datetime:
+        await self._seed()
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from gophermart.adapters.sql.unit_of_work import ORDERS_CHANNEL
+from gophermart.adapters.sql.statements import ORDERS_CHANNEL
 
 log = logging.getLogger("gophermart.listener")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.sql.engine import Database
 
@@ -23,13 +24,20 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-async def migrate(database: Database) -> None:
-    """Bring the schema to the newest revision (idempotent; safe from many processes)."""
+async def migrate(engine: AsyncEngine | Database) -> None:
+    """Bring the schema to the newest revision (idempotent; safe from many processes).
+
+    ``engine`` is any engine on the database (a host's own one too; on SQLite, one that
+    writes, i.e. set up with ``configure_sqlite(engine, immediate=True)``), or a
+    :class:`Database`, whose write engine is used.
+    """
 
     def upgrade(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         command.upgrade(alembic_config(connection), "head")
 
-    async with database.write.begin() as conn:
+    if isinstance(engine, Database):
+        engine = engine.write
+    async with engine.begin() as conn:
         await conn.run_sync(upgrade)

@@ -53,26 +53,40 @@ _QUIET_FLOOR_RESTORE = _QuietFloorRestore()
 
 
 class PgPool:
-    """Created lazily inside the running loop (server processes fork before that).
+    """Our own pool, created lazily inside the running loop (server processes fork
+    before that) from ``dsn``; or a host's existing pool (``pool=``), borrowed: used as
+    it is configured and never closed here, which stays the host's job.
+
+    The hot paths read asyncpg's default codecs (timestamptz as aware UTC datetimes,
+    bigint as int): a borrowed pool must not replace those for our columns' types.
 
     ``timeout`` (seconds, ``None`` for none) bounds connecting, and is set as the
-    server's ``statement_timeout`` on these connections, so nothing a client gave up on
-    keeps running there. The wait for a pooled connection and for each answer is bounded
-    by the caller's deadline (availability.py), not per call: asyncpg arms a loop timer
-    per statement for a ``command_timeout``, a few microseconds on every hot read.
+    server's ``statement_timeout`` on our own pool's connections, so nothing a client gave
+    up on keeps running there. The wait for a pooled connection and for each answer is
+    bounded by the caller's deadline (availability.py), not per call: asyncpg arms a loop
+    timer per statement for a ``command_timeout``, microseconds on every hot read.
     """
 
     #: 20 per process: with 32 concurrent requests per process, 10 made requests queue for
     #: a connection (read p99 21-46 ms against 11-15 ms with 20); two processes then peak
     #: at about 42 PostgreSQL connections of the default 100 (docs/performance.md).
     def __init__(
-        self, dsn: str, min_size: int = 2, max_size: int = 20, *, timeout: float | None = None
+        self,
+        dsn: str | None = None,
+        min_size: int = 2,
+        max_size: int = 20,
+        *,
+        pool: asyncpg.Pool | None = None,
+        timeout: float | None = None,
     ) -> None:
+        if (dsn is None) == (pool is None):
+            raise ValueError("PgPool takes a dsn to open its own pool, or a pool to borrow")
         self._dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
+        self._pool: asyncpg.Pool | None = pool
+        self._owned = pool is None
         self._timeout = timeout
-        self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
     async def get(self) -> asyncpg.Pool:
@@ -86,7 +100,7 @@ class PgPool:
                         max_size=self._max_size,
                         reset=_cheap_reset,
                         max_inactive_connection_lifetime=300,
-                        **bounded_connect_kwargs(self._timeout, per_statement=False),
+                        **bounded_connect_kwargs(self._timeout, statement_timeout=True),
                     )
         return self._pool
 
@@ -96,9 +110,10 @@ class PgPool:
         return _Borrowed(self)
 
     async def close(self, grace: float = 2.0) -> None:
-        """Close politely, or within ``grace`` seconds drop the connections (a frozen
-        server never acknowledges a polite goodbye)."""
-        if self._pool is not None:
+        """Close our own pool (a borrowed one is left open): politely, or after
+        ``grace`` seconds by dropping the connections (a frozen server never
+        acknowledges a polite goodbye)."""
+        if self._pool is not None and self._owned:
             pool, self._pool = self._pool, None
             try:
                 async with asyncio.timeout(grace):
@@ -132,16 +147,12 @@ class _Borrowed:
         await self.pool.release(self.conn)
 
 
-def bounded_connect_kwargs(timeout: float | None, *, per_statement: bool) -> dict[str, object]:
+def bounded_connect_kwargs(timeout: float | None, *, statement_timeout: bool) -> dict[str, object]:
     """asyncpg connection arguments for a bound of ``timeout`` seconds (none for None):
-    the connect timeout, the server's ``statement_timeout`` and, with ``per_statement``,
-    the client's ``command_timeout``."""
+    the connect timeout and, with ``statement_timeout``, the server's as well."""
     if timeout is None:
         return {}
-    kwargs: dict[str, object] = {
-        "timeout": timeout,
-        "server_settings": {"statement_timeout": str(max(1, round(timeout * 1000)))},
-    }
-    if per_statement:
-        kwargs["command_timeout"] = timeout
+    kwargs: dict[str, object] = {"timeout": timeout}
+    if statement_timeout:
+        kwargs["server_settings"] = {"statement_timeout": str(max(1, round(timeout * 1000)))}
     return kwargs

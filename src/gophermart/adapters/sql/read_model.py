@@ -1,59 +1,60 @@
-"""The read side: balance and listings straight from the tables, no domain objects."""
+"""The read side: balance and listings straight from the tables, no domain objects.
+
+The queries and the mapping of their rows are written once (:class:`Reads`); the
+SQLite read model runs them through SQLAlchemy on the read engine, the PostgreSQL one
+(pg_read_model.py) straight through asyncpg.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophermart.adapters.sql.schema import accounts, ledger, orders
+from gophermart.adapters.sql import statements as st
+from gophermart.adapters.sql.runners import Row, SqlRunner
 from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
-from gophermart.domain.accounts import EntryKind
-from gophermart.domain.orders import OrderStatus
-from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 
 
-class SqlReadModel:
+class Reads(ABC):
+    """Each view is one statement on a connection of its own, outside any transaction
+    the caller holds."""
+
+    @abstractmethod
+    async def _fetch(self, statement: st.Statement, params: st.Params) -> Sequence[Row]: ...
+
+    @abstractmethod
+    async def _fetchrow(self, statement: st.Statement, params: st.Params) -> Row | None: ...
+
+    async def balance(self, user_id: UserId) -> BalanceView | None:
+        row = await self._fetchrow(st.ACCOUNT, {"user_id": user_id})
+        return st.balance_view(row) if row is not None else None
+
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+        rows = await self._fetch(st.ORDERS_OF, {"user_id": user_id})
+        if not rows:  # not even the account's row: no such user
+            return None
+        return [st.order_view(row) for row in rows if st.is_listed(row)]
+
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
+        rows = await self._fetch(st.WITHDRAWALS_OF, {"user_id": user_id})
+        if not rows:
+            return None
+        return [st.withdrawal_view(row) for row in rows if st.is_listed(row)]
+
+
+class SqlReadModel(Reads):
+    """Through SQLAlchemy: SQLite's read engine, whose connections read concurrently."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def balance(self, user_id: UserId) -> BalanceView | None:
+    async def _fetch(self, statement: st.Statement, params: st.Params) -> Sequence[Row]:
         async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts.c.balance, accounts.c.withdrawn).where(
-                        accounts.c.user_id == user_id
-                    )
-                )
-            ).first()
-        return BalanceView(Points(row.balance), Points(row.withdrawn)) if row else None
+            return await SqlRunner(conn).fetch(statement, params)
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
+    async def _fetchrow(self, statement: st.Statement, params: st.Params) -> Row | None:
         async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at)
-                .where(orders.c.user_id == user_id)
-                .order_by(orders.c.uploaded_at.desc(), orders.c.id.desc())
-            )
-            return [
-                OrderView(
-                    r.number,
-                    OrderStatus(r.status),
-                    Points(r.accrual) if r.accrual is not None else None,
-                    r.uploaded_at,
-                )
-                for r in rows
-            ]
-
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(ledger.c.order_number, ledger.c.amount, ledger.c.created_at)
-                .where(
-                    and_(ledger.c.user_id == user_id, ledger.c.kind == EntryKind.WITHDRAWAL.value)
-                )
-                .order_by(ledger.c.created_at.desc(), ledger.c.id.desc())
-            )
-            return [WithdrawalView(r.order_number, Points(r.amount), r.created_at) for r in rows]
+            return await SqlRunner(conn).fetchrow(statement, params)

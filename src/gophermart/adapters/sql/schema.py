@@ -113,3 +113,15 @@ accrual_gate = Table(
     Column("next_slot", UtcDateTime, nullable=True),
     CheckConstraint("id = 1", name="single_row"),
 )
+
+# Login throttling's counters (application.throttling), shared by every process. Keys are
+# "pair:<address> <login>", "login:<login>", "client:<address>"; rows are forgotten
+# (and deleted now and then) once quiet for the policy's window.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", UtcDateTime, nullable=False),
+    Column("locked_until", UtcDateTime, nullable=False),
+)

@@ -1,29 +1,29 @@
-"""The HTTP API (SPEC.md): thin handlers that parse, call a use case, and render."""
+"""The HTTP API (SPEC.md): thin handlers that parse, call the facade, and render.
+
+The API is one more client of :class:`~gophermart.facade.Gophermart`: a standalone app
+(:func:`http_app`) or a router a host mounts under its own prefix (:func:`http_router`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import Cookie
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.middleware import DefineMiddleware
 
-from gophermart.application.accounts import Withdraw
 from gophermart.application.errors import Unauthenticated
-from gophermart.application.orders import UploadOrder, UploadOutcome
-from gophermart.application.ports import ReadModel, TokenIssuer
-from gophermart.application.readiness import ReadinessProbe
-from gophermart.application.users import Authenticated, LogIn, Register
-from gophermart.domain.errors import InvalidInput, UnknownUser
+from gophermart.application.orders import UploadOutcome
+from gophermart.application.users import Authenticated
+from gophermart.domain.errors import InvalidInput
 from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.errors import EXCEPTION_HANDLERS
 from gophermart.entrypoints.http.gzip_request import GzipRequestMiddleware
+from gophermart.entrypoints.http.head import HeadAsGet
 from gophermart.entrypoints.http.wire import (
     BalanceOut,
     OrderOut,
@@ -33,6 +33,7 @@ from gophermart.entrypoints.http.wire import (
     encoder,
     parse_sum,
 )
+from gophermart.facade import Gophermart
 
 TOKEN_COOKIE = "token"  # noqa: S105 - a cookie name, not a secret
 MAX_BODY = 64 * 1024
@@ -40,27 +41,18 @@ JSON = "application/json"
 TEXT = "text/plain"  # for the empty bodies: they are not JSON (Litestar adds the charset)
 
 
-@dataclass(frozen=True, slots=True)
-class Api:
-    """Everything the HTTP layer needs, handed in by the composition root."""
+def http_router(
+    loyalty: Gophermart, path: str = "/", *, cookie_secure: bool | None = None
+) -> Router:
+    """The whole API as one Litestar ``Router``, to mount in a host's app under ``path``
+    (``/loyalty`` gives ``/loyalty/api/user/...``). It carries its own error mapping,
+    gzip request bodies and body limit; response compression is the app's setting.
+    ``loyalty`` must be started: put :func:`loyalty_lifespan` in the host's lifespan."""
+    settings = loyalty.settings
+    secure = settings.cookie_secure if cookie_secure is None else cookie_secure
+    token_ttl_seconds = int(settings.token_ttl.total_seconds())
+    cookie_path = path if path.endswith("/") else path + "/"
 
-    register: Register
-    log_in: LogIn
-    upload_order: UploadOrder
-    withdraw: Withdraw
-    read_model: ReadModel
-    tokens: TokenIssuer
-    token_ttl_seconds: int
-    cookie_secure: bool = False
-    #: ``GET /readyz``; without one, ready whenever alive.
-    readiness: ReadinessProbe | None = None
-
-
-def create_app(
-    api: Api,
-    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
-    debug: bool = False,
-) -> Litestar:
     def authenticate(request: Request[Any, Any, Any]) -> UserId:
         """The guard of every protected route: a Bearer header or the cookie."""
         header = request.headers.get("authorization")
@@ -68,11 +60,11 @@ def create_app(
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("expected 'Authorization: Bearer <token>'")
-            return api.tokens.verify(token.strip())
+            return loyalty.authenticate(token.strip())
         cookie = request.cookies.get(TOKEN_COOKIE)
         if not cookie:
             raise Unauthenticated("missing credentials")
-        return api.tokens.verify(cookie)
+        return loyalty.authenticate(cookie)
 
     def signed_in(auth: Authenticated) -> Response[bytes]:
         return Response(
@@ -86,33 +78,32 @@ def create_app(
                     value=auth.token,
                     httponly=True,
                     samesite="lax",
-                    secure=api.cookie_secure,
-                    max_age=api.token_ttl_seconds,
-                    path="/",
+                    secure=secure,
+                    max_age=token_ttl_seconds,
+                    path=cookie_path,
                 )
             ],
         )
 
     async def credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
-        try:
-            creds = decode_credentials(await request.body())
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
-            raise InvalidInput(f"malformed body: {exc}") from None
+        creds = decode_credentials(await request.body())
         return creds.login, creds.password
 
     @post("/api/user/register", status_code=200)
     async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
         login, password = await credentials(request)
-        return signed_in(await api.register(login, password))
+        return signed_in(await loyalty.register(login, password))
 
     @post("/api/user/login", status_code=200)
     async def log_in(request: Request[Any, Any, Any]) -> Response[bytes]:
         login, password = await credentials(request)
         client = request.client.host if request.client else "unknown"
-        return signed_in(await api.log_in(login, password, client))
+        return signed_in(await loyalty.log_in(login, password, client))
 
     @post("/api/user/orders", status_code=202)
-    async def upload_order(request: Request[Any, Any, Any], user_id: UserId) -> Response[bytes]:
+    async def upload_order(
+        request: Request[Any, Any, Any], user_id: NamedDependency[UserId]
+    ) -> Response[bytes]:
         # The contract says text/plain; the Content-Type is not checked, so that
         # `curl -d 12345678903` (form-encoded by default) works too: the body is the number.
         try:
@@ -121,13 +112,13 @@ def create_app(
             raise InvalidInput("the body is not UTF-8") from None
         if not text.strip():
             raise InvalidInput("the body must carry an order number")
-        outcome = await api.upload_order(user_id, text)
+        outcome = await loyalty.upload_order(user_id, text)
         status = 202 if outcome is UploadOutcome.ACCEPTED else 200
         return Response(content=b"", status_code=status, media_type=TEXT)
 
     @get("/api/user/orders")
-    async def list_orders(user_id: UserId) -> Response[bytes]:
-        views = await api.read_model.orders(user_id)
+    async def list_orders(user_id: NamedDependency[UserId]) -> Response[bytes]:
+        views = await loyalty.orders(user_id)
         if not views:
             return Response(content=b"", status_code=204, media_type=TEXT)
         body = encoder.encode(
@@ -144,26 +135,23 @@ def create_app(
         return Response(content=body, media_type=JSON)
 
     @get("/api/user/balance")
-    async def balance(user_id: UserId) -> Response[bytes]:
-        view = await api.read_model.balance(user_id)
-        if view is None:
-            raise UnknownUser("the credential names no account")
+    async def balance(user_id: NamedDependency[UserId]) -> Response[bytes]:
+        view = await loyalty.balance(user_id)
         body = encoder.encode(BalanceOut(view.current.as_decimal(), view.withdrawn.as_decimal()))
         return Response(content=body, media_type=JSON)
 
     @post("/api/user/balance/withdraw", status_code=200)
-    async def withdraw(request: Request[Any, Any, Any], user_id: UserId) -> Response[bytes]:
-        try:
-            body = decode_withdraw(await request.body())
-        except msgspec.DecodeError as exc:
-            raise InvalidInput(f"malformed body: {exc}") from None
+    async def withdraw(
+        request: Request[Any, Any, Any], user_id: NamedDependency[UserId]
+    ) -> Response[bytes]:
+        body = decode_withdraw(await request.body())
         amount = parse_sum(body.sum)
-        await api.withdraw(user_id, body.order, amount)
+        await loyalty.withdraw(user_id, body.order, amount)
         return Response(content=b"", status_code=200, media_type=TEXT)
 
     @get("/api/user/withdrawals")
-    async def list_withdrawals(user_id: UserId) -> Response[bytes]:
-        views = await api.read_model.withdrawals(user_id)
+    async def list_withdrawals(user_id: NamedDependency[UserId]) -> Response[bytes]:
+        views = await loyalty.withdrawals(user_id)
         if not views:
             return Response(content=b"", status_code=204, media_type=TEXT)
         body = encoder.encode(
@@ -179,14 +167,12 @@ def create_app(
     @get("/readyz", include_in_schema=False)
     async def ready() -> Response[bytes]:
         """Ready: the database answers and its schema is current; 503 says what failed."""
-        if api.readiness is None:
-            return Response(content=b'{"status":"ready"}', media_type=JSON)
-        verdict = await api.readiness()
-        failed = [f"{name}: {state}" for name, state in verdict.checks.items() if state != "ok"]
+        verdict = await loyalty.readiness()
         if verdict.ready:
             body = {"status": "ready", "checks": dict(verdict.checks)}
             return Response(content=encoder.encode(body), media_type=JSON)
-        body = {"error": "not ready: " + "; ".join(failed), "checks": dict(verdict.checks)}
+        failed = "; ".join(f"{k}: {v}" for k, v in verdict.checks.items() if v != "ok")
+        body = {"error": f"not ready: {failed}", "checks": dict(verdict.checks)}
         return Response(content=encoder.encode(body), status_code=503, media_type=JSON)
 
     protected = Router(
@@ -194,20 +180,49 @@ def create_app(
         route_handlers=[upload_order, list_orders, balance, withdraw, list_withdrawals],
         dependencies={"user_id": Provide(authenticate, sync_to_thread=False)},
     )
-
-    return Litestar(
+    return Router(
+        path=path,
         route_handlers=[register, log_in, live, ready, protected],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         middleware=[DefineMiddleware(GzipRequestMiddleware)],
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1),
         request_max_body_size=MAX_BODY,
-        lifespan=list(lifespan),
+    )
+
+
+def loyalty_lifespan(
+    loyalty: Gophermart, *, run_worker: bool = False
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """A lifespan hook for the host's app: starts ``loyalty`` (and its accrual worker,
+    if asked) with the app and closes it with the app."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        async with loyalty:
+            if run_worker:
+                await loyalty.start_worker()
+            yield
+
+    return lifespan
+
+
+def http_app(
+    loyalty: Gophermart,
+    *,
+    run_worker: bool = False,
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+    debug: bool = False,
+) -> Litestar:
+    """The API as a standalone ASGI app that owns ``loyalty``'s life: started with the
+    app (migrating if it was opened so), closed at shutdown; responses gzip-compressed
+    for clients that accept it; ``HEAD`` answered like ``GET``, without the body."""
+    app = Litestar(
+        route_handlers=[http_router(loyalty)],
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1),
+        lifespan=[loyalty_lifespan(loyalty, run_worker=run_worker), *lifespan],
         openapi_config=None,
         logging_config=None,
         debug=debug,
     )
-
-
-@asynccontextmanager
-async def no_lifespan(_app: Litestar) -> AsyncIterator[None]:
-    yield
+    app.asgi_handler = HeadAsGet(app.asgi_handler)  # before routing: HEAD is GET sans body
+    return app

@@ -19,6 +19,7 @@ STATUS_OF: Mapping[type[Exception], int] = {
     domain.InvalidInput: 400,
     domain.InvalidOrderNumber: 422,
     domain.InvalidAmount: 422,
+    domain.BalanceOverflow: 422,
     domain.LoginTaken: 409,
     domain.InvalidCredentials: 401,
     domain.TooManyAttempts: 429,

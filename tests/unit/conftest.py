@@ -1,0 +1,28 @@
+"""Unit tests get their wiring from the composition root, overridden with the fast
+doubles (:func:`gophermart.testing.use_test_doubles`), never by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from gophermart.bootstrap import MEMORY_URI, Container
+from gophermart.settings import Settings
+from gophermart.testing import (
+    TEST_SECRET,
+    EventCounter,
+    FrozenClock,
+    ScriptedAccrual,
+    use_test_doubles,
+)
+
+
+@pytest.fixture
+def container() -> Container:
+    """The in-memory container with a hand-moved clock, a scripted accrual system and
+    an upload-event counter (``container.clock()``, ``.accrual_client()``, ``.wakeup()``)."""
+    return use_test_doubles(
+        Container(settings=Settings(database_uri=MEMORY_URI, secret=TEST_SECRET)),
+        clock=FrozenClock(),
+        accrual=ScriptedAccrual(),
+        events=EventCounter(),
+    )
