@@ -40,6 +40,12 @@ from gophermart.adapters.memory import (
 )
 from gophermart.adapters.security import Argon2Hasher, JwtTokens
 from gophermart.adapters.sql.audit import SqlLedgerAudit
+from gophermart.adapters.sql.availability import (
+    DatabaseGuard,
+    GuardedEngine,
+    GuardedReadModel,
+    GuardedUnitOfWork,
+)
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.listener import PgOrderListener
@@ -48,6 +54,7 @@ from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.read_model import SqlReadModel
+from gophermart.adapters.sql.readiness import SqlReadiness
 from gophermart.adapters.sql.secrets import stored_database_id, stored_token_secret
 from gophermart.adapters.sql.throttle import SqlLoginThrottle
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
@@ -57,6 +64,7 @@ from gophermart.application.accrual_sync import AccrualSync
 from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder
 from gophermart.application.queries import ListOrders, ListWithdrawals, ShowBalance
+from gophermart.application.readiness import Readiness
 from gophermart.application.users import LogIn, Register
 from gophermart.settings import ConfigError, Settings
 
@@ -88,26 +96,42 @@ class WakeUp:
 
 
 def _database(settings: Settings) -> Database:
-    return Database(parse_database_uri(settings.database_uri))
+    """Every wait bounded by ``db_timeout`` (migrations use :meth:`Database.unbounded`)."""
+    return Database(parse_database_uri(settings.database_uri), timeout=settings.db_timeout)
 
 
-def _pg_pool(database: Database) -> PgPool:
-    return PgPool(database.target.location)
+def _pg_pool(database: Database, settings: Settings) -> PgPool:
+    return PgPool(database.target.location, timeout=settings.db_timeout)
+
+
+def _guard(settings: Settings, backend: Backend) -> DatabaseGuard:
+    """One per process. SQLite's waits are bounded by its busy and pool timeouts instead
+    of a deadline: cancelling an aiosqlite call would only leave its thread running on."""
+    return DatabaseGuard(settings.db_timeout if backend == "postgresql" else None)
 
 
 async def _open_memory(store: MemoryStore) -> AsyncIterator[MemoryStore]:
     yield store
 
 
-async def _open_sql(database: Database, pool: PgPool | None = None) -> AsyncIterator[Database]:
+async def _open_sql(
+    database: Database, guard: DatabaseGuard, pool: PgPool | None = None
+) -> AsyncIterator[Database]:
     """Check the database answers (one clear line if not); release pools at shutdown."""
     await database.check()
     try:
         yield database
     finally:
+        # With the database known to be down, a polite goodbye would only wait for it.
+        polite = not guard.is_down
         if pool is not None:
-            await pool.close()
-        await database.dispose()
+            await pool.close(grace=2.0 if polite else 0.0)
+        await database.dispose(close=polite)
+
+
+class _AlwaysReady:
+    async def __call__(self) -> Readiness:
+        return Readiness(True, {"database": "ok (in memory)"})
 
 
 def _argon2() -> Iterator[Argon2Hasher]:
@@ -182,31 +206,51 @@ class Container(containers.DeclarativeContainer):
     # --- the store, per backend -------------------------------------------------
     memory_store = providers.Singleton(MemoryStore)
     database = providers.Singleton(_database, settings)  # SQLite / PostgreSQL engines
-    pg_pool = providers.Singleton(_pg_pool, database)  # PostgreSQL's hot paths (asyncpg)
+    pg_pool = providers.Singleton(_pg_pool, database, settings)  # PostgreSQL's hot paths
+    # Database outages: a deadline per operation, 503 instead of 500, logged once
+    # (adapters/sql/availability.py). The store's ports below go through it.
+    guard = providers.Singleton(_guard, settings, backend)
+    guarded_write = providers.Singleton(GuardedEngine, database.provided.write, guard)
 
     store = providers.Selector(
         backend,
         memory=providers.Resource(_open_memory, memory_store),
-        sqlite=providers.Resource(_open_sql, database),
-        postgresql=providers.Resource(_open_sql, database, pg_pool),
+        sqlite=providers.Resource(_open_sql, database, guard),
+        postgresql=providers.Resource(_open_sql, database, guard, pg_pool),
     )
     uow = providers.Selector(
         backend,
         memory=providers.Factory(MemoryUnitOfWork, memory_store),
-        sqlite=providers.Factory(SqlUnitOfWork, database.provided.write),
-        postgresql=providers.Factory(PgUnitOfWork, pg_pool),
+        sqlite=providers.Factory(
+            GuardedUnitOfWork, providers.Factory(SqlUnitOfWork, database.provided.write), guard
+        ),
+        postgresql=providers.Factory(
+            GuardedUnitOfWork, providers.Factory(PgUnitOfWork, pg_pool), guard
+        ),
     )
     read_model = providers.Selector(
         backend,
         memory=providers.Singleton(MemoryReadModel, memory_store),
-        sqlite=providers.Singleton(SqlReadModel, database.provided.read),
-        postgresql=providers.Singleton(PgReadModel, pg_pool),
+        sqlite=providers.Singleton(
+            GuardedReadModel, providers.Singleton(SqlReadModel, database.provided.read), guard
+        ),
+        postgresql=providers.Singleton(
+            GuardedReadModel, providers.Singleton(PgReadModel, pg_pool), guard
+        ),
     )
     gate = providers.Selector(
         backend,
         memory=providers.Singleton(MemoryGate),
-        sqlite=providers.Singleton(SqlAccrualGate, database.provided.write),
-        postgresql=providers.Singleton(SqlAccrualGate, database.provided.write),
+        sqlite=providers.Singleton(SqlAccrualGate, guarded_write),
+        postgresql=providers.Singleton(SqlAccrualGate, guarded_write),
+    )
+    readiness = providers.Selector(  # GET /readyz
+        backend,
+        memory=providers.Singleton(_AlwaysReady),
+        sqlite=providers.Singleton(SqlReadiness, database, None, settings.provided.db_timeout),
+        postgresql=providers.Singleton(
+            SqlReadiness, database, pg_pool, settings.provided.db_timeout
+        ),
     )
     audit = providers.Selector(
         backend,
@@ -227,8 +271,8 @@ class Container(containers.DeclarativeContainer):
     throttle = providers.Selector(
         backend,
         memory=providers.Singleton(MemoryLoginThrottle),
-        sqlite=providers.Singleton(SqlLoginThrottle, database.provided.write),
-        postgresql=providers.Singleton(SqlLoginThrottle, database.provided.write),
+        sqlite=providers.Singleton(SqlLoginThrottle, guarded_write),
+        postgresql=providers.Singleton(SqlLoginThrottle, guarded_write),
     )
     wakeup = providers.Singleton(WakeUp)
 
@@ -266,12 +310,16 @@ async def migrate_database(container: Container) -> None:
     if container.backend() == "memory":
         return
     database: Database = container.database()
+    unbounded = database.unbounded()  # a migration may wait for another process's
     try:
-        await migrate(database)
+        await migrate(unbounded)
     except Exception as exc:
         raise ConfigError(
             f"DATABASE_URI: migrating {database.target.display} failed: {exc}"
         ) from None
+    finally:
+        if unbounded is not database:
+            await unbounded.dispose()
     log.info("database %s is ready", database.target.display)
 
 

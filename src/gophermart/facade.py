@@ -31,6 +31,7 @@ from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder, UploadOutcome
 from gophermart.application.ports import BalanceView, OrderView, TokenIssuer, WithdrawalView
 from gophermart.application.queries import ListOrders, ListWithdrawals, ShowBalance
+from gophermart.application.readiness import Readiness, ReadinessProbe
 from gophermart.application.reconcile import LedgerAudit, ReconcileReport
 from gophermart.application.users import Authenticated, LogIn, Register
 from gophermart.bootstrap import (
@@ -254,6 +255,12 @@ class Gophermart:
         if accrual is not None:
             points = accrual if isinstance(accrual, Points) else Points.rounded(accrual)
         return await self._record(order, verdict, points)
+
+    async def readiness(self) -> Readiness:
+        """Whether the store answers (within the database timeout) and its schema is the
+        one this release expects: what ``GET /readyz`` reports. Never raises."""
+        probe: ReadinessProbe = self.container.readiness()
+        return await probe()
 
     async def reconcile(self) -> ReconcileReport:
         """Check every balance against the ledger and every credit against its order."""

@@ -36,6 +36,9 @@ class Settings:
     accrual_concurrency: int = 16
     log_level: str = "INFO"
     cookie_secure: bool = False
+    #: Seconds a request may wait for the database (connect, pooled connection, each
+    #: statement, commit) before it is answered 503 (docs/failure-behaviour.md).
+    db_timeout: float = 5.0
     #: Peers whose X-Forwarded-For names the client (IPs or CIDR networks, or "*"). None
     #: by default: the client is the TCP peer, so a client cannot pick its own address
     #: to dodge the login throttle's per-address counters.

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gophermart.application.errors import ConcurrentUpdate
+from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable
 from gophermart.application.ports import (
     AccrualClient,
     AccrualGate,
@@ -121,6 +121,9 @@ class AccrualSync:
             try:
                 wakeup.clear()
                 busy = await self.run_once()
+            except StoreUnavailable:  # an outage: logged once where it was seen
+                await _wait_any(stop, None, idle_poll)
+                continue
             except Exception:  # the worker must outlive a database blip
                 log.exception("accrual sync round failed; retrying shortly")
                 busy = 0
@@ -133,6 +136,8 @@ class AccrualSync:
         async with self._slots:
             try:
                 await self.process(order)
+            except StoreUnavailable:
+                pass  # an outage, logged once where it was seen; the lease runs out
             except Exception:
                 # The lease runs out and the order comes due again: nothing is lost.
                 log.exception("processing order %s failed", order.number)

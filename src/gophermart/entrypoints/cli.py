@@ -44,6 +44,7 @@ _ENV = {
     "log_level": "GOPHERMART_LOG_LEVEL",
     "cookie_secure": "GOPHERMART_COOKIE_SECURE",
     "secret": "GOPHERMART_SECRET",
+    "db_timeout": "GOPHERMART_DB_TIMEOUT",
     "trusted_proxies": "GOPHERMART_TRUSTED_PROXIES",
 }
 
@@ -70,6 +71,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="URL",
         help="accrual system base URL, e.g. http://localhost:8081 "
         "[env ACCRUAL_SYSTEM_ADDRESS; without it orders stay NEW]",
+    )
+    parser.add_argument(
+        "--db-timeout",
+        dest="db_timeout",
+        default=d,
+        metavar="SECONDS",
+        help="how long a request waits for the database before it is answered 503 "
+        "[env GOPHERMART_DB_TIMEOUT; default 5]",
     )
     parser.add_argument(
         "--log-level",
@@ -157,6 +166,16 @@ def _int(name: str, value: object, low: int, high: int) -> int:
     return number
 
 
+def _seconds(name: str, value: object, low: float, high: float) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not low <= number <= high:  # also refuses nan
+        raise ConfigError(f"{name}: must be between {low:g} and {high:g} seconds, got {value}")
+    return number
+
+
 def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     """Flags win over environment variables, which win over defaults."""
 
@@ -181,6 +200,7 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     if secret is not None and len(secret) < 32:
         raise ConfigError("GOPHERMART_SECRET: must be at least 32 characters")
     cookie_secure = env.get(_ENV["cookie_secure"])
+    db_timeout = pick("db_timeout")
     proxies = env.get(_ENV["trusted_proxies"])
     return replace(
         s,
@@ -208,6 +228,11 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
         log_level=level,
         secret=secret,
         cookie_secure=_bool("GOPHERMART_COOKIE_SECURE", cookie_secure) if cookie_secure else False,
+        db_timeout=(
+            _seconds("GOPHERMART_DB_TIMEOUT", db_timeout, 0.1, 600)
+            if db_timeout is not None
+            else s.db_timeout
+        ),
         trusted_proxies=parse_trusted_proxies(proxies) if proxies else (),
     )
 

@@ -159,9 +159,21 @@ def http_router(
         )
         return Response(content=body, media_type=JSON)
 
-    @get("/healthz", include_in_schema=False)
-    async def health() -> Response[bytes]:
+    @get(["/livez", "/healthz"], include_in_schema=False)
+    async def live() -> Response[bytes]:
+        """Alive: the process serves. No database check (SPEC.md, "Health")."""
         return Response(content=b'{"status":"ok"}', media_type=JSON)
+
+    @get("/readyz", include_in_schema=False)
+    async def ready() -> Response[bytes]:
+        """Ready: the database answers and its schema is current; 503 says what failed."""
+        verdict = await loyalty.readiness()
+        if verdict.ready:
+            body = {"status": "ready", "checks": dict(verdict.checks)}
+            return Response(content=encoder.encode(body), media_type=JSON)
+        failed = "; ".join(f"{k}: {v}" for k, v in verdict.checks.items() if v != "ok")
+        body = {"error": f"not ready: {failed}", "checks": dict(verdict.checks)}
+        return Response(content=encoder.encode(body), status_code=503, media_type=JSON)
 
     protected = Router(
         path="/",
@@ -170,7 +182,7 @@ def http_router(
     )
     return Router(
         path=path,
-        route_handlers=[register, log_in, health, protected],
+        route_handlers=[register, log_in, live, ready, protected],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         middleware=[DefineMiddleware(GzipRequestMiddleware)],
         request_max_body_size=MAX_BODY,
