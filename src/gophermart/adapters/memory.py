@@ -290,6 +290,8 @@ class MemoryGate:
         if self.per_minute:
             if self._next_slot is not None and self._next_slot > start:
                 start = self._next_slot
+            if self.rate_expires_at is not None and start >= self.rate_expires_at:
+                return max(now, self.rate_expires_at)  # forgotten before this slot comes
             self._next_slot = start + timedelta(seconds=60.0 * self._margin / self.per_minute)
         return start
 

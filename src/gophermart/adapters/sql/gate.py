@@ -90,12 +90,11 @@ class SqlAccrualGate:
     async def reserve(self, now: datetime) -> datetime:
         if time.monotonic() - self._read_at > self._refresh:
             await self._read()
-        if self._rate_expires_at is None or self._rate_expires_at <= now:
-            self._per_minute = None
         if not self._per_minute:
             if self._paused_until is not None and self._paused_until > now:
                 return self._paused_until
             return now
+        # The row decides: it paces, or (once expired) forgets the rate for everyone.
         return await self._take_slot(now)
 
     async def _read(self) -> None:
@@ -131,6 +130,11 @@ class SqlAccrualGate:
                 return start
             if row.next_slot is not None:
                 start = max(start, row.next_slot)
+            expires: datetime = row.rate_expires_at  # not None: the rate is live
+            if start >= expires:
+                # The rate is forgotten before this slot comes: no point waiting past that.
+                self._remember(row)
+                return max(now, expires)
             spacing = timedelta(seconds=60.0 * self._margin / rate)
             await conn.execute(
                 update(accrual_gate).where(accrual_gate.c.id == 1).values(next_slot=start + spacing)
