@@ -449,10 +449,14 @@ def test_rate_limit_pause_is_obeyed_then_requests_keep_within_n_per_minute(
 
 
 @pytest.mark.slow
-def test_after_a_429_requests_are_paced_to_the_announced_rate(
+def test_while_the_accrual_system_keeps_refusing_every_429_pauses_the_fleet_again(
     database_uri: str, tmp_path: Path
 ) -> None:
-    limit, retry_after, spacing = 120, 3, 60.0 / 120
+    """The simulator's window stays full for a minute after 120 requests: each paced
+    request after the pause is refused, and each refusal pauses the whole client for
+    Retry-After again (SPEC), so nothing is sent during any pause. (Pacing to the
+    announced rate once requests pass: test_accrual_faults.py.)"""
+    limit, retry_after = 120, 3
     with (
         running_simulator(tmp_path, rate_limit=limit, retry_after=retry_after) as sim,
         running_service(database_uri, accrual=sim.url) as svc,
@@ -468,14 +472,13 @@ def test_after_a_429_requests_are_paced_to_the_announced_rate(
             lambda: (lambda t: t[limit] if len(t) > limit else None)(sim.stats()["request_times"]),
             "the first 429",
         )
-        # Watch the paced requests for a while (all of them are refused until the
-        # simulator's minute rolls over, which this test does not wait for).
         wait_for(
-            lambda: sim.stats()["request_times"][-1] > first_429 + retry_after + 6,
+            lambda: sim.stats()["request_times"][-1] > first_429 + 2 * retry_after,
             "requests after the pause",
             timeout=30,
             every=0.25,
         )
+        time.sleep(2 * retry_after)
         stats = sim.stats()
         times = stats["request_times"]
         in_flight = sum(1 for t in times if first_429 <= t <= first_429 + 0.1)
@@ -485,13 +488,11 @@ def test_after_a_429_requests_are_paced_to_the_announced_rate(
             f"\n{limit}/min, Retry-After {retry_after}: {stats['requests']} requests, "
             f"{stats['throttled']} throttled ({in_flight} in flight with the first, "
             f"{stats['throttled'] - in_flight} after it); after the pause {len(after)} "
-            f"requests, smallest gap {min(gaps):.3f}s, median gap "
-            f"{statistics.median(gaps):.3f}s"
+            f"requests, gaps {[round(g, 3) for g in gaps]}"
         )
         assert not _in_pause(times, first_429, retry_after), "requests arrived during the pause"
-        assert len(after) >= 5
-        assert min(gaps) >= spacing - 0.03, [round(g, 3) for g in gaps]
-        assert _busiest_minute(after) <= limit
+        assert len(after) >= 2  # the fleet keeps asking...
+        assert min(gaps) >= retry_after - 0.1, gaps  # ...but never during a pause
         listing = heidi.orders()
         processed = [n for n in numbers if listing[n]["status"] == "PROCESSED"]
         assert len(processed) == limit  # exactly the ones the simulator let through

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import re
+import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -273,6 +275,44 @@ async def test_a_learnt_rate_is_forgotten_then_full_speed(
     assert not [t for t in later if t < 0.9]  # and nothing during the pause
     assert done_at - refused_at < 1 + ttl + 5
     assert gate_row["per_minute"] is None  # forgotten in the row, for every process
+
+
+@pytest.mark.slow
+def test_after_a_429_requests_are_paced_to_the_announced_rate(
+    database_uri: str, accrual: FaultyAccrual
+) -> None:
+    """One 429 (Retry-After 2, 120 per minute), then the accrual system answers again:
+    the service waits out the pause, then sends one request per 60/120 s, fleet-wide."""
+    limit, retry_after = 120, 2.0
+    spacing = 60.0 / limit
+    svc = start_service(database_uri, accrual=accrual.url)
+    try:
+        with httpx.Client(base_url=svc.url, timeout=30) as client:
+            token = _register(client)
+            accrual.storm = too_many(retry_after=str(int(retry_after)), per_minute=limit)
+            for _ in range(40):
+                r = client.post("/api/user/orders", content=new_number(), headers=token)
+                assert r.status_code == 202, r.text
+            _wait(lambda: len(accrual.polls()) >= 1, "the first 429", 10)
+            first_429 = accrual.polls()[0]
+            time.sleep(0.1)  # polls in flight with the first one are refused too
+            accrual.storm = None
+            _wait(lambda: time.monotonic() > first_429 + retry_after + 6, "pacing", 20)
+    finally:
+        code = svc.stop()
+    assert code == 0, svc.output()[-5000:]
+    times = accrual.polls()
+    during = [t for t in times if first_429 + 0.2 < t < first_429 + retry_after - 0.05]
+    after = [t for t in times if t >= first_429 + retry_after - 0.05]
+    gaps = [b - a for a, b in itertools.pairwise(after)]
+    print(
+        f"\n{limit}/min, Retry-After {retry_after:g}: {len(after)} requests in the 6 s after "
+        f"the pause, smallest gap {min(gaps):.3f}s, median {statistics.median(gaps):.3f}s"
+    )
+    assert not during, "requests arrived during the pause"
+    assert len(after) >= 6 / spacing * 0.7  # paced, not stalled
+    assert statistics.median(gaps) >= spacing
+    assert min(gaps) >= spacing - 0.1, gaps
 
 
 async def _gate_row(s: Stack) -> dict[str, Any]:

@@ -197,10 +197,7 @@ class AccrualSync:
         await self._free.acquire()
         held, claimed = 1, []
         try:
-            now = self._clock.now()
-            when = await self._gate.reserve(now)
-            wait = (when - now).total_seconds()
-            if wait > 0 and await self._nap(wait, stop):
+            if not await self._request_slot(stop):
                 return 0, 0
             if not self._gate.rate():
                 # No pacing: every free slot may poll now, so claim for each of them.
@@ -220,6 +217,26 @@ class AccrualSync:
         for order in claimed:
             start(self._slot(order))
         return len(claimed), held
+
+    async def _request_slot(self, stop: asyncio.Event | None) -> bool:
+        """Wait for the gate's next request slot; False if ``stop`` came first.
+
+        A slot is only good under what the gate knew when it granted it: if a 429 came
+        back meanwhile (a pause covering the slot, or a rate learnt), a new slot is
+        asked for under the new terms, so nothing is sent inside a pause and the first
+        paced request takes its place in the pacing.
+        """
+        while True:
+            now = self._clock.now()
+            if self._paused_until is not None and self._paused_until > now:
+                now = self._paused_until
+            when = await self._gate.reserve(now)
+            rate, paused = self._gate.rate(), self._paused_until
+            wait = (when - self._clock.now()).total_seconds()
+            if wait > 0 and await self._nap(wait, stop):
+                return False
+            if self._gate.rate() == rate and self._paused_until == paused:
+                return True
 
     async def _nap(self, seconds: float, stop: asyncio.Event | None) -> bool:
         """Sleep ``seconds`` (the gate's wait); True if ``stop`` came first."""
