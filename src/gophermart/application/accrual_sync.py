@@ -227,11 +227,11 @@ class AccrualSync:
         paced request takes its place in the pacing.
         """
         while True:
-            now = self._clock.now()
-            if self._paused_until is not None and self._paused_until > now:
-                now = self._paused_until
+            now, paused = self._clock.now(), self._paused_until
+            if paused is not None and paused > now:
+                now = paused
             when = await self._gate.reserve(now)
-            rate, paused = self._gate.rate(), self._paused_until
+            rate = self._gate.rate()
             wait = (when - self._clock.now()).total_seconds()
             if wait > 0 and await self._nap(wait, stop):
                 return False
