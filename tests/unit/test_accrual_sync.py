@@ -6,6 +6,13 @@ orders are never polled again, that 204 -> REGISTERED -> PROCESSED advances with
 ``next_attempt_at`` pushed out by the backoff, that ``Unavailable`` never makes an order
 final, that a 429 pauses the gate for Retry-After and then paces requests to the
 announced rate, and that ``RetryPolicy.delay`` stays within [ceiling/2, ceiling], capped.
+
+Under faults: a poll past its deadline is retried later; a hanging poll costs one slot
+while other orders are credited; under a rate limit the request slot is granted before the
+claim, so no claimed order waits (and a lease is short); a learnt rate is forgotten within
+two minutes by default (and a 429 storm of "1 per minute" no longer throttles for good);
+an unusable answer and a repeating failure are logged once per order; a credit past what
+a balance holds parks the order.
 """
 
 from __future__ import annotations
