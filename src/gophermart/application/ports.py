@@ -261,7 +261,8 @@ class AccrualGate(Protocol):
     async def pause(self, until: datetime, per_minute: int | None) -> None: ...
 
     def rate(self) -> int | None:
-        """The announced requests-per-minute limit, once one is known."""
+        """The announced requests-per-minute limit, once one is known and until it
+        expires (a learnt rate is a hint: it is forgotten a while after the last 429)."""
         ...
 
     async def reserve(self, now: datetime) -> datetime:

@@ -111,6 +111,8 @@ accrual_gate = Table(
     Column("paused_until", UtcDateTime, nullable=True),
     Column("per_minute", Integer, nullable=True),
     Column("next_slot", UtcDateTime, nullable=True),
+    # A learnt per_minute is forgotten after this instant (migration 0002).
+    Column("rate_expires_at", UtcDateTime, nullable=True),
     CheckConstraint("id = 1", name="single_row"),
 )
 
