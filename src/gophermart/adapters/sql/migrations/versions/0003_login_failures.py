@@ -1,7 +1,7 @@
 """Login throttling's counters, shared by every process: login_failures.
 
-Revision ID: login_throttle
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-03
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from gophermart.adapters.sql.types import UtcDateTime
 
-revision = "login_throttle"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
