@@ -21,16 +21,14 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophermart.adapters.memory import MemoryGate, MemoryStore, MemoryUnitOfWork
+from gophermart.adapters.memory import MemoryGate, MemoryStore
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
-from gophermart.application.orders import UploadOrder
 from gophermart.application.ports import (
     AccrualAnswer,
     AccrualReply,
@@ -38,16 +36,13 @@ from gophermart.application.ports import (
     RateLimited,
     Unavailable,
 )
-from gophermart.application.users import Register
+from gophermart.bootstrap import Container
 from gophermart.domain.accounts import EntryKind
 from gophermart.domain.orders import AccrualVerdict, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 from gophermart.testing import (
-    CountingTokens,
-    EventCounter,
     FrozenClock,
-    PlainPasswordHasher,
     ScriptedAccrual,
 )
 from tests.luhn_reference import with_check_digit
@@ -57,16 +52,18 @@ OTHER = "9278923470"
 PROCESSED = AccrualVerdict.PROCESSED
 
 
-@dataclass
 class World:
-    store: MemoryStore = field(default_factory=MemoryStore)
-    clock: FrozenClock = field(default_factory=FrozenClock)
-    accrual: ScriptedAccrual = field(default_factory=ScriptedAccrual)
-    gate: MemoryGate = field(default_factory=MemoryGate)
-    sleeps: list[float] = field(default_factory=list)
+    """The in-memory container's objects (tests/unit/conftest.py), and helpers."""
 
-    def uow(self) -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(self.store)
+    def __init__(self, container: Container) -> None:
+        self.store: MemoryStore = container.memory_store()
+        self.clock: FrozenClock = container.clock()
+        self.accrual: ScriptedAccrual = container.accrual_client()
+        self.gate: MemoryGate = container.gate()
+        self.uow = container.uow  # the container's unit-of-work factory
+        self.sleeps: list[float] = []
+        self._register = container.register()
+        self._upload = container.upload_order()
 
     async def fake_sleep(self, seconds: float) -> None:
         """Waiting moves the frozen clock, as real time would."""
@@ -79,11 +76,11 @@ class World:
         )
 
     async def user(self, login: str = "alice") -> UserId:
-        auth = await Register(self.uow, PlainPasswordHasher(), CountingTokens())(login, "pw")
+        auth = await self._register(login, "pw")
         return UserId(auth.user_id)
 
     async def upload(self, user_id: UserId, number: str) -> None:
-        await UploadOrder(self.uow, self.clock, EventCounter())(user_id, number)
+        await self._upload(user_id, number)
 
     def status(self, number: str) -> OrderStatus:
         return self.store.state.orders[number].order.status
@@ -103,8 +100,8 @@ class World:
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world(container: Container) -> World:
+    return World(container)
 
 
 async def test_processed_credits_the_amount_once(world: World) -> None:

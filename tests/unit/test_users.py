@@ -17,15 +17,18 @@ import asyncio
 import unicodedata
 
 import pytest
+from dependency_injector import providers
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophermart.adapters.memory import MemoryLoginThrottle, MemoryStore, MemoryUnitOfWork
+from gophermart.adapters.memory import MemoryLoginThrottle, MemoryStore
 from gophermart.application.throttling import ThrottlePolicy
 from gophermart.application.users import LogIn, Register
+from gophermart.bootstrap import MEMORY_URI, Container
 from gophermart.domain.errors import InvalidCredentials, InvalidInput, LoginTaken, TooManyAttempts
 from gophermart.domain.users import MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH, Login, Password
-from gophermart.testing import CountingTokens, NoThrottle, PlainPasswordHasher
+from gophermart.settings import Settings
+from gophermart.testing import TEST_SECRET, CountingTokens, PlainPasswordHasher, use_test_doubles
 
 COMPOSED = "caf\u00e9"  # é as one code point
 DECOMPOSED = "cafe\u0301"  # e + combining acute accent
@@ -178,17 +181,25 @@ def store() -> MemoryStore:
     return MemoryStore()
 
 
+def _wired(store: MemoryStore, throttle: object | None = None) -> Container:
+    """The in-memory container with the test doubles, on ``store`` (and ``throttle``)."""
+    container = use_test_doubles(
+        Container(settings=Settings(database_uri=MEMORY_URI, secret=TEST_SECRET))
+    )
+    container.memory_store.override(providers.Object(store))
+    if throttle is not None:
+        container.throttle.override(providers.Object(throttle))
+    return container
+
+
 def register_for(store: MemoryStore) -> Register:
-    return Register(lambda: MemoryUnitOfWork(store), PlainPasswordHasher(), CountingTokens())
+    register: Register = _wired(store).register()
+    return register
 
 
 def login_for(store: MemoryStore, throttle: object | None = None) -> LogIn:
-    return LogIn(
-        lambda: MemoryUnitOfWork(store),
-        PlainPasswordHasher(),
-        CountingTokens(),
-        throttle or NoThrottle(),  # type: ignore[arg-type]
-    )
+    log_in: LogIn = _wired(store, throttle).log_in()
+    return log_in
 
 
 async def test_register_then_login(store: MemoryStore) -> None:
