@@ -35,9 +35,10 @@ from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.schema import accrual_gate, orders
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.ports import ReadModel
-from gophermart.bootstrap import Container, Runtime, prepare
+from gophermart.bootstrap import Container
 from gophermart.domain.orders import OrderStatus
 from gophermart.domain.users import UserId
+from gophermart.facade import Gophermart
 from gophermart.settings import Settings
 from tests.conftest import TEST_SECRET, Service, start_service
 from tests.faulty_accrual import (
@@ -100,18 +101,17 @@ class Stack:
 async def stack(
     database_uri: str, accrual_url: str, policy: RetryPolicy | None = None, **gate_options: Any
 ) -> AsyncIterator[Stack]:
-    settings = await prepare(
+    loyalty = Gophermart.from_settings(
         Settings(database_uri=database_uri, accrual_address=accrual_url, secret=TEST_SECRET)
     )
-    runtime = Runtime(settings)
-    await runtime.start(run_worker=False)
-    c = runtime.container
+    await loyalty.start()
+    c = loyalty.container
     gate = SqlAccrualGate(c.database().write, **gate_options)
-    sync = AccrualSync(c.uow(), c.accrual_client(), gate, c.clock(), policy)
+    sync = AccrualSync(c.uow, await c.accrual_client(), gate, c.clock(), policy)
     try:
         yield Stack(c, sync, gate)
     finally:
-        await runtime.stop()
+        await loyalty.aclose()
 
 
 @asynccontextmanager
@@ -358,7 +358,7 @@ async def test_a_restarted_worker_claims_one_order_per_granted_slot(
 
         client = HttpAccrualClient(accrual.url)
         gate = SqlAccrualGate(s.container.database().write)  # fresh: it knows nothing yet
-        restarted = AccrualSync(s.container.uow(), client, gate, s.container.clock())
+        restarted = AccrualSync(s.container.uow, client, gate, s.container.clock())
         try:
             claimed = await asyncio.wait_for(restarted.run_once(), 10)
         finally:
