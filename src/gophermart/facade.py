@@ -26,6 +26,7 @@ from typing import Any, Self
 from dependency_injector import providers
 
 from gophermart.adapters.sql.engine import Database
+from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder, UploadOutcome
@@ -39,6 +40,7 @@ from gophermart.bootstrap import (
     Backend,
     Container,
     WorkerTask,
+    backend_of,
     migrate_database,
     settle_database_id,
     settle_secret,
@@ -46,7 +48,7 @@ from gophermart.bootstrap import (
 from gophermart.domain.orders import AccrualVerdict, Order
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
-from gophermart.settings import DEFAULT_DATABASE_URI, Settings
+from gophermart.settings import DEFAULT_DATABASE_URI, ConfigError, Settings
 
 
 class Gophermart:
@@ -130,6 +132,42 @@ class Gophermart:
         )
         container = Container(settings=settings)
         container.database.override(providers.Object(database))
+        return cls(container, migrate=migrate)
+
+    @classmethod
+    def on_asyncpg_pool(
+        cls,
+        pool: Any,
+        *,
+        dsn: str | None = None,
+        secret: str | None = None,
+        accrual_address: str | None = None,
+        token_ttl: timedelta = timedelta(hours=24),
+        migrate: bool = True,
+    ) -> Self:
+        """On the host's own ``asyncpg.Pool`` (PostgreSQL): every request's statements
+        run on the host's pool, which stays the host's (never closed here; its codecs
+        must be asyncpg's defaults for bigint and timestamptz). The cold paths
+        (migrations, the accrual gate, the login throttle, the stored key) and the
+        worker's LISTEN connection open a few connections of their own to the same
+        database, named by ``dsn``, or by the DSN the pool was created with."""
+        if dsn is None:
+            connect_args = getattr(pool, "_connect_args", ())
+            dsn = connect_args[0] if connect_args and isinstance(connect_args[0], str) else None
+        if not dsn:
+            raise ConfigError(
+                "DATABASE_URI: the pool was not created from a DSN; pass dsn= as well"
+            )
+        settings = Settings(
+            database_uri=dsn,
+            secret=secret,
+            accrual_address=accrual_address,
+            token_ttl=token_ttl,
+        )
+        if backend_of(settings) != "postgresql":
+            raise ConfigError(f"DATABASE_URI: an asyncpg pool needs a PostgreSQL DSN, got {dsn!r}")
+        container = Container(settings=settings)
+        container.pg_pool.override(providers.Object(PgPool(pool=pool, timeout=settings.db_timeout)))
         return cls(container, migrate=migrate)
 
     @classmethod
