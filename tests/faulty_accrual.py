@@ -205,6 +205,8 @@ class FaultyAccrual:
                 await self._send(writer, answer)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            pass  # stop(): a connection still open (hanging, dripping, idle keep-alive)
         finally:
             self._connections.discard(task)
             writer.close()

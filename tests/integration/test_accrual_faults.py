@@ -3,8 +3,9 @@
 On SQLite and PostgreSQL, with the production adapters (the SQL queue and gate, the
 httpx client): one dripping or hanging answer costs its own poll slot and the other
 orders are credited at once; a 200 MB answer is cut at the body cap without the
-service's memory growing; a learnt "1 request per minute" is forgotten once it expires
-(a short expiry here; the real default is tested with explicit times); a worker that
+service's memory growing; after a 429 requests are paced to the announced rate, and a
+learnt "1 request per minute" is forgotten once it expires (a short expiry here; the real
+default is tested with explicit times); a worker that
 restarts under a learnt rate claims one order per granted request slot, not 64; answers
 that cannot be an accrual (the string "100", -5, 1e40, garbage) are never credited,
 are retried, and are logged once per order.
