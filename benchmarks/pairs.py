@@ -70,7 +70,8 @@ class Tree:
 
 
 def extract(baseline: str, into: Path) -> str:
-    """A ``src`` directory for ``baseline``: a path as given, or a commit via git archive."""
+    """A ``src`` directory for ``baseline``: a path as given, or a commit via git archive
+    (into a fresh directory under ``into``)."""
     given = Path(baseline)
     if (given / "gophermart" / "__main__.py").exists():
         return str(given.resolve())
@@ -81,6 +82,7 @@ def extract(baseline: str, into: Path) -> str:
     )
     if archive.returncode:
         raise SystemExit(f"--baseline {baseline}: {archive.stderr.decode().strip()}")
+    into = Path(tempfile.mkdtemp(prefix="tree-", dir=into))
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     return str(into / "src")
 
@@ -214,7 +216,11 @@ async def pairs(args: argparse.Namespace, cfg: Config, procs: Processes) -> dict
         baseline_src = extract(args.baseline, work)
         trees = {
             "baseline": Tree("baseline", baseline_src, Databases(cfg.pg_url)),
-            "working": Tree("working", str(ROOT / "src"), Databases(cfg.pg_url)),
+            "working": Tree(
+                "working",
+                extract(args.against, work) if args.against else str(ROOT / "src"),
+                Databases(cfg.pg_url),
+            ),
         }
         out: dict[str, Any] = {"pgbench": []}
         if not args.no_pgbench:
@@ -248,6 +254,9 @@ async def pairs(args: argparse.Namespace, cfg: Config, procs: Processes) -> dict
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", required=True, help="a commit, or a directory with src/")
+    p.add_argument(
+        "--against", help="compare with this commit or directory instead of the working tree"
+    )
     p.add_argument("--pairs", type=int, default=3, help="back-to-back pairs (default 3)")
     p.add_argument("--no-pgbench", action="store_true", help="skip the pgbench context")
     p.add_argument(
@@ -289,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ).stdout.strip()
     meta = {
         "baseline": args.baseline,
-        "working": head,
+        "working": args.against or head,
         "pairs": args.pairs,
         "threads": cfg.threads,
         "connections": cfg.connections,
