@@ -25,8 +25,8 @@ DEV = ".[dev]"
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("-e", DEV)
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("lint-imports")
 
 
