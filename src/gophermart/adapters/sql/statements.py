@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Dialect,
     Insert,
@@ -35,10 +36,12 @@ from sqlalchemy import (
     Table,
     Update,
     and_,
+    any_,
     bindparam,
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -98,6 +101,8 @@ class PgCompiled:
 
 def _check_native(types: Any) -> None:
     for type_ in types:
+        if isinstance(type_, ARRAY):  # asyncpg takes and gives lists of the item type
+            type_ = type_.item_type
         if not isinstance(type_, _ASYNCPG_NATIVE):
             raise TypeError(f"{type_!r} needs type processing that the asyncpg path skips")
 
@@ -303,6 +308,63 @@ ORDERS_OF = Statement(
     .select_from(accounts.outerjoin(orders, orders.c.user_id == accounts.c.user_id))
     .where(accounts.c.user_id == bindparam("user_id"))
     .order_by(orders.c.uploaded_at.desc(), orders.c.id.desc())
+)
+
+# A page of ORDERS_OF (``?limit=&before=``): at most ``limit`` orders, and with
+# ``before`` (the number of the last order of the previous page) only the user's orders
+# listed after that one, i.e. below its (uploaded_at, id) in the index's order. A
+# ``before`` naming none of the user's orders lists nothing.
+
+_cursor = orders.alias("cursor")
+
+
+def _of_cursor(column: str) -> Any:
+    return (
+        select(_cursor.c[column])
+        .where(
+            and_(_cursor.c.number == bindparam("before"), _cursor.c.user_id == bindparam("user_id"))
+        )
+        .scalar_subquery()
+    )
+
+
+def _orders_page(condition: Any) -> Select[Any]:
+    return (
+        select(orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at)
+        .select_from(
+            accounts.outerjoin(orders, and_(orders.c.user_id == accounts.c.user_id, condition))
+        )
+        .where(accounts.c.user_id == bindparam("user_id"))
+        .order_by(orders.c.uploaded_at.desc(), orders.c.id.desc())
+        .limit(bindparam("limit", type_=BigInteger))
+    )
+
+
+ORDERS_PAGE = Statement(_orders_page(True))
+ORDERS_PAGE_BEFORE = Statement(
+    _orders_page(
+        tuple_(orders.c.uploaded_at, orders.c.id)
+        < tuple_(_of_cursor("uploaded_at"), _of_cursor("id"))
+    )
+)
+
+# Coalesced reads (PostgreSQL: coalesce.py): one statement for the users whose reads
+# arrived in the same turn of a server process's event loop, each row led by its user.
+
+_users = bindparam("user_ids", type_=ARRAY(BigInteger))
+
+ACCOUNTS_OF = Statement(
+    select(accounts.c.user_id, *_ACCOUNT).where(accounts.c.user_id == any_(_users))
+)
+
+#: ORDERS_OF for many users at once: each user's rows together, in ORDERS_OF's order.
+ORDERS_OF_USERS = Statement(
+    select(
+        accounts.c.user_id, orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at
+    )
+    .select_from(accounts.outerjoin(orders, orders.c.user_id == accounts.c.user_id))
+    .where(accounts.c.user_id == any_(_users))
+    .order_by(accounts.c.user_id, orders.c.uploaded_at.desc(), orders.c.id.desc())
 )
 
 WITHDRAWALS_OF = Statement(

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.middleware import DefineMiddleware
+from litestar.params import QueryParameter
 
 from gophermart.application.errors import Unauthenticated
 from gophermart.application.orders import UploadOutcome
+from gophermart.application.queries import ListOrders
 from gophermart.application.users import Authenticated
 from gophermart.domain.errors import InvalidInput
 from gophermart.domain.users import UserId
@@ -117,8 +119,27 @@ def http_router(
         return Response(content=b"", status_code=status, media_type=TEXT)
 
     @get("/api/user/orders")
-    async def list_orders(user_id: NamedDependency[UserId]) -> Response[bytes]:
-        views = await loyalty.orders(user_id)
+    async def list_orders(
+        user_id: NamedDependency[UserId],
+        limit: Annotated[
+            int | None,
+            QueryParameter(
+                ge=1,
+                le=ListOrders.MAX_LIMIT,
+                description="At most this many orders (a page); all of them without it.",
+            ),
+        ] = None,
+        before: Annotated[
+            str | None,
+            QueryParameter(
+                description=(
+                    "Only the orders listed after this one: the number of the last order "
+                    "of the previous page. With `limit`, the next page."
+                ),
+            ),
+        ] = None,
+    ) -> Response[bytes]:
+        views = await loyalty.orders(user_id, limit, before)
         if not views:
             return Response(content=b"", status_code=204, media_type=TEXT)
         body = encoder.encode(
