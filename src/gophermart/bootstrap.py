@@ -44,6 +44,7 @@ from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.listener import PgOrderListener
 from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
 from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
@@ -95,17 +96,27 @@ def _pg_pool(database: Database) -> PgPool:
     return PgPool(database.target.location)
 
 
+def _pg_commit_pool(database: Database) -> PgPool:
+    """The group commit's own connections: a unit of work waiting for its batch holds
+    one of the main pool, so sharing it could leave a batch no connection to run on."""
+    return PgPool(database.target.location, min_size=1, max_size=PG_COMMIT_CONNECTIONS)
+
+
+#: Batches of withdrawals written at the same time per process (pg_group_commit.py).
+PG_COMMIT_CONNECTIONS = 2
+
+
 async def _open_memory(store: MemoryStore) -> AsyncIterator[MemoryStore]:
     yield store
 
 
-async def _open_sql(database: Database, pool: PgPool | None = None) -> AsyncIterator[Database]:
+async def _open_sql(database: Database, *pools: PgPool) -> AsyncIterator[Database]:
     """Check the database answers (one clear line if not); release pools at shutdown."""
     await database.check()
     try:
         yield database
     finally:
-        if pool is not None:
+        for pool in pools:
             await pool.close()
         await database.dispose()
 
@@ -183,18 +194,22 @@ class Container(containers.DeclarativeContainer):
     memory_store = providers.Singleton(MemoryStore)
     database = providers.Singleton(_database, settings)  # SQLite / PostgreSQL engines
     pg_pool = providers.Singleton(_pg_pool, database)  # PostgreSQL's hot paths (asyncpg)
+    pg_commit_pool = providers.Singleton(_pg_commit_pool, database)
+    group_commit = providers.Singleton(
+        PgGroupCommit, pg_commit_pool, connections=PG_COMMIT_CONNECTIONS
+    )
 
     store = providers.Selector(
         backend,
         memory=providers.Resource(_open_memory, memory_store),
         sqlite=providers.Resource(_open_sql, database),
-        postgresql=providers.Resource(_open_sql, database, pg_pool),
+        postgresql=providers.Resource(_open_sql, database, pg_pool, pg_commit_pool),
     )
     uow = providers.Selector(
         backend,
         memory=providers.Factory(MemoryUnitOfWork, memory_store),
         sqlite=providers.Factory(SqlUnitOfWork, database.provided.write),
-        postgresql=providers.Factory(PgUnitOfWork, pg_pool),
+        postgresql=providers.Factory(PgUnitOfWork, pg_pool, group_commit),
     )
     read_model = providers.Selector(
         backend,

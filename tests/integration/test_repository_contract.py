@@ -20,6 +20,7 @@ from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore,
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
 from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
@@ -69,16 +70,18 @@ async def sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
 
 async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     """Each engine as the service runs it: SQLite through SQLAlchemy, PostgreSQL's hot
-    paths straight through asyncpg (PgUnitOfWork, PgReadModel)."""
+    paths straight through asyncpg (PgUnitOfWork with group commit, PgReadModel)."""
     uri = request.getfixturevalue(f"{request.param}_uri")
     database = Database(parse_database_uri(uri))
     await migrate(database.write)
     pool = PgPool(database.target.location) if database.is_postgres else None
+    commits = PgPool(database.target.location, max_size=2) if database.is_postgres else None
     try:
-        if pool is not None:
+        if pool is not None and commits is not None:
+            group = PgGroupCommit(commits)  # a withdrawal's lone debit: grouped commits
             yield Backend(
                 request.param,
-                lambda: PgUnitOfWork(pool),
+                lambda: PgUnitOfWork(pool, group),
                 PgReadModel(pool),
                 SqlAccrualGate(database.write, refresh=0.0),
                 database,
@@ -92,8 +95,9 @@ async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]
                 database,
             )
     finally:
-        if pool is not None:
-            await pool.close()
+        for opened in (pool, commits):
+            if opened is not None:
+                await opened.close()
         await database.dispose()
 
 

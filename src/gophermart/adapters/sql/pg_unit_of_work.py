@@ -16,6 +16,11 @@ per statement than SQLAlchemy's execution machinery:
   round trips, and the account's row lock is held only while PostgreSQL runs the
   statement and flushes its commit, not while the answer travels to a busy event loop
   and a COMMIT travels back, which is what limits withdrawals from one hot account.
+* With a group committer (the service always has one), that lone withdrawal debit is
+  not even its own transaction: the unit of work gives its connection back and hands
+  the entry to :class:`~gophermart.adapters.sql.pg_group_commit.PgGroupCommit`, which
+  writes the withdrawals of the moment in one transaction and one WAL flush, each
+  with its own answer.
 * A new order announces itself with ``pg_notify`` in its own ``RETURNING`` clause: the
   wake-up costs no extra round trip and is delivered only if the insert commits.
 
@@ -24,10 +29,13 @@ Measured effect on ``POST /api/user/balance/withdraw``: docs/performance.md.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
 from gophermart.adapters.sql import statements as st
+from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
 from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.repositories import Session, SessionUnitOfWork
 from gophermart.adapters.sql.runners import PgRunner
@@ -38,9 +46,16 @@ class _PgSession(Session):
     records_in_one_statement = True
     add_order = st.ADD_ORDER_PG
 
-    def __init__(self, conn: PoolConnectionProxy) -> None:
+    def __init__(
+        self,
+        conn: PoolConnectionProxy,
+        group: PgGroupCommit | None = None,
+        give_back: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(PgRunner(conn))
         self._conn = conn
+        self._group = group
+        self._give_back = give_back
         self._tx: Transaction | None = None
 
     @property
@@ -59,24 +74,47 @@ class _PgSession(Session):
         statement = st.DEBIT_ENTRY if entry.is_debit else st.CREDIT_ENTRY
         return await self._runner.fetchval(statement, st.entry_params(entry)) is not None
 
+    async def _record_alone(self, entry: LedgerEntry) -> bool:
+        if self._group is not None and entry.is_debit:
+            # Nothing else of this unit of work is left: its connection goes back to the
+            # pool now rather than idle while the group writes on its own connections.
+            if self._give_back is not None:
+                await self._give_back()
+            return await self._group.debit(entry)  # with the other withdrawals of now
+        return await self._record(entry)
+
     async def rollback(self) -> None:
         if self._tx is not None and not self.committed:
             await self._tx.rollback()
 
 
 class PgUnitOfWork(SessionUnitOfWork):
-    """One pooled connection; a transaction from the first write; rollback unless committed."""
+    """One pooled connection; a transaction from the first write; rollback unless committed.
 
-    def __init__(self, pool: PgPool) -> None:
+    With ``group``, a withdrawal's lone debit is committed together with the other
+    withdrawals of the moment (pg_group_commit.py); without it, alone.
+    """
+
+    def __init__(self, pool: PgPool, group: PgGroupCommit | None = None) -> None:
         self._pool = pool
+        self._group = group
 
     async def _open(self) -> Session:
         pool = await self._pool.get()
         self._conn: PoolConnectionProxy = await pool.acquire()
-        self._pg = _PgSession(self._conn)
+        self._given_back = False
+        self._pg = _PgSession(self._conn, self._group, self._give_back)
         return self._pg
 
+    async def _give_back(self) -> None:
+        """Release the connection early (no transaction is open on it)."""
+        pool = await self._pool.get()
+        self._given_back = True
+        await pool.release(self._conn)
+
     async def _close(self) -> None:
+        if self._given_back:
+            return
         pool = await self._pool.get()
         try:
             await self._pg.rollback()

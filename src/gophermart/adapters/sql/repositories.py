@@ -58,6 +58,11 @@ class Session(ABC):
         """Write the entry and its balance change; ``False`` when the account row refused
         the change (no such account, or a debit above the balance), writing nothing."""
 
+    async def _record_alone(self, entry: LedgerEntry) -> bool:
+        """:meth:`_record` for the unit of work's only write, committed by itself (a
+        store may group such writes of concurrent units of work into one commit)."""
+        return await self._record(entry)
+
     def defer(self, entries: list[LedgerEntry]) -> None:
         self._pending.extend(entries)
 
@@ -83,15 +88,15 @@ class Session(ABC):
             # The only write, one statement: its own transaction, which saves the BEGIN
             # and COMMIT round trips and holds the account row's lock only while the
             # server runs the statement.
-            await self._apply(self._pending.pop())
+            await self._apply(self._pending.pop(), alone=True)
         elif self.in_transaction or self._pending or self._failed:
             await self.write()
             await self._commit()
         self.committed = True
 
-    async def _apply(self, entry: LedgerEntry) -> None:
+    async def _apply(self, entry: LedgerEntry, *, alone: bool = False) -> None:
         try:
-            if await self._record(entry):
+            if await (self._record_alone(entry) if alone else self._record(entry)):
                 return
             error: Exception = (
                 InsufficientPoints("balance changed concurrently")

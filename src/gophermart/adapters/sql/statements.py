@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     Dialect,
     Insert,
     Integer,
@@ -38,8 +39,12 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
+    cast,
+    column,
     func,
     insert,
+    literal,
     select,
     tuple_,
     update,
@@ -72,7 +77,7 @@ _ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 #: bind values as they are (aware datetimes: the domain makes no naive ones, which
 #: UtcDateTime refuses on SQLite). Rows are mapped from asyncpg's Records with no
 #: processing, so a column of any other type must not reach the asyncpg path unnoticed.
-_ASYNCPG_NATIVE = (Integer, String, UtcDateTime, NullType)
+_ASYNCPG_NATIVE = (Integer, String, UtcDateTime, Boolean, NullType)
 
 
 class PgCompiled:
@@ -296,6 +301,129 @@ def _entry_moving(change: Update) -> Insert:
 
 DEBIT_ENTRY = Statement(_entry_moving(_DEBIT))
 CREDIT_ENTRY = Statement(_entry_moving(_CREDIT))
+
+# Group commit (PostgreSQL: pg_group_commit.py): the withdrawals of many requests as
+# one statement, so one transaction and one WAL flush, each with its own outcome:
+#
+# * ``locked``: the batch's accounts, locked in user order (two batches never deadlock)
+#   and read as they are once locked (READ COMMITTED: the latest committed balance);
+# * ``walk``: each account's debits decided in arrival order (``seq``) on that balance,
+#   recursively: a debit is accepted if what is left covers it, and only an accepted
+#   one spends; so each answer is the one it would get alone, one after the other;
+# * ``landed``: the accepted debits' ledger entries, except those whose order number is
+#   taken by then (ON CONFLICT DO NOTHING: that debit is not written, the others are);
+# * ``moved``: each account moved by the sum of *its written* entries, so the ledger
+#   always explains the balance, and ``CHECK (balance >= 0)`` still refuses an overdraft.
+#
+# Back, per debit in arrival order: accepted (NULL: no such account), written, and how
+# many accounts moved.
+
+_debit_users = bindparam("users", type_=ARRAY(BigInteger))
+_debits = (
+    func.unnest(
+        _debit_users,
+        bindparam("numbers", type_=ARRAY(String)),
+        bindparam("amounts", type_=ARRAY(BigInteger)),
+        bindparam("ats", type_=ARRAY(UtcDateTime)),
+    )
+    .table_valued(
+        column("user_id", BigInteger),
+        column("order_number", String),
+        column("amount", BigInteger),
+        column("created_at", UtcDateTime),
+        with_ordinality="seq",
+    )
+    .render_derived(name="batch")
+)
+_ranked = select(
+    _debits.c.seq,
+    _debits.c.user_id,
+    _debits.c.order_number,
+    _debits.c.amount,
+    _debits.c.created_at,
+    func.row_number().over(partition_by=_debits.c.user_id, order_by=_debits.c.seq).label("k"),
+).cte("ranked")
+_locked = (
+    select(accounts.c.user_id, accounts.c.balance)
+    .where(accounts.c.user_id == any_(_debit_users))
+    .order_by(accounts.c.user_id)
+    .with_for_update()
+    .cte("locked")
+)
+_fits_first = _ranked.c.amount <= _locked.c.balance
+_walk = (
+    select(
+        _ranked.c.seq,
+        _ranked.c.user_id,
+        _ranked.c.k,
+        case((_fits_first, _locked.c.balance - _ranked.c.amount), else_=_locked.c.balance).label(
+            "left"
+        ),
+        _fits_first.label("ok"),
+    )
+    .select_from(_ranked.join(_locked, _locked.c.user_id == _ranked.c.user_id))
+    .where(_ranked.c.k == 1)
+    .cte("walk", recursive=True)
+)
+_next = _ranked.alias("next")
+_fits_next = _next.c.amount <= _walk.c.left
+_walk = _walk.union_all(
+    select(
+        _next.c.seq,
+        _next.c.user_id,
+        _next.c.k,
+        case((_fits_next, _walk.c.left - _next.c.amount), else_=_walk.c.left),
+        _fits_next,
+    ).select_from(
+        _walk.join(_next, and_(_next.c.user_id == _walk.c.user_id, _next.c.k == _walk.c.k + 1))
+    )
+)
+_landed = (
+    postgresql.insert(ledger)
+    .from_select(
+        ["user_id", "kind", "order_number", "amount", "created_at"],
+        select(
+            _ranked.c.user_id,
+            literal(EntryKind.WITHDRAWAL.value, String),
+            _ranked.c.order_number,
+            _ranked.c.amount,
+            _ranked.c.created_at,
+        )
+        .select_from(_ranked.join(_walk, _walk.c.seq == _ranked.c.seq))
+        .where(_walk.c.ok),
+    )
+    .on_conflict_do_nothing(index_elements=[ledger.c.kind, ledger.c.order_number])
+    .returning(ledger.c.user_id, ledger.c.order_number, ledger.c.amount)
+    .cte("landed")
+)
+_totals = (
+    select(_landed.c.user_id, cast(func.sum(_landed.c.amount), BigInteger).label("total"))
+    .group_by(_landed.c.user_id)
+    .subquery("totals")
+)
+_moved = (
+    update(accounts)
+    .where(accounts.c.user_id == _totals.c.user_id)
+    .values(
+        balance=accounts.c.balance - _totals.c.total,
+        withdrawn=accounts.c.withdrawn + _totals.c.total,
+    )
+    .returning(accounts.c.user_id)
+    .cte("moved")
+)
+WITHDRAW_BATCH = Statement(
+    select(
+        _walk.c.ok,
+        _landed.c.order_number.is_not(None).label("written"),
+        select(func.count()).select_from(_moved).scalar_subquery().label("moved"),
+    )
+    .select_from(
+        _ranked.outerjoin(_walk, _walk.c.seq == _ranked.c.seq).outerjoin(
+            _landed, _landed.c.order_number == _ranked.c.order_number
+        )
+    )
+    .order_by(_ranked.c.seq)
+)
 
 # --- the read side ------------------------------------------------------------------
 
