@@ -196,7 +196,7 @@ class Container(containers.DeclarativeContainer):
     pg_pool = providers.Singleton(_pg_pool, database)  # PostgreSQL's hot paths (asyncpg)
     pg_commit_pool = providers.Singleton(_pg_commit_pool, database)
     group_commit = providers.Singleton(
-        PgGroupCommit, pg_commit_pool, connections=PG_COMMIT_CONNECTIONS
+        PgGroupCommit, pg_commit_pool, read_pool=pg_pool, connections=PG_COMMIT_CONNECTIONS
     )
 
     store = providers.Selector(

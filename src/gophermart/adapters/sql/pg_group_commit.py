@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 from gophermart.adapters.sql import statements as st
+from gophermart.adapters.sql.coalesce import Coalescer
 from gophermart.adapters.sql.pg_pool import PgPool
-from gophermart.adapters.sql.runners import Conflict, PgRunner
+from gophermart.adapters.sql.runners import Conflict, PgRunner, Row
 from gophermart.domain.accounts import LedgerEntry
 
 log = logging.getLogger("gophermart.group_commit")
@@ -58,21 +60,43 @@ class _Debit:
 
 
 class PgGroupCommit:
-    """Writes withdrawal entries in batches; :meth:`debit` answers one of them.
+    """The withdrawals of one process, batched: :meth:`for_withdrawal` reads what
+    deciding one needs, coalesced with the other reads of the same event-loop turn
+    (statements.FOR_WITHDRAWALS, on ``read_pool``); :meth:`debit` writes its entry in a
+    group commit (on ``pool``).
 
-    ``connections``: batches written at the same time (each on its own connection of
-    ``pool``, which must be this object's alone: a unit of work waiting for its debit
-    holds a connection of the main pool). ``max_batch`` bounds one transaction.
+    ``connections``: batches written at the same time, each on its own connection of
+    ``pool``, which should be this object's alone. ``max_batch`` bounds one statement.
     """
 
-    def __init__(self, pool: PgPool, *, connections: int = 2, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        pool: PgPool,
+        *,
+        read_pool: PgPool | None = None,
+        connections: int = 2,
+        max_batch: int = 512,
+    ) -> None:
         self._pool = pool
+        self._read_pool = read_pool or pool
         self._connections = connections
         self._max_batch = max_batch
         self._queue: list[_Debit] = []
         self._running = 0
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reads: Coalescer[tuple[int, str], Row] = Coalescer(self._read)
+
+    async def for_withdrawal(self, user_id: int, order_number: str) -> Row:
+        """The FOR_WITHDRAWAL row of ``user_id`` and ``order_number``."""
+        row = await self._reads.get((user_id, order_number))
+        assert row is not None  # every asked pair has its row
+        return row
+
+    async def _read(self, asked: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Row]:
+        params = {"asked_users": [a[0] for a in asked], "asked_numbers": [a[1] for a in asked]}
+        rows = await PgRunner(await self._read_pool.get()).fetch(st.FOR_WITHDRAWALS, params)
+        return {(row[0], row[1]): tuple(row[2:]) for row in rows}
 
     async def debit(self, entry: LedgerEntry) -> bool:
         """``True``: written and committed. ``False``: the balance did not cover it,
@@ -166,7 +190,6 @@ class PgGroupCommit:
             number = debit.entry.order_number.value
             (later if number in numbers else sent).append(debit)
             numbers.add(number)
-        statement = st.WITHDRAW_BATCH.pg
         entries = [d.entry for d in sent]
         params = {
             "users": [e.user_id for e in entries],
@@ -174,8 +197,7 @@ class PgGroupCommit:
             "amounts": [e.amount.cents for e in entries],
             "ats": [e.at for e in entries],
         }
-        pool = await self._pool.get()
-        rows = await pool.fetch(statement.sql, *statement.args(params))
+        rows = await PgRunner(await self._pool.get()).fetch(st.WITHDRAW_BATCH, params)
         moved: set[int] = set()
         freed: set[int] = set()
         for debit, (accepted, written, _) in zip(sent, rows, strict=True):

@@ -29,7 +29,8 @@ Measured effect on ``POST /api/user/balance/withdraw``: docs/performance.md.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
+from typing import Any
 
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
@@ -38,24 +39,48 @@ from gophermart.adapters.sql import statements as st
 from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
 from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.repositories import Session, SessionUnitOfWork
-from gophermart.adapters.sql.runners import PgRunner
+from gophermart.adapters.sql.runners import PgRunner, Row
 from gophermart.domain.accounts import LedgerEntry
+from gophermart.domain.orders import OrderNumber
+from gophermart.domain.users import UserId
+
+
+class _LazyRunner:
+    """A :class:`PgRunner` on a pooled connection acquired at its first statement: a
+    withdrawal whose read is coalesced and whose debit is group-committed never takes
+    one of its own."""
+
+    def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
+        self.conn: PoolConnectionProxy | None = None
+
+    async def connection(self) -> PoolConnectionProxy:
+        if self.conn is None:
+            pool = await self._pool.get()
+            self.conn = await pool.acquire()
+        return self.conn
+
+    async def fetch(self, statement: st.Statement, params: st.Params) -> Sequence[Row]:
+        return await PgRunner(await self.connection()).fetch(statement, params)
+
+    async def fetchrow(self, statement: st.Statement, params: st.Params) -> Row | None:
+        return await PgRunner(await self.connection()).fetchrow(statement, params)
+
+    async def fetchval(self, statement: st.Statement, params: st.Params) -> Any:
+        return await PgRunner(await self.connection()).fetchval(statement, params)
+
+    async def execute(self, statement: st.Statement, params: st.Params) -> int:
+        return await PgRunner(await self.connection()).execute(statement, params)
 
 
 class _PgSession(Session):
     records_in_one_statement = True
     add_order = st.ADD_ORDER_PG
+    _runner: _LazyRunner
 
-    def __init__(
-        self,
-        conn: PoolConnectionProxy,
-        group: PgGroupCommit | None = None,
-        give_back: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        super().__init__(PgRunner(conn))
-        self._conn = conn
+    def __init__(self, runner: _LazyRunner, group: PgGroupCommit | None = None) -> None:
+        super().__init__(runner)
         self._group = group
-        self._give_back = give_back
         self._tx: Transaction | None = None
 
     @property
@@ -63,7 +88,7 @@ class _PgSession(Session):
         return self._tx is not None
 
     async def _begin(self) -> None:
-        self._tx = self._conn.transaction()
+        self._tx = (await self._runner.connection()).transaction()
         await self._tx.start()
 
     async def _commit(self) -> None:
@@ -76,12 +101,13 @@ class _PgSession(Session):
 
     async def _record_alone(self, entry: LedgerEntry) -> bool:
         if self._group is not None and entry.is_debit:
-            # Nothing else of this unit of work is left: its connection goes back to the
-            # pool now rather than idle while the group writes on its own connections.
-            if self._give_back is not None:
-                await self._give_back()
             return await self._group.debit(entry)  # with the other withdrawals of now
         return await self._record(entry)
+
+    async def for_withdrawal(self, user_id: UserId, order_number: OrderNumber) -> Row:
+        if self._group is None or self._pending or self._failed or self.in_transaction:
+            return await super().for_withdrawal(user_id, order_number)
+        return await self._group.for_withdrawal(user_id, order_number.value)
 
     async def rollback(self) -> None:
         if self._tx is not None and not self.committed:
@@ -89,10 +115,12 @@ class _PgSession(Session):
 
 
 class PgUnitOfWork(SessionUnitOfWork):
-    """One pooled connection; a transaction from the first write; rollback unless committed.
+    """A pooled connection from the first statement that needs one; a transaction from
+    the first write; rollback unless committed.
 
-    With ``group``, a withdrawal's lone debit is committed together with the other
-    withdrawals of the moment (pg_group_commit.py); without it, alone.
+    With ``group``, a withdrawal's read is coalesced with the other withdrawals' and its
+    lone debit is committed together with theirs (pg_group_commit.py), neither on a
+    connection of its own; without it, both on this unit of work's connection.
     """
 
     def __init__(self, pool: PgPool, group: PgGroupCommit | None = None) -> None:
@@ -100,25 +128,18 @@ class PgUnitOfWork(SessionUnitOfWork):
         self._group = group
 
     async def _open(self) -> Session:
-        pool = await self._pool.get()
-        self._conn: PoolConnectionProxy = await pool.acquire()
-        self._given_back = False
-        self._pg = _PgSession(self._conn, self._group, self._give_back)
+        self._lazy = _LazyRunner(self._pool)
+        self._pg = _PgSession(self._lazy, self._group)
         return self._pg
 
-    async def _give_back(self) -> None:
-        """Release the connection early (no transaction is open on it)."""
-        pool = await self._pool.get()
-        self._given_back = True
-        await pool.release(self._conn)
-
     async def _close(self) -> None:
-        if self._given_back:
+        conn = self._lazy.conn
+        if conn is None:
             return
         pool = await self._pool.get()
         try:
             await self._pg.rollback()
         except Exception:
-            self._conn.terminate()  # in an unknown state: never hand it to anyone else
+            conn.terminate()  # in an unknown state: never hand it to anyone else
         finally:
-            await pool.release(self._conn)
+            await pool.release(conn)

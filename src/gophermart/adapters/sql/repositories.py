@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from gophermart.adapters.sql import statements as st
-from gophermart.adapters.sql.runners import Conflict, Runner
+from gophermart.adapters.sql.runners import Conflict, Row, Runner
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import ClaimedOrder
 from gophermart.domain.accounts import Account, LedgerEntry
@@ -62,6 +62,15 @@ class Session(ABC):
         """:meth:`_record` for the unit of work's only write, committed by itself (a
         store may group such writes of concurrent units of work into one commit)."""
         return await self._record(entry)
+
+    async def for_withdrawal(self, user_id: UserId, order_number: OrderNumber) -> Row:
+        """The FOR_WITHDRAWAL row (a store may coalesce the reads of concurrent units
+        of work, when nothing of this one is pending)."""
+        db = await self.read()
+        params = {"user_id": user_id, "order_number": order_number.value}
+        row = await db.fetchrow(st.FOR_WITHDRAWAL, params)
+        assert row is not None  # one row always
+        return row
 
     def defer(self, entries: list[LedgerEntry]) -> None:
         self._pending.extend(entries)
@@ -197,11 +206,7 @@ class SqlAccounts:
     async def for_withdrawal(
         self, user_id: UserId, order_number: OrderNumber
     ) -> tuple[Account | None, LedgerEntry | None]:
-        db = await self._s.read()
-        row = await db.fetchrow(
-            st.FOR_WITHDRAWAL, {"user_id": user_id, "order_number": order_number.value}
-        )
-        assert row is not None  # one row always
+        row = await self._s.for_withdrawal(user_id, order_number)
         account, withdrawal = st.split_for_withdrawal(row)
         return st.account_of(user_id, account), st.withdrawal_of(order_number, withdrawal)
 

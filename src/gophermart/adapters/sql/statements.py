@@ -46,6 +46,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    true,
     tuple_,
     update,
 )
@@ -258,6 +259,41 @@ FOR_WITHDRAWAL = Statement(
     )
 )
 
+#: FOR_WITHDRAWAL for many (user, order number) pairs at once (PostgreSQL, coalesced:
+#: pg_group_commit.py): each asked pair, then its FOR_WITHDRAWAL row.
+_asked = (
+    func.unnest(
+        bindparam("asked_users", type_=ARRAY(BigInteger)),
+        bindparam("asked_numbers", type_=ARRAY(String)),
+    )
+    .table_valued(column("user_id", BigInteger), column("order_number", String))
+    .render_derived(name="asked")
+)
+# LATERAL with LIMIT 1 (each finds one row at most), so that each pair is two index
+# probes whatever the planner thinks of the tables: a plain join, or a LATERAL that
+# PostgreSQL flattens into one, was hash-joined with every withdrawal in the ledger while
+# its statistics still said the ledger was small (a cost growing with every withdrawal).
+_their_account = (
+    select(*_ACCOUNT)
+    .where(accounts.c.user_id == _asked.c.user_id)
+    .limit(1)
+    .lateral("their_account")
+)
+_earlier = (
+    select(*_WITHDRAWAL)
+    .where(and_(_is_withdrawal, ledger.c.order_number == _asked.c.order_number))
+    .limit(1)
+    .lateral("earlier")
+)
+FOR_WITHDRAWALS = Statement(
+    select(
+        _asked.c.user_id,
+        _asked.c.order_number,
+        *_their_account.c,
+        *_earlier.c,
+    ).select_from(_asked.outerjoin(_their_account, true()).outerjoin(_earlier, true()))
+)
+
 # A ledger entry's parameters (entry_params); typed, because in the CTE shape some
 # stand alone in a SELECT list, where nothing else tells PostgreSQL their type.
 _user = bindparam("user", type_=BigInteger)
@@ -403,7 +439,7 @@ _totals = (
 )
 _moved = (
     update(accounts)
-    .where(accounts.c.user_id == _totals.c.user_id)
+    .where(and_(accounts.c.user_id == any_(_debit_users), accounts.c.user_id == _totals.c.user_id))
     .values(
         balance=accounts.c.balance - _totals.c.total,
         withdrawn=accounts.c.withdrawn + _totals.c.total,
@@ -486,13 +522,25 @@ ACCOUNTS_OF = Statement(
 )
 
 #: ORDERS_OF for many users at once: each user's rows together, in ORDERS_OF's order.
+#: LATERAL, kept from being flattened into a join by its OFFSET 0: per account an index
+#: scan of its orders, never a hash join over the whole table (see FOR_WITHDRAWALS).
+_their_orders = (
+    select(orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at, orders.c.id)
+    .where(orders.c.user_id == accounts.c.user_id)
+    .offset(0)
+    .lateral("their_orders")
+)
 ORDERS_OF_USERS = Statement(
     select(
-        accounts.c.user_id, orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at
+        accounts.c.user_id,
+        _their_orders.c.number,
+        _their_orders.c.status,
+        _their_orders.c.accrual,
+        _their_orders.c.uploaded_at,
     )
-    .select_from(accounts.outerjoin(orders, orders.c.user_id == accounts.c.user_id))
+    .select_from(accounts.outerjoin(_their_orders, true()))
     .where(accounts.c.user_id == any_(_users))
-    .order_by(accounts.c.user_id, orders.c.uploaded_at.desc(), orders.c.id.desc())
+    .order_by(accounts.c.user_id, _their_orders.c.uploaded_at.desc(), _their_orders.c.id.desc())
 )
 
 WITHDRAWALS_OF = Statement(
