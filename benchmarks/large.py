@@ -184,6 +184,7 @@ async def explain(dsn: str, user_id: int, heavy_id: int) -> dict[str, str]:
             heavy_id,
         )
         other = user_id + 7919
+        fresh = "40000000000000"
         cases: list[tuple[str, st.Statement, dict[str, Any]]] = [
             ("balance", st.ACCOUNT, {"user_id": user_id}),
             ("balance, coalesced (2 users)", st.ACCOUNTS_OF, {"user_ids": [user_id, other]}),
@@ -199,9 +200,23 @@ async def explain(dsn: str, user_id: int, heavy_id: int) -> dict[str, str]:
             (
                 "withdrawal: the read",
                 st.FOR_WITHDRAWAL,
-                {"user_id": user_id, "order_number": "40000000000000"},
+                {"user_id": user_id, "order_number": fresh},
             ),
-            ("withdrawal: the batch's lock", st.LOCK_ACCOUNTS, {"user_ids": [user_id, other]}),
+            (
+                "withdrawal: the read, coalesced (2)",
+                st.FOR_WITHDRAWALS,
+                {"asked_users": [user_id, other], "asked_numbers": [fresh, fresh[:-1] + "1"]},
+            ),
+            (
+                "withdrawal: the group commit (2), rolled back",
+                st.WITHDRAW_BATCH,
+                {
+                    "users": [user_id, other],
+                    "numbers": [fresh, fresh[:-1] + "1"],
+                    "amounts": [1, 1],
+                    "ats": [datetime.now(UTC)] * 2,
+                },
+            ),
         ]
         plans: dict[str, str] = {}
         for label, statement, params in cases:
