@@ -96,14 +96,15 @@ def _pg_pool(database: Database) -> PgPool:
     return PgPool(database.target.location)
 
 
+#: Batches of withdrawals written at the same time per process (pg_group_commit.py).
+PG_COMMIT_CONNECTIONS = 2
+
+
 def _pg_commit_pool(database: Database) -> PgPool:
     """The group commit's own connections: a unit of work waiting for its batch holds
     one of the main pool, so sharing it could leave a batch no connection to run on."""
-    return PgPool(database.target.location, min_size=1, max_size=PG_COMMIT_CONNECTIONS)
-
-
-#: Batches of withdrawals written at the same time per process (pg_group_commit.py).
-PG_COMMIT_CONNECTIONS = 2
+    size = PG_COMMIT_CONNECTIONS  # all opened at once: none to open under load
+    return PgPool(database.target.location, min_size=size, max_size=size)
 
 
 async def _open_memory(store: MemoryStore) -> AsyncIterator[MemoryStore]:

@@ -59,6 +59,14 @@ class _Debit:
     outcome: Outcome | None = field(default=None)
 
 
+class _NotSent(Exception):
+    """The batch could not even be sent (no connection): it wrote nothing."""
+
+    def __init__(self, reason: Exception) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
 class PgGroupCommit:
     """The withdrawals of one process, batched: :meth:`for_withdrawal` reads what
     deciding one needs, coalesced with the other reads of the same event-loop turn
@@ -134,6 +142,8 @@ class PgGroupCommit:
         try:
             try:
                 await self._in_one_statement(batch)
+            except _NotSent as exc:  # no connection: one by one would fare no better
+                raise exc.reason from None
             except Exception as exc:
                 if len(batch) == 1:
                     raise
@@ -197,7 +207,15 @@ class PgGroupCommit:
             "amounts": [e.amount.cents for e in entries],
             "ats": [e.at for e in entries],
         }
-        rows = await PgRunner(await self._pool.get()).fetch(st.WITHDRAW_BATCH, params)
+        try:
+            pool = await self._pool.get()
+            conn = await pool.acquire()
+        except Exception as exc:
+            raise _NotSent(exc) from exc
+        try:
+            rows = await PgRunner(conn).fetch(st.WITHDRAW_BATCH, params)
+        finally:
+            await pool.release(conn)
         moved: set[int] = set()
         freed: set[int] = set()
         for debit, (accepted, written, _) in zip(sent, rows, strict=True):
