@@ -477,7 +477,10 @@ ORDERS_OF = Statement(
 # A page of ORDERS_OF (``?limit=&before=``): at most ``limit`` orders, and with
 # ``before`` (the number of the last order of the previous page) only the user's orders
 # listed after that one, i.e. below its (uploaded_at, id) in the index's order. A
-# ``before`` naming none of the user's orders lists nothing.
+# ``before`` naming none of the user's orders lists nothing. The page is taken inside a
+# derived table (ORDER BY ... LIMIT on the user's orders alone: a backward scan of the
+# user's index range that stops after ``limit`` rows, not a sort of all of them), then
+# outer-joined to the account as ORDERS_OF is.
 
 _cursor = orders.alias("cursor")
 
@@ -493,18 +496,24 @@ def _of_cursor(column: str) -> Any:
 
 
 def _orders_page(condition: Any) -> Select[Any]:
-    return (
-        select(orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at)
-        .select_from(
-            accounts.outerjoin(orders, and_(orders.c.user_id == accounts.c.user_id, condition))
+    page = (
+        select(
+            orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at, orders.c.id
         )
-        .where(accounts.c.user_id == bindparam("user_id"))
+        .where(and_(orders.c.user_id == bindparam("user_id"), condition))
         .order_by(orders.c.uploaded_at.desc(), orders.c.id.desc())
         .limit(bindparam("limit", type_=BigInteger))
+        .subquery("page")
+    )
+    return (
+        select(page.c.number, page.c.status, page.c.accrual, page.c.uploaded_at)
+        .select_from(accounts.outerjoin(page, true()))
+        .where(accounts.c.user_id == bindparam("user_id"))
+        .order_by(page.c.uploaded_at.desc(), page.c.id.desc())
     )
 
 
-ORDERS_PAGE = Statement(_orders_page(True))
+ORDERS_PAGE = Statement(_orders_page(true()))
 ORDERS_PAGE_BEFORE = Statement(
     _orders_page(
         tuple_(orders.c.uploaded_at, orders.c.id)
