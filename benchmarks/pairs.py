@@ -135,6 +135,51 @@ async def prepare(cfg: Config, procs: Processes, tree: Tree, work: Path) -> None
     tree.tokens_path.write_text("\n".join(tree.seeded.tokens) + "\n")
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of one process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def cpu_snapshot(root: int, database: str) -> dict[str, float]:
+    """CPU seconds so far of the service (``root`` and its descendants) and of the
+    PostgreSQL backends serving ``database`` (their process title names it). Unlike
+    requests/s, CPU per request hardly moves with what else the machine is doing."""
+    parents: dict[int, int] = {}
+    backends = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents[int(entry.name)] = ppid
+        if f" {database} " in _cmdline(entry):
+            backends += _cpu_of(int(entry.name))
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return {"service": sum(_cpu_of(p) for p in tree), "postgres": backends}
+
+
+def _cmdline(entry: Path) -> str:
+    try:
+        return (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 async def measure(cfg: Config, procs: Processes, tree: Tree, pair: int) -> list[WrkResult]:
     assert tree.tokens_path is not None
     use_tree(tree)
@@ -144,12 +189,22 @@ async def measure(cfg: Config, procs: Processes, tree: Tree, pair: int) -> list[
     try:
         for script in ("balance.lua", "orders.lua"):
             await run.run_wrk(cfg, service.url, script, tree.tokens_path, cfg.warmup, "warm-up")
-        return [
-            await run.run_wrk(
+        results = []
+        for script, label in ENDPOINTS:
+            before = cpu_snapshot(service.proc.pid, tree.dbs.bench)
+            result = await run.run_wrk(
                 cfg, service.url, script, tree.tokens_path, cfg.duration, f"{tree.label} {label}"
             )
-            for script, label in ENDPOINTS
-        ]
+            after = cpu_snapshot(service.proc.pid, tree.dbs.bench)
+            per = 1e6 / max(result.requests, 1)
+            result.service_cpu_us = round((after["service"] - before["service"]) * per, 1)
+            result.postgres_cpu_us = round((after["postgres"] - before["postgres"]) * per, 1)
+            log(
+                f"  CPU per request: service {result.service_cpu_us:.0f} µs, "
+                f"PostgreSQL {result.postgres_cpu_us:.0f} µs"
+            )
+            results.append(result)
+        return results
     finally:
         code = procs.stop(service.proc)
         if code:
@@ -172,6 +227,16 @@ def summarise(runs: dict[str, list[list[WrkResult]]]) -> list[dict[str, Any]]:
                 "baseline_p99_ms": [b.p99_ms for b in base],
                 "working_p99_ms": [n.p99_ms for n in new],
                 "median_working_p99_ms": statistics.median(n.p99_ms for n in new),
+                "baseline_cpu_us": [b.service_cpu_us + b.postgres_cpu_us for b in base],
+                "working_cpu_us": [n.service_cpu_us + n.postgres_cpu_us for n in new],
+                "median_cpu_ratio": round(
+                    statistics.median(
+                        (b.service_cpu_us + b.postgres_cpu_us)
+                        / max(n.service_cpu_us + n.postgres_cpu_us, 0.1)
+                        for b, n in zip(base, new, strict=True)
+                    ),
+                    3,
+                ),
                 "errors": sum(n.errors + b.errors for b, n in zip(base, new, strict=True)),
             }
         )
@@ -186,15 +251,19 @@ def render(rows: list[dict[str, Any]], pgbench: list[dict[str, Any]], meta: dict
         f"({meta['tokens']} with tokens)",
         "",
         "| endpoint | baseline req/s | working req/s | ratio per pair | median ratio "
-        "| working p99 (median) |",
-        "|---|---|---|---|---|---|",
+        "| working p99 (median) | CPU µs/request, service + PostgreSQL: baseline → working "
+        "(median gain) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| `{r['endpoint']}` | {' / '.join(f'{x:,.0f}' for x in r['baseline_rps'])} "
             f"| {' / '.join(f'{x:,.0f}' for x in r['working_rps'])} "
             f"| {' / '.join(f'{x:.2f}' for x in r['ratios'])} | **{r['median_ratio']:.2f}** "
-            f"| {r['median_working_p99_ms']:.1f} ms |"
+            f"| {r['median_working_p99_ms']:.1f} ms "
+            f"| {' / '.join(f'{x:.0f}' for x in r['baseline_cpu_us'])} → "
+            f"{' / '.join(f'{x:.0f}' for x in r['working_cpu_us'])} "
+            f"(**{r['median_cpu_ratio']:.2f}x**) |"
         )
     if pgbench:
         lines.append("")

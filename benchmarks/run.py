@@ -732,6 +732,8 @@ class WrkResult:
     non_2xx: int
     socket_errors: int
     busy_before_pct: float  # CPU busy on the machine in the second before the run
+    service_cpu_us: float = 0.0  # CPU per request: the service's processes (pairs.py)
+    postgres_cpu_us: float = 0.0  # and the PostgreSQL backends serving its database
 
     @property
     def errors(self) -> int:

@@ -141,8 +141,10 @@ class BlockingGophermart:
     def upload_order(self, user_id: UserId, number: str) -> UploadOutcome:
         return self._run(self.loyalty.upload_order(user_id, number))
 
-    def orders(self, user_id: UserId) -> Sequence[OrderView]:
-        return self._run(self.loyalty.orders(user_id))
+    def orders(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[OrderView]:
+        return self._run(self.loyalty.orders(user_id, limit, before))
 
     def balance(self, user_id: UserId) -> BalanceView:
         return self._run(self.loyalty.balance(user_id))

@@ -50,6 +50,7 @@ from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.listener import PgOrderListener
 from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
 from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
@@ -110,12 +111,25 @@ def _guard(settings: Settings, backend: Backend) -> DatabaseGuard:
     return DatabaseGuard(settings.db_timeout if backend == "postgresql" else None)
 
 
+#: Batches of withdrawals written at the same time per process (pg_group_commit.py).
+PG_COMMIT_CONNECTIONS = 2
+
+
+def _pg_commit_pool(database: Database, settings: Settings) -> PgPool:
+    """The group commit's own connections: a unit of work waiting for its batch holds
+    one of the main pool, so sharing it could leave a batch no connection to run on."""
+    size = PG_COMMIT_CONNECTIONS  # all opened at once: none to open under load
+    return PgPool(
+        database.target.location, min_size=size, max_size=size, timeout=settings.db_timeout
+    )
+
+
 async def _open_memory(store: MemoryStore) -> AsyncIterator[MemoryStore]:
     yield store
 
 
 async def _open_sql(
-    database: Database, guard: DatabaseGuard, pool: PgPool | None = None
+    database: Database, guard: DatabaseGuard, *pools: PgPool
 ) -> AsyncIterator[Database]:
     """Check the database answers (one clear line if not); release pools at shutdown."""
     await database.check()
@@ -124,7 +138,7 @@ async def _open_sql(
     finally:
         # With the database known to be down, a polite goodbye would only wait for it.
         polite = not guard.is_down
-        if pool is not None:
+        for pool in pools:
             await pool.close(grace=2.0 if polite else 0.0)
         await database.dispose(close=polite)
 
@@ -207,6 +221,10 @@ class Container(containers.DeclarativeContainer):
     memory_store = providers.Singleton(MemoryStore)
     database = providers.Singleton(_database, settings)  # SQLite / PostgreSQL engines
     pg_pool = providers.Singleton(_pg_pool, database, settings)  # PostgreSQL's hot paths
+    pg_commit_pool = providers.Singleton(_pg_commit_pool, database, settings)
+    group_commit = providers.Singleton(
+        PgGroupCommit, pg_commit_pool, read_pool=pg_pool, connections=PG_COMMIT_CONNECTIONS
+    )
     # Database outages: a deadline per operation, 503 instead of 500, logged once
     # (adapters/sql/availability.py). The store's ports below go through it.
     guard = providers.Singleton(_guard, settings, backend)
@@ -216,7 +234,7 @@ class Container(containers.DeclarativeContainer):
         backend,
         memory=providers.Resource(_open_memory, memory_store),
         sqlite=providers.Resource(_open_sql, database, guard),
-        postgresql=providers.Resource(_open_sql, database, guard, pg_pool),
+        postgresql=providers.Resource(_open_sql, database, guard, pg_pool, pg_commit_pool),
     )
     uow = providers.Selector(
         backend,
@@ -225,7 +243,7 @@ class Container(containers.DeclarativeContainer):
             GuardedUnitOfWork, providers.Factory(SqlUnitOfWork, database.provided.write), guard
         ),
         postgresql=providers.Factory(
-            GuardedUnitOfWork, providers.Factory(PgUnitOfWork, pg_pool), guard
+            GuardedUnitOfWork, providers.Factory(PgUnitOfWork, pg_pool, group_commit), guard
         ),
     )
     read_model = providers.Selector(

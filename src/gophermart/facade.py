@@ -259,9 +259,14 @@ class Gophermart:
         """Hand in an order number (digits, Luhn) for the accrual system to value."""
         return await self._upload(user_id, number)
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
-        """The user's uploads, newest first."""
-        return await self._orders(user_id)
+    async def orders(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[OrderView]:
+        """The user's uploads, newest first: all of them, or a page of at most ``limit``
+        that starts after the order numbered ``before`` (the last one of the page
+        before). :class:`gophermart.InvalidInput` for a limit outside 1..10,000 or a
+        ``before`` that is not digits."""
+        return await self._orders(user_id, limit, before)
 
     async def balance(self, user_id: UserId) -> BalanceView:
         return await self._balance(user_id)

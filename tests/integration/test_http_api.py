@@ -246,6 +246,38 @@ def test_orders_are_listed_newest_first_with_rfc3339_times(client: httpx.Client)
         assert datetime.fromisoformat(order["uploaded_at"]).tzinfo is not None
 
 
+def test_orders_come_in_pages_on_request(client: httpx.Client) -> None:
+    """?limit= and ?before= (the last number of the previous page); without them the
+    answer is the whole list, as before."""
+    token = register(client)
+    client.cookies.clear()
+    numbers = [luhn(f"6{uuid.uuid4().int % 10**12:012d}") for _ in range(5)]
+    for number in numbers:
+        assert (
+            client.post("/api/user/orders", content=number, headers=auth(token)).status_code == 202
+        )
+    newest_first = numbers[::-1]
+    whole = client.get("/api/user/orders", headers=auth(token)).json()
+    assert [o["number"] for o in whole] == newest_first
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": 2}
+    while True:
+        page = client.get("/api/user/orders", params=params, headers=auth(token))
+        if page.status_code == 204:
+            break
+        assert page.status_code == 200
+        seen += [o["number"] for o in page.json()]
+        params = {"limit": 2, "before": seen[-1]}
+    assert seen == newest_first
+    after = client.get("/api/user/orders", params={"before": seen[1]}, headers=auth(token))
+    assert [o["number"] for o in after.json()] == newest_first[2:]
+    for bad in ({"limit": 0}, {"limit": "x"}, {"limit": 10_001}, {"before": "12a"}):
+        refused = client.get("/api/user/orders", params=bad, headers=auth(token))
+        assert refused.status_code == 400, (bad, refused.text)
+        assert "error" in refused.json()
+    assert client.get("/api/user/orders", params={"limit": 2}).status_code == 401
+
+
 def test_new_account_balance_is_zero(client: httpx.Client) -> None:
     token = register(client)
     response = client.get("/api/user/balance", headers=auth(token))

@@ -20,6 +20,7 @@ from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore,
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.migrate import migrate
+from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
 from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
@@ -69,16 +70,18 @@ async def sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
 
 async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     """Each engine as the service runs it: SQLite through SQLAlchemy, PostgreSQL's hot
-    paths straight through asyncpg (PgUnitOfWork, PgReadModel)."""
+    paths straight through asyncpg (PgUnitOfWork with group commit, PgReadModel)."""
     uri = request.getfixturevalue(f"{request.param}_uri")
     database = Database(parse_database_uri(uri))
     await migrate(database.write)
     pool = PgPool(database.target.location) if database.is_postgres else None
+    commits = PgPool(database.target.location, max_size=2) if database.is_postgres else None
     try:
-        if pool is not None:
+        if pool is not None and commits is not None:
+            group = PgGroupCommit(commits)  # a withdrawal's lone debit: grouped commits
             yield Backend(
                 request.param,
-                lambda: PgUnitOfWork(pool),
+                lambda: PgUnitOfWork(pool, group),
                 PgReadModel(pool),
                 SqlAccrualGate(database.write, refresh=0.0),
                 database,
@@ -92,8 +95,9 @@ async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]
                 database,
             )
     finally:
-        if pool is not None:
-            await pool.close()
+        for opened in (pool, commits):
+            if opened is not None:
+                await opened.close()
         await database.dispose()
 
 
@@ -487,6 +491,59 @@ async def test_listings_are_newest_first_and_private(backend: Backend) -> None:
     ]
     assert all(is_utc(w.processed_at) for w in withdrawals)
     assert await backend.read.withdrawals(bob) == []
+
+
+async def test_orders_come_in_pages_after_a_cursor(backend: Backend) -> None:
+    """``limit`` and ``before`` (the last number of the previous page) walk the same list
+    as the default answer, ties on uploaded_at included, without skipping or repeating."""
+    alice, bob = await new_user(backend, "alice"), await new_user(backend, "bob")
+    numbers = [with_check_digit(str(1000 + i)) for i in range(7)]
+    for i, number in enumerate(numbers):  # pairs of equal upload times
+        await new_order(backend, alice, number, T0 + timedelta(seconds=i // 2))
+    await new_order(backend, bob, NUMBERS[0], T0 + timedelta(seconds=1))
+    everything = [v.number for v in await backend.read.orders(alice) or []]
+    assert sorted(everything) == sorted(numbers) and len(everything) == 7
+    pages: list[list[str]] = []
+    before = None
+    while True:
+        page = await backend.read.orders(alice, 3, before)
+        assert page is not None
+        if not page:
+            break
+        pages.append([v.number for v in page])
+        before = page[-1].number
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [n for p in pages for n in p] == everything
+    assert [v.number for v in await backend.read.orders(alice, 100) or []] == everything
+    rest = await backend.read.orders(alice, None, everything[1])
+    assert rest is not None and [v.number for v in rest] == everything[2:]
+    # a cursor that is not one of the user's orders lists nothing; no such user is None
+    assert await backend.read.orders(alice, 3, NUMBERS[0]) == []
+    assert await backend.read.orders(alice, 3, "0") == []
+    assert await backend.read.orders(UserId(999_999), 3, None) is None
+    assert await backend.read.orders(UserId(999_999), 3, NUMBERS[0]) is None
+
+
+async def test_concurrent_reads_each_get_their_own_answer(backend: Backend) -> None:
+    """Reads arriving together (coalesced into one query on PostgreSQL) answer exactly
+    what each would alone: own balance, own orders, None for no such user."""
+    users = [await new_user(backend, f"user{i}") for i in range(5)]
+    for i, user in enumerate(users[:3]):
+        await new_order(backend, user, NUMBERS[i])
+        await credit(backend, user, NUMBERS[i], 1_000 * (i + 1))
+    await new_order(backend, users[0], NUMBERS[3], T0 + timedelta(seconds=1))
+    asked = [*users, UserId(999_999), users[0], users[4]]
+    alone_balances = [await backend.read.balance(u) for u in asked]
+    alone_orders = [await backend.read.orders(u) for u in asked]
+    together = await asyncio.gather(
+        *(backend.read.balance(u) for u in asked), *(backend.read.orders(u) for u in asked)
+    )
+    assert list(together[: len(asked)]) == alone_balances
+    assert list(together[len(asked) :]) == alone_orders
+    assert alone_balances[5] is None and alone_orders[5] is None
+    assert alone_orders[4] == [] and alone_balances[4] is not None
+    assert [v.number for v in alone_orders[0] or []] == [NUMBERS[3], NUMBERS[0]]
+    assert alone_balances[2] is not None and alone_balances[2].current.cents == 3_000
 
 
 # --- the accrual gate -----------------------------------------------------------

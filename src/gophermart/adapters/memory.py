@@ -240,11 +240,19 @@ class MemoryReadModel:
             return None
         return BalanceView(Points(figures[0]), Points(figures[1]))
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+    async def orders(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[OrderView] | None:
         if user_id not in self._store.state.balances:
             return None
         mine = [q for q in self._store.state.orders.values() if q.order.owner == user_id]
         mine.sort(key=lambda q: (q.order.uploaded_at, q.seq), reverse=True)
+        if before is not None:
+            cursor = next((q for q in mine if q.order.number.value == before), None)
+            after = (cursor.order.uploaded_at, cursor.seq) if cursor is not None else None
+            mine = [q for q in mine if after is not None and (q.order.uploaded_at, q.seq) < after]
+        if limit is not None:
+            mine = mine[:limit]
         return [
             OrderView(q.order.number.value, q.order.status, q.order.accrual, q.order.uploaded_at)
             for q in mine

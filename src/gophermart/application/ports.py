@@ -209,8 +209,15 @@ class ReadModel(Protocol):
 
     async def balance(self, user_id: UserId) -> BalanceView | None: ...
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
-        """Newest upload first; ``None`` if there is no such user."""
+    async def orders(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[OrderView] | None:
+        """Newest upload first; ``None`` if there is no such user.
+
+        A page: at most ``limit`` orders (all without it), and with ``before`` (an
+        order number) only those listed after the user's order of that number; none
+        if it is not one of the user's orders. Without either, the whole list.
+        """
         ...
 
     async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:

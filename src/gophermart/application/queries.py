@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gophermart.application.ports import BalanceView, OrderView, ReadModel, WithdrawalView
-from gophermart.domain.errors import UnknownUser
+from gophermart.domain.errors import InvalidInput, UnknownUser
 from gophermart.domain.users import UserId
 
 
@@ -26,13 +26,27 @@ class ShowBalance:
 
 
 class ListOrders:
-    """The user's uploads, newest first."""
+    """The user's uploads, newest first: all of them, or a page.
+
+    A page is at most ``limit`` orders (1 to :attr:`MAX_LIMIT`) and, with ``before``,
+    starts after the user's order of that number: the next page's ``before`` is the
+    number of the last order of this one. Orders never leave the list and new ones
+    come first, so paging this way neither skips nor repeats an order.
+    """
+
+    MAX_LIMIT = 10_000
 
     def __init__(self, read_model: ReadModel) -> None:
         self._read = read_model
 
-    async def __call__(self, user_id: UserId) -> Sequence[OrderView]:
-        views = await self._read.orders(user_id)
+    async def __call__(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[OrderView]:
+        if limit is not None and not 1 <= limit <= self.MAX_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {self.MAX_LIMIT}")
+        if before is not None and not (before.isascii() and before.isdigit()):
+            raise InvalidInput("before must be an order number (digits)")
+        views = await self._read.orders(user_id, limit, before)
         if views is None:  # not "no orders": a credential naming no user
             raise UnknownUser(f"user {user_id} has no account")
         return views

@@ -274,7 +274,8 @@ def serve(settings: Settings) -> int:
             port=port,
             workers=settings.workers if settings.workers > 1 else None,
             loop="uvloop",
-            http="httptools",
+            # httptools, with a response's head and body in one write (serving.py)
+            http="gophermart.entrypoints.serving:OneWriteHttpToolsProtocol",
             log_level=settings.log_level.lower(),
             access_log=False,
             timeout_graceful_shutdown=15,

@@ -326,9 +326,11 @@ class GuardedReadModel:
         async with self._guard.watch():
             return await self._inner.balance(user_id)
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+    async def orders(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[OrderView] | None:
         async with self._guard.watch():
-            return await self._inner.orders(user_id)
+            return await self._inner.orders(user_id, limit, before)
 
     async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
         async with self._guard.watch():

@@ -16,6 +16,11 @@ per statement than SQLAlchemy's execution machinery:
   round trips, and the account's row lock is held only while PostgreSQL runs the
   statement and flushes its commit, not while the answer travels to a busy event loop
   and a COMMIT travels back, which is what limits withdrawals from one hot account.
+* With a group committer (the service always has one), that lone withdrawal debit is
+  not even its own transaction: the unit of work gives its connection back and hands
+  the entry to :class:`~gophermart.adapters.sql.pg_group_commit.PgGroupCommit`, which
+  writes the withdrawals of the moment in one transaction and one WAL flush, each
+  with its own answer.
 * A new order announces itself with ``pg_notify`` in its own ``RETURNING`` clause: the
   wake-up costs no extra round trip and is delivered only if the insert commits.
 
@@ -24,25 +29,59 @@ Measured effect on ``POST /api/user/balance/withdraw``: docs/performance.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
 from gophermart.adapters.sql import statements as st
+from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
 from gophermart.adapters.sql.pg_pool import PgPool, must_abandon
 from gophermart.adapters.sql.repositories import Session, SessionUnitOfWork
-from gophermart.adapters.sql.runners import PgRunner
+from gophermart.adapters.sql.runners import PgRunner, Row
 from gophermart.domain.accounts import LedgerEntry
+from gophermart.domain.orders import OrderNumber
+from gophermart.domain.users import UserId
+
+
+class _LazyRunner:
+    """A :class:`PgRunner` on a pooled connection acquired at its first statement: a
+    withdrawal whose read is coalesced and whose debit is group-committed never takes
+    one of its own."""
+
+    def __init__(self, pool: PgPool) -> None:
+        self._pool = pool
+        self.conn: PoolConnectionProxy | None = None
+
+    async def connection(self) -> PoolConnectionProxy:
+        if self.conn is None:
+            pool = await self._pool.get()
+            self.conn = await pool.acquire()
+        return self.conn
+
+    async def fetch(self, statement: st.Statement, params: st.Params) -> Sequence[Row]:
+        return await PgRunner(await self.connection()).fetch(statement, params)
+
+    async def fetchrow(self, statement: st.Statement, params: st.Params) -> Row | None:
+        return await PgRunner(await self.connection()).fetchrow(statement, params)
+
+    async def fetchval(self, statement: st.Statement, params: st.Params) -> Any:
+        return await PgRunner(await self.connection()).fetchval(statement, params)
+
+    async def execute(self, statement: st.Statement, params: st.Params) -> int:
+        return await PgRunner(await self.connection()).execute(statement, params)
 
 
 class _PgSession(Session):
     records_in_one_statement = True
     add_order = st.ADD_ORDER_PG
+    _runner: _LazyRunner
 
-    def __init__(self, conn: PoolConnectionProxy) -> None:
-        super().__init__(PgRunner(conn))
-        self._conn = conn
+    def __init__(self, runner: _LazyRunner, group: PgGroupCommit | None = None) -> None:
+        super().__init__(runner)
+        self._group = group
         self._tx: Transaction | None = None
 
     @property
@@ -50,7 +89,7 @@ class _PgSession(Session):
         return self._tx is not None
 
     async def _begin(self) -> None:
-        self._tx = self._conn.transaction()
+        self._tx = (await self._runner.connection()).transaction()
         await self._tx.start()
 
     async def _commit(self) -> None:
@@ -61,21 +100,37 @@ class _PgSession(Session):
         statement = st.DEBIT_ENTRY if entry.is_debit else st.CREDIT_ENTRY
         return await self._runner.fetchval(statement, st.entry_params(entry)) is not None
 
+    async def _record_alone(self, entry: LedgerEntry) -> bool:
+        if self._group is not None and entry.is_debit:
+            return await self._group.debit(entry)  # with the other withdrawals of now
+        return await self._record(entry)
+
+    async def for_withdrawal(self, user_id: UserId, order_number: OrderNumber) -> Row:
+        if self._group is None or self._pending or self._failed or self.in_transaction:
+            return await super().for_withdrawal(user_id, order_number)
+        return await self._group.for_withdrawal(user_id, order_number.value)
+
     async def rollback(self) -> None:
         if self._tx is not None and not self.committed:
             await self._tx.rollback()
 
 
 class PgUnitOfWork(SessionUnitOfWork):
-    """One pooled connection; a transaction from the first write; rollback unless committed."""
+    """A pooled connection from the first statement that needs one; a transaction from
+    the first write; rollback unless committed.
 
-    def __init__(self, pool: PgPool) -> None:
+    With ``group``, a withdrawal's read is coalesced with the other withdrawals' and its
+    lone debit is committed together with theirs (pg_group_commit.py), neither on a
+    connection of its own; without it, both on this unit of work's connection.
+    """
+
+    def __init__(self, pool: PgPool, group: PgGroupCommit | None = None) -> None:
         self._pool = pool
+        self._group = group
 
     async def _open(self) -> Session:
-        pool = await self._pool.get()
-        self._conn: PoolConnectionProxy = await pool.acquire()
-        self._pg = _PgSession(self._conn)
+        self._lazy = _LazyRunner(self._pool)
+        self._pg = _PgSession(self._lazy, self._group)
         return self._pg
 
     async def __aexit__(
@@ -85,15 +140,19 @@ class PgUnitOfWork(SessionUnitOfWork):
         tb: TracebackType | None,
     ) -> None:
         if must_abandon(exc):  # cut short mid-statement: no round trip can end it cleanly
-            self._conn.terminate()  # and the pool takes the connection's place back itself
+            if self._lazy.conn is not None:
+                self._lazy.conn.terminate()  # the pool takes the connection's place back
             return
         await super().__aexit__(exc_type, exc, tb)
 
     async def _close(self) -> None:
+        conn = self._lazy.conn
+        if conn is None:
+            return
         pool = await self._pool.get()
         try:
             await self._pg.rollback()
         except Exception:
-            self._conn.terminate()  # in an unknown state: never hand it to anyone else
+            conn.terminate()  # in an unknown state: never hand it to anyone else
         finally:
-            await pool.release(self._conn)
+            await pool.release(conn)

@@ -17,6 +17,9 @@ from gophermart.adapters.sql.runners import Row, SqlRunner
 from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
 from gophermart.domain.users import UserId
 
+#: LIMIT for a page after ``before`` with no ``limit``: every order there is.
+NO_LIMIT = 2**62
+
 
 class Reads(ABC):
     """Each view is one statement on a connection of its own, outside any transaction
@@ -32,8 +35,16 @@ class Reads(ABC):
         row = await self._fetchrow(st.ACCOUNT, {"user_id": user_id})
         return st.balance_view(row) if row is not None else None
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
-        rows = await self._fetch(st.ORDERS_OF, {"user_id": user_id})
+    async def orders(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[OrderView] | None:
+        if before is not None:
+            params = {"user_id": user_id, "limit": limit or NO_LIMIT, "before": before}
+            rows = await self._fetch(st.ORDERS_PAGE_BEFORE, params)
+        elif limit is not None:
+            rows = await self._fetch(st.ORDERS_PAGE, {"user_id": user_id, "limit": limit})
+        else:
+            rows = await self._fetch(st.ORDERS_OF, {"user_id": user_id})
         if not rows:  # not even the account's row: no such user
             return None
         return [st.order_view(row) for row in rows if st.is_listed(row)]

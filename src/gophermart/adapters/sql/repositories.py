@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from gophermart.adapters.sql import statements as st
-from gophermart.adapters.sql.runners import Conflict, Runner
+from gophermart.adapters.sql.runners import Conflict, Row, Runner
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import ClaimedOrder
 from gophermart.domain.accounts import Account, LedgerEntry
@@ -58,6 +58,20 @@ class Session(ABC):
         """Write the entry and its balance change; ``False`` when the account row refused
         the change (no such account, or a debit above the balance), writing nothing."""
 
+    async def _record_alone(self, entry: LedgerEntry) -> bool:
+        """:meth:`_record` for the unit of work's only write, committed by itself (a
+        store may group such writes of concurrent units of work into one commit)."""
+        return await self._record(entry)
+
+    async def for_withdrawal(self, user_id: UserId, order_number: OrderNumber) -> Row:
+        """The FOR_WITHDRAWAL row (a store may coalesce the reads of concurrent units
+        of work, when nothing of this one is pending)."""
+        db = await self.read()
+        params = {"user_id": user_id, "order_number": order_number.value}
+        row = await db.fetchrow(st.FOR_WITHDRAWAL, params)
+        assert row is not None  # one row always
+        return row
+
     def defer(self, entries: list[LedgerEntry]) -> None:
         self._pending.extend(entries)
 
@@ -83,15 +97,15 @@ class Session(ABC):
             # The only write, one statement: its own transaction, which saves the BEGIN
             # and COMMIT round trips and holds the account row's lock only while the
             # server runs the statement.
-            await self._apply(self._pending.pop())
+            await self._apply(self._pending.pop(), alone=True)
         elif self.in_transaction or self._pending or self._failed:
             await self.write()
             await self._commit()
         self.committed = True
 
-    async def _apply(self, entry: LedgerEntry) -> None:
+    async def _apply(self, entry: LedgerEntry, *, alone: bool = False) -> None:
         try:
-            if await self._record(entry):
+            if await (self._record_alone(entry) if alone else self._record(entry)):
                 return
             error: Exception = (
                 InsufficientPoints("balance changed concurrently")
@@ -192,11 +206,7 @@ class SqlAccounts:
     async def for_withdrawal(
         self, user_id: UserId, order_number: OrderNumber
     ) -> tuple[Account | None, LedgerEntry | None]:
-        db = await self._s.read()
-        row = await db.fetchrow(
-            st.FOR_WITHDRAWAL, {"user_id": user_id, "order_number": order_number.value}
-        )
-        assert row is not None  # one row always
+        row = await self._s.for_withdrawal(user_id, order_number)
         account, withdrawal = st.split_for_withdrawal(row)
         return st.account_of(user_id, account), st.withdrawal_of(order_number, withdrawal)
 
