@@ -14,33 +14,17 @@ machine without internet access).
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-from litestar import Router
 from litestar.datastructures import Cookie, ResponseHeader
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.plugins import (
-    JsonRenderPlugin,
-    OpenAPIRenderPlugin,
-    SwaggerRenderPlugin,
-    YamlRenderPlugin,
-)
 from litestar.openapi.spec import (
     Components,
     Example,
-    OpenAPIMediaType,
-    Operation,
-    RequestBody,
-    Schema,
     SecurityScheme,
     Tag,
 )
-from litestar.static_files import create_static_files_router
 
 from gophermart.entrypoints.http.wire import (
     BalanceOut,
@@ -49,6 +33,12 @@ from gophermart.entrypoints.http.wire import (
     OrderOut,
     WithdrawalOut,
     WithdrawRequest,
+)
+from gophermart.entrypoints.schema_site import (
+    SCHEMA_PATH,
+    documented_body,
+    render_plugins,
+    struct_schema,
 )
 
 JSON: Final = "application/json"
@@ -72,53 +62,22 @@ SECURITY_SCHEMES: Final[dict[str, SecurityScheme | Any]] = {
 SECURITY: Final = [{"bearer": []}, {"cookie": []}]
 
 
-# --- request bodies: from the wire structs, inlined (a host mounting the router gets
-# complete operations without having to register our component schemas) -------------
-
-
-def _struct_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
-    (_,), components = msgspec.json.schema_components(
-        [struct], ref_template="#/components/schemas/{name}"
-    )
-    schema: dict[str, Any] = components[struct.__name__]
-    return schema
-
-
-def _body(
-    media_type: str, schema: dict[str, Any], examples: Mapping[str, Any], description: str
-) -> type[Operation]:
-    """An ``Operation`` that documents a request body the handler decodes by itself."""
-    content = {
-        media_type: OpenAPIMediaType(
-            schema=schema,  # type: ignore[arg-type]  # a JSON Schema dict renders as is
-            examples={name: Example(value=value) for name, value in examples.items()},
-        )
-    }
-
-    @dataclass
-    class DocumentedBody(Operation):
-        def __post_init__(self) -> None:
-            self.request_body = RequestBody(content=content, description=description, required=True)
-
-    return DocumentedBody
-
-
-CREDENTIALS_BODY = _body(
+CREDENTIALS_BODY = documented_body(
     JSON,
-    _struct_schema(Credentials),
+    struct_schema(Credentials),
     {"alice": {"login": "alice", "password": "correct horse"}},
     "A login (1-64 characters) and a password (1-256 characters).",
 )
-ORDER_BODY = _body(
+ORDER_BODY = documented_body(
     TEXT,
     {"type": "string", "pattern": r"^\s*[0-9]+\s*$", "maxLength": 1024},
     {"order": "9278923470"},
     "The order number: digits passing the Luhn check (surrounding whitespace is ignored). "
     "The Content-Type is not checked, so `curl -d 9278923470` works too.",
 )
-WITHDRAW_BODY = _body(
+WITHDRAW_BODY = documented_body(
     JSON,
-    _struct_schema(WithdrawRequest),
+    struct_schema(WithdrawRequest),
     {"spend": {"order": "2377225624", "sum": 751}},
     "Spend `sum` points (a JSON number, > 0, at most two decimals) on a new order `order`.",
 )
@@ -326,55 +285,12 @@ ROUTE_DOCS: Final[Mapping[str, Mapping[str, Any]]] = {
 }
 
 
-# --- the UI, served from the app itself -----------------------------------------------
-
-
-def _swagger_assets() -> Path | None:
-    """Swagger UI's static files from the ``swagger-ui-py`` distribution, found without
-    importing it (its package imports web-framework handlers we do not need)."""
-    spec = importlib.util.find_spec("swagger_ui")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    static = Path(next(iter(spec.submodule_search_locations))) / "static"
-    return static if (static / "swagger-ui-bundle.js").is_file() else None
-
-
-class LocalSwaggerUI(SwaggerRenderPlugin):
-    """Swagger UI with its JS and CSS served by the app under ``<schema>/static/``."""
-
-    def __init__(self, assets: Path, schema_path: str = "/schema") -> None:
-        base = f"{schema_path.rstrip('/')}/static"
-        super().__init__(
-            js_url=f"{base}/swagger-ui-bundle.js",
-            css_url=f"{base}/swagger-ui.css",
-            standalone_preset_js_url=f"{base}/swagger-ui-standalone-preset.js",
-            path="/swagger",
-            favicon="",
-        )
-        self._assets = assets
-
-    def receive_router(self, router: Router) -> None:
-        router.register(
-            create_static_files_router(
-                path="/static", directories=[self._assets], include_in_schema=False
-            )
-        )
-
-
-def render_plugins() -> list[OpenAPIRenderPlugin]:
-    plugins: list[OpenAPIRenderPlugin] = [JsonRenderPlugin(), YamlRenderPlugin()]
-    assets = _swagger_assets()
-    if assets is not None:
-        plugins.insert(0, LocalSwaggerUI(assets))
-    return plugins
-
-
 def openapi_config(*, title: str, version: str, description: str) -> OpenAPIConfig:
     return OpenAPIConfig(
         title=title,
         version=version,
         description=description,
-        path="/schema",
+        path=SCHEMA_PATH,
         render_plugins=render_plugins(),
         components=Components(security_schemes=SECURITY_SCHEMES),
         tags=[

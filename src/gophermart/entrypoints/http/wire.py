@@ -15,7 +15,6 @@ import msgspec
 from gophermart.domain.errors import InvalidAmount, InvalidInput
 from gophermart.domain.points import Points
 
-
 # The ``Meta`` annotations document the fields for the OpenAPI schema (entrypoints/http/
 # openapi.py) and change nothing on the wire: no constraint is declared to msgspec (the
 # domain checks the values and words the errors), ``extra_json_schema`` only describes.
