@@ -25,6 +25,7 @@ DEFAULT_RETRY_AFTER: Final = 60.0
 #: And never longer than this, whatever a confused server says.
 MAX_RETRY_AFTER: Final = 3600.0
 
+BAD: Final = "bad_answer"  # Unavailable.kind of an answer we cannot use
 _RATE_RE: Final = re.compile(r"\b([0-9]{1,9})\s+requests?\s+per\s+minute", re.IGNORECASE)
 
 
@@ -66,8 +67,10 @@ class HttpAccrualClient:
     async def fetch(self, number: OrderNumber) -> AccrualAnswer:
         try:
             response = await self._client.get(f"/api/orders/{number.value}")
+        except httpx.TimeoutException as exc:
+            return Unavailable(f"{type(exc).__name__}: {exc}", "timeout")
         except httpx.HTTPError as exc:
-            return Unavailable(f"{type(exc).__name__}: {exc}")
+            return Unavailable(f"{type(exc).__name__}: {exc}", "network")
         return interpret(number, response.status_code, response.headers, response.content)
 
     async def aclose(self) -> None:
@@ -86,16 +89,16 @@ def interpret(
             per_minute=parse_rate(body),
         )
     if status != 200:
-        return Unavailable(f"HTTP {status}")
+        return Unavailable(f"HTTP {status}", "5xx" if status >= 500 else "http_other")
     try:
         parsed = _decode(body)
     except msgspec.DecodeError as exc:
-        return Unavailable(f"unreadable answer: {exc}")
+        return Unavailable(f"unreadable answer: {exc}", BAD)
     verdict = _VERDICTS.get(parsed.status)
     if verdict is None:
-        return Unavailable(f"unknown status {parsed.status!r}")
+        return Unavailable(f"unknown status {parsed.status!r}", BAD)
     if parsed.order != number.value:
-        return Unavailable(f"answer names order {parsed.order!r}, not {number.value}")
+        return Unavailable(f"answer names order {parsed.order!r}, not {number.value}", BAD)
     accrual = None
     if verdict is AccrualVerdict.PROCESSED and parsed.accrual is not None:
         try:
@@ -103,7 +106,7 @@ def interpret(
         except InvalidAmount as exc:
             # A negative or absurd accrual is the accrual system's bug; keep asking
             # rather than crediting nonsense or marking the order final.
-            return Unavailable(f"unusable accrual {parsed.accrual}: {exc}")
+            return Unavailable(f"unusable accrual {parsed.accrual}: {exc}", BAD)
     return AccrualReply(verdict, accrual)
 
 

@@ -27,11 +27,14 @@ from gophermart.application.ports import (
     AccrualReply,
     ClaimedOrder,
     Clock,
+    NoWorkerMetrics,
     RateLimited,
     Unavailable,
     UnitOfWorkFactory,
+    WorkerMetrics,
 )
 from gophermart.domain.errors import IllegalStatusTransition
+from gophermart.domain.orders import AccrualVerdict
 
 log = logging.getLogger("gophermart.worker")
 
@@ -76,6 +79,7 @@ class AccrualSync:
         batch_size: int = 64,
         concurrency: int = 16,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._uow = uow
         self._client = client
@@ -86,6 +90,7 @@ class AccrualSync:
         self._slots = asyncio.Semaphore(concurrency)
         self._sleep = sleep or asyncio.sleep
         self.stats = SyncStats()
+        self._metrics: WorkerMetrics = metrics or NoWorkerMetrics()
         self._paused_until: datetime | None = None
 
     async def run_once(self) -> int:
@@ -135,7 +140,9 @@ class AccrualSync:
                 await self.process(order)
             except Exception:
                 # The lease runs out and the order comes due again: nothing is lost.
-                log.exception("processing order %s failed", order.number)
+                log.exception(
+                    "processing order %s failed", order.number, extra={"order": order.number.value}
+                )
 
     async def process(self, order: ClaimedOrder) -> None:
         """Poll one claimed order and apply the answer."""
@@ -145,8 +152,14 @@ class AccrualSync:
             await self._sleep(wait)
         answer = await self._client.fetch(order.number)
         if isinstance(answer, AccrualReply):
+            self._metrics.polled(
+                "204"
+                if answer.verdict is AccrualVerdict.UNKNOWN
+                else "200_" + answer.verdict.name.lower()
+            )
             await self._apply(order, answer)
         elif isinstance(answer, RateLimited):
+            self._metrics.polled("429")
             until = self._clock.now() + timedelta(seconds=answer.retry_after)
             if self._paused_until is None or until > self._paused_until + timedelta(seconds=1):
                 # Once per pause, not once per refused poll (all those in flight get one).
@@ -157,11 +170,18 @@ class AccrualSync:
                 )
             self._paused_until = until
             await self._gate.pause(until, answer.per_minute)
+            self._metrics.rate_limited(until, self._gate.rate())
             self.stats.throttled += 1
             await self._reschedule(order, until)
         else:
             assert isinstance(answer, Unavailable)
-            log.info("accrual system unavailable for %s: %s", order.number, answer.reason)
+            self._metrics.polled(answer.kind)
+            log.info(
+                "accrual system unavailable for %s: %s",
+                order.number,
+                answer.reason,
+                extra={"order": order.number.value},
+            )
             await self._retry_later(order)
 
     async def _apply(self, claimed: ClaimedOrder, reply: AccrualReply) -> None:
@@ -182,8 +202,15 @@ class AccrualSync:
                     account.credit(updated, now)
                     await uow.accounts.save(account)
                 await uow.commit()
+            if updated.credit is not None:
+                self._metrics.credited(updated.credit)
         except (ConcurrentUpdate, IllegalStatusTransition) as exc:
-            log.info("order %s: lost a race, leaving it (%s)", claimed.number, exc)
+            log.info(
+                "order %s: lost a race, leaving it (%s)",
+                claimed.number,
+                exc,
+                extra={"order": claimed.number.value},
+            )
             return
         if updated.status.is_final:
             self.stats.final += 1

@@ -59,7 +59,7 @@ SECURITY_SCHEMES: Final[dict[str, SecurityScheme | Any]] = {
         description="The HttpOnly `token` cookie set by register/login.",
     ),
 }
-SECURITY: Final = [{"bearer": []}, {"cookie": []}]
+SECURITY: Final[list[dict[str, list[str]]]] = [{"bearer": []}, {"cookie": []}]
 
 
 CREDENTIALS_BODY = documented_body(

@@ -1,0 +1,125 @@
+"""Structured logs: structlog renders every line, ours and our libraries' alike.
+
+The code logs through the standard library (``logging.getLogger(...)``, ``extra={...}``
+for fields), which keeps the core free of logging frameworks; structlog's
+``ProcessorFormatter`` sits on the root handler and turns each record into one line:
+readable ``key=value`` text by default, one JSON object per line with
+``GOPHERMART_LOG_FORMAT=json``. Every line logged while a request is served carries its
+``request_id`` (set by :mod:`gophermart.entrypoints.observe`).
+
+No secrets in logs: a last processor drops fields named like credentials and masks
+anything shaped like a JWT, whatever the message (defence in depth: nothing is meant to
+log them in the first place).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from typing import Final
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+LOG_FORMATS: Final = ("text", "json")
+
+#: The id of the request being served in this task (``None`` outside requests).
+REQUEST_ID: ContextVar[str | None] = ContextVar("gophermart_request_id", default=None)
+
+_SECRET_KEYS: Final = re.compile(r"pass|token|secret|authori|cookie|jwt", re.IGNORECASE)
+_JWT: Final = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
+_BEARER: Final = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
+REDACTED: Final = "[redacted]"
+
+
+def _drop_noise(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
+    return event
+
+
+def _add_request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    request_id = REQUEST_ID.get()
+    if request_id is not None and "request_id" not in event:
+        event["request_id"] = request_id
+    return event
+
+
+def _scrub(text: str) -> str:
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
+    if "earer" in text:
+        text = _BEARER.sub(r"\1" + REDACTED, text)
+    return text
+
+
+def redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Drop credentials from a log line: values of fields named like them, and tokens
+    wherever they appear in text (the message, an exception, another field)."""
+    for key, value in event.items():
+        if key != "event" and _SECRET_KEYS.search(key):
+            event[key] = REDACTED
+        elif isinstance(value, str):
+            event[key] = _scrub(value)
+    return event
+
+
+def _shared() -> list[Processor]:
+    return [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+        _drop_noise,
+        _add_request_id,
+    ]
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """One format for every process (the CLI's and each server process uvicorn starts);
+    existing ``logging`` calls keep working and get the same rendering."""
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {LOG_FORMATS}, got {fmt!r}")
+    shared = _shared()
+    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if fmt == "json":
+        final += [
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        final += [
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0, pad_level=False),
+        ]
+    formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for chatty in ("alembic", "httpx", "httpcore"):  # narrate every step at INFO
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for name in ("uvicorn", "uvicorn.error"):  # through our handler
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    # uvicorn's access lines duplicate ours (entrypoints/observe.py), without the route
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
