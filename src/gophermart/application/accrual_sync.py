@@ -204,6 +204,17 @@ class AccrualSync:
                 await uow.commit()
             if updated.credit is not None:
                 self._metrics.credited(updated.credit)
+            if updated.status.is_final:
+                log.info(
+                    "order %s is %s",
+                    claimed.number,
+                    updated.status.value,
+                    extra={
+                        "order": claimed.number.value,
+                        "status": updated.status.value,
+                        "accrual": str(updated.credit.as_decimal()) if updated.credit else None,
+                    },
+                )
         except (ConcurrentUpdate, IllegalStatusTransition) as exc:
             log.info(
                 "order %s: lost a race, leaving it (%s)",

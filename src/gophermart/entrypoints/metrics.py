@@ -34,6 +34,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -83,6 +84,10 @@ class Metrics:
 
     def __init__(self) -> None:
         self.directory = os.environ.get(MULTIPROC_ENV) or None
+        if self.directory:
+            # prometheus_client picks its value store when first imported; with -w 1 the
+            # CLI imported it before it set the variable, so pick again.
+            values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
         # Multi-process: the metrics belong to no registry; a scrape reads the files.
         own: CollectorRegistry | None = None if self.directory else CollectorRegistry()
         self._own_registry = own
