@@ -352,3 +352,36 @@ def test_a_full_run_logs_json_lines_and_never_a_secret(
     credited = [r for r in records if r.get("order") == number and r.get("status") == "PROCESSED"]
     assert credited, "the worker's event for the order carries its number"
     assert credited[0]["logger"] == "gophermart.worker"
+
+
+# --- the documentation names what exists ----------------------------------------------
+
+
+def test_operations_doc_and_dashboard_name_only_real_metrics() -> None:
+    from gophermart.entrypoints.metrics import Metrics, _QueueCollector
+
+    root = Path(__file__).resolve().parents[2]
+    metrics = Metrics()
+    defined = set()
+    for attribute in vars(metrics).values():
+        describe = getattr(attribute, "describe", None)
+        if describe is not None:
+            for family in describe():
+                defined |= {family.name, family.name + "_total", family.name + "_bucket"}
+    defined |= {family.name for family in _QueueCollector(None).collect()}
+    defined.add("gophermart_accrual_queue_orders")
+
+    doc = (root / "docs" / "operations.md").read_text()
+    documented = set(re.findall(r"`(gophermart_[a-z_]+)`", doc))
+    assert documented, "docs/operations.md lists no metric"
+    assert documented <= defined, documented - defined
+    counters_and_gauges = {n for n in defined if not n.endswith(("_bucket", "_total"))}
+    missing = {n for n in counters_and_gauges if n not in doc and n + "_total" not in doc}
+    assert not missing, f"metrics not documented: {missing}"
+
+    dashboard = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
+    assert len(dashboard["panels"]) == 5
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"gophermart_[a-z_]+", target["expr"]):
+                assert name in defined, (panel["title"], name)
