@@ -145,9 +145,7 @@ def test_the_register_upload_balance_withdraw_flow_conforms(
 ) -> None:
     url = live.service.url
 
-    def step(
-        method: str, path: str, status: int, headers: dict[str, str], **kwargs: object
-    ) -> Any:
+    def step(method: str, path: str, status: int, headers: dict[str, str], **kwargs: object) -> Any:
         case = api_schema[path][method].Case(headers=headers, **kwargs)  # type: ignore[arg-type]
         response = case.call(base_url=url, timeout=30)
         case.validate_response(response, checks=CHECKS)

@@ -47,6 +47,25 @@ PROCESSED = AccrualVerdict.PROCESSED
 
 
 @dataclass
+class RecordedMetrics:
+    """A WorkerMetrics port that remembers what it was told."""
+
+    events: list[tuple[str, object]] = field(default_factory=list)
+
+    def polled(self, outcome: str) -> None:
+        self.events.append(("polled", outcome))
+
+    def credited(self, points: Points) -> None:
+        self.events.append(("credited", points))
+
+    def rate_limited(self, until: datetime, per_minute: int | None) -> None:
+        self.events.append(("rate_limited", (until, per_minute)))
+
+    def lease_expired(self, count: int) -> None:
+        self.events.append(("lease_expired", count))
+
+
+@dataclass
 class World:
     store: MemoryStore = field(default_factory=MemoryStore)
     clock: FrozenClock = field(default_factory=FrozenClock)
@@ -62,9 +81,17 @@ class World:
         self.sleeps.append(seconds)
         self.clock.advance(seconds)
 
+    metrics: RecordedMetrics = field(default_factory=lambda: RecordedMetrics())
+
     def sync(self, policy: RetryPolicy | None = None) -> AccrualSync:
         return AccrualSync(
-            self.uow, self.accrual, self.gate, self.clock, policy, sleep=self.fake_sleep
+            self.uow,
+            self.accrual,
+            self.gate,
+            self.clock,
+            policy,
+            sleep=self.fake_sleep,
+            metrics=self.metrics,
         )
 
     async def user(self, login: str = "alice") -> UserId:
@@ -358,3 +385,27 @@ async def test_long_pending_order_is_still_rescheduled(world: World) -> None:
     assert nxt is not None
     # rescheduled by the backoff (<= cap of 30 s), not left on the 60 s lease
     assert nxt - world.clock.now() <= timedelta(seconds=30)
+
+
+async def test_the_worker_reports_polls_credits_and_pauses_to_its_metrics(world: World) -> None:
+    alice = await world.user()
+    numbers = ["12345678903", "9278923470", "346436439", "2377225624", "4561261212345467"]
+    for number in numbers:
+        await world.upload(alice, number)
+    a, b, c, d, e = numbers
+    world.accrual.will_answer(a, AccrualReply(PROCESSED, Points(500_00)))
+    world.accrual.will_answer(b, AccrualReply(AccrualVerdict.UNKNOWN))
+    world.accrual.will_answer(c, AccrualReply(AccrualVerdict.INVALID))
+    world.accrual.will_answer(d, Unavailable("HTTP 502", "5xx"))
+    world.accrual.will_answer(e, RateLimited(retry_after=7, per_minute=30))
+    start = world.clock.now()
+    await world.sync().run_once()
+    polled = sorted(str(v) for k, v in world.metrics.events if k == "polled")
+    assert polled == ["200_invalid", "200_processed", "204", "429", "5xx"]
+    assert ("credited", Points(500_00)) in world.metrics.events
+    assert [v for k, v in world.metrics.events if k == "credited"] == [Points(500_00)]
+    paused = [v for k, v in world.metrics.events if k == "rate_limited"]
+    assert len(paused) == 1
+    until, per_minute = paused[0]  # type: ignore[misc]
+    assert per_minute == 30
+    assert until >= start + timedelta(seconds=7)
