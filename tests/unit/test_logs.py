@@ -80,3 +80,42 @@ def test_credentials_never_reach_a_line(captured: io.StringIO, fmt: str) -> None
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log format"):
         configure_logging("INFO", "xml")
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_access_line_fast_path_renders_like_the_generic_one(
+    captured: io.StringIO, fmt: str
+) -> None:
+    from gophermart.entrypoints.logs import access_line
+
+    _configure(fmt, captured)
+    token = REQUEST_ID.set("rid-7")
+    try:
+        access_line("GET", "/api/user/balance", f"/api/user/{TOKEN}", 200, 4.25)
+    finally:
+        REQUEST_ID.reset(token)
+    line = captured.getvalue().strip()
+    assert TOKEN not in line and REDACTED in line
+    if fmt == "json":
+        record = json.loads(line)
+        assert record["event"] == "GET /api/user/balance 200 4.2ms"
+        assert {k: record[k] for k in ("method", "route", "status", "request_id", "logger")} == {
+            "method": "GET",
+            "route": "/api/user/balance",
+            "status": 200,
+            "request_id": "rid-7",
+            "logger": "gophermart.access",
+        }
+        assert record["level"] == "info" and record["timestamp"].endswith("Z")
+    else:
+        assert "[info] GET /api/user/balance 200 4.2ms [gophermart.access]" in line
+        assert "request_id=rid-7" in line and "status=200" in line
+
+
+def test_the_access_line_obeys_the_level(captured: io.StringIO) -> None:
+    from gophermart.entrypoints.logs import access_line
+
+    configure_logging("WARNING", "json")
+    logging.getLogger().handlers[0].setStream(captured)  # type: ignore[attr-defined]
+    access_line("GET", "/x", "/x", 200, 1.0)
+    assert captured.getvalue() == ""

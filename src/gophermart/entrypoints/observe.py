@@ -12,7 +12,6 @@ route template Litestar matched (``unmatched`` for none), never the raw path.
 
 from __future__ import annotations
 
-import logging
 import random
 import re
 import time
@@ -21,14 +20,12 @@ from typing import Any, Final
 
 from litestar.types import ASGIApp, Message, Receive, Send
 
-from gophermart.entrypoints.logs import REQUEST_ID
+from gophermart.entrypoints.logs import REQUEST_ID, access_line
 from gophermart.entrypoints.metrics import CONTENT_TYPE, Metrics
 
 _SANE_ID: Final = re.compile(rb"[A-Za-z0-9._~:@+=/-]{1,128}")
 _HEADER: Final = b"x-request-id"
 _LOGIN: Final = "/api/user/login"
-
-access_log = logging.getLogger("gophermart.access")
 
 
 def new_request_id() -> str:
@@ -89,21 +86,8 @@ class Observed:
                 self._metrics.observe_request(route, method, status, elapsed)
                 if status == 429 and route == _LOGIN:
                     self._metrics.login_throttled.inc()
-            if self._access and access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "%s %s %d %.1fms",
-                    method,
-                    route,
-                    status,
-                    elapsed * 1000,
-                    extra={
-                        "method": method,
-                        "route": route,
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    },
-                )
+            if self._access:
+                access_line(method, route, scope["path"], status, elapsed * 1000)
             REQUEST_ID.reset(token)
 
     async def _serve_metrics(self, scope: Any, send: Send) -> None:
