@@ -87,14 +87,20 @@ def test_metrics_sum_the_requests_of_every_process(
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         assert set(pool.map(hit, range(sent))) == {401}
 
-    samples = scrape(svc.url)
-    counted = value(
-        samples,
-        "gophermart_http_requests_total",
-        method="GET",
-        route="/api/user/balance",
-        status="401",
-    )
+    # Each process publishes its tally every second: within two, the scrape has them all.
+    deadline = time.monotonic() + 5
+    while True:
+        samples = scrape(svc.url)
+        counted = value(
+            samples,
+            "gophermart_http_requests_total",
+            method="GET",
+            route="/api/user/balance",
+            status="401",
+        )
+        if counted - before >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert counted - before == sent
     assert (
         value(
@@ -177,7 +183,10 @@ def test_worker_gauges_move_against_a_rate_limited_accrual_system(
 ) -> None:
     limit, retry_after = 3, 2
     with running_simulator(tmp_path, rate_limit=limit, retry_after=retry_after) as sim:
-        svc = start_service(f"sqlite:///{tmp_path / 'w.db'}", accrual=sim.url, secret=SECRET)
+        # -w 2: both processes run a worker; the scrape sums their counters
+        svc = start_service(
+            f"sqlite:///{tmp_path / 'w.db'}", "-w", "2", accrual=sim.url, secret=SECRET
+        )
         stopped_cleanly.append(svc)
         token = _register(svc.url, f"w-{uuid.uuid4().hex[:8]}", "worker gauges")
         # `limit` pass, then 429 and a pause; the rest would take a minute at 3/min.

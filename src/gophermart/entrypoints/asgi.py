@@ -23,7 +23,7 @@ from gophermart.entrypoints.metrics import (
     Metrics,
     PrometheusWorkerMetrics,
     process_metrics,
-    sample_pools_forever,
+    publish_forever,
     scrape,
 )
 from gophermart.entrypoints.observe import Observed
@@ -51,12 +51,12 @@ async def _settle_garbage_collector(_app: Litestar) -> AsyncIterator[None]:
 def _publishing_pools(
     metrics: Metrics, loyalty: Gophermart
 ) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
-    """Each process publishes its pools' state every few seconds while it serves, and
-    withdraws its live gauges from the aggregate when it stops."""
+    """Each process publishes its requests every second and its pools' state every few
+    while it serves, and withdraws its live gauges from the aggregate when it stops."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        task = asyncio.create_task(sample_pools_forever(metrics, loyalty), name="pool-metrics")
+        task = asyncio.create_task(publish_forever(metrics, loyalty), name="metrics-publisher")
         try:
             yield
         finally:

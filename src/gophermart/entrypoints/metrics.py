@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -51,8 +52,9 @@ MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 #: An order due for longer than this counts as overdue: nobody is keeping up with it.
 OVERDUE_AFTER: Final = 30.0
-#: How often each process publishes its pools' state.
+#: How often each process publishes its pools' state, and its requests.
 POOL_SAMPLE_EVERY: Final = 2.0
+PUBLISH_EVERY: Final = 1.0
 _LATENCY_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -163,25 +165,58 @@ class Metrics:
             multiprocess_mode="livesum",
         )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._tally: dict[tuple[str, str, int], list[Any]] = {}
 
-    # --- HTTP: called once per request, so: one dict lookup and two increments ------
+    # --- HTTP: recorded per request in plain Python, published every second ---------
+    #
+    # A prometheus_client increment in multi-process mode takes a lock and writes a
+    # memory-mapped file: three of them per request (count, bucket, sum) cost ~3 us,
+    # about 2 % of a hot read. Tallying in a dict and publishing the sums once a second
+    # (and before every scrape and at shutdown) costs a fraction of that; a scrape may
+    # see other processes' last second a little late.
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:
-            label = method if method in _METHODS else "OTHER"
-            children = (
-                self.http_requests.labels(route, label, str(status)),
-                self.http_duration.labels(route, label),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        tally = self._tally.get(key)
+        if tally is None:
+            tally = self._tally[key] = [0, 0.0, [0] * (len(_LATENCY_BUCKETS) + 1)]
+        tally[0] += 1
+        tally[1] += seconds
+        tally[2][bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+
+    def publish(self) -> None:
+        """Move the requests tallied since the last call into the Prometheus metrics."""
+        tallies, self._tally = self._tally, {}
+        for (route, method, status), (count, total, buckets) in tallies.items():
+            children = self._children.get((route, method, status))
+            if children is None:
+                label = method if method in _METHODS else "OTHER"
+                children = (
+                    self.http_requests.labels(route, label, str(status)),
+                    self.http_duration.labels(route, label),
+                )
+                self._children[(route, method, status)] = children
+            requests, duration = children
+            requests.inc(count)
+            bucket_values = getattr(duration, "_buckets", None)
+            sum_value = getattr(duration, "_sum", None)
+            if bucket_values is None or sum_value is None:  # pragma: no cover - old client
+                for index, n in enumerate(buckets):
+                    bound = _LATENCY_BUCKETS[min(index, len(_LATENCY_BUCKETS) - 1)]
+                    for _ in range(n):
+                        duration.observe(bound)
+                continue
+            # prometheus_client keeps cumulative buckets itself: one value per bucket,
+            # counting observations whose bucket is exactly that one.
+            for index, n in enumerate(buckets):
+                if n:
+                    bucket_values[index].inc(n)
+            sum_value.inc(total)
 
     # --- the scrape ----------------------------------------------------------------
 
     def exposition(self, queue: QueueDepth | None) -> bytes:
+        self.publish()
         registry = CollectorRegistry()
         if self.directory:
             multiprocess.MultiProcessCollector(registry, path=self.directory)  # type: ignore[no-untyped-call]
@@ -192,7 +227,9 @@ class Metrics:
         return generate_latest(registry)
 
     def process_exited(self) -> None:
-        """Drop this process's live gauges (pools, pause) from the aggregate."""
+        """Publish the last requests; drop this process's live gauges (pools, pause)
+        from the aggregate."""
+        self.publish()
         if self.directory:
             multiprocess.mark_process_dead(os.getpid(), self.directory)  # type: ignore[no-untyped-call]
 
@@ -299,13 +336,18 @@ def _sample_pools(metrics: Metrics, loyalty: Gophermart) -> None:
             metrics.pool_waiting.labels("asyncpg").set(len(getattr(queue, "_getters", ())))
 
 
-async def sample_pools_forever(metrics: Metrics, loyalty: Gophermart) -> None:
+async def publish_forever(metrics: Metrics, loyalty: Gophermart) -> None:
+    """Each second: publish the requests tallied; every few seconds: the pools."""
+    last_pools = float("-inf")
     while True:
         try:
-            _sample_pools(metrics, loyalty)
+            metrics.publish()
+            if time.monotonic() - last_pools >= POOL_SAMPLE_EVERY:
+                last_pools = time.monotonic()
+                _sample_pools(metrics, loyalty)
         except Exception:  # metrics must never take the server down
-            log.debug("sampling the pools failed", exc_info=True)
-        await asyncio.sleep(POOL_SAMPLE_EVERY)
+            log.debug("publishing metrics failed", exc_info=True)
+        await asyncio.sleep(PUBLISH_EVERY)
 
 
 async def scrape(metrics: Metrics, loyalty: Gophermart) -> bytes:
