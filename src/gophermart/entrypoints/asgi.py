@@ -18,7 +18,7 @@ from litestar import Litestar
 from litestar.types import ASGIApp
 
 from gophermart.entrypoints.http.app import http_app
-from gophermart.entrypoints.logs import configure_logging
+from gophermart.entrypoints.logs import configure_logging, flush_access_lines
 from gophermart.entrypoints.metrics import (
     Metrics,
     PrometheusWorkerMetrics,
@@ -68,6 +68,14 @@ def _publishing_pools(
     return lifespan
 
 
+@contextlib.asynccontextmanager
+async def _flushing_access_lines(_app: Litestar) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        flush_access_lines()
+
+
 def create() -> ASGIApp:
     raw = os.environ.get(RESOLVED_SETTINGS_ENV)
     if raw is None:
@@ -83,14 +91,22 @@ def create() -> ASGIApp:
             "ACCRUAL_SYSTEM_ADDRESS is not set: orders stay NEW until it is"
         )
     if not settings.metrics:
-        app = http_app(loyalty, run_worker=run_worker, lifespan=[_settle_garbage_collector])
+        app = http_app(
+            loyalty,
+            run_worker=run_worker,
+            lifespan=[_flushing_access_lines, _settle_garbage_collector],
+        )
         return Observed(app, access_log_enabled=settings.access_log)
     metrics = process_metrics()
     loyalty.container.worker_metrics.override(providers.Object(PrometheusWorkerMetrics(metrics)))
     app = http_app(
         loyalty,
         run_worker=run_worker,
-        lifespan=[_publishing_pools(metrics, loyalty), _settle_garbage_collector],
+        lifespan=[
+            _flushing_access_lines,
+            _publishing_pools(metrics, loyalty),
+            _settle_garbage_collector,
+        ],
     )
 
     async def scrape_metrics() -> bytes:

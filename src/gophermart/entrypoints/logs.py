@@ -14,6 +14,7 @@ log them in the first place).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -101,8 +102,10 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
-    global _access_writer
+    global _access_writer, _access_handler
+    flush_access_lines()
     _access_writer = _fast_access_writer(handler, fmt)
+    _access_handler = handler
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -137,9 +140,12 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
 # whole GET /api/user/balance costs the server (docs/operations.md); rendered directly
 # into the same handler's stream, with the same fields and layout, it costs a few. Its
 # fields are ours and known (no credential can be among them); the path is scrubbed.
+# The lines of one event-loop iteration are written together, once the iteration's
+# callbacks have run (measured: a write per line cost the server ~10 us per request).
 
 AccessWriter = Callable[[str, str, str, int, float], None]
 _access_writer: AccessWriter | None = None
+_access_handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
 _ACCESS: Final = "gophermart.access"
 access_logger = logging.getLogger(_ACCESS)
 
@@ -182,9 +188,41 @@ def _fast_access_writer(handler: logging.StreamHandler, fmt: str) -> AccessWrite
     return write_json if fmt == "json" else write_text
 
 
+_pending: list[str] = []
+_flush_scheduled = False
+
+
 def _emit(handler: logging.StreamHandler, line: str) -> None:  # type: ignore[type-arg]
+    """Queue the line; the lines of one event-loop iteration go out in one write (under
+    load, many requests end per iteration: one system call instead of one per line)."""
+    global _flush_scheduled
+    _pending.append(line)
+    if _flush_scheduled:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not in a loop: write now
+        _flush(handler)
+        return
+    _flush_scheduled = True
+    loop.call_soon(_flush, handler)
+
+
+def _flush(handler: logging.StreamHandler) -> None:  # type: ignore[type-arg]
+    global _flush_scheduled
+    _flush_scheduled = False
+    if not _pending:
+        return
+    text = "".join(_pending)
+    _pending.clear()
     with handler.lock:  # type: ignore[union-attr]
-        handler.stream.write(line)
+        handler.stream.write(text)
+
+
+def flush_access_lines() -> None:
+    """Write queued access lines now (at shutdown; tests)."""
+    if _access_handler is not None:
+        _flush(_access_handler)
 
 
 def access_line(method: str, route: str, path: str, status: int, ms: float) -> None:
