@@ -66,7 +66,7 @@ def free_port() -> int:
 
 
 def start(
-    name: str, dsn: str, workers: int, secret: str, logs: Path
+    name: str, dsn: str, workers: int, secret: str, logs: Path, devnull: bool = False
 ) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOPHERMART_")}
@@ -86,7 +86,7 @@ def start(
                 "--no-worker",
             ],
             env=env,
-            stdout=out,
+            stdout=subprocess.DEVNULL if devnull else out,
             stderr=subprocess.STDOUT,
         )
     url = f"http://{HOST}:{port}"
@@ -181,6 +181,12 @@ async def main() -> None:
     p.add_argument("--users", type=int, default=40)
     p.add_argument("--script", default="balance.lua")
     p.add_argument(
+        "--logs-to-devnull",
+        action="store_true",
+        help="send the services' output to /dev/null instead of a file (to tell the cost "
+        "of rendering log lines from the cost of writing them)",
+    )
+    p.add_argument(
         "--pg-url", default=os.environ.get("BENCH_PG_URL", f"postgresql://postgres@{HOST}:5432")
     )
     a = p.parse_args()
@@ -196,7 +202,7 @@ async def main() -> None:
         secret = secrets.token_urlsafe(40)
         urls = {}
         for variant in VARIANTS:  # one at a time: the first one migrates
-            url, proc = start(variant, dsn, a.workers, secret, work)
+            url, proc = start(variant, dsn, a.workers, secret, work, a.logs_to_devnull)
             urls[variant] = url
             procs.append(proc)
         tokens = []

@@ -18,10 +18,11 @@ import asyncio
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -150,8 +151,18 @@ _ACCESS: Final = "gophermart.access"
 access_logger = logging.getLogger(_ACCESS)
 
 
+_second: list[Any] = [-1, ""]  # the last whole second seen, and its rendering
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    """Now as structlog's TimeStamper(fmt="iso", utc=True) writes it, at a quarter of
+    the cost: the date and time are rendered once per second."""
+    now = time.time()
+    second = int(now)
+    if second != _second[0]:
+        _second[0] = second
+        _second[1] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def _fast_access_writer(handler: logging.StreamHandler, fmt: str) -> AccessWriter:  # type: ignore[type-arg]
