@@ -36,8 +36,8 @@ class Settings:
     metrics: bool = True
     #: ``text`` (readable key=value lines) or ``json`` (one object per line).
     log_format: str = "text"
-    #: One INFO line per request (GOPHERMART_ACCESS_LOG).
-    access_log: bool = True
+    #: One INFO line per request (GOPHERMART_ACCESS_LOG=1); otherwise at DEBUG level.
+    access_log: bool = False
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

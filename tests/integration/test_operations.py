@@ -165,9 +165,12 @@ def test_metrics_can_be_switched_off(tmp_path: Path, stopped_cleanly: list[Servi
     workers = _children(svc.proc.pid) or [svc.proc.pid]
     env = Path(f"/proc/{workers[0]}/environ").read_text()
     assert "PROMETHEUS_MULTIPROC_DIR" not in env
-    # request ids and access lines do not depend on metrics
+    # request ids do not depend on metrics
     response = httpx.get(svc.url + "/api/user/balance", timeout=10)
     assert re.fullmatch(r"[0-9a-f]{16}", response.headers["x-request-id"])
+    # and by default (GOPHERMART_ACCESS_LOG unset, level INFO) there is no access line
+    assert svc.stop() == 0
+    assert "[gophermart.access]" not in svc.output()
 
 
 def _register(url: str, login: str, password: str) -> str:
@@ -250,7 +253,9 @@ def test_login_refusals_are_counted(tmp_path: Path, stopped_cleanly: list[Servic
 def test_request_ids_are_taken_when_sane_generated_otherwise_and_echoed(
     tmp_path: Path, stopped_cleanly: list[Service]
 ) -> None:
-    svc = start_service(f"sqlite:///{tmp_path / 'r.db'}", secret=SECRET)
+    svc = start_service(
+        f"sqlite:///{tmp_path / 'r.db'}", secret=SECRET, env={"GOPHERMART_ACCESS_LOG": "1"}
+    )
     stopped_cleanly.append(svc)
     url = svc.url + "/api/user/balance"
     assert (

@@ -119,3 +119,27 @@ def test_the_access_line_obeys_the_level(captured: io.StringIO) -> None:
     logging.getLogger().handlers[0].setStream(captured)  # type: ignore[attr-defined]
     access_line("GET", "/x", "/x", 200, 1.0)
     assert captured.getvalue() == ""
+
+
+async def test_access_lines_are_batched_and_flushed(captured: io.StringIO) -> None:
+    import asyncio
+
+    from gophermart.entrypoints.logs import (
+        ACCESS_FLUSH_LINES,
+        ACCESS_FLUSH_SECONDS,
+        access_line,
+        flush_access_lines,
+    )
+
+    _configure("text", captured)
+    for _ in range(3):
+        access_line("GET", "/a", "/a", 200, 1.0)
+    assert captured.getvalue() == ""  # queued, not yet written
+    await asyncio.sleep(ACCESS_FLUSH_SECONDS * 2)
+    assert captured.getvalue().count("GET /a 200") == 3  # at most 0.1 s late
+    for _ in range(ACCESS_FLUSH_LINES):
+        access_line("GET", "/b", "/b", 200, 1.0)
+    assert captured.getvalue().count("GET /b 200") == ACCESS_FLUSH_LINES  # a full batch: now
+    access_line("GET", "/c", "/c", 200, 1.0)
+    flush_access_lines()  # at shutdown
+    assert "GET /c 200" in captured.getvalue()

@@ -167,6 +167,7 @@ class AccrualSync:
                     "accrual system rate limit: pausing %.1fs, then %s/min",
                     answer.retry_after,
                     answer.per_minute,
+                    extra={"order": order.number.value},
                 )
             self._paused_until = until
             await self._gate.pause(until, answer.per_minute)

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "once and kept in the database), GOPHERMART_TOKEN_TTL (seconds, default 86400), "
         "GOPHERMART_COOKIE_SECURE (1 to mark the cookie Secure behind HTTPS), "
         "GOPHERMART_METRICS (0 turns off Prometheus metrics at /metrics; default 1), "
-        "GOPHERMART_ACCESS_LOG (0 turns off the one INFO line per request; default 1).",
+        "GOPHERMART_ACCESS_LOG (1 logs one line per request at INFO; default 0: at DEBUG).",
     )
     parser.add_argument(
         "-a",
