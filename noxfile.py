@@ -6,6 +6,7 @@ nox -s types      mypy (strict on domain and application)
 nox -s tests      the whole test suite: unit, SQLite, PostgreSQL, end to end
 nox -s examples   examples/ against the installed wheel (not the source tree), mypy --strict
 nox -s bench      the benchmark suite against PostgreSQL (not part of `nox`)
+nox -s pairs -- --baseline REF   back-to-back pairs: REF's tree vs the working tree
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ DEV = ".[dev]"
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("-e", DEV)
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("lint-imports")
 
 
@@ -77,3 +78,9 @@ def serve(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     session.install("-e", DEV)
     session.run("python", "benchmarks/run.py", *session.posargs, env=dict(os.environ))
+
+
+@nox.session
+def pairs(session: nox.Session) -> None:
+    session.install("-e", DEV)
+    session.run("python", "benchmarks/pairs.py", *session.posargs, env=dict(os.environ))

@@ -17,7 +17,7 @@ drivers at the edges (:mod:`gophermart.adapters`, :mod:`gophermart.entrypoints`)
 :mod:`gophermart.bootstrap` wires them; :mod:`gophermart.facade` is the face.
 """
 
-from gophermart.application.errors import ConcurrentUpdate, Unauthenticated
+from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable, Unauthenticated
 from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
 from gophermart.application.reconcile import ReconcileReport
@@ -72,6 +72,7 @@ __all__ = [
     "OrderView",
     "Points",
     "ReconcileReport",
+    "StoreUnavailable",
     "TooManyAttempts",
     "Unauthenticated",
     "UnknownOrder",

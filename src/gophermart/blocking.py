@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 
 from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
+from gophermart.application.readiness import Readiness
 from gophermart.application.reconcile import ReconcileReport
 from gophermart.application.users import Authenticated
 from gophermart.domain.orders import AccrualVerdict, Order
@@ -163,6 +164,9 @@ class BlockingGophermart:
 
     def reconcile(self) -> ReconcileReport:
         return self._run(self.loyalty.reconcile())
+
+    def readiness(self) -> Readiness:
+        return self._run(self.loyalty.readiness())
 
     def start_worker(self) -> None:
         """The accrual worker runs on the library's background loop until

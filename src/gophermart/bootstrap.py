@@ -33,13 +33,20 @@ from gophermart.adapters.clock import SystemClock
 from gophermart.adapters.memory import (
     MemoryGate,
     MemoryLedgerAudit,
+    MemoryLoginThrottle,
     MemoryQueueProbe,
     MemoryReadModel,
     MemoryStore,
     MemoryUnitOfWork,
 )
-from gophermart.adapters.security import Argon2Hasher, JwtTokens, SlidingLoginThrottle
+from gophermart.adapters.security import Argon2Hasher, JwtTokens
 from gophermart.adapters.sql.audit import SqlLedgerAudit
+from gophermart.adapters.sql.availability import (
+    DatabaseGuard,
+    GuardedEngine,
+    GuardedReadModel,
+    GuardedUnitOfWork,
+)
 from gophermart.adapters.sql.engine import Database
 from gophermart.adapters.sql.gate import SqlAccrualGate
 from gophermart.adapters.sql.listener import PgOrderListener
@@ -49,7 +56,9 @@ from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
 from gophermart.adapters.sql.probe import SqlQueueProbe
 from gophermart.adapters.sql.read_model import SqlReadModel
-from gophermart.adapters.sql.secrets import stored_token_secret
+from gophermart.adapters.sql.readiness import SqlReadiness
+from gophermart.adapters.sql.secrets import stored_database_id, stored_token_secret
+from gophermart.adapters.sql.throttle import SqlLoginThrottle
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.accounts import Withdraw
@@ -58,6 +67,7 @@ from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder
 from gophermart.application.ports import NoWorkerMetrics
 from gophermart.application.queries import ListOrders, ListWithdrawals, ShowBalance
+from gophermart.application.readiness import Readiness
 from gophermart.application.users import LogIn, Register
 from gophermart.settings import ConfigError, Settings
 
@@ -89,26 +99,42 @@ class WakeUp:
 
 
 def _database(settings: Settings) -> Database:
-    return Database(parse_database_uri(settings.database_uri))
+    """Every wait bounded by ``db_timeout`` (migrations use :meth:`Database.unbounded`)."""
+    return Database(parse_database_uri(settings.database_uri), timeout=settings.db_timeout)
 
 
-def _pg_pool(database: Database) -> PgPool:
-    return PgPool(database.target.location)
+def _pg_pool(database: Database, settings: Settings) -> PgPool:
+    return PgPool(database.target.location, timeout=settings.db_timeout)
+
+
+def _guard(settings: Settings, backend: Backend) -> DatabaseGuard:
+    """One per process. SQLite's waits are bounded by its busy and pool timeouts instead
+    of a deadline: cancelling an aiosqlite call would only leave its thread running on."""
+    return DatabaseGuard(settings.db_timeout if backend == "postgresql" else None)
 
 
 async def _open_memory(store: MemoryStore) -> AsyncIterator[MemoryStore]:
     yield store
 
 
-async def _open_sql(database: Database, pool: PgPool | None = None) -> AsyncIterator[Database]:
+async def _open_sql(
+    database: Database, guard: DatabaseGuard, pool: PgPool | None = None
+) -> AsyncIterator[Database]:
     """Check the database answers (one clear line if not); release pools at shutdown."""
     await database.check()
     try:
         yield database
     finally:
+        # With the database known to be down, a polite goodbye would only wait for it.
+        polite = not guard.is_down
         if pool is not None:
-            await pool.close()
-        await database.dispose()
+            await pool.close(grace=2.0 if polite else 0.0)
+        await database.dispose(close=polite)
+
+
+class _AlwaysReady:
+    async def __call__(self) -> Readiness:
+        return Readiness(True, {"database": "ok (in memory)"})
 
 
 def _argon2() -> Iterator[Argon2Hasher]:
@@ -183,31 +209,51 @@ class Container(containers.DeclarativeContainer):
     # --- the store, per backend -------------------------------------------------
     memory_store = providers.Singleton(MemoryStore)
     database = providers.Singleton(_database, settings)  # SQLite / PostgreSQL engines
-    pg_pool = providers.Singleton(_pg_pool, database)  # PostgreSQL's hot paths (asyncpg)
+    pg_pool = providers.Singleton(_pg_pool, database, settings)  # PostgreSQL's hot paths
+    # Database outages: a deadline per operation, 503 instead of 500, logged once
+    # (adapters/sql/availability.py). The store's ports below go through it.
+    guard = providers.Singleton(_guard, settings, backend)
+    guarded_write = providers.Singleton(GuardedEngine, database.provided.write, guard)
 
     store = providers.Selector(
         backend,
         memory=providers.Resource(_open_memory, memory_store),
-        sqlite=providers.Resource(_open_sql, database),
-        postgresql=providers.Resource(_open_sql, database, pg_pool),
+        sqlite=providers.Resource(_open_sql, database, guard),
+        postgresql=providers.Resource(_open_sql, database, guard, pg_pool),
     )
     uow = providers.Selector(
         backend,
         memory=providers.Factory(MemoryUnitOfWork, memory_store),
-        sqlite=providers.Factory(SqlUnitOfWork, database.provided.write),
-        postgresql=providers.Factory(PgUnitOfWork, pg_pool),
+        sqlite=providers.Factory(
+            GuardedUnitOfWork, providers.Factory(SqlUnitOfWork, database.provided.write), guard
+        ),
+        postgresql=providers.Factory(
+            GuardedUnitOfWork, providers.Factory(PgUnitOfWork, pg_pool), guard
+        ),
     )
     read_model = providers.Selector(
         backend,
         memory=providers.Singleton(MemoryReadModel, memory_store),
-        sqlite=providers.Singleton(SqlReadModel, database.provided.read),
-        postgresql=providers.Singleton(PgReadModel, pg_pool),
+        sqlite=providers.Singleton(
+            GuardedReadModel, providers.Singleton(SqlReadModel, database.provided.read), guard
+        ),
+        postgresql=providers.Singleton(
+            GuardedReadModel, providers.Singleton(PgReadModel, pg_pool), guard
+        ),
     )
     gate = providers.Selector(
         backend,
         memory=providers.Singleton(MemoryGate),
-        sqlite=providers.Singleton(SqlAccrualGate, database.provided.write),
-        postgresql=providers.Singleton(SqlAccrualGate, database.provided.write),
+        sqlite=providers.Singleton(SqlAccrualGate, guarded_write),
+        postgresql=providers.Singleton(SqlAccrualGate, guarded_write),
+    )
+    readiness = providers.Selector(  # GET /readyz
+        backend,
+        memory=providers.Singleton(_AlwaysReady),
+        sqlite=providers.Singleton(SqlReadiness, database, None, settings.provided.db_timeout),
+        postgresql=providers.Singleton(
+            SqlReadiness, database, pg_pool, settings.provided.db_timeout
+        ),
     )
     queue_probe = providers.Selector(
         backend,
@@ -225,9 +271,18 @@ class Container(containers.DeclarativeContainer):
     # --- security -----------------------------------------------------------------
     hasher = providers.Resource(_argon2)
     tokens = providers.Singleton(
-        JwtTokens, providers.Callable(_token_secret, settings), settings.provided.token_ttl
+        JwtTokens,
+        providers.Callable(_token_secret, settings),
+        settings.provided.token_ttl,
+        settings.provided.database_id,  # the key is bound to the database (finding 5)
     )
-    throttle = providers.Singleton(SlidingLoginThrottle)
+    # Login throttling's counters: shared by every process through the database.
+    throttle = providers.Selector(
+        backend,
+        memory=providers.Singleton(MemoryLoginThrottle),
+        sqlite=providers.Singleton(SqlLoginThrottle, guarded_write),
+        postgresql=providers.Singleton(SqlLoginThrottle, guarded_write),
+    )
     wakeup = providers.Singleton(WakeUp)
 
     # --- use cases ----------------------------------------------------------------
@@ -267,12 +322,16 @@ async def migrate_database(container: Container) -> None:
     if container.backend() == "memory":
         return
     database: Database = container.database()
+    unbounded = database.unbounded()  # a migration may wait for another process's
     try:
-        await migrate(database)
+        await migrate(unbounded)
     except Exception as exc:
         raise ConfigError(
             f"DATABASE_URI: migrating {database.target.display} failed: {exc}"
         ) from None
+    finally:
+        if unbounded is not database:
+            await unbounded.dispose()
     log.info("database %s is ready", database.target.display)
 
 
@@ -289,20 +348,36 @@ async def settle_secret(container: Container) -> str:
     return await stored_token_secret(database.write)
 
 
+async def settle_database_id(container: Container) -> str:
+    """The database's identity, to which token keys are bound
+    (:func:`~gophermart.adapters.security.signing_key`): kept in the database (created
+    by the first process to ask), so a dropped and recreated database mints a new one
+    and the old tokens die with it; in memory, a fresh one per store."""
+    settings: Settings = container.settings()
+    if settings.database_id:
+        return settings.database_id
+    if container.backend() == "memory":
+        return secrets.token_hex(16)
+    database: Database = container.database()
+    return await stored_database_id(database.write)
+
+
 async def prepare(settings: Settings) -> Settings:
     """Before serving: check the database, migrate it, settle the token secret.
 
     Run once by the CLI before the server processes start, so they neither race to
-    migrate nor disagree about the key. Returns the settings with ``secret`` filled in;
-    any problem is a :class:`ConfigError`, printed as one line by the CLI.
+    migrate nor disagree about the key. Returns the settings with ``secret`` and
+    ``database_id`` filled in; any problem is a :class:`ConfigError`, printed as one
+    line by the CLI.
     """
     container = Container(settings=settings)
     try:
         await container.store()
         await migrate_database(container)
         secret = await settle_secret(container)
+        database_id = await settle_database_id(container)
     finally:
         shutdown = container.shutdown_resources()
         if shutdown is not None:
             await shutdown
-    return replace(settings, secret=secret)
+    return replace(settings, secret=secret, database_id=database_id)

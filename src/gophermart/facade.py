@@ -26,6 +26,7 @@ from typing import Any, Self
 from dependency_injector import providers
 
 from gophermart.adapters.sql.engine import Database
+from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder, UploadOutcome
@@ -38,6 +39,7 @@ from gophermart.application.ports import (
     WithdrawalView,
 )
 from gophermart.application.queries import ListOrders, ListWithdrawals, ShowBalance
+from gophermart.application.readiness import Readiness, ReadinessProbe
 from gophermart.application.reconcile import LedgerAudit, ReconcileReport
 from gophermart.application.users import Authenticated, LogIn, Register
 from gophermart.bootstrap import (
@@ -45,13 +47,15 @@ from gophermart.bootstrap import (
     Backend,
     Container,
     WorkerTask,
+    backend_of,
     migrate_database,
+    settle_database_id,
     settle_secret,
 )
 from gophermart.domain.orders import AccrualVerdict, Order
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
-from gophermart.settings import DEFAULT_DATABASE_URI, Settings
+from gophermart.settings import DEFAULT_DATABASE_URI, ConfigError, Settings
 
 
 class Gophermart:
@@ -138,6 +142,42 @@ class Gophermart:
         return cls(container, migrate=migrate)
 
     @classmethod
+    def on_asyncpg_pool(
+        cls,
+        pool: Any,
+        *,
+        dsn: str | None = None,
+        secret: str | None = None,
+        accrual_address: str | None = None,
+        token_ttl: timedelta = timedelta(hours=24),
+        migrate: bool = True,
+    ) -> Self:
+        """On the host's own ``asyncpg.Pool`` (PostgreSQL): every request's statements
+        run on the host's pool, which stays the host's (never closed here; its codecs
+        must be asyncpg's defaults for bigint and timestamptz). The cold paths
+        (migrations, the accrual gate, the login throttle, the stored key) and the
+        worker's LISTEN connection open a few connections of their own to the same
+        database, named by ``dsn``, or by the DSN the pool was created with."""
+        if dsn is None:
+            connect_args = getattr(pool, "_connect_args", ())
+            dsn = connect_args[0] if connect_args and isinstance(connect_args[0], str) else None
+        if not dsn:
+            raise ConfigError(
+                "DATABASE_URI: the pool was not created from a DSN; pass dsn= as well"
+            )
+        settings = Settings(
+            database_uri=dsn,
+            secret=secret,
+            accrual_address=accrual_address,
+            token_ttl=token_ttl,
+        )
+        if backend_of(settings) != "postgresql":
+            raise ConfigError(f"DATABASE_URI: an asyncpg pool needs a PostgreSQL DSN, got {dsn!r}")
+        container = Container(settings=settings)
+        container.pg_pool.override(providers.Object(PgPool(pool=pool, timeout=settings.db_timeout)))
+        return cls(container, migrate=migrate)
+
+    @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Self:
         """The service's own path: everything the operator configured."""
         return cls(Container(settings=settings), migrate=migrate)
@@ -164,10 +204,12 @@ class Gophermart:
             if self._migrate:
                 await migrate_database(c)
             secret = await settle_secret(c)
+            database_id = await settle_database_id(c)
         except BaseException:
             await self.aclose()
             raise
-        c.settings.override(providers.Object(replace(self.settings, secret=secret)))
+        settled = replace(self.settings, secret=secret, database_id=database_id)
+        c.settings.override(providers.Object(settled))
         self._register = c.register()
         self._log_in = c.log_in()
         self._upload = c.upload_order()
@@ -258,6 +300,12 @@ class Gophermart:
         if accrual is not None:
             points = accrual if isinstance(accrual, Points) else Points.rounded(accrual)
         return await self._record(order, verdict, points)
+
+    async def readiness(self) -> Readiness:
+        """Whether the store answers (within the database timeout) and its schema is the
+        one this release expects: what ``GET /readyz`` reports. Never raises."""
+        probe: ReadinessProbe = self.container.readiness()
+        return await probe()
 
     async def reconcile(self) -> ReconcileReport:
         """Check every balance against the ledger and every credit against its order."""

@@ -6,6 +6,7 @@ A leaf module (imports nothing of ours) so every layer's edge can raise
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
 from dataclasses import dataclass
@@ -26,12 +27,22 @@ class Settings:
     database_uri: str = DEFAULT_DATABASE_URI
     accrual_address: str | None = None
     secret: str | None = None
+    #: This database's random identity, settled by ``bootstrap.prepare`` (never set by
+    #: an operator): tokens are signed with a key bound to it.
+    database_id: str | None = None
     token_ttl: timedelta = timedelta(hours=24)
     workers: int = 1
     run_worker: bool = True
     accrual_concurrency: int = 16
     log_level: str = "INFO"
     cookie_secure: bool = False
+    #: Seconds a request may wait for the database (connect, pooled connection, each
+    #: statement, commit) before it is answered 503 (docs/failure-behaviour.md).
+    db_timeout: float = 5.0
+    #: Peers whose X-Forwarded-For names the client (IPs or CIDR networks, or "*"). None
+    #: by default: the client is the TCP peer, so a client cannot pick its own address
+    #: to dodge the login throttle's per-address counters.
+    trusted_proxies: tuple[str, ...] = ()
     #: Prometheus metrics at /metrics (GOPHERMART_METRICS=0 turns them off).
     metrics: bool = True
     #: ``text`` (readable key=value lines) or ``json`` (one object per line).
@@ -60,6 +71,21 @@ def parse_listen_address(value: str) -> tuple[str, int]:
         raise ConfigError(f"RUN_ADDRESS: port {port} is out of range")
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":port" means all interfaces
     return host, port
+
+
+def parse_trusted_proxies(value: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses and CIDR networks, or ``*`` (any peer)."""
+    entries = tuple(item.strip() for item in value.split(",") if item.strip())
+    if entries == ("*",):
+        return entries
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"GOPHERMART_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
+            ) from None
+    return entries
 
 
 def parse_accrual_address(value: str) -> str:

@@ -75,13 +75,10 @@ class CountingTokens:
 
 
 class NoThrottle:
-    def check(self, login: str, client: str) -> None:
+    async def attempt(self, login: str, client: str) -> None:
         return None
 
-    def failed(self, login: str, client: str) -> None:
-        return None
-
-    def succeeded(self, login: str, client: str) -> None:
+    async def succeeded(self, login: str, client: str) -> None:
         return None
 
 

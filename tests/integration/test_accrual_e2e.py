@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -448,10 +449,14 @@ def test_rate_limit_pause_is_obeyed_then_requests_keep_within_n_per_minute(
 
 
 @pytest.mark.slow
-def test_after_a_429_requests_are_paced_to_the_announced_rate(
+def test_while_the_accrual_system_keeps_refusing_every_429_pauses_the_fleet_again(
     database_uri: str, tmp_path: Path
 ) -> None:
-    limit, retry_after, spacing = 120, 3, 60.0 / 120
+    """The simulator's window stays full for a minute after 120 requests: each paced
+    request after the pause is refused, and each refusal pauses the whole client for
+    Retry-After again (SPEC), so nothing is sent during any pause. (Pacing to the
+    announced rate once requests pass: test_accrual_faults.py.)"""
+    limit, retry_after = 120, 3
     with (
         running_simulator(tmp_path, rate_limit=limit, retry_after=retry_after) as sim,
         running_service(database_uri, accrual=sim.url) as svc,
@@ -467,14 +472,13 @@ def test_after_a_429_requests_are_paced_to_the_announced_rate(
             lambda: (lambda t: t[limit] if len(t) > limit else None)(sim.stats()["request_times"]),
             "the first 429",
         )
-        # Watch the paced requests for a while (all of them are refused until the
-        # simulator's minute rolls over, which this test does not wait for).
         wait_for(
-            lambda: sim.stats()["request_times"][-1] > first_429 + retry_after + 6,
+            lambda: sim.stats()["request_times"][-1] > first_429 + 2 * retry_after,
             "requests after the pause",
             timeout=30,
             every=0.25,
         )
+        time.sleep(2 * retry_after)
         stats = sim.stats()
         times = stats["request_times"]
         in_flight = sum(1 for t in times if first_429 <= t <= first_429 + 0.1)
@@ -484,13 +488,11 @@ def test_after_a_429_requests_are_paced_to_the_announced_rate(
             f"\n{limit}/min, Retry-After {retry_after}: {stats['requests']} requests, "
             f"{stats['throttled']} throttled ({in_flight} in flight with the first, "
             f"{stats['throttled'] - in_flight} after it); after the pause {len(after)} "
-            f"requests, smallest gap {min(gaps):.3f}s, median gap "
-            f"{statistics.median(gaps):.3f}s"
+            f"requests, gaps {[round(g, 3) for g in gaps]}"
         )
         assert not _in_pause(times, first_429, retry_after), "requests arrived during the pause"
-        assert len(after) >= 5
-        assert min(gaps) >= spacing - 0.03, [round(g, 3) for g in gaps]
-        assert _busiest_minute(after) <= limit
+        assert len(after) >= 2  # the fleet keeps asking...
+        assert min(gaps) >= retry_after - 0.1, gaps  # ...but never during a pause
         listing = heidi.orders()
         processed = [n for n in numbers if listing[n]["status"] == "PROCESSED"]
         assert len(processed) == limit  # exactly the ones the simulator let through
@@ -652,15 +654,19 @@ def test_kill_9_mid_processing_then_restart_loses_nothing_and_credits_once(
             crashed_at = time.monotonic()
             polls_before = sum(len(sim.polls(n)) for n in plan)
 
+            restarted_at = time.monotonic()
             again = start_service(database_uri, accrual=sim.url)
             try:
                 for user in shoppers:
                     user.client.base_url = httpx.URL(again.url)
                 left = sum(o["status"] not in FINAL for u in shoppers for o in u.orders().values())
                 assert left > 0, "the kill came too late: nothing was left to do"
-                # An order the killed worker held when it died stays leased (60 s) first.
-                assert_outcomes(shoppers, shares, timeout=100)
+                # An order the killed worker held when it died stays leased first: a
+                # lease is short (the poll deadline plus a margin), so the last order is
+                # final well within SPEC's 15 s of the restart.
+                assert_outcomes(shoppers, shares, timeout=CRASH_PICKUP)
                 recovered = time.monotonic() - crashed_at
+                after_restart = time.monotonic() - restarted_at
             finally:
                 code = again.stop()
                 assert code == 0, again.output()[-20000:]
@@ -675,30 +681,55 @@ def test_kill_9_mid_processing_then_restart_loses_nothing_and_credits_once(
     assert result.returncode == 0, result.stdout + result.stderr
     print(
         f"\nkill -9 with {left} of {orders} orders not final ({polls_before} polls before "
-        f"it); all final {recovered:.1f}s after the kill"
+        f"it); all final {recovered:.1f}s after the kill, {after_restart:.1f}s after the restart"
     )
+    assert after_restart <= CRASH_PICKUP
 
 
-async def _leased(uri: str) -> list[str]:
+#: SPEC "Failure behaviour": orders a killed process was polling are picked up within
+#: 15 s; these tests hold the service to "final within 15 s of the restart".
+CRASH_PICKUP = 15.0
+#: Longer than any backoff these tests' orders reach, shorter than a fresh lease (10 s).
+_HELD = 5.0
+
+
+async def _pg_leased(uri: str) -> list[str]:
     conn = await asyncpg.connect(uri, timeout=10)
     try:
         rows = await conn.fetch(
-            "SELECT number FROM orders WHERE next_attempt_at > now() + interval '30 seconds'"
+            f"SELECT number FROM orders WHERE next_attempt_at > now() + interval '{_HELD} seconds'"
         )
     finally:
         await conn.close()
     return [r[0] for r in rows]
 
 
+def leased(database_uri: str) -> list[str]:
+    """Orders a worker holds right now: leased well past any backoff."""
+    if not database_uri.startswith("sqlite:///"):
+        return asyncio.run(_pg_leased(database_uri))
+    conn = sqlite3.connect(database_uri.removeprefix("sqlite:///"))
+    try:
+        rows = conn.execute(
+            "SELECT number, next_attempt_at FROM orders WHERE next_attempt_at IS NOT NULL"
+        ).fetchall()
+    finally:
+        conn.close()
+    soon = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=_HELD)
+    return [n for n, at in rows if datetime.fromisoformat(at) > soon]
+
+
 @pytest.mark.slow
 def test_kill_9_between_poll_and_commit_loses_nothing_and_credits_once(
-    postgres_uri: str, tmp_path: Path
+    database_uri: str, tmp_path: Path
 ) -> None:
     """The crash the lease is for: the worker has claimed orders and is waiting for the
-    accrual system's answers when it dies. Those orders come due again by themselves."""
+    accrual system's answers when it dies. Those orders come due again by themselves,
+    and every one is final within 15 s of the restart (finding 3: 58.7 s with 60 s
+    leases)."""
     users, orders = 2, 20
     with running_simulator(tmp_path, delay=1.5) as sim:
-        svc = start_service(postgres_uri, accrual=sim.url)
+        svc = start_service(database_uri, accrual=sim.url)
         shoppers: list[Shopper] = []
         try:
             shoppers.extend(Shopper(svc.url) for _ in range(users))
@@ -714,7 +745,7 @@ def test_kill_9_between_poll_and_commit_loses_nothing_and_credits_once(
             sim.proc.send_signal(signal.SIGSTOP)
             try:
                 held = wait_for(
-                    lambda: asyncio.run(_leased(postgres_uri)),
+                    lambda: leased(database_uri),
                     "orders claimed by a worker waiting for answers",
                     timeout=4,
                 )
@@ -724,12 +755,14 @@ def test_kill_9_between_poll_and_commit_loses_nothing_and_credits_once(
                 sim.proc.send_signal(signal.SIGCONT)
             crashed_at = time.monotonic()
 
-            again = start_service(postgres_uri, accrual=sim.url)
+            restarted_at = time.monotonic()
+            again = start_service(database_uri, accrual=sim.url)
             try:
                 for user in shoppers:
                     user.client.base_url = httpx.URL(again.url)
-                assert_outcomes(shoppers, shares, timeout=100)
+                assert_outcomes(shoppers, shares, timeout=CRASH_PICKUP)
                 recovered = time.monotonic() - crashed_at
+                after_restart = time.monotonic() - restarted_at
             finally:
                 code = again.stop()
                 assert code == 0, again.output()[-20000:]
@@ -739,10 +772,11 @@ def test_kill_9_between_poll_and_commit_loses_nothing_and_credits_once(
             if svc.proc.poll() is None:
                 svc.proc.kill()
 
-    assert_credited_exactly_once(postgres_uri, {n: o.points for n, o in plan.items()})
-    result = reconcile(postgres_uri)
+    assert_credited_exactly_once(database_uri, {n: o.points for n, o in plan.items()})
+    result = reconcile(database_uri)
     assert result.returncode == 0, result.stdout + result.stderr
     print(
         f"\nkill -9 with {len(held)} order(s) held mid-poll: all {orders} final "
-        f"{recovered:.1f}s after the kill"
+        f"{recovered:.1f}s after the kill, {after_restart:.1f}s after the restart"
     )
+    assert after_restart <= CRASH_PICKUP

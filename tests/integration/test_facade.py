@@ -10,6 +10,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 from litestar import Litestar, get
 from litestar.testing import TestClient
@@ -188,6 +189,31 @@ async def test_a_host_engine_is_used_and_left_open(host_engine_url: str) -> None
             assert await conn.scalar(text("SELECT balance FROM accounts")) == 200
     finally:
         await engine.dispose()
+
+
+async def test_a_host_asyncpg_pool_serves_the_requests_and_is_left_open(
+    postgres_uri: str,
+) -> None:
+    pool = await asyncpg.create_pool(postgres_uri, min_size=1, max_size=4)
+    try:
+        async with Gophermart.on_asyncpg_pool(pool, secret=TEST_SECRET) as loyalty:
+            ivan = await loyalty.register("ivan", "pw")
+            await loyalty.upload_order(ivan.user_id, ORDER)
+            await loyalty.record_accrual(ORDER, "3")
+            assert await loyalty.withdraw(ivan.user_id, SPEND, "1")
+            assert (await loyalty.balance(ivan.user_id)).current == Points(200)
+            assert await loyalty.container.pg_pool().get() is pool  # the hot paths use it
+        assert await pool.fetchval("SELECT balance FROM accounts") == 200  # still open
+    finally:
+        await pool.close()
+
+
+def test_a_pool_without_a_dsn_needs_one() -> None:
+    class Pool:  # what asyncpg.create_pool(host=..., user=...) leaves: no DSN to reuse
+        _connect_args = ()
+
+    with pytest.raises(gophermart.ConfigError, match="dsn="):
+        Gophermart.on_asyncpg_pool(Pool())
 
 
 # --- the blocking twin ----------------------------------------------------------------

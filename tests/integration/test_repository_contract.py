@@ -466,7 +466,12 @@ async def test_listings_are_newest_first_and_private(backend: Backend) -> None:
     assert views[2].status is OrderStatus.PROCESSED and views[2].accrual == Points(72_998)
     assert views[0].accrual is None and views[0].uploaded_at == T0 + timedelta(seconds=2)
     assert all(is_utc(v.uploaded_at) for v in views)
-    assert await backend.read.orders(UserId(999_999)) == []
+    carol = await new_user(backend, "carol")
+    assert await backend.read.orders(carol) == []  # a user without orders: empty
+    assert await backend.read.withdrawals(carol) == []
+    # no such user (a token outliving its user): None, told apart from "no rows"
+    assert await backend.read.orders(UserId(999_999)) is None
+    assert await backend.read.withdrawals(UserId(999_999)) is None
     assert await backend.read.balance(UserId(999_999)) is None
 
     account = Account(alice, Points(72_998), Points(0))

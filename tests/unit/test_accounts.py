@@ -17,6 +17,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
+from dependency_injector import providers
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -29,14 +30,16 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore, MemoryUnitOfWork
+from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accrual_sync import AccrualSync
 from gophermart.application.orders import UploadOrder, UploadOutcome
 from gophermart.application.ports import AccrualAnswer, AccrualReply, RateLimited, Unavailable
 from gophermart.application.users import Register
+from gophermart.bootstrap import MEMORY_URI, Container
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
 from gophermart.domain.errors import (
+    BalanceOverflow,
     InsufficientPoints,
     InvalidAmount,
     LoginTaken,
@@ -44,14 +47,15 @@ from gophermart.domain.errors import (
     WithdrawalConflict,
 )
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
-from gophermart.domain.points import Points
+from gophermart.domain.points import MAX_AMOUNT_CENTS, MAX_CENTS, Points
 from gophermart.domain.users import UserId
+from gophermart.settings import Settings
 from gophermart.testing import (
-    CountingTokens,
+    TEST_SECRET,
     EventCounter,
     FrozenClock,
-    PlainPasswordHasher,
     ScriptedAccrual,
+    use_test_doubles,
 )
 from tests.luhn_reference import with_check_digit
 
@@ -150,6 +154,35 @@ def test_reused_number_with_another_sum_or_user_conflicts(user: UserId, cents: i
     assert (acc.balance, acc.pending) == (Points(100_00), [])
 
 
+def test_credits_after_a_record_accrual_keep_landing() -> None:
+    """Issue 9, finding 7: one accrual of 10^13 points made every later credit raise."""
+    acc = account()
+    acc.credit(processed(ALICE, MAX_AMOUNT_CENTS, N1), AT)
+    acc.credit(processed(ALICE, 1_00, N2), AT)
+    assert acc.balance == Points(MAX_AMOUNT_CENTS + 1_00)
+    assert len(acc.pending) == 2
+
+
+def test_a_credit_past_the_column_raises_and_changes_nothing() -> None:
+    acc = account(MAX_CENTS - 99)
+    with pytest.raises(BalanceOverflow):
+        acc.credit(processed(ALICE, 1_00), AT)
+    assert (acc.balance, acc.pending) == (Points(MAX_CENTS - 99), [])
+    acc.credit(processed(ALICE, 99), AT)  # exactly up to the column is fine
+    assert acc.balance == Points(MAX_CENTS)
+
+
+def test_a_withdrawal_past_the_withdrawn_column_raises_and_changes_nothing() -> None:
+    acc = account(10_00, MAX_CENTS - 5_00)
+    with pytest.raises(BalanceOverflow):
+        acc.withdraw(N2, Points(6_00), AT)
+    assert (acc.balance, acc.withdrawn, acc.pending) == (
+        Points(10_00),
+        Points(MAX_CENTS - 5_00),
+        [],
+    )
+
+
 # --- the state machine -----------------------------------------------------------
 
 UPLOAD_POOL = [with_check_digit(f"4000{i:03d}") for i in range(8)]
@@ -171,19 +204,27 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.store: MemoryStore = self.run(self._make_store())
         self.clock = FrozenClock()
         self.accrual = ScriptedAccrual()
-        self.gate = MemoryGate()
         self.events = EventCounter()
-        uow = self._uow
-        self.register = Register(uow, PlainPasswordHasher(), CountingTokens())
-        self.upload_order = UploadOrder(uow, self.clock, self.events)
-        self.withdraw = Withdraw(uow, self.clock)
-        self.sync = AccrualSync(
-            uow, self.accrual, self.gate, self.clock, batch_size=1000, sleep=self._sleep
+        # The wiring is the composition root's, with the test doubles; only the store
+        # is made here, inside this machine's own loop (its asyncio.Lock belongs there).
+        c = use_test_doubles(
+            Container(settings=Settings(database_uri=MEMORY_URI, secret=TEST_SECRET)),
+            clock=self.clock,
+            accrual=self.accrual,
+            events=self.events,
         )
-        self.read = MemoryReadModel(self.store)
+        c.memory_store.override(providers.Object(self.run(self._make_store())))
+        self.store: MemoryStore = c.memory_store()
+        self.gate: MemoryGate = c.gate()
+        self.register: Register = c.register()
+        self.upload_order: UploadOrder = c.upload_order()
+        self.withdraw: Withdraw = c.withdraw()
+        self.sync = AccrualSync(
+            c.uow, self.accrual, self.gate, self.clock, batch_size=1000, sleep=self._sleep
+        )
+        self.read: MemoryReadModel = c.read_model()
         # the model: independent plain dicts
         self.logins: dict[str, UserId] = {}
         self.owner: dict[str, UserId] = {}
@@ -197,9 +238,6 @@ class LedgerMachine(RuleBasedStateMachine):
     @staticmethod
     async def _make_store() -> MemoryStore:
         return MemoryStore()  # its asyncio.Lock belongs to this machine's loop
-
-    def _uow(self) -> MemoryUnitOfWork:
-        return MemoryUnitOfWork(self.store)
 
     async def _sleep(self, seconds: float) -> None:
         self.clock.advance(seconds)

@@ -10,7 +10,10 @@ accrual) to ``Unavailable`` - never to a final status. Also proves ``parse_retry
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -21,6 +24,7 @@ from hypothesis import strategies as st
 
 from gophermart.adapters.accrual_http import (
     DEFAULT_RETRY_AFTER,
+    MAX_BODY,
     MAX_RETRY_AFTER,
     HttpAccrualClient,
     interpret,
@@ -116,6 +120,13 @@ def test_unknown_fields_are_ignored() -> None:
         body(status="UNKNOWN"),
         body(status="PROCESSED", accrual=-5),  # negative: their bug, keep asking
         body(status="PROCESSED", accrual="lots"),
+        body(status="PROCESSED", accrual="100"),  # a string, not a number: never credited
+        body(status="PROCESSED", accrual="1e2"),
+        body(status="PROCESSED", accrual=True),
+        body(status="PROCESSED", accrual=[100]),
+        body(status="PROCESSED", accrual={"value": 100}),
+        b'{"order": "12345678903", "status": "PROCESSED", "accrual": -0.01}',
+        b'{"order": "12345678903", "status": "PROCESSED", "accrual": 1' + b"0" * 30 + b"}",
         b'{"order": "12345678903", "status": "PROCESSED", "accrual": 1e40}',
         b'{"status": "PROCESSED", "accrual": 500}',  # no order
         b'{"order": 12345678903, "status": "PROCESSED"}',  # order as a number
@@ -263,3 +274,109 @@ async def test_client_uses_interpret_and_maps_network_errors() -> None:
         assert isinstance(await client.fetch(NUMBER), Unavailable)
     finally:
         await client.aclose()
+
+
+def test_a_numeric_string_is_not_an_accrual_and_the_reason_says_so() -> None:
+    answer = ok(body(status="PROCESSED", accrual="100"))
+    assert isinstance(answer, Unavailable)
+    assert "not a JSON number" in answer.reason
+
+
+def test_a_hostile_accrual_is_cut_short_in_the_reason() -> None:
+    answer = ok(body(status="PROCESSED", accrual="9" * 10_000))
+    assert isinstance(answer, Unavailable) and len(answer.reason) < 200
+
+
+async def _drip(chunks: int, every: float) -> AsyncIterator[bytes]:
+    for _ in range(chunks):
+        await asyncio.sleep(every)
+        yield b" "
+
+
+async def test_a_dripping_answer_runs_into_the_total_deadline() -> None:
+    """Finding 1: httpx's timeout is per read, so one byte every so often never trips
+    it. The deadline is for the whole poll."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=_drip(1000, 0.02))  # 20 s, a byte every 20 ms
+
+    client = HttpAccrualClient(
+        "http://accrual.test", timeout=0.3, transport=httpx.MockTransport(handler)
+    )
+    try:
+        started = time.monotonic()
+        answer = await client.fetch(NUMBER)
+        assert time.monotonic() - started < 2.0
+    finally:
+        await client.aclose()
+    assert isinstance(answer, Unavailable) and "within 0.3s" in answer.reason
+
+
+async def _endless(chunk: bytes, sent: list[int]) -> AsyncIterator[bytes]:
+    while True:
+        sent[0] += len(chunk)
+        yield chunk
+        await asyncio.sleep(0)
+
+
+async def test_a_huge_answer_is_cut_at_the_cap_not_read() -> None:
+    sent = [0]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=_endless(b"x" * 16384, sent))
+
+    client = HttpAccrualClient("http://accrual.test", transport=httpx.MockTransport(handler))
+    try:
+        answer = await client.fetch(NUMBER)
+    finally:
+        await client.aclose()
+    assert isinstance(answer, Unavailable) and "too large" in answer.reason
+    assert sent[0] <= MAX_BODY + 2 * 16384  # stopped reading right past the cap
+
+
+async def test_an_announced_huge_answer_is_refused_unread() -> None:
+    sent = [0]
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"Content-Length": str(200 * 2**20)},
+            content=_endless(b"x" * 16384, sent),
+        )
+
+    client = HttpAccrualClient("http://accrual.test", transport=httpx.MockTransport(handler))
+    try:
+        answer = await client.fetch(NUMBER)
+    finally:
+        await client.aclose()
+    assert isinstance(answer, Unavailable) and "too large" in answer.reason
+    assert sent[0] <= 16384
+
+
+async def test_a_long_429_body_still_pauses() -> None:
+    """Only a 200 must be whole: a 429's first bytes carry the rate."""
+    text = b"No more than 7 requests per minute allowed" + b" " * (2 * MAX_BODY)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "2"}, content=text)
+
+    client = HttpAccrualClient("http://accrual.test", transport=httpx.MockTransport(handler))
+    try:
+        assert await client.fetch(NUMBER) == RateLimited(retry_after=2.0, per_minute=7)
+    finally:
+        await client.aclose()
+
+
+async def test_the_client_asks_for_an_uncompressed_answer() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Accept-Encoding"))
+        return httpx.Response(204)
+
+    client = HttpAccrualClient("http://accrual.test", transport=httpx.MockTransport(handler))
+    try:
+        await client.fetch(NUMBER)
+    finally:
+        await client.aclose()
+    assert seen == ["identity"]

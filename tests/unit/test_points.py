@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophermart.domain.errors import InvalidAmount
-from gophermart.domain.points import MAX_CENTS, Points
+from gophermart.domain.errors import BalanceOverflow, InvalidAmount
+from gophermart.domain.points import MAX_AMOUNT_CENTS, MAX_CENTS, Points
 
 # --- independent references -----------------------------------------------------
 
@@ -40,7 +40,10 @@ def make_decimal(n: int, scale: int) -> Decimal:
 
 
 decimals = st.builds(make_decimal, st.integers(min_value=0, max_value=10**20), st.integers(0, 9))
+#: any value a balance can take (up to the BIGINT column's limit)
 points = st.builds(Points, st.integers(min_value=0, max_value=MAX_CENTS))
+#: any single amount a user or the accrual system may send
+amounts = st.builds(Points, st.integers(min_value=0, max_value=MAX_AMOUNT_CENTS))
 
 
 # --- Points.exact ----------------------------------------------------------------
@@ -59,7 +62,12 @@ points = st.builds(Points, st.integers(min_value=0, max_value=MAX_CENTS))
         (Decimal("729.98"), 72998),
         (Decimal("1E+2"), 10000),
         (7, 700),
-        ("10000000000000", MAX_CENTS),  # 10^13 points, the documented ceiling
+        ("10000000000000", MAX_AMOUNT_CENTS),  # 10^13 points, the single-amount ceiling
+        ("1." + "0" * 5000, 100),  # exactly 1, past int()'s 4,300-digit limit
+        ("1" + "0" * 5000 + "e-5000", 100),
+        ("12.5" + "0" * 60000, 1250),
+        ("0." + "0" * 5000, 0),
+        ("1e2", 10000),
     ],
 )
 def test_exact_accepts_at_most_two_decimals(raw: object, cents: int) -> None:
@@ -87,6 +95,11 @@ def test_exact_accepts_at_most_two_decimals(raw: object, cents: int) -> None:
         "1e30",
         "1e999999",
         "10000000000000.01",  # one kopeck over the ceiling
+        "1e999999999",
+        "1e-999999999",
+        "0." + "0" * 5000 + "1",  # a kopeck's fraction 5,000 places down
+        "1." + "0" * 5000 + "1",
+        "9" * 5000,
         "",
         "abc",
         "1,5",
@@ -103,7 +116,7 @@ def test_exact_refuses(raw: object) -> None:
         Points.exact(raw)  # type: ignore[arg-type]
 
 
-@given(st.integers(min_value=0, max_value=MAX_CENTS), st.integers(0, 2))
+@given(st.integers(min_value=0, max_value=MAX_AMOUNT_CENTS), st.integers(0, 2))
 def test_exact_accepts_every_amount_with_at_most_two_places(cents: int, places: int) -> None:
     # cents / 100 written with exactly `places` decimals when that is lossless
     scale = 2 - places
@@ -117,7 +130,7 @@ def test_exact_accepts_every_amount_with_at_most_two_places(cents: int, places: 
 @given(st.integers(min_value=0, max_value=10**18), st.integers(3, 9))
 def test_exact_refuses_a_third_decimal(n: int, scale: int) -> None:
     amount = make_decimal(n, scale)
-    if n % 10 ** (scale - 2) == 0 and n // 10 ** (scale - 2) <= MAX_CENTS:
+    if n % 10 ** (scale - 2) == 0 and n // 10 ** (scale - 2) <= MAX_AMOUNT_CENTS:
         # trailing zeros only: really two decimals
         assert Points.exact(amount).cents == n // 10 ** (scale - 2)
     else:  # a third decimal, or over the ceiling
@@ -134,12 +147,14 @@ def test_exact_refuses_extra_decimals_beyond_context_precision(raw: str) -> None
 
 
 def test_points_constructor_refuses_bool_negative_and_huge() -> None:
-    for bad in (True, False, -1, MAX_CENTS + 1):
+    for bad in (True, False, -1):
         with pytest.raises(InvalidAmount):
             Points(bad)
     with pytest.raises(InvalidAmount):
         Points(1.0)  # type: ignore[arg-type]
-    assert Points(MAX_CENTS).cents == MAX_CENTS
+    with pytest.raises(BalanceOverflow):
+        Points(MAX_CENTS + 1)
+    assert Points(MAX_CENTS).cents == MAX_CENTS == 2**63 - 1  # what a BIGINT holds
 
 
 # --- Points.rounded --------------------------------------------------------------
@@ -169,7 +184,7 @@ def test_rounded_half_up_examples(raw: object, cents: int) -> None:
 @given(decimals)
 def test_rounded_matches_integer_reference(value: Decimal) -> None:
     expected = reference_cents_half_up(value)
-    if expected > MAX_CENTS:
+    if expected > MAX_AMOUNT_CENTS:
         with pytest.raises(InvalidAmount):
             Points.rounded(value)
     else:
@@ -179,7 +194,7 @@ def test_rounded_matches_integer_reference(value: Decimal) -> None:
 
 @given(decimals)
 def test_rounded_is_within_half_a_kopeck(value: Decimal) -> None:
-    if value > Decimal(MAX_CENTS) / 100:
+    if value > Decimal(MAX_AMOUNT_CENTS) / 100:
         return
     cents = Points.rounded(value).cents
     assert abs(Decimal(cents) - value * 100) <= Decimal("0.5")
@@ -204,7 +219,8 @@ def test_rounded_refuses(raw: object) -> None:
         (10, "0.1"),
         (100000, "1000"),
         (72998, "729.98"),
-        (MAX_CENTS, "10000000000000"),
+        (MAX_AMOUNT_CENTS, "10000000000000"),
+        (MAX_CENTS, "92233720368547758.07"),
     ],
 )
 def test_as_decimal_exact_without_trailing_zeros(cents: int, text: str) -> None:
@@ -228,7 +244,7 @@ def test_as_decimal_properties(p: Points) -> None:
         assert len(text.split(".")[1]) <= 2
 
 
-@given(points)
+@given(amounts)
 def test_round_trip_through_decimal_and_text(p: Points) -> None:
     assert Points.exact(p.as_decimal()) == p
     assert Points.exact(str(p)) == p
@@ -253,7 +269,7 @@ def test_addition_and_ordering(a: Points, b: Points) -> None:
         assert (a + b).cents == a.cents + b.cents
         assert (a + b) - b == a
     else:
-        with pytest.raises(InvalidAmount):
+        with pytest.raises(BalanceOverflow):
             a + b
     assert (a < b) == (a.cents < b.cents)
     assert (a == b) == (a.cents == b.cents)
@@ -262,3 +278,16 @@ def test_addition_and_ordering(a: Points, b: Points) -> None:
 def test_is_zero() -> None:
     assert Points(0).is_zero
     assert not Points(1).is_zero
+
+
+def test_sums_may_pass_the_single_amount_ceiling_up_to_the_column() -> None:
+    """Issue 9, finding 7: after one accrual of 10^13 points every later credit raised."""
+    ceiling = Points(MAX_AMOUNT_CENTS)
+    assert (ceiling + Points(1)).cents == MAX_AMOUNT_CENTS + 1
+    assert (ceiling + ceiling + ceiling).cents == 3 * MAX_AMOUNT_CENTS
+    assert (Points(MAX_CENTS - 5) + Points(5)).cents == MAX_CENTS
+    with pytest.raises(BalanceOverflow, match="ledger"):
+        Points(MAX_CENTS - 5) + Points(6)
+    # a single amount from outside is still capped
+    with pytest.raises(InvalidAmount):
+        Points.exact(str(ceiling + Points(1)))

@@ -168,6 +168,52 @@ def test_signed_but_malformed_claims(tokens: JwtTokens, claims: dict[str, object
         tokens.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
 
 
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "9223372036854775808",  # 2^63: overflows the BIGINT key (was a 500 on the query)
+        "18446744073709551616",
+        "9" * 5000,  # past int()'s digit limit
+        "0",
+        "-1",
+        "+1",
+        "01",
+        " 1",
+        "1 ",
+        "1.0",
+        "1e3",
+        "\u0661",  # ARABIC-INDIC DIGIT ONE: str.isdigit() but not ours
+        "",
+    ],
+)
+def test_signed_token_with_an_absurd_subject_is_refused(tokens: JwtTokens, subject: str) -> None:
+    token = jwt.encode({"sub": subject, "exp": 10**10}, SECRET, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        tokens.verify(token)
+
+
+def test_the_largest_user_id_is_a_subject(tokens: JwtTokens) -> None:
+    token = jwt.encode({"sub": str(2**63 - 1), "exp": 10**10}, SECRET, algorithm="HS256")
+    assert tokens.verify(token) == 2**63 - 1
+
+
+def test_tokens_are_bound_to_their_database() -> None:
+    """Issue 9, finding 5: with a fixed secret, a token minted before the database was
+    reset named user 1 of the new database."""
+    before_reset = JwtTokens(SECRET, timedelta(hours=1), database_id="a" * 32)
+    after_reset = JwtTokens(SECRET, timedelta(hours=1), database_id="b" * 32)
+    token = before_reset.issue(UserId(1))
+    assert before_reset.verify(token) == 1
+    with pytest.raises(Unauthenticated):
+        after_reset.verify(token)
+    # another process of the same deployment (same secret, same database) agrees
+    assert JwtTokens(SECRET, timedelta(hours=1), database_id="a" * 32).verify(token) == 1
+    # the key is neither the bare secret nor the same for another secret
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert security.signing_key(SECRET, "a" * 32) != security.signing_key(OTHER_SECRET, "a" * 32)
+
+
 def test_other_hmac_algorithm_refused(tokens: JwtTokens) -> None:
     token = jwt.encode({"sub": "1", "exp": 10**10}, SECRET, algorithm="HS512")
     with pytest.raises(Unauthenticated):

@@ -5,24 +5,30 @@ length bounds, NFC normalisation, a password never shown by ``repr``/``str``), a
 that ``Register`` and ``LogIn`` behave per contract with the in-memory adapters:
 register-then-login works, duplicates are ``LoginTaken``, a wrong password and an
 unknown user are both ``InvalidCredentials``, a failed commit leaves no user, and the
-real ``SlidingLoginThrottle`` (driven by a fake monotonic clock) refuses further
-attempts with a positive ``retry_after`` until a success clears the login's record.
+throttle policy (``MemoryLoginThrottle``, driven by a fake clock): an (address, login)
+pair, then a login from anywhere, is locked out with doubling ``retry_after`` until a
+success clears it; a burst is counted as it arrives; an address that fails a lot is
+slowed, never locked, so the crowd behind it still logs in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 
 import pytest
+from dependency_injector import providers
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophermart.adapters.memory import MemoryStore, MemoryUnitOfWork
-from gophermart.adapters.security import SlidingLoginThrottle
+from gophermart.adapters.memory import MemoryLoginThrottle, MemoryStore
+from gophermart.application.throttling import ThrottlePolicy
 from gophermart.application.users import LogIn, Register
+from gophermart.bootstrap import MEMORY_URI, Container
 from gophermart.domain.errors import InvalidCredentials, InvalidInput, LoginTaken, TooManyAttempts
 from gophermart.domain.users import MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH, Login, Password
-from gophermart.testing import CountingTokens, NoThrottle, PlainPasswordHasher
+from gophermart.settings import Settings
+from gophermart.testing import TEST_SECRET, CountingTokens, PlainPasswordHasher, use_test_doubles
 
 COMPOSED = "caf\u00e9"  # é as one code point
 DECOMPOSED = "cafe\u0301"  # e + combining acute accent
@@ -162,7 +168,7 @@ def test_password_repr_hides_the_secret() -> None:
 # --- Register / LogIn ------------------------------------------------------------
 
 
-class FakeMonotonic:
+class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
 
@@ -175,17 +181,25 @@ def store() -> MemoryStore:
     return MemoryStore()
 
 
+def _wired(store: MemoryStore, throttle: object | None = None) -> Container:
+    """The in-memory container with the test doubles, on ``store`` (and ``throttle``)."""
+    container = use_test_doubles(
+        Container(settings=Settings(database_uri=MEMORY_URI, secret=TEST_SECRET))
+    )
+    container.memory_store.override(providers.Object(store))
+    if throttle is not None:
+        container.throttle.override(providers.Object(throttle))
+    return container
+
+
 def register_for(store: MemoryStore) -> Register:
-    return Register(lambda: MemoryUnitOfWork(store), PlainPasswordHasher(), CountingTokens())
+    register: Register = _wired(store).register()
+    return register
 
 
 def login_for(store: MemoryStore, throttle: object | None = None) -> LogIn:
-    return LogIn(
-        lambda: MemoryUnitOfWork(store),
-        PlainPasswordHasher(),
-        CountingTokens(),
-        throttle or NoThrottle(),  # type: ignore[arg-type]
-    )
+    log_in: LogIn = _wired(store, throttle).log_in()
+    return log_in
 
 
 async def test_register_then_login(store: MemoryStore) -> None:
@@ -273,9 +287,26 @@ async def test_failed_register_commit_leaves_no_user(store: MemoryStore) -> None
 # --- throttling ------------------------------------------------------------------
 
 
-async def test_throttle_locks_out_after_free_failures(store: MemoryStore) -> None:
-    clock = FakeMonotonic()
-    throttle = SlidingLoginThrottle(free_per_login=3, free_per_client=1000, clock=clock)
+class FakeSleep:
+    """Records the delays a throttle asks for instead of waiting them out."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.clock.now += seconds
+
+
+def throttle_for(clock: FakeClock, **policy: float) -> tuple[MemoryLoginThrottle, FakeSleep]:
+    sleep = FakeSleep(clock)
+    return MemoryLoginThrottle(ThrottlePolicy(**policy), clock=clock, sleep=sleep), sleep  # type: ignore[arg-type]
+
+
+async def test_throttle_locks_a_pair_out_after_free_failures(store: MemoryStore) -> None:
+    clock = FakeClock()
+    throttle, _ = throttle_for(clock, free_per_pair=3, free_per_login=1000)
     await register_for(store)("alice", "right")
     login = login_for(store, throttle)
 
@@ -285,69 +316,111 @@ async def test_throttle_locks_out_after_free_failures(store: MemoryStore) -> Non
     with pytest.raises(TooManyAttempts) as refused:
         await login("alice", "right", "10.0.0.1")  # even the right password waits
     assert refused.value.retry_after > 0
-    # another login from another address is not affected
-    await register_for(store)("bob", "pw")
-    assert (await login("bob", "pw", "10.0.0.2")).user_id
-
+    # alice from another address (her phone, not the guesser) is not locked out
+    assert (await login("alice", "right", "10.0.0.2")).user_id
+    # ... and her success there does not unlock the guesser's address
+    with pytest.raises(TooManyAttempts):
+        await login("alice", "right", "10.0.0.1")
     clock.now += refused.value.retry_after
-    ok = await login("alice", "right", "10.0.0.1")
+    ok = await login("alice", "right", "10.0.0.1")  # the lock ran out; success clears it
     assert ok.user_id
-    # the success cleared alice's record: a fresh failure is free again
     with pytest.raises(InvalidCredentials):
         await login("alice", "wrong", "10.0.0.1")
     assert (await login("alice", "right", "10.0.0.1")).user_id == ok.user_id
 
 
 async def test_throttle_lockout_grows_with_failures(store: MemoryStore) -> None:
-    clock = FakeMonotonic()
-    throttle = SlidingLoginThrottle(free_per_login=2, free_per_client=1000, clock=clock)
+    clock = FakeClock()
+    throttle, _ = throttle_for(clock, free_per_pair=2, free_per_login=1000)
     login = login_for(store, throttle)
     waits = []
-    for _ in range(5):
+    for _ in range(7):
         while True:
             try:
                 await login("mallory", "guess", "c")
             except TooManyAttempts as exc:
+                waits.append(exc.retry_after)
                 clock.now += exc.retry_after
                 continue
             except InvalidCredentials:
                 break
-        try:
-            throttle.check("mallory", "c")
-        except TooManyAttempts as exc:
-            waits.append(exc.retry_after)
-        else:
-            waits.append(0)
-    assert waits[:2] == [0, 0]
-    assert all(w > 0 for w in waits[2:])
-    assert waits[2:] == sorted(waits[2:]) and waits[-1] > waits[2]
+    # two free failures, the third locks for 2 s, then 4, 8, 16 ...
+    assert waits == [2, 4, 8, 16]
 
 
-async def test_throttle_per_client_address(store: MemoryStore) -> None:
-    clock = FakeMonotonic()
-    throttle = SlidingLoginThrottle(free_per_login=1000, free_per_client=3, clock=clock)
-    await register_for(store)("victim", "pw")
+async def test_refused_attempts_do_not_lengthen_the_lock(store: MemoryStore) -> None:
+    clock = FakeClock()
+    throttle, _ = throttle_for(clock, free_per_pair=1, free_per_login=1000)
     login = login_for(store, throttle)
-    for i in range(4):  # one address spraying many logins
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            await login("alice", "guess", "c")
+    for _ in range(50):  # hammering the locked pair
+        with pytest.raises(TooManyAttempts) as refused:
+            await login("alice", "guess", "c")
+    assert refused.value.retry_after == 2
+    clock.now += 2
+    with pytest.raises(InvalidCredentials):  # the lock ended when it said it would
+        await login("alice", "guess", "c")
+
+
+async def test_a_login_is_locked_against_guesses_from_many_addresses(store: MemoryStore) -> None:
+    clock = FakeClock()
+    throttle, _ = throttle_for(clock, free_per_pair=1000, free_per_login=3)
+    await register_for(store)("alice", "right")
+    login = login_for(store, throttle)
+    for i in range(4):
+        with pytest.raises(InvalidCredentials):
+            await login("alice", "guess", f"10.0.0.{i}")
+    with pytest.raises(TooManyAttempts):
+        await login("alice", "right", "10.9.9.9")
+
+
+async def test_a_burst_of_concurrent_guesses_is_counted_as_it_arrives(store: MemoryStore) -> None:
+    clock = FakeClock()
+    throttle, _ = throttle_for(clock, free_per_pair=5, free_per_login=1000)
+    await register_for(store)("alice", "right")
+    login = login_for(store, throttle)
+    outcomes = await asyncio.gather(
+        *(login("alice", f"guess {i}", "c") for i in range(20)), return_exceptions=True
+    )
+    checked = [o for o in outcomes if isinstance(o, InvalidCredentials)]
+    refused = [o for o in outcomes if isinstance(o, TooManyAttempts)]
+    assert (len(checked), len(refused)) == (6, 14)
+
+
+async def test_one_address_failing_a_lot_slows_its_crowd_but_locks_nobody_out(
+    store: MemoryStore,
+) -> None:
+    """Issue 9, finding 9: 51 failures from one address (NAT, an office proxy) locked
+    out everyone behind it."""
+    clock = FakeClock()
+    throttle, sleep = throttle_for(clock)  # the production policy
+    await register_for(store)("colleague", "pw")
+    login = login_for(store, throttle)
+    for i in range(60):  # one address spraying many logins
         with pytest.raises(InvalidCredentials):
             await login(f"user{i}", "guess", "6.6.6.6")
-    with pytest.raises(TooManyAttempts) as refused:
-        await login("victim", "pw", "6.6.6.6")
-    assert refused.value.retry_after > 0
-    assert (await login("victim", "pw", "1.2.3.4")).user_id  # others are unaffected
+    assert sleep.delays and sleep.delays[-1] > sleep.delays[0] > 0  # slowed, increasingly
+    assert max(sleep.delays) <= throttle.policy.max_client_delay
+    # a colleague behind the same address logs in: slowed a little, not refused
+    sleep.delays.clear()
+    assert (await login("colleague", "pw", "6.6.6.6")).user_id
+    assert 0 < sum(sleep.delays) <= throttle.policy.max_client_delay
+    sleep.delays.clear()
+    assert (await login("colleague", "pw", "1.2.3.4")).user_id  # elsewhere: not even slowed
+    assert sleep.delays == []
 
 
 async def test_throttle_window_forgets_old_failures(store: MemoryStore) -> None:
-    clock = FakeMonotonic()
-    throttle = SlidingLoginThrottle(
-        free_per_login=2, free_per_client=1000, window=60.0, clock=clock
-    )
+    clock = FakeClock()
+    throttle, _ = throttle_for(clock, free_per_pair=2, free_per_login=1000, window=60.0)
     login = login_for(store, throttle)
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
             await login("alice", "x", "c")
-    clock.now += 61  # the earlier failures fall out of the window
+    clock.now += 61  # quiet for longer than the window: forgotten
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
             await login("alice", "x", "c")
-    throttle.check("alice", "c")  # still within the free budget: no lock-out
+    await throttle.attempt("alice", "c")  # still within the free budget: no lock-out

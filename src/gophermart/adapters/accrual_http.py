@@ -1,16 +1,24 @@
 """The accrual system over HTTP (httpx): every outcome becomes an explicit answer.
 
-Amounts are parsed exactly: the JSON body is decoded with ``accrual`` as a
-``Decimal`` read from the number's own digits, then rounded half up to kopecks.
+Amounts are parsed exactly: the JSON body is decoded with a non-integer ``accrual`` as a
+``Decimal`` read from the number's own digits, then rounded half up to kopecks. Only a
+JSON number is an accrual: the string ``"100"`` is not.
+
+A poll is bounded in time and in size, whatever the server does: the whole exchange
+(connection, request, status line, headers and body) must finish within ``deadline``
+seconds (httpx's own timeouts are per read, so a server dripping one byte every few
+seconds would never trip them), and the body is streamed and abandoned past
+``max_body`` bytes (an answer is about a hundred bytes of JSON).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 import time
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 import httpx
 import msgspec
@@ -24,6 +32,10 @@ from gophermart.domain.points import Points
 DEFAULT_RETRY_AFTER: Final = 60.0
 #: And never longer than this, whatever a confused server says.
 MAX_RETRY_AFTER: Final = 3600.0
+#: The whole of one poll, body included (docs/failure-behaviour.md says why 5 s).
+DEFAULT_DEADLINE: Final = 5.0
+#: The largest answer read: a real one is ~100 bytes; a 429's text is one sentence.
+MAX_BODY: Final = 64 * 1024
 
 BAD: Final = "bad_answer"  # Unavailable.kind of an answer we cannot use
 _RATE_RE: Final = re.compile(r"\b([0-9]{1,9})\s+requests?\s+per\s+minute", re.IGNORECASE)
@@ -32,10 +44,13 @@ _RATE_RE: Final = re.compile(r"\b([0-9]{1,9})\s+requests?\s+per\s+minute", re.IG
 class _Body(msgspec.Struct):
     order: str
     status: str
-    accrual: Decimal | None = None
+    # Any, read with float_hook=Decimal: a JSON integer arrives as int, a JSON number
+    # with a fraction or exponent as an exact Decimal, anything else (a string, a
+    # boolean, an object) as itself - and is then refused, not coerced.
+    accrual: Any = None
 
 
-_decode = msgspec.json.Decoder(_Body).decode
+_decode = msgspec.json.Decoder(_Body, float_hook=Decimal).decode
 _VERDICTS: Final = {
     "REGISTERED": AccrualVerdict.REGISTERED,
     "PROCESSING": AccrualVerdict.PROCESSING,
@@ -44,16 +59,25 @@ _VERDICTS: Final = {
 }
 
 
+class _TooLarge(Exception):
+    pass
+
+
 class HttpAccrualClient:
     """One pooled ``httpx.AsyncClient`` for the whole process."""
 
     def __init__(
         self,
         base_url: str,
-        timeout: float = 5.0,
+        timeout: float = DEFAULT_DEADLINE,
         max_connections: int = 32,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_body: int = MAX_BODY,
     ) -> None:
+        #: ``timeout`` is the total deadline of one poll; httpx's per-phase timeouts
+        #: stay as well (connect within 3 s), each within it.
+        self._deadline = timeout
+        self._max_body = max_body
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
@@ -61,17 +85,51 @@ class HttpAccrualClient:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
             transport=transport,
-            headers={"Accept": "application/json"},
+            # identity: an answer of a hundred bytes gains nothing from compression, and
+            # a compressed body could inflate far past max_body in one chunk.
+            headers={"Accept": "application/json", "Accept-Encoding": "identity"},
         )
 
     async def fetch(self, number: OrderNumber) -> AccrualAnswer:
         try:
-            response = await self._client.get(f"/api/orders/{number.value}")
+            async with asyncio.timeout(self._deadline):
+                async with self._client.stream("GET", f"/api/orders/{number.value}") as response:
+                    body = await self._read(response)
+        except TimeoutError:
+            return Unavailable(f"no complete answer within {self._deadline:g}s", "timeout")
+        except _TooLarge:
+            return Unavailable(f"answer too large (over {self._max_body} bytes)", BAD)
         except httpx.TimeoutException as exc:
             return Unavailable(f"{type(exc).__name__}: {exc}", "timeout")
         except httpx.HTTPError as exc:
             return Unavailable(f"{type(exc).__name__}: {exc}", "network")
-        return interpret(number, response.status_code, response.headers, response.content)
+        return interpret(number, response.status_code, response.headers, body)
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The body, streamed: at most ``max_body`` bytes are ever held.
+
+        Only a 200's body must be whole (it is the answer); of any other status the
+        first ``max_body`` bytes are enough (a 429's sentence), and the rest is dropped
+        with the connection.
+        """
+        must_be_whole = response.status_code == 200
+        declared = response.headers.get("Content-Length", "")
+        if (
+            must_be_whole
+            and declared.isascii()
+            and declared.isdigit()
+            and (len(declared) > 12 or int(declared) > self._max_body)
+        ):
+            raise _TooLarge  # said so up front: not a byte of it is read
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > self._max_body:
+                if must_be_whole:
+                    raise _TooLarge
+                del body[self._max_body :]
+                break
+        return bytes(body)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -100,14 +158,25 @@ def interpret(
     if parsed.order != number.value:
         return Unavailable(f"answer names order {parsed.order!r}, not {number.value}", BAD)
     accrual = None
-    if verdict is AccrualVerdict.PROCESSED and parsed.accrual is not None:
+    raw = parsed.accrual
+    if verdict is AccrualVerdict.PROCESSED and raw is not None:
+        # A string, a boolean, a list... is not an accrual, whatever it spells: the
+        # protocol says a number, and guessing would credit what nobody promised.
+        if isinstance(raw, bool) or not isinstance(raw, int | Decimal):
+            return Unavailable(f"accrual is not a JSON number: {_excerpt(raw)}", BAD)
         try:
-            accrual = Points.rounded(parsed.accrual)
+            accrual = Points.rounded(raw)
         except InvalidAmount as exc:
             # A negative or absurd accrual is the accrual system's bug; keep asking
             # rather than crediting nonsense or marking the order final.
-            return Unavailable(f"unusable accrual {parsed.accrual}: {exc}", BAD)
+            return Unavailable(f"unusable accrual {_excerpt(raw)}: {exc}", BAD)
     return AccrualReply(verdict, accrual)
+
+
+def _excerpt(value: object, limit: int = 40) -> str:
+    """A value for a log line, cut short: a hostile answer must not flood the log."""
+    text = repr(value) if not isinstance(value, int | Decimal) else str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float:

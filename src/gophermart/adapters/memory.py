@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -32,8 +34,9 @@ from gophermart.application.ports import (
     WithdrawalView,
 )
 from gophermart.application.reconcile import ReconcileReport
+from gophermart.application.throttling import Counter, ThrottleKeys, ThrottlePolicy
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
-from gophermart.domain.errors import InsufficientPoints, LoginTaken
+from gophermart.domain.errors import InsufficientPoints, LoginTaken, TooManyAttempts
 from gophermart.domain.orders import Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, User, UserId
@@ -238,7 +241,9 @@ class MemoryReadModel:
             return None
         return BalanceView(Points(figures[0]), Points(figures[1]))
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+        if user_id not in self._store.state.balances:
+            return None
         mine = [q for q in self._store.state.orders.values() if q.order.owner == user_id]
         mine.sort(key=lambda q: (q.order.uploaded_at, q.seq), reverse=True)
         return [
@@ -246,7 +251,9 @@ class MemoryReadModel:
             for q in mine
         ]
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
+        if user_id not in self._store.state.balances:
+            return None
         mine = [
             e
             for e in self._store.state.ledger.values()
@@ -258,20 +265,69 @@ class MemoryReadModel:
         return [WithdrawalView(e.order_number.value, e.amount, e.at) for e in mine]
 
 
-class MemoryGate:
-    """The fleet-wide accrual gate of one process: pause, then pace to N per minute."""
+class MemoryLoginThrottle:
+    """The login throttle of one process (:mod:`~gophermart.application.throttling`'s
+    policy over a bounded dict): for tests and embedding. A deployment of several
+    processes uses the database's (``adapters.sql.throttle``), shared by all of them.
+    """
 
-    def __init__(self, margin: float = 1.02) -> None:
+    def __init__(
+        self,
+        policy: ThrottlePolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_keys: int = 100_000,
+    ) -> None:
+        self.policy = policy or ThrottlePolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._max_keys = max_keys
+        self._counters: OrderedDict[str, Counter] = OrderedDict()
+
+    async def attempt(self, login: str, client: str) -> None:
+        keys = ThrottleKeys.of(login, client)
+        stored = {k: c for k in keys.all() if (c := self._counters.get(k)) is not None}
+        decision = self.policy.attempt(keys, stored, self._clock())
+        if decision.retry_after is not None:
+            raise TooManyAttempts(decision.retry_after)
+        for key, counter in decision.counters.items():
+            self._counters[key] = counter
+            self._counters.move_to_end(key)
+        while len(self._counters) > self._max_keys:
+            self._counters.popitem(last=False)
+        if decision.delay > 0:
+            await self._sleep(decision.delay)
+
+    async def succeeded(self, login: str, client: str) -> None:
+        keys = ThrottleKeys.of(login, client)
+        self._counters.pop(keys.pair, None)
+        self._counters.pop(keys.login, None)
+        client_counter = self.policy.succeeded(self._counters.get(keys.client))
+        if client_counter is not None:
+            self._counters[keys.client] = client_counter
+
+
+class MemoryGate:
+    """The fleet-wide accrual gate of one process: pause, then pace to N per minute.
+
+    Like the SQL gate, a learnt rate is forgotten ``rate_ttl`` seconds after the pause it
+    came with ends (each further 429 pushes that on).
+    """
+
+    def __init__(self, margin: float = 1.02, rate_ttl: float = 60.0) -> None:
         self.paused_until: datetime | None = None
         self.per_minute: int | None = None
+        self.rate_expires_at: datetime | None = None
         self._next_slot: datetime | None = None
         self._margin = margin
+        self._rate_ttl = timedelta(seconds=rate_ttl)
 
     async def pause(self, until: datetime, per_minute: int | None) -> None:
         if self.paused_until is None or until > self.paused_until:
             self.paused_until = until
-        if per_minute:
-            self.per_minute = per_minute
+        live = self.rate_expires_at is not None and self.rate_expires_at > self.paused_until
+        self.per_minute = per_minute or (self.per_minute if live else None)
+        self.rate_expires_at = self.paused_until + self._rate_ttl if self.per_minute else None
         if self._next_slot is None or self._next_slot < self.paused_until:
             self._next_slot = self.paused_until
 
@@ -279,12 +335,16 @@ class MemoryGate:
         return self.per_minute
 
     async def reserve(self, now: datetime) -> datetime:
+        if self.rate_expires_at is not None and self.rate_expires_at <= now:
+            self.per_minute = self.rate_expires_at = self._next_slot = None
         start = now
         if self.paused_until is not None and self.paused_until > start:
             start = self.paused_until
         if self.per_minute:
             if self._next_slot is not None and self._next_slot > start:
                 start = self._next_slot
+            if self.rate_expires_at is not None and start >= self.rate_expires_at:
+                return max(now, self.rate_expires_at)  # forgotten before this slot comes
             self._next_slot = start + timedelta(seconds=60.0 * self._margin / self.per_minute)
         return start
 

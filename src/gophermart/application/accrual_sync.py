@@ -1,14 +1,24 @@
 """The accrual worker: learn each order's points from the accrual system, credit once.
 
-The ``orders`` table is the queue. One round is three steps, never a transaction held
-across the network:
+The ``orders`` table is the queue. The worker is a pipeline of ``concurrency``
+independent poll slots; a slot does three steps, never a transaction held across the
+network:
 
-1. *claim*: a short transaction leases a batch of due orders (``next_attempt_at``
-   moves past the lease, so a crashed worker's orders come due again by themselves);
-2. *poll*: the HTTP call, outside any transaction, through the fleet-wide gate that
-   obeys 429 pauses and paces to the announced rate;
-3. *apply*: one transaction per order re-reads it, moves its status if it is still where
+1. *claim*: as soon as a slot is free (and, under an announced rate limit, the fleet-wide
+   gate has granted the next request slot), a short transaction leases due orders: one
+   per granted request slot under a rate limit, else as many as there are free slots.
+   Nothing is claimed that cannot be polled at once, so no claimed order waits, and the
+   lease (``next_attempt_at`` moved ``lease`` seconds on) can be short: a crashed
+   worker's orders come due again by themselves within seconds;
+2. *poll*: the HTTP call, outside any transaction, with a total ``deadline``: a slow,
+   dripping or hanging answer costs its own slot for that long, never the others;
+3. *apply*: one transaction re-reads the order, moves its status if it is still where
    we left it, and for PROCESSED writes the status and the ledger credit together.
+
+Problems are logged once per order, not once per retry: an answer that cannot be used
+(garbage, a value that cannot be an accrual) is retried with backoff, and a credit that
+cannot be applied (past what a balance can hold) *parks* the order: it is asked about
+again only every ``park`` seconds, and counted in :class:`SyncStats`.
 """
 
 from __future__ import annotations
@@ -16,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gophermart.application.errors import ConcurrentUpdate
+from gophermart.application.accruals import apply_verdict
+from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable
 from gophermart.application.ports import (
+    AccrualAnswer,
     AccrualClient,
     AccrualGate,
     AccrualReply,
@@ -33,23 +46,35 @@ from gophermart.application.ports import (
     UnitOfWorkFactory,
     WorkerMetrics,
 )
-from gophermart.domain.errors import IllegalStatusTransition
-from gophermart.domain.orders import AccrualVerdict
+from gophermart.domain.errors import BalanceOverflow, IllegalStatusTransition, InvalidAmount
+from gophermart.domain.orders import AccrualVerdict, OrderNumber
 
 log = logging.getLogger("gophermart.worker")
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """When to ask again about an order that is not final yet.
+    """When to ask again about an order that is not final yet, and how long a poll may take.
 
     Exponential in the number of polls so far, capped, with full jitter in the upper
     half so that a thousand orders uploaded together do not come due together.
+
+    ``deadline`` bounds one whole poll; ``lease`` is how long a claimed order is hidden
+    from other workers. Orders are claimed right before their poll, so the lease only
+    has to cover claim + poll + apply: the deadline plus a margin for two short
+    transactions. It is also what a crash costs: a killed worker's orders are due again
+    ``lease`` seconds after their claim (docs/failure-behaviour.md).
     """
 
     base: float = 0.25
     cap: float = 30.0
-    lease: float = 60.0
+    lease: float = 10.0
+    deadline: float = 5.0
+    park: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.deadline < self.lease:
+            raise ValueError(f"the poll deadline ({self.deadline}s) must be shorter than the lease")
 
     def delay(self, attempts: int, rnd: Callable[[], float] = random.random) -> float:
         # The exponent is capped too: 2.0 ** 1024 overflows, and an order the accrual
@@ -66,6 +91,36 @@ class SyncStats:
     final: int = 0
     retried: int = 0
     throttled: int = 0
+    #: polls cut off by the deadline (also counted in ``retried``)
+    timed_out: int = 0
+    #: credits that could not be applied: the order was parked
+    parked: int = 0
+    #: unexpected failures of one order's processing (the lease brings it back)
+    failed: int = 0
+
+
+class _OncePerOrder:
+    """What was last logged about each order (a bounded number of them), so that an
+    event repeating on every retry is logged once per order, not once per retry."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._last: OrderedDict[str, str] = OrderedDict()
+        self._limit = limit
+
+    def first(self, number: OrderNumber, event: str) -> bool:
+        """True if ``event`` is news for ``number`` (and remember it)."""
+        key = number.value
+        if self._last.get(key) == event:
+            self._last.move_to_end(key)
+            return False
+        self._last[key] = event
+        self._last.move_to_end(key)
+        if len(self._last) > self._limit:
+            self._last.popitem(last=False)
+        return True
+
+    def forget(self, number: OrderNumber) -> None:
+        self._last.pop(number.value, None)
 
 
 class AccrualSync:
@@ -86,71 +141,152 @@ class AccrualSync:
         self._gate = gate
         self._clock = clock
         self._policy = policy or RetryPolicy()
-        self._batch_size = batch_size
-        self._slots = asyncio.Semaphore(concurrency)
+        #: The most orders one claim takes (when no rate limit is known).
+        self._batch_size = max(1, batch_size)
+        self._concurrency = max(1, concurrency)
+        self._free = asyncio.Semaphore(self._concurrency)
         self._sleep = sleep or asyncio.sleep
         self.stats = SyncStats()
-        self._metrics: WorkerMetrics = metrics or NoWorkerMetrics()
         self._paused_until: datetime | None = None
+        self._noted = _OncePerOrder()
+        #: What the worker reports for an operator's metrics (docs/operations.md).
+        self._metrics: WorkerMetrics = metrics or NoWorkerMetrics()
+        self._reported_rate: int | None = None
 
     async def run_once(self) -> int:
-        """Claim one batch of due orders and process it; returns how many were claimed."""
-        now = self._clock.now()
-        lease_until = now + timedelta(seconds=self._policy.lease)
-        async with self._uow() as uow:
-            claimed = await uow.orders.claim_due(now, lease_until, self._claim_size())
-            await uow.commit()
-        self.stats.claimed += len(claimed)
-        if claimed:
-            await asyncio.gather(*(self._guarded(order) for order in claimed))
-        return len(claimed)
-
-    def _claim_size(self) -> int:
-        """Under a rate limit, claim no more than can be polled well within the lease
-        (a quarter of it, leaving room for other worker processes' slots): a claimed
-        order waiting past its lease would be claimed and polled twice."""
-        rate = self._gate.rate()
-        if not rate:
-            return self._batch_size
-        return max(1, min(self._batch_size, int(rate * self._policy.lease / 60 / 4)))
+        """One claim of what can be polled now, then those polls; returns how many were
+        claimed. Under a known rate limit that is one order, at its granted slot."""
+        polls: list[asyncio.Task[None]] = []
+        try:
+            claimed, _ = await self._feed(lambda poll: polls.append(asyncio.create_task(poll)))
+        finally:
+            await asyncio.gather(*polls)
+        return claimed
 
     async def run_until(
         self, stop: asyncio.Event, wakeup: asyncio.Event, idle_poll: float = 1.0
     ) -> None:
         """Work until ``stop`` is set; sleep on ``wakeup`` (or ``idle_poll``) when idle.
 
-        The idle poll catches orders that came due by their backoff timer, and any wake-up
-        lost across processes.
+        Claims go on while polls are in flight: each free slot is filled at once. The
+        idle poll catches orders that came due by their backoff timer, and any wake-up
+        lost across processes. On ``stop``, no new order is claimed and the polls in
+        flight finish (each within its deadline).
         """
-        while not stop.is_set():
-            try:
+        failing = False
+        async with asyncio.TaskGroup() as slots:
+            while not stop.is_set():
                 wakeup.clear()
-                busy = await self.run_once()
-            except Exception:  # the worker must outlive a database blip
-                log.exception("accrual sync round failed; retrying shortly")
-                busy = 0
-                await _wait_any(stop, None, idle_poll)
-                continue
-            if busy < self._batch_size:
-                await _wait_any(stop, wakeup, idle_poll)
+                try:
+                    claimed, wanted = await self._feed(slots.create_task, stop)
+                except StoreUnavailable:  # an outage: logged once where it was seen
+                    failing = True
+                    await _wait_any(stop, None, idle_poll)
+                    continue
+                except Exception:  # the worker must outlive a database blip
+                    if not failing:  # one traceback per outage, not one a second
+                        log.exception("accrual sync: claiming orders failed; retrying")
+                    failing = True
+                    await _wait_any(stop, None, idle_poll)
+                    continue
+                if failing:
+                    log.info("accrual sync: claiming orders works again")
+                    failing = False
+                if claimed < wanted:  # nothing more is due now
+                    await _wait_any(stop, wakeup, idle_poll)
 
-    async def _guarded(self, order: ClaimedOrder) -> None:
-        async with self._slots:
-            try:
-                await self.process(order)
-            except Exception:
-                # The lease runs out and the order comes due again: nothing is lost.
+    async def _feed(
+        self,
+        start: Callable[[Coroutine[None, None, None]], object],
+        stop: asyncio.Event | None = None,
+    ) -> tuple[int, int]:
+        """Wait for a free slot and a request slot from the gate, claim, start the polls.
+
+        Returns (orders claimed, orders asked for). The request slot is reserved *before*
+        the claim: under a rate limit the wait for it happens holding no order.
+        """
+        await self._free.acquire()
+        held, claimed = 1, []
+        try:
+            if not await self._request_slot(stop):
+                return 0, 0
+            if not self._gate.rate():
+                # No pacing: every free slot may poll now, so claim for each of them.
+                while held < min(self._concurrency, self._batch_size) and not self._free.locked():
+                    await self._free.acquire()
+                    held += 1
+            now = self._clock.now()
+            lease_until = now + timedelta(seconds=self._policy.lease)
+            async with self._uow() as uow:
+                leased = await uow.orders.claim_due(now, lease_until, held)
+                await uow.commit()
+            claimed = leased  # only once committed: a failed claim holds no slot
+        finally:
+            for _ in range(held - len(claimed)):
+                self._free.release()
+        self.stats.claimed += len(claimed)
+        for order in claimed:
+            start(self._slot(order))
+        return len(claimed), held
+
+    async def _request_slot(self, stop: asyncio.Event | None) -> bool:
+        """Wait for the gate's next request slot; False if ``stop`` came first.
+
+        A slot is only good under what the gate knew when it granted it: if a 429 came
+        back meanwhile (a pause covering the slot, or a rate learnt), a new slot is
+        asked for under the new terms, so nothing is sent inside a pause and the first
+        paced request takes its place in the pacing.
+        """
+        while True:
+            now, paused = self._clock.now(), self._paused_until
+            if paused is not None and paused > now:
+                now = paused
+            when = await self._gate.reserve(now)
+            rate = self._gate.rate()
+            if rate != self._reported_rate:  # learnt, or forgotten (it expires)
+                self._reported_rate = rate
+                self._metrics.rate_limited(paused or self._clock.now(), rate)
+            wait = (when - self._clock.now()).total_seconds()
+            if wait > 0 and await self._nap(wait, stop):
+                return False
+            if self._gate.rate() == rate and self._paused_until == paused:
+                return True
+
+    async def _nap(self, seconds: float, stop: asyncio.Event | None) -> bool:
+        """Sleep ``seconds`` (the gate's wait); True if ``stop`` came first."""
+        if stop is None:
+            await self._sleep(seconds)
+            return False
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((nap, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
+            stopped.cancel()
+        return stop.is_set()
+
+    async def _slot(self, order: ClaimedOrder) -> None:
+        try:
+            await self.process(order)
+        except StoreUnavailable:
+            self.stats.failed += 1  # an outage, logged once where it was seen; lease runs out
+        except Exception as exc:
+            # The lease runs out and the order comes due again: nothing is lost.
+            self.stats.failed += 1
+            if self._noted.first(order.number, f"failed: {type(exc).__name__}: {exc}"):
                 log.exception(
-                    "processing order %s failed", order.number, extra={"order": order.number.value}
+                    "order %s: processing failed; due again when its lease ends "
+                    "(logged once while it repeats)",
+                    order.number,
+                    extra={"order": order.number.value},
                 )
+        finally:
+            self._free.release()
 
     async def process(self, order: ClaimedOrder) -> None:
-        """Poll one claimed order and apply the answer."""
-        when = await self._gate.reserve(self._clock.now())
-        wait = (when - self._clock.now()).total_seconds()
-        if wait > 0:
-            await self._sleep(wait)
-        answer = await self._client.fetch(order.number)
+        """Poll one claimed order (within the deadline) and apply the answer."""
+        answer = await self._poll(order.number)
         if isinstance(answer, AccrualReply):
             self._metrics.polled(
                 "204"
@@ -171,51 +307,49 @@ class AccrualSync:
                 )
             self._paused_until = until
             await self._gate.pause(until, answer.per_minute)
-            self._metrics.rate_limited(until, self._gate.rate())
+            self._reported_rate = self._gate.rate()
+            self._metrics.rate_limited(until, self._reported_rate)
             self.stats.throttled += 1
             await self._reschedule(order, until)
         else:
             assert isinstance(answer, Unavailable)
             self._metrics.polled(answer.kind)
-            log.info(
-                "accrual system unavailable for %s: %s",
-                order.number,
-                answer.reason,
-                extra={"order": order.number.value},
-            )
+            if self._noted.first(order.number, answer.reason):
+                log.info(
+                    "order %s: no usable answer from the accrual system (%s); retrying "
+                    "with backoff (logged once while it repeats)",
+                    order.number,
+                    answer.reason,
+                    extra={"order": order.number.value},
+                )
             await self._retry_later(order)
+
+    async def _poll(self, number: OrderNumber) -> AccrualAnswer:
+        """The client's answer, or Unavailable once the deadline passes, whatever the
+        client does (an adapter's own timeouts are not trusted to add up)."""
+        try:
+            async with asyncio.timeout(self._policy.deadline):
+                return await self._client.fetch(number)
+        except TimeoutError:
+            self.stats.timed_out += 1
+            return Unavailable(f"no answer within {self._policy.deadline:g}s", "timeout")
 
     async def _apply(self, claimed: ClaimedOrder, reply: AccrualReply) -> None:
         now = self._clock.now()
         try:
             async with self._uow() as uow:
-                order = await uow.orders.get(claimed.number)
-                if order is None or order.status.is_final:
-                    return  # someone else finished it; final is final
-                updated = order.apply(reply.verdict, reply.accrual)
-                next_at = None if updated.status.is_final else now + self._backoff(claimed)
-                if not await uow.orders.save(order, updated, next_at):
-                    return  # another worker moved it first; its transaction credits
-                if updated.credit is not None:
-                    account = await uow.accounts.get(updated.owner)
-                    if account is None:
-                        raise LookupError(f"order {updated.number}: owner has no account")
-                    account.credit(updated, now)
-                    await uow.accounts.save(account)
-                await uow.commit()
-            if updated.credit is not None:
-                self._metrics.credited(updated.credit)
-            if updated.status.is_final:
-                log.info(
-                    "order %s is %s",
+                moved = await apply_verdict(
+                    uow,
                     claimed.number,
-                    updated.status.value,
-                    extra={
-                        "order": claimed.number.value,
-                        "status": updated.status.value,
-                        "accrual": str(updated.credit.as_decimal()) if updated.credit else None,
-                    },
+                    reply.verdict,
+                    reply.accrual,
+                    now,
+                    now + self._backoff(claimed),
                 )
+                if moved is None:
+                    return  # final already, or another worker moved it first (and credits)
+                await uow.commit()
+            updated = moved[1]
         except (ConcurrentUpdate, IllegalStatusTransition) as exc:
             log.info(
                 "order %s: lost a race, leaving it (%s)",
@@ -224,10 +358,43 @@ class AccrualSync:
                 extra={"order": claimed.number.value},
             )
             return
+        except (InvalidAmount, BalanceOverflow, OverflowError) as exc:
+            # The answer is fine but the credit cannot be applied: the balance would
+            # pass what it can hold. Retrying at once would fail the same way for ever.
+            await self._park(claimed, reply, exc)
+            return
+        if updated.credit is not None:
+            self._metrics.credited(updated.credit)
         if updated.status.is_final:
             self.stats.final += 1
+            self._noted.forget(claimed.number)
+            log.info(
+                "order %s is %s",
+                claimed.number,
+                updated.status.value,
+                extra={
+                    "order": claimed.number.value,
+                    "status": updated.status.value,
+                    "accrual": str(updated.credit.as_decimal()) if updated.credit else None,
+                },
+            )
         else:
             self.stats.retried += 1
+
+    async def _park(self, order: ClaimedOrder, reply: AccrualReply, exc: Exception) -> None:
+        self.stats.parked += 1
+        self._metrics.parked()
+        if self._noted.first(order.number, f"parked: {exc}"):
+            log.error(
+                "order %s: its accrual of %s cannot be credited (%s); parked, asked "
+                "about again every %.0fs (logged once while it repeats)",
+                order.number,
+                reply.accrual,
+                exc,
+                self._policy.park,
+                extra={"order": order.number.value},
+            )
+        await self._reschedule(order, self._clock.now() + timedelta(seconds=self._policy.park))
 
     async def _retry_later(self, order: ClaimedOrder) -> None:
         self.stats.retried += 1

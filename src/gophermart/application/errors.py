@@ -9,3 +9,18 @@ class Unauthenticated(GophermartError):
 
 class ConcurrentUpdate(GophermartError):
     """A guarded write lost a race (unique key or conditional update); safe to retry."""
+
+
+class StoreUnavailable(GophermartError):
+    """The database could not be reached, or did not answer within the configured bound.
+
+    An outage, not a bug: the caller answers "try again" (HTTP 503 with ``Retry-After``).
+    The unit of work that met it was rolled back or abandoned, so nothing it meant to
+    write was written, with one unavoidable exception: a connection lost while its COMMIT
+    was in flight may have committed. Every write of this service is safe to repeat, so
+    a retry settles it either way.
+    """
+
+    def __init__(self, reason: str, retry_after: int = 1) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after

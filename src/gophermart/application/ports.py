@@ -45,15 +45,24 @@ class TokenIssuer(Protocol):
 
 
 class LoginThrottle(Protocol):
-    """Slows down password guessing, per login and per client address."""
+    """Slows down password guessing (the policy: :mod:`gophermart.application.throttling`).
 
-    def check(self, login: str, client: str) -> None:
-        """Raise :class:`~gophermart.domain.errors.TooManyAttempts` when locked out."""
+    Production keeps the counters in the database, so every process of a deployment
+    counts the same guesses.
+    """
+
+    async def attempt(self, login: str, client: str) -> None:
+        """Count an attempt, before its password is checked, as a failure.
+
+        Raises :class:`~gophermart.domain.errors.TooManyAttempts` (and counts nothing)
+        when the login, or this address's attempts on it, is locked out; may wait a
+        little first when the address has failed a lot (slowed, never locked).
+        """
         ...
 
-    def failed(self, login: str, client: str) -> None: ...
-
-    def succeeded(self, login: str, client: str) -> None: ...
+    async def succeeded(self, login: str, client: str) -> None:
+        """The password was right: clear the login's failures, un-count the attempt."""
+        ...
 
 
 class UserRepository(Protocol):
@@ -193,14 +202,19 @@ class WithdrawalView:
 
 
 class ReadModel(Protocol):
+    """The listings. Each answers ``None`` for a user that does not exist (any more), so
+    a credential naming one is refused rather than shown an empty list: a store should
+    tell "no such user" from "no rows" in the same round trip (e.g. by reading from
+    the account with an outer join)."""
+
     async def balance(self, user_id: UserId) -> BalanceView | None: ...
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
-        """Newest upload first."""
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+        """Newest upload first; ``None`` if there is no such user."""
         ...
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        """Newest first."""
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
+        """Newest first; ``None`` if there is no such user."""
         ...
 
 
@@ -251,7 +265,8 @@ class AccrualGate(Protocol):
     async def pause(self, until: datetime, per_minute: int | None) -> None: ...
 
     def rate(self) -> int | None:
-        """The announced requests-per-minute limit, once one is known."""
+        """The announced requests-per-minute limit, once one is known and until it
+        expires (a learnt rate is a hint: it is forgotten a while after the last 429)."""
         ...
 
     async def reserve(self, now: datetime) -> datetime:
@@ -294,11 +309,15 @@ class WorkerMetrics(Protocol):
         """A PROCESSED order's accrual was committed to its owner's balance."""
 
     def rate_limited(self, until: datetime, per_minute: int | None) -> None:
-        """The fleet pauses until ``until``, then keeps to ``per_minute`` (if announced)."""
+        """The fleet pauses until ``until`` (may be past), then keeps to ``per_minute``;
+        also called when a learnt rate is forgotten (``per_minute`` None)."""
 
     def lease_expired(self, count: int) -> None:
         """``count`` orders were claimed whose previous lease had run out: a worker
         died (or stalled) holding them. Crash pickups."""
+
+    def parked(self) -> None:
+        """A credit could not be applied (past what a balance holds): the order is parked."""
 
 
 class NoWorkerMetrics:
@@ -314,4 +333,7 @@ class NoWorkerMetrics:
         pass
 
     def lease_expired(self, count: int) -> None:
+        pass
+
+    def parked(self) -> None:
         pass

@@ -32,7 +32,10 @@ class ListOrders:
         self._read = read_model
 
     async def __call__(self, user_id: UserId) -> Sequence[OrderView]:
-        return await self._read.orders(user_id)
+        views = await self._read.orders(user_id)
+        if views is None:  # not "no orders": a credential naming no user
+            raise UnknownUser(f"user {user_id} has no account")
+        return views
 
 
 class ListWithdrawals:
@@ -42,4 +45,7 @@ class ListWithdrawals:
         self._read = read_model
 
     async def __call__(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        return await self._read.withdrawals(user_id)
+        views = await self._read.withdrawals(user_id)
+        if views is None:
+            raise UnknownUser(f"user {user_id} has no account")
+        return views

@@ -56,13 +56,14 @@ class LogIn:
     async def __call__(self, raw_login: str, raw_password: str, client: str) -> Authenticated:
         login = Login.parse(raw_login)
         password = Password.parse(raw_password)
-        self._throttle.check(login.value, client)
+        # Counted before the check, as a failure until it succeeds: a burst of
+        # concurrent guesses is counted as it arrives.
+        await self._throttle.attempt(login.value, client)
         async with self._uow() as uow:
             user = await uow.users.by_login(login)
         # A missing user is verified against a dummy hash: same cost, same answer.
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
-            self._throttle.failed(login.value, client)
             raise InvalidCredentials("wrong login or password")
-        self._throttle.succeeded(login.value, client)
+        await self._throttle.succeeded(login.value, client)
         return Authenticated(user.id, self._tokens.issue(user.id))

@@ -56,6 +56,8 @@ class Account:
 
         The order's status machine makes PROCESSED reachable once; the ledger's unique
         (kind, order_number) makes a second credit impossible even across processes.
+        A balance may grow up to what the ledger's column holds; a credit that would
+        pass it raises :class:`BalanceOverflow` and changes nothing.
         """
         if order.owner != self.user_id:
             raise ValueError(f"order {order.number} does not belong to user {self.user_id}")
@@ -89,7 +91,8 @@ class Account:
         if amount > self.balance:
             raise InsufficientPoints(f"balance {self.balance} is less than {amount}")
         entry = LedgerEntry(self.user_id, EntryKind.WITHDRAWAL, order_number, amount, at)
-        self.balance = self.balance - amount
-        self.withdrawn = self.withdrawn + amount
+        # Both figures first: an overflow of ``withdrawn`` must leave the account as it was.
+        balance, withdrawn = self.balance - amount, self.withdrawn + amount
+        self.balance, self.withdrawn = balance, withdrawn
         self.pending.append(entry)
         return entry

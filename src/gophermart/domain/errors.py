@@ -26,6 +26,11 @@ class InvalidAmount(DomainError):
     """Not positive, more than two decimals, or absurdly large."""
 
 
+class BalanceOverflow(DomainError):
+    """A sum (a balance, a total withdrawn) would exceed what the ledger's columns hold
+    (2^63 - 1 hundredths). Nothing is changed; a credit that hits it must be parked."""
+
+
 class LoginTaken(DomainError):
     """Another user registered this login first."""
 

@@ -11,19 +11,32 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Final
 
-from gophermart.domain.errors import InvalidAmount
+from gophermart.domain.errors import BalanceOverflow, InvalidAmount
 
 _HUNDREDTH: Final = Decimal("0.01")
 
-#: The largest single amount we accept: 10^13 points. Far beyond any real purchase,
-#: and small enough that millions of them still fit a signed 64-bit column of
-#: hundredths, so sums can never overflow the database.
-MAX_CENTS: Final = 10**15
+#: What the ledger can hold: amounts, balances and totals live in signed 64-bit
+#: (``BIGINT``) columns of hundredths. Sums may grow up to this, and no further:
+#: arithmetic that would pass it raises :class:`BalanceOverflow`.
+MAX_CENTS: Final = 2**63 - 1
+
+#: The largest *single* amount taken from outside (a withdrawal, one order's accrual):
+#: 10^13 points, far beyond any real purchase. Balances are not capped by it.
+MAX_AMOUNT_CENTS: Final = 10**15
+
+#: Digits a parsed amount may have before it is refused outright (10^21 points and up
+#: is far over :data:`MAX_AMOUNT_CENTS`): no arithmetic is done on anything larger.
+_MAX_ADJUSTED_EXPONENT: Final = 20
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Points:
-    """A non-negative amount of points, stored as integer hundredths."""
+    """A non-negative amount of points, stored as integer hundredths.
+
+    Any value up to :data:`MAX_CENTS` (what the database column holds) is a valid
+    ``Points``: a balance or a total. Amounts parsed from outside (:meth:`exact`,
+    :meth:`rounded`) are capped lower, at :data:`MAX_AMOUNT_CENTS`.
+    """
 
     cents: int
 
@@ -33,7 +46,7 @@ class Points:
         if self.cents < 0:
             raise InvalidAmount("points cannot be negative")
         if self.cents > MAX_CENTS:
-            raise InvalidAmount("amount is absurdly large")
+            raise BalanceOverflow(f"{self.cents} hundredths do not fit the ledger")
 
     @classmethod
     def exact(cls, value: Decimal | int | str) -> Points:
@@ -54,7 +67,7 @@ class Points:
 
     @classmethod
     def _from_cents_decimal(cls, cents: Decimal) -> Points:
-        if cents > MAX_CENTS:  # checked before int() so 1e999999 cannot eat memory
+        if cents > MAX_AMOUNT_CENTS:  # checked before int() so 1e999999 cannot eat memory
             raise InvalidAmount("amount is absurdly large")
         return cls(int(cents))
 
@@ -70,7 +83,11 @@ class Points:
         return Decimal(self.cents).scaleb(-2).normalize()
 
     def __add__(self, other: Points) -> Points:
-        return Points(self.cents + other.cents)
+        """Addition up to what the ledger holds (raises :class:`BalanceOverflow` past it)."""
+        total = self.cents + other.cents
+        if total > MAX_CENTS:
+            raise BalanceOverflow(f"{self} + {other} is more than the ledger can hold")
+        return Points(total)
 
     def __sub__(self, other: Points) -> Points:
         """Subtraction that refuses to go negative (raises :class:`InvalidAmount`)."""
@@ -82,22 +99,27 @@ class Points:
 
 def _exact_cents(amount: Decimal) -> int:
     """The amount in hundredths, in integer arithmetic: decimal arithmetic would round
-    to its 28-digit context first, and 1.00000000000000000000000000001 would pass as 1."""
+    to its 28-digit context first, and 1.00000000000000000000000000001 would pass as 1.
+
+    Trailing zeros are dropped from the digits first, so ``1.`` followed by 5,000 zeros
+    is exactly 1 (and never meets ``int()``'s limit on digit strings): what remains is
+    a coefficient that is not a multiple of ten, so it is a whole number of hundredths
+    exactly when its exponent is at least -2.
+    """
     _, digits, exponent = amount.as_tuple()
     assert isinstance(exponent, int)  # finite: checked by _to_decimal
-    coefficient = int("".join(map(str, digits)) or "0")
-    shift = exponent + 2
-    if coefficient == 0:
+    kept = len(digits)
+    while kept and digits[kept - 1] == 0:
+        kept -= 1
+    if kept == 0:
         return 0
-    if shift >= 0:
-        cents = int(coefficient * 10**shift)
-    else:
-        # More fractional digits than the coefficient has: cannot be a whole number of
-        # hundredths (and 10**shift of a hostile exponent would never finish).
-        if -shift > len(digits) or coefficient % 10**-shift:
-            raise InvalidAmount("amounts have at most two decimals")
-        cents = int(coefficient // 10**-shift)
-    if cents > MAX_CENTS:
+    shift = exponent + (len(digits) - kept) + 2  # value * 100 == coefficient * 10**shift
+    if shift < 0:
+        raise InvalidAmount("amounts have at most two decimals")
+    # _to_decimal bounded the magnitude (adjusted exponent <= 20), so kept + shift, the
+    # number of digits of the result, is at most 23.
+    cents: int = int("".join(map(str, digits[:kept]))) * 10**shift
+    if cents > MAX_AMOUNT_CENTS:
         raise InvalidAmount("amount is absurdly large")
     return cents
 
@@ -113,6 +135,6 @@ def _to_decimal(value: Decimal | int | str) -> Decimal:
         raise InvalidAmount("an amount must be a finite number")
     if amount < 0:
         raise InvalidAmount("an amount cannot be negative")
-    if amount.adjusted() > 20:  # 10^21 and up: refuse before any arithmetic on it
+    if amount.adjusted() > _MAX_ADJUSTED_EXPONENT:  # refuse before any arithmetic on it
         raise InvalidAmount("amount is absurdly large")
     return amount

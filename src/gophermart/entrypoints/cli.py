@@ -29,6 +29,7 @@ from gophermart.settings import (
     Settings,
     parse_accrual_address,
     parse_listen_address,
+    parse_trusted_proxies,
 )
 
 log = logging.getLogger("gophermart")
@@ -44,6 +45,8 @@ _ENV = {
     "log_level": "GOPHERMART_LOG_LEVEL",
     "cookie_secure": "GOPHERMART_COOKIE_SECURE",
     "secret": "GOPHERMART_SECRET",
+    "db_timeout": "GOPHERMART_DB_TIMEOUT",
+    "trusted_proxies": "GOPHERMART_TRUSTED_PROXIES",
     "metrics": "GOPHERMART_METRICS",
     "log_format": "GOPHERMART_LOG_FORMAT",
     "access_log": "GOPHERMART_ACCESS_LOG",
@@ -74,6 +77,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "[env ACCRUAL_SYSTEM_ADDRESS; without it orders stay NEW]",
     )
     parser.add_argument(
+        "--db-timeout",
+        dest="db_timeout",
+        default=d,
+        metavar="SECONDS",
+        help="how long a request waits for the database before it is answered 503 "
+        "[env GOPHERMART_DB_TIMEOUT; default 5]",
+    )
+    parser.add_argument(
         "--log-level",
         dest="log_level",
         default=d,
@@ -98,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Also: GOPHERMART_SECRET (token signing key, >= 32 chars; default: generated "
         "once and kept in the database), GOPHERMART_TOKEN_TTL (seconds, default 86400), "
         "GOPHERMART_COOKIE_SECURE (1 to mark the cookie Secure behind HTTPS), "
+        "GOPHERMART_TRUSTED_PROXIES (comma-separated IPs/CIDRs of reverse proxies whose "
+        "X-Forwarded-For names the client; default none: the client is the TCP peer), "
         "GOPHERMART_METRICS (0 turns off Prometheus metrics at /metrics; default 1), "
         "GOPHERMART_ACCESS_LOG (1 logs one line per request at INFO; default 0: at DEBUG).",
     )
@@ -167,6 +180,16 @@ def _int(name: str, value: object, low: int, high: int) -> int:
     return number
 
 
+def _seconds(name: str, value: object, low: float, high: float) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not low <= number <= high:  # also refuses nan
+        raise ConfigError(f"{name}: must be between {low:g} and {high:g} seconds, got {value}")
+    return number
+
+
 def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     """Flags win over environment variables, which win over defaults."""
 
@@ -191,6 +214,8 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     if secret is not None and len(secret) < 32:
         raise ConfigError("GOPHERMART_SECRET: must be at least 32 characters")
     cookie_secure = env.get(_ENV["cookie_secure"])
+    db_timeout = pick("db_timeout")
+    proxies = env.get(_ENV["trusted_proxies"])
     log_format = str(pick("log_format") or s.log_format).strip().lower()
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"GOPHERMART_LOG_FORMAT: expected text or json, got {log_format!r}")
@@ -222,6 +247,12 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
         log_level=level,
         secret=secret,
         cookie_secure=_bool("GOPHERMART_COOKIE_SECURE", cookie_secure) if cookie_secure else False,
+        db_timeout=(
+            _seconds("GOPHERMART_DB_TIMEOUT", db_timeout, 0.1, 600)
+            if db_timeout is not None
+            else s.db_timeout
+        ),
+        trusted_proxies=parse_trusted_proxies(proxies) if proxies else (),
         log_format=log_format,
         metrics=_bool("GOPHERMART_METRICS", metrics) if metrics is not None else s.metrics,
         access_log=(
@@ -277,6 +308,10 @@ def serve(settings: Settings) -> int:
             timeout_graceful_shutdown=15,
             lifespan="on",
             server_header=False,
+            # X-Forwarded-For only from configured proxies (uvicorn's default trusts
+            # any local peer, which lets a client choose the address it is counted as).
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies) or None,
         )
     return 0
 

@@ -130,6 +130,11 @@ class Metrics:
             "Orders claimed after a previous claim's lease ran out (crash pickups)",
             registry=r,
         )
+        self.parked = Counter(
+            "gophermart_accrual_parked",
+            "Orders parked because their credit cannot be applied (past what a balance holds)",
+            registry=r,
+        )
         self.paused_until = Gauge(
             "gophermart_accrual_paused_until_seconds",
             "Unix time until which the accrual system asked us to pause (429); in the past "
@@ -292,6 +297,9 @@ class PrometheusWorkerMetrics:
 
     def lease_expired(self, count: int) -> None:
         self._m.lease_expired.inc(count)
+
+    def parked(self) -> None:
+        self._m.parked.inc()
 
 
 _PROCESS_METRICS: Metrics | None = None

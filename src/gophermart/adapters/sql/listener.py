@@ -33,6 +33,7 @@ class PgOrderListener:
                 await self._task
 
     async def _run(self) -> None:
+        failing = False  # during an outage: one line when it starts, one when it ends
         while True:
             conn: asyncpg.Connection | None = None
             try:
@@ -40,12 +41,23 @@ class PgOrderListener:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(ORDERS_CHANNEL, self._notified)
+                if failing:
+                    log.warning("LISTEN %s works again", ORDERS_CHANNEL)
+                    failing = False
                 self._wakeup.set()  # uploads made while we were not listening
                 await lost.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("LISTEN %s failed (%s); retrying", ORDERS_CHANNEL, exc)
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "LISTEN %s failed (%s: %s); retrying every %gs",
+                    ORDERS_CHANNEL,
+                    type(exc).__name__,
+                    exc,
+                    self._retry,
+                )
+                failing = True
             finally:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):

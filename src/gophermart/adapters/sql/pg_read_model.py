@@ -22,8 +22,13 @@ class PgReadModel(Reads):
     def __init__(self, pool: PgPool) -> None:
         self._pool = pool
 
+    # On a connection of our own rather than pool.fetch(): a read cut short by its
+    # deadline must close its connection, not hand it back (pg_pool.must_abandon).
+
     async def _fetch(self, statement: st.Statement, params: st.Params) -> Sequence[Row]:
-        return await PgRunner(await self._pool.get()).fetch(statement, params)
+        async with self._pool.connection() as conn:
+            return await PgRunner(conn).fetch(statement, params)
 
     async def _fetchrow(self, statement: st.Statement, params: st.Params) -> Row | None:
-        return await PgRunner(await self._pool.get()).fetchrow(statement, params)
+        async with self._pool.connection() as conn:
+            return await PgRunner(conn).fetchrow(statement, params)

@@ -24,11 +24,13 @@ Measured effect on ``POST /api/user/balance/withdraw``: docs/performance.md.
 
 from __future__ import annotations
 
+from types import TracebackType
+
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
 from gophermart.adapters.sql import statements as st
-from gophermart.adapters.sql.pg_pool import PgPool
+from gophermart.adapters.sql.pg_pool import PgPool, must_abandon
 from gophermart.adapters.sql.repositories import Session, SessionUnitOfWork
 from gophermart.adapters.sql.runners import PgRunner
 from gophermart.domain.accounts import LedgerEntry
@@ -75,6 +77,17 @@ class PgUnitOfWork(SessionUnitOfWork):
         self._conn: PoolConnectionProxy = await pool.acquire()
         self._pg = _PgSession(self._conn)
         return self._pg
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if must_abandon(exc):  # cut short mid-statement: no round trip can end it cleanly
+            self._conn.terminate()  # and the pool takes the connection's place back itself
+            return
+        await super().__aexit__(exc_type, exc, tb)
 
     async def _close(self) -> None:
         pool = await self._pool.get()

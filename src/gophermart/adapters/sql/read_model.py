@@ -32,12 +32,17 @@ class Reads(ABC):
         row = await self._fetchrow(st.ACCOUNT, {"user_id": user_id})
         return st.balance_view(row) if row is not None else None
 
-    async def orders(self, user_id: UserId) -> Sequence[OrderView]:
-        return [st.order_view(row) for row in await self._fetch(st.ORDERS_OF, {"user_id": user_id})]
+    async def orders(self, user_id: UserId) -> Sequence[OrderView] | None:
+        rows = await self._fetch(st.ORDERS_OF, {"user_id": user_id})
+        if not rows:  # not even the account's row: no such user
+            return None
+        return [st.order_view(row) for row in rows if st.is_listed(row)]
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
         rows = await self._fetch(st.WITHDRAWALS_OF, {"user_id": user_id})
-        return [st.withdrawal_view(row) for row in rows]
+        if not rows:
+            return None
+        return [st.withdrawal_view(row) for row in rows if st.is_listed(row)]
 
 
 class SqlReadModel(Reads):

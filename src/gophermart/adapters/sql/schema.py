@@ -111,5 +111,19 @@ accrual_gate = Table(
     Column("paused_until", UtcDateTime, nullable=True),
     Column("per_minute", Integer, nullable=True),
     Column("next_slot", UtcDateTime, nullable=True),
+    # A learnt per_minute is forgotten after this instant (migration 0002).
+    Column("rate_expires_at", UtcDateTime, nullable=True),
     CheckConstraint("id = 1", name="single_row"),
+)
+
+# Login throttling's counters (application.throttling), shared by every process. Keys are
+# "pair:<address> <login>", "login:<login>", "client:<address>"; rows are forgotten
+# (and deleted now and then) once quiet for the policy's window.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", UtcDateTime, nullable=False),
+    Column("locked_until", UtcDateTime, nullable=False),
 )

@@ -294,15 +294,23 @@ CREDIT_ENTRY = Statement(_entry_moving(_CREDIT))
 
 # --- the read side ------------------------------------------------------------------
 
+# The listings read from the account, outer-joined: no row at all is "no such user"
+# (a token outliving its user: 401), one row of NULLs is "nothing listed" (204). One
+# round trip either way; the join adds a primary-key probe to the index scan.
+
 ORDERS_OF = Statement(
     select(orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at)
-    .where(orders.c.user_id == bindparam("user_id"))
+    .select_from(accounts.outerjoin(orders, orders.c.user_id == accounts.c.user_id))
+    .where(accounts.c.user_id == bindparam("user_id"))
     .order_by(orders.c.uploaded_at.desc(), orders.c.id.desc())
 )
 
 WITHDRAWALS_OF = Statement(
     select(ledger.c.order_number, ledger.c.amount, ledger.c.created_at)
-    .where(and_(ledger.c.user_id == bindparam("user_id"), _is_withdrawal))
+    .select_from(
+        accounts.outerjoin(ledger, and_(ledger.c.user_id == accounts.c.user_id, _is_withdrawal))
+    )
+    .where(accounts.c.user_id == bindparam("user_id"))
     .order_by(ledger.c.created_at.desc(), ledger.c.id.desc())
 )
 
@@ -370,6 +378,12 @@ def split_for_withdrawal(row: Sequence[Any]) -> tuple[Sequence[Any], Sequence[An
 def balance_view(row: Sequence[Any]) -> BalanceView:
     """From an ACCOUNT row."""
     return BalanceView(Points(row[0]), Points(row[1]))
+
+
+def is_listed(row: Sequence[Any]) -> bool:
+    """An ORDERS_OF or WITHDRAWALS_OF row that lists something (not the account's
+    row of NULLs)."""
+    return row[0] is not None
 
 
 def order_view(row: Sequence[Any]) -> OrderView:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import msgspec
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import Cookie
@@ -25,6 +24,7 @@ from gophermart.domain.errors import InvalidInput
 from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.errors import EXCEPTION_HANDLERS
 from gophermart.entrypoints.http.gzip_request import GzipRequestMiddleware
+from gophermart.entrypoints.http.head import HeadAsGet
 from gophermart.entrypoints.http.openapi import (
     API_DESCRIPTION,
     ROUTE_DOCS,
@@ -93,10 +93,7 @@ def http_router(
         )
 
     async def credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
-        try:
-            creds = decode_credentials(await request.body())
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
-            raise InvalidInput(f"malformed body: {exc}") from None
+        creds = decode_credentials(await request.body())
         return creds.login, creds.password
 
     @post("/api/user/register", status_code=200, **ROUTE_DOCS["register"])
@@ -154,10 +151,7 @@ def http_router(
     async def withdraw(
         request: Request[Any, Any, Any], user_id: NamedDependency[UserId]
     ) -> Response[bytes]:
-        try:
-            body = decode_withdraw(await request.body())
-        except msgspec.DecodeError as exc:
-            raise InvalidInput(f"malformed body: {exc}") from None
+        body = decode_withdraw(await request.body())
         amount = parse_sum(body.sum)
         await loyalty.withdraw(user_id, body.order, amount)
         return Response(content=b"", status_code=200, media_type=TEXT)
@@ -172,9 +166,21 @@ def http_router(
         )
         return Response(content=body, media_type=JSON)
 
-    @get("/healthz", include_in_schema=False)
-    async def health() -> Response[bytes]:
+    @get(["/livez", "/healthz"], include_in_schema=False)
+    async def live() -> Response[bytes]:
+        """Alive: the process serves. No database check (SPEC.md, "Health")."""
         return Response(content=b'{"status":"ok"}', media_type=JSON)
+
+    @get("/readyz", include_in_schema=False)
+    async def ready() -> Response[bytes]:
+        """Ready: the database answers and its schema is current; 503 says what failed."""
+        verdict = await loyalty.readiness()
+        if verdict.ready:
+            body = {"status": "ready", "checks": dict(verdict.checks)}
+            return Response(content=encoder.encode(body), media_type=JSON)
+        failed = "; ".join(f"{k}: {v}" for k, v in verdict.checks.items() if v != "ok")
+        body = {"error": f"not ready: {failed}", "checks": dict(verdict.checks)}
+        return Response(content=encoder.encode(body), status_code=503, media_type=JSON)
 
     protected = Router(
         path="/",
@@ -184,7 +190,7 @@ def http_router(
     )
     return Router(
         path=path,
-        route_handlers=[register, log_in, health, protected],
+        route_handlers=[register, log_in, live, ready, protected],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         middleware=[DefineMiddleware(GzipRequestMiddleware)],
         request_max_body_size=MAX_BODY,
@@ -223,8 +229,8 @@ def http_app(
 ) -> Litestar:
     """The API as a standalone ASGI app that owns ``loyalty``'s life: started with the
     app (migrating if it was opened so), closed at shutdown; responses gzip-compressed
-    for clients that accept it."""
-    return Litestar(
+    for clients that accept it; ``HEAD`` answered like ``GET``, without the body."""
+    app = Litestar(
         route_handlers=[http_router(loyalty)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         compression_config=CompressionConfig(backend="gzip", minimum_size=1),
@@ -235,3 +241,5 @@ def http_app(
         logging_config=None,
         debug=debug,
     )
+    app.asgi_handler = HeadAsGet(app.asgi_handler)  # before routing: HEAD is GET sans body
+    return app

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from gophermart.application.errors import ConcurrentUpdate, Unauthenticated
+from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable, Unauthenticated
 from gophermart.domain import errors as domain
 from gophermart.entrypoints.http.wire import ErrorOut, encoder
 
@@ -19,6 +19,7 @@ STATUS_OF: Mapping[type[Exception], int] = {
     domain.InvalidInput: 400,
     domain.InvalidOrderNumber: 422,
     domain.InvalidAmount: 422,
+    domain.BalanceOverflow: 422,
     domain.LoginTaken: 409,
     domain.InvalidCredentials: 401,
     domain.TooManyAttempts: 429,
@@ -28,6 +29,7 @@ STATUS_OF: Mapping[type[Exception], int] = {
     domain.UnknownUser: 401,
     Unauthenticated: 401,
     ConcurrentUpdate: 409,
+    StoreUnavailable: 503,  # an outage, logged once by the adapters, not per request
 }
 
 
@@ -50,7 +52,7 @@ def _domain_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[
     else:  # pragma: no cover - every DomainError subclass is mapped
         return _unexpected(_request, exc)
     headers = None
-    if isinstance(exc, domain.TooManyAttempts):
+    if isinstance(exc, domain.TooManyAttempts | StoreUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="gophermart"'}
@@ -70,6 +72,7 @@ EXCEPTION_HANDLERS: Mapping[Any, Callable[..., Response[bytes]]] = {
     domain.DomainError: _domain_error,
     Unauthenticated: _domain_error,
     ConcurrentUpdate: _domain_error,
+    StoreUnavailable: _domain_error,
     HTTPException: _http_error,
     Exception: _unexpected,
 }
