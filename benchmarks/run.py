@@ -107,6 +107,7 @@ class Config:
     rate_limit: int
     skip_accrual: bool
     accrual_only: bool
+    reads_only: bool
     quick: bool
     pg_url: str
     service_src: str | None
@@ -143,6 +144,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "--accrual-only",
         action="store_true",
         help="seed, then only the accrual pipeline (no pgbench, no wrk)",
+    )
+    p.add_argument(
+        "--reads-only",
+        action="store_true",
+        help="only the GET balance and GET orders runs (after pgbench and seeding): for "
+        "before/after pairs of a change that touches every request (metrics, logging)",
     )
     p.add_argument("--quick", action="store_true", help="short runs, fewer users (iteration)")
     p.add_argument(
@@ -196,8 +203,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         accrual_orders=pick(a.accrual_orders, 300, 100),
         limited_orders=pick(a.limited_orders, 800, 0),
         rate_limit=a.rate_limit,
-        skip_accrual=a.skip_accrual,
+        skip_accrual=a.skip_accrual or a.reads_only,
         accrual_only=a.accrual_only,
+        reads_only=a.reads_only,
         quick=a.quick,
         pg_url=a.pg_url.rstrip("/"),
         service_src=str(a.service_src.resolve()) if a.service_src else None,
@@ -205,7 +213,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         wait_idle=a.wait_idle,
     )
     if cfg.skip_accrual and cfg.accrual_only:
-        p.error("--skip-accrual and --accrual-only exclude each other")
+        p.error("--skip-accrual (or --reads-only) and --accrual-only exclude each other")
     if cfg.tokens > cfg.users:
         p.error("--tokens cannot exceed --users")
     if min(cfg.workers, cfg.duration, cfg.connections, cfg.threads, cfg.users, cfg.tokens) < 1:
@@ -1475,10 +1483,14 @@ async def http_section(
             ("orders.lua", "GET /api/user/orders"),
             ("withdraw.lua", "POST /api/user/balance/withdraw"),
         ):
+            if cfg.reads_only and script == "withdraw.lua":
+                continue
             endpoints.append(
                 await run_wrk(cfg, service.url, script, tokens_path, cfg.duration, label)
             )
             results["endpoints"] = [asdict(r) for r in endpoints]
+        if cfg.reads_only:
+            return seeded
         contention = await withdraw_contention(cfg, service.url, seeded.tokens, work)
         results["withdraw_contention"] = [asdict(r) for r in contention]
         results["auth"] = [asdict(r) for r in await auth_latency(cfg, service.url, logins_path)]

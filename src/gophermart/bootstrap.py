@@ -34,6 +34,7 @@ from gophermart.adapters.memory import (
     MemoryGate,
     MemoryLedgerAudit,
     MemoryLoginThrottle,
+    MemoryQueueProbe,
     MemoryReadModel,
     MemoryStore,
     MemoryUnitOfWork,
@@ -54,6 +55,7 @@ from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
 from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.adapters.sql.pg_read_model import PgReadModel
 from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
+from gophermart.adapters.sql.probe import SqlQueueProbe
 from gophermart.adapters.sql.read_model import SqlReadModel
 from gophermart.adapters.sql.readiness import SqlReadiness
 from gophermart.adapters.sql.secrets import stored_database_id, stored_token_secret
@@ -64,6 +66,7 @@ from gophermart.application.accounts import Withdraw
 from gophermart.application.accrual_sync import AccrualSync
 from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder
+from gophermart.application.ports import NoWorkerMetrics
 from gophermart.application.queries import ListOrders, ListWithdrawals, ShowBalance
 from gophermart.application.readiness import Readiness
 from gophermart.application.users import LogIn, Register
@@ -270,6 +273,12 @@ class Container(containers.DeclarativeContainer):
             SqlReadiness, database, pg_pool, settings.provided.db_timeout
         ),
     )
+    queue_probe = providers.Selector(
+        backend,
+        memory=providers.Singleton(MemoryQueueProbe, memory_store),
+        sqlite=providers.Singleton(SqlQueueProbe, database.provided.read),
+        postgresql=providers.Singleton(SqlQueueProbe, database.provided.read),
+    )
     audit = providers.Selector(
         backend,
         memory=providers.Singleton(MemoryLedgerAudit, memory_store),
@@ -305,6 +314,8 @@ class Container(containers.DeclarativeContainer):
     record_accrual = providers.Singleton(RecordAccrual, uow.provider, clock)
 
     # --- the accrual worker ---------------------------------------------------------
+    #: What the worker reports; the server overrides it with Prometheus counters.
+    worker_metrics = providers.Singleton(NoWorkerMetrics)
     accrual_client = providers.Resource(_accrual_client, settings.provided.accrual_address)
     accrual_sync = providers.Singleton(
         AccrualSync,
@@ -313,6 +324,7 @@ class Container(containers.DeclarativeContainer):
         gate,
         clock,
         concurrency=settings.provided.accrual_concurrency,
+        metrics=worker_metrics,
     )
     listener = providers.Selector(
         backend,

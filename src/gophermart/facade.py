@@ -30,7 +30,14 @@ from gophermart.adapters.sql.pg_pool import PgPool
 from gophermart.application.accounts import Withdraw
 from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder, UploadOutcome
-from gophermart.application.ports import BalanceView, OrderView, TokenIssuer, WithdrawalView
+from gophermart.application.ports import (
+    BalanceView,
+    OrderView,
+    QueueDepth,
+    QueueProbe,
+    TokenIssuer,
+    WithdrawalView,
+)
 from gophermart.application.queries import ListOrders, ListWithdrawals, ShowBalance
 from gophermart.application.readiness import Readiness, ReadinessProbe
 from gophermart.application.reconcile import LedgerAudit, ReconcileReport
@@ -309,6 +316,13 @@ class Gophermart:
         """Check every balance against the ledger and every credit against its order."""
         audit: LedgerAudit = self.container.audit()
         return await audit.reconcile()
+
+    async def queue_depth(self, overdue_after: float = 30.0) -> QueueDepth:
+        """How many non-final orders are due for polling, due for longer than
+        ``overdue_after`` seconds (nobody keeps up), and scheduled for later."""
+        probe: QueueProbe = self.container.queue_probe()
+        clock = self.container.clock()
+        return await probe.depth(clock.now(), overdue_after)
 
     # --- the accrual worker -----------------------------------------------------------
 

@@ -43,6 +43,12 @@ class Settings:
     #: by default: the client is the TCP peer, so a client cannot pick its own address
     #: to dodge the login throttle's per-address counters.
     trusted_proxies: tuple[str, ...] = ()
+    #: Prometheus metrics at /metrics (GOPHERMART_METRICS=0 turns them off).
+    metrics: bool = True
+    #: ``text`` (readable key=value lines) or ``json`` (one object per line).
+    log_format: str = "text"
+    #: One INFO line per request (GOPHERMART_ACCESS_LOG=1); otherwise at DEBUG level.
+    access_log: bool = False
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -97,8 +103,8 @@ def parse_accrual_address(value: str) -> str:
 
 
 def configure_logging(level: str) -> None:
-    """One log format for every process: the CLI's, and each server process uvicorn
-    spawns (which starts with a fresh interpreter and would otherwise print bare lines)."""
+    """Plain stdlib logging, for a host or a script that wants no more; the ``gophermart``
+    command renders through structlog instead (``gophermart.entrypoints.logs``)."""
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -137,7 +137,9 @@ def test_unknown_fields_are_ignored() -> None:
     ],
 )
 def test_garbled_or_foreign_answers_are_unavailable(raw: bytes) -> None:
-    assert isinstance(ok(raw), Unavailable)
+    answer = ok(raw)
+    assert isinstance(answer, Unavailable)
+    assert answer.kind == "bad_answer"  # counted apart from outages (metrics)
 
 
 # --- other status codes ----------------------------------------------------------
@@ -152,6 +154,7 @@ def test_other_codes_are_unavailable(code: int) -> None:
     answer = interpret(NUMBER, code, NO_HEADERS, body(status="PROCESSED", accrual=500))
     assert isinstance(answer, Unavailable)
     assert str(code) in answer.reason
+    assert answer.kind == ("5xx" if code >= 500 else "http_other")
 
 
 def test_429_reads_retry_after_and_rate() -> None:

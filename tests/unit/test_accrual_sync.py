@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -52,6 +53,28 @@ OTHER = "9278923470"
 PROCESSED = AccrualVerdict.PROCESSED
 
 
+@dataclass
+class RecordedMetrics:
+    """A WorkerMetrics port that remembers what it was told."""
+
+    events: list[tuple[str, object]] = field(default_factory=list)
+
+    def polled(self, outcome: str) -> None:
+        self.events.append(("polled", outcome))
+
+    def credited(self, points: Points) -> None:
+        self.events.append(("credited", points))
+
+    def rate_limited(self, until: datetime, per_minute: int | None) -> None:
+        self.events.append(("rate_limited", (until, per_minute)))
+
+    def lease_expired(self, count: int) -> None:
+        self.events.append(("lease_expired", count))
+
+    def parked(self) -> None:
+        self.events.append(("parked", None))
+
+
 class World:
     """The in-memory container's objects (tests/unit/conftest.py), and helpers."""
 
@@ -62,6 +85,7 @@ class World:
         self.gate: MemoryGate = container.gate()
         self.uow = container.uow  # the container's unit-of-work factory
         self.sleeps: list[float] = []
+        self.metrics = RecordedMetrics()
         self._register = container.register()
         self._upload = container.upload_order()
 
@@ -72,7 +96,13 @@ class World:
 
     def sync(self, policy: RetryPolicy | None = None) -> AccrualSync:
         return AccrualSync(
-            self.uow, self.accrual, self.gate, self.clock, policy, sleep=self.fake_sleep
+            self.uow,
+            self.accrual,
+            self.gate,
+            self.clock,
+            policy,
+            sleep=self.fake_sleep,
+            metrics=self.metrics,
         )
 
     async def user(self, login: str = "alice") -> UserId:
@@ -598,6 +628,7 @@ async def test_a_credit_past_what_a_balance_holds_parks_the_order(
         assert await sync.run_once() == 0  # parked: not due again soon
         world.clock.advance(RetryPolicy().park)
     assert sync.stats.parked == 3
+    assert [kind for kind, _ in world.metrics.events].count("parked") == 3  # and counted
     assert world.credits() == []
     lines = [r for r in caplog.records if ORDER in r.getMessage()]
     assert len(lines) == 1, [r.getMessage() for r in lines]
@@ -624,3 +655,26 @@ async def test_a_failure_repeating_on_every_retry_is_logged_once(
     assert sync.stats.failed == 4
     lines = [r for r in caplog.records if ORDER in r.getMessage()]
     assert len(lines) == 1 and lines[0].exc_info, [r.getMessage() for r in lines]
+
+
+async def test_the_worker_reports_polls_credits_and_pauses_to_its_metrics(world: World) -> None:
+    alice = await world.user()
+    numbers = ["12345678903", "9278923470", "346436439", "2377225624", "4561261212345467"]
+    for number in numbers:
+        await world.upload(alice, number)
+    a, b, c, d, e = numbers
+    world.accrual.will_answer(a, AccrualReply(PROCESSED, Points(500_00)))
+    world.accrual.will_answer(b, AccrualReply(AccrualVerdict.UNKNOWN))
+    world.accrual.will_answer(c, AccrualReply(AccrualVerdict.INVALID))
+    world.accrual.will_answer(d, Unavailable("HTTP 502", "5xx"))
+    world.accrual.will_answer(e, RateLimited(retry_after=7, per_minute=30))
+    start = world.clock.now()
+    await world.sync().run_once()
+    polled = sorted(str(v) for k, v in world.metrics.events if k == "polled")
+    assert polled == ["200_invalid", "200_processed", "204", "429", "5xx"]
+    assert [v for k, v in world.metrics.events if k == "credited"] == [Points(500_00)]
+    paused = [v for k, v in world.metrics.events if k == "rate_limited"]
+    assert len(paused) == 1
+    until, per_minute = paused[0]  # type: ignore[misc]
+    assert per_minute == 30
+    assert until >= start + timedelta(seconds=7)

@@ -37,6 +37,7 @@ DEFAULT_DEADLINE: Final = 5.0
 #: The largest answer read: a real one is ~100 bytes; a 429's text is one sentence.
 MAX_BODY: Final = 64 * 1024
 
+BAD: Final = "bad_answer"  # Unavailable.kind of an answer we cannot use
 _RATE_RE: Final = re.compile(r"\b([0-9]{1,9})\s+requests?\s+per\s+minute", re.IGNORECASE)
 
 
@@ -95,11 +96,13 @@ class HttpAccrualClient:
                 async with self._client.stream("GET", f"/api/orders/{number.value}") as response:
                     body = await self._read(response)
         except TimeoutError:
-            return Unavailable(f"no complete answer within {self._deadline:g}s")
+            return Unavailable(f"no complete answer within {self._deadline:g}s", "timeout")
         except _TooLarge:
-            return Unavailable(f"answer too large (over {self._max_body} bytes)")
+            return Unavailable(f"answer too large (over {self._max_body} bytes)", BAD)
+        except httpx.TimeoutException as exc:
+            return Unavailable(f"{type(exc).__name__}: {exc}", "timeout")
         except httpx.HTTPError as exc:
-            return Unavailable(f"{type(exc).__name__}: {exc}")
+            return Unavailable(f"{type(exc).__name__}: {exc}", "network")
         return interpret(number, response.status_code, response.headers, body)
 
     async def _read(self, response: httpx.Response) -> bytes:
@@ -144,29 +147,29 @@ def interpret(
             per_minute=parse_rate(body),
         )
     if status != 200:
-        return Unavailable(f"HTTP {status}")
+        return Unavailable(f"HTTP {status}", "5xx" if status >= 500 else "http_other")
     try:
         parsed = _decode(body)
     except msgspec.DecodeError as exc:
-        return Unavailable(f"unreadable answer: {exc}")
+        return Unavailable(f"unreadable answer: {exc}", BAD)
     verdict = _VERDICTS.get(parsed.status)
     if verdict is None:
-        return Unavailable(f"unknown status {parsed.status!r}")
+        return Unavailable(f"unknown status {parsed.status!r}", BAD)
     if parsed.order != number.value:
-        return Unavailable(f"answer names order {parsed.order!r}, not {number.value}")
+        return Unavailable(f"answer names order {parsed.order!r}, not {number.value}", BAD)
     accrual = None
     raw = parsed.accrual
     if verdict is AccrualVerdict.PROCESSED and raw is not None:
         # A string, a boolean, a list... is not an accrual, whatever it spells: the
         # protocol says a number, and guessing would credit what nobody promised.
         if isinstance(raw, bool) or not isinstance(raw, int | Decimal):
-            return Unavailable(f"accrual is not a JSON number: {_excerpt(raw)}")
+            return Unavailable(f"accrual is not a JSON number: {_excerpt(raw)}", BAD)
         try:
             accrual = Points.rounded(raw)
         except InvalidAmount as exc:
             # A negative or absurd accrual is the accrual system's bug; keep asking
             # rather than crediting nonsense or marking the order final.
-            return Unavailable(f"unusable accrual {_excerpt(raw)}: {exc}")
+            return Unavailable(f"unusable accrual {_excerpt(raw)}: {exc}", BAD)
     return AccrualReply(verdict, accrual)
 
 

@@ -30,6 +30,7 @@ from gophermart.application.ports import (
     BalanceView,
     ClaimedOrder,
     OrderView,
+    QueueDepth,
     WithdrawalView,
 )
 from gophermart.application.reconcile import ReconcileReport
@@ -397,3 +398,23 @@ class MemoryLedgerAudit:
                     f"credit for order {number} (user {entry.user_id}) has no PROCESSED order"
                 )
         return ReconcileReport(len(state.balances), len(processed), len(state.ledger), problems)
+
+
+class MemoryQueueProbe:
+    """The accrual queue's depth in the in-memory store (the QueueProbe port)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def depth(self, now: datetime, overdue_after: float) -> QueueDepth:
+        overdue_before = now - timedelta(seconds=overdue_after)
+        queued = [
+            q.next_attempt_at
+            for q in self._store.state.orders.values()
+            if q.next_attempt_at is not None
+        ]
+        return QueueDepth(
+            due=sum(1 for at in queued if at <= now),
+            overdue=sum(1 for at in queued if at <= overdue_before),
+            scheduled=sum(1 for at in queued if at > now),
+        )

@@ -40,12 +40,14 @@ from gophermart.application.ports import (
     AccrualReply,
     ClaimedOrder,
     Clock,
+    NoWorkerMetrics,
     RateLimited,
     Unavailable,
     UnitOfWorkFactory,
+    WorkerMetrics,
 )
 from gophermart.domain.errors import BalanceOverflow, IllegalStatusTransition, InvalidAmount
-from gophermart.domain.orders import OrderNumber
+from gophermart.domain.orders import AccrualVerdict, OrderNumber
 
 log = logging.getLogger("gophermart.worker")
 
@@ -132,6 +134,7 @@ class AccrualSync:
         batch_size: int = 64,
         concurrency: int = 16,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._uow = uow
         self._client = client
@@ -146,6 +149,9 @@ class AccrualSync:
         self.stats = SyncStats()
         self._paused_until: datetime | None = None
         self._noted = _OncePerOrder()
+        #: What the worker reports for an operator's metrics (docs/operations.md).
+        self._metrics: WorkerMetrics = metrics or NoWorkerMetrics()
+        self._reported_rate: int | None = None
 
     async def run_once(self) -> int:
         """One claim of what can be polled now, then those polls; returns how many were
@@ -237,6 +243,9 @@ class AccrualSync:
                 now = paused
             when = await self._gate.reserve(now)
             rate = self._gate.rate()
+            if rate != self._reported_rate:  # learnt, or forgotten (it expires)
+                self._reported_rate = rate
+                self._metrics.rate_limited(paused or self._clock.now(), rate)
             wait = (when - self._clock.now()).total_seconds()
             if wait > 0 and await self._nap(wait, stop):
                 return False
@@ -270,6 +279,7 @@ class AccrualSync:
                     "order %s: processing failed; due again when its lease ends "
                     "(logged once while it repeats)",
                     order.number,
+                    extra={"order": order.number.value},
                 )
         finally:
             self._free.release()
@@ -278,8 +288,14 @@ class AccrualSync:
         """Poll one claimed order (within the deadline) and apply the answer."""
         answer = await self._poll(order.number)
         if isinstance(answer, AccrualReply):
+            self._metrics.polled(
+                "204"
+                if answer.verdict is AccrualVerdict.UNKNOWN
+                else "200_" + answer.verdict.name.lower()
+            )
             await self._apply(order, answer)
         elif isinstance(answer, RateLimited):
+            self._metrics.polled("429")
             until = self._clock.now() + timedelta(seconds=answer.retry_after)
             if self._paused_until is None or until > self._paused_until + timedelta(seconds=1):
                 # Once per pause, not once per refused poll (all those in flight get one).
@@ -287,19 +303,24 @@ class AccrualSync:
                     "accrual system rate limit: pausing %.1fs, then %s/min",
                     answer.retry_after,
                     answer.per_minute,
+                    extra={"order": order.number.value},
                 )
             self._paused_until = until
             await self._gate.pause(until, answer.per_minute)
+            self._reported_rate = self._gate.rate()
+            self._metrics.rate_limited(until, self._reported_rate)
             self.stats.throttled += 1
             await self._reschedule(order, until)
         else:
             assert isinstance(answer, Unavailable)
+            self._metrics.polled(answer.kind)
             if self._noted.first(order.number, answer.reason):
                 log.info(
                     "order %s: no usable answer from the accrual system (%s); retrying "
                     "with backoff (logged once while it repeats)",
                     order.number,
                     answer.reason,
+                    extra={"order": order.number.value},
                 )
             await self._retry_later(order)
 
@@ -311,7 +332,7 @@ class AccrualSync:
                 return await self._client.fetch(number)
         except TimeoutError:
             self.stats.timed_out += 1
-            return Unavailable(f"no answer within {self._policy.deadline:g}s")
+            return Unavailable(f"no answer within {self._policy.deadline:g}s", "timeout")
 
     async def _apply(self, claimed: ClaimedOrder, reply: AccrualReply) -> None:
         now = self._clock.now()
@@ -330,21 +351,39 @@ class AccrualSync:
                 await uow.commit()
             updated = moved[1]
         except (ConcurrentUpdate, IllegalStatusTransition) as exc:
-            log.info("order %s: lost a race, leaving it (%s)", claimed.number, exc)
+            log.info(
+                "order %s: lost a race, leaving it (%s)",
+                claimed.number,
+                exc,
+                extra={"order": claimed.number.value},
+            )
             return
         except (InvalidAmount, BalanceOverflow, OverflowError) as exc:
             # The answer is fine but the credit cannot be applied: the balance would
             # pass what it can hold. Retrying at once would fail the same way for ever.
             await self._park(claimed, reply, exc)
             return
+        if updated.credit is not None:
+            self._metrics.credited(updated.credit)
         if updated.status.is_final:
             self.stats.final += 1
             self._noted.forget(claimed.number)
+            log.info(
+                "order %s is %s",
+                claimed.number,
+                updated.status.value,
+                extra={
+                    "order": claimed.number.value,
+                    "status": updated.status.value,
+                    "accrual": str(updated.credit.as_decimal()) if updated.credit else None,
+                },
+            )
         else:
             self.stats.retried += 1
 
     async def _park(self, order: ClaimedOrder, reply: AccrualReply, exc: Exception) -> None:
         self.stats.parked += 1
+        self._metrics.parked()
         if self._noted.first(order.number, f"parked: {exc}"):
             log.error(
                 "order %s: its accrual of %s cannot be credited (%s); parked, asked "
@@ -353,6 +392,7 @@ class AccrualSync:
                 reply.accrual,
                 exc,
                 self._policy.park,
+                extra={"order": order.number.value},
             )
         await self._reschedule(order, self._clock.now() + timedelta(seconds=self._policy.park))
 

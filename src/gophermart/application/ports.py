@@ -249,6 +249,10 @@ class Unavailable:
     """5xx, timeout, network error or a garbled answer: try again later. Never final."""
 
     reason: str
+    #: What went wrong, for metrics: ``5xx``, ``http_other`` (another unexpected status),
+    #: ``timeout``, ``network`` or ``bad_answer`` (unreadable, unknown status, another
+    #: order's answer, an accrual that cannot be credited); ``error`` when unknown.
+    kind: str = "error"
 
 
 AccrualAnswer = AccrualReply | RateLimited | Unavailable
@@ -281,3 +285,62 @@ class OrderEvents(Protocol):
     """Tells the worker that a new order was committed, so it polls at once."""
 
     def order_uploaded(self) -> None: ...
+
+
+# --- what the worker reports (metrics) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """The accrual queue at one instant: non-final orders by where they stand."""
+
+    due: int  # next_attempt_at has passed: waiting for a worker to claim them
+    overdue: int  # due for longer than the threshold: no worker is keeping up
+    scheduled: int  # not due yet: backing off, paused, or leased by a worker
+
+
+class QueueProbe(Protocol):
+    async def depth(self, now: datetime, overdue_after: float) -> QueueDepth: ...
+
+
+class WorkerMetrics(Protocol):
+    """Events of the accrual worker, for an operator's metrics. Every method must be
+    cheap and must never raise (the default, :class:`NoWorkerMetrics`, does nothing)."""
+
+    def polled(self, outcome: str) -> None:
+        """One answer from the accrual system. ``outcome``: ``200_registered``,
+        ``200_processing``, ``200_invalid``, ``200_processed``, ``204``, ``429``, or an
+        :attr:`Unavailable.kind` (``5xx``, ``timeout``, ``bad_answer``, ...)."""
+
+    def credited(self, points: Points) -> None:
+        """A PROCESSED order's accrual was committed to its owner's balance."""
+
+    def rate_limited(self, until: datetime, per_minute: int | None) -> None:
+        """The fleet pauses until ``until`` (may be past), then keeps to ``per_minute``;
+        also called when a learnt rate is forgotten (``per_minute`` None)."""
+
+    def lease_expired(self, count: int) -> None:
+        """``count`` orders were claimed whose previous lease had run out: a worker
+        died (or stalled) holding them. Crash pickups."""
+
+    def parked(self) -> None:
+        """A credit could not be applied (past what a balance holds): the order is parked."""
+
+
+class NoWorkerMetrics:
+    """The default: metrics are off, or the host collects none."""
+
+    def polled(self, outcome: str) -> None:
+        pass
+
+    def credited(self, points: Points) -> None:
+        pass
+
+    def rate_limited(self, until: datetime, per_minute: int | None) -> None:
+        pass
+
+    def lease_expired(self, count: int) -> None:
+        pass
+
+    def parked(self) -> None:
+        pass

@@ -38,12 +38,20 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, localcontext
-from typing import Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 import uvicorn
 from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Example, Tag
 
+from gophermart.entrypoints.schema_site import (
+    SCHEMA_PATH,
+    documented_body,
+    render_plugins,
+    struct_schema,
+)
 from gophermart.entrypoints.serving import clean_exit_on_stop_signals
 
 Clock = Callable[[], float]
@@ -81,26 +89,31 @@ class SimSettings:
             raise ValueError(f"retry_after must be >= 0, got {self.retry_after}")
 
 
+# ``Meta`` here only documents (the OpenAPI schema at /schema); msgspec enforces none of it.
+_NUMBER: Final = msgspec.Meta(extra_json_schema={"type": "number", "minimum": 0})
+
+
 class _GoodsIn(msgspec.Struct):
-    match: str
-    reward: msgspec.Raw  # Raw so that "10" (a string) can be told apart from 10 (a number)
+    match: Annotated[str, msgspec.Meta(description="text looked for in a good's description")]
+    # Raw so that "10" (a string) can be told apart from 10 (a number)
+    reward: Annotated[msgspec.Raw, _NUMBER]
     reward_type: Literal["%", "pt"]
 
 
 class _ItemIn(msgspec.Struct):
     description: str
-    price: msgspec.Raw
+    price: Annotated[msgspec.Raw, _NUMBER]
 
 
 class _OrderIn(msgspec.Struct):
-    order: str
+    order: Annotated[str, msgspec.Meta(description="digits passing the Luhn check")]
     goods: list[_ItemIn]
 
 
 class _FixedOrderIn(msgspec.Struct):
     order: str
     status: FinalStatus
-    accrual: msgspec.Raw = msgspec.Raw(b"null")
+    accrual: Annotated[msgspec.Raw, _NUMBER] = msgspec.Raw(b"null")
 
 
 class _FailIn(msgspec.Struct):
@@ -112,13 +125,128 @@ class _FailIn(msgspec.Struct):
 class _OrderOut(msgspec.Struct, omit_defaults=True):
     order: str
     status: Status
-    accrual: Decimal | None = None
+    accrual: Annotated[
+        Decimal | None,
+        msgspec.Meta(extra_json_schema={"extra": {"type": "number", "one_of": None}}),
+    ] = None
 
 
 class _StatsOut(msgspec.Struct):
     requests: int
     throttled: int
     request_times: list[float]
+
+
+def _text(description: str, example: str | None = None) -> ResponseSpec:
+    return ResponseSpec(
+        data_container=str,
+        media_type=MediaType.TEXT,
+        description=description,
+        generate_examples=False,
+        examples=[Example(value=example)] if example else None,
+    )
+
+
+def _none(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=None, description=description)
+
+
+_BAD = {400: _text("Malformed body or invalid values", "malformed body: ...")}
+_DOCS: Final[dict[str, dict[str, Any]]] = {
+    "register_goods": {
+        "summary": "Register a reward mechanic",
+        "tags": ["registration"],
+        "media_type": MediaType.TEXT,
+        "operation_class": documented_body(
+            MediaType.JSON,
+            struct_schema(_GoodsIn),
+            {"bork": {"match": "Bork", "reward": 10, "reward_type": "%"}},
+            "`%` of the price (0 < reward <= 100) or `pt` fixed points",
+        ),
+        "response_description": "Registered",
+        "responses": {**_BAD, 409: _text("A mechanic with this match exists")},
+    },
+    "register_order": {
+        "summary": "Register an order and its goods",
+        "tags": ["registration"],
+        "media_type": MediaType.TEXT,
+        "operation_class": documented_body(
+            MediaType.JSON,
+            struct_schema(_OrderIn),
+            {
+                "order": {
+                    "order": "9278923470",
+                    "goods": [{"description": "Bork phone", "price": 7297.75}],
+                }
+            },
+            "The order's accrual is the sum of its goods' rewards",
+        ),
+        "response_description": "Accepted",
+        "responses": {**_BAD, 409: _text("The order is registered already")},
+    },
+    "poll_order": {
+        "summary": "What an order earns",
+        "tags": ["polled"],
+        "response_description": "The order's status and accrual",
+        "responses": {
+            200: ResponseSpec(
+                data_container=_OrderOut,
+                description="Known: REGISTERED, PROCESSING, INVALID or PROCESSED; `accrual` only "
+                "when points were awarded",
+                generate_examples=False,
+                examples=[
+                    Example(value={"order": "9278923470", "status": "PROCESSED", "accrual": 500})
+                ],
+            ),
+            204: _none("Not registered (yet)"),
+            429: _text(
+                "Too many requests: pause for `Retry-After` seconds, then keep to N a minute",
+                "No more than 600 requests per minute allowed",
+            ),
+            500: _text("Internal error (or an injected failure): retry later"),
+        },
+    },
+    "stats": {
+        "summary": "How often the polled API was called",
+        "tags": ["test hooks"],
+        "responses": {200: ResponseSpec(data_container=_StatsOut, description="Statistics")},
+    },
+    "fail": {
+        "summary": "Make the next polls of an order fail",
+        "tags": ["test hooks"],
+        "media_type": MediaType.TEXT,
+        "operation_class": documented_body(
+            MediaType.JSON,
+            struct_schema(_FailIn),
+            {"fail": {"order": "9278923470", "times": 2, "status": 500}},
+            "The next `times` polls of `order` answer `status` (204 or 400..599)",
+        ),
+        "response_description": "Armed",
+        "responses": _BAD,
+    },
+    "reset_stats": {"summary": "Clear the statistics", "tags": ["test hooks"]},
+    "register_fixed_order": {
+        "summary": "Register an order with a fixed outcome",
+        "tags": ["test hooks"],
+        "media_type": MediaType.TEXT,
+        "operation_class": documented_body(
+            MediaType.JSON,
+            {  # by hand: msgspec cannot render the Raw default
+                "type": "object",
+                "properties": {
+                    "order": {"type": "string"},
+                    "status": {"enum": ["PROCESSED", "INVALID"]},
+                    "accrual": {"type": ["number", "null"], "minimum": 0},
+                },
+                "required": ["order", "status"],
+            },
+            {"fixed": {"order": "9278923470", "status": "PROCESSED", "accrual": 729.975}},
+            "`calc_delay` still applies",
+        ),
+        "response_description": "Accepted",
+        "responses": {**_BAD, 409: _text("The order is registered already")},
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -327,34 +455,34 @@ def create_sim_app(settings: SimSettings, *, clock: Clock = time.monotonic) -> L
     # Handlers take only the Request: typed body/path kwargs changed style across Litestar 2.x
     # minors (bytes -> RawBody, inferred -> FromPath) and either spelling warns on some of them.
 
-    @post("/api/goods", status_code=200)
+    @post("/api/goods", status_code=200, **_DOCS["register_goods"])
     async def register_goods(request: _Req) -> Response[bytes]:
         sim.add_mechanic(_decode(await request.body(), _GoodsIn))
         return _empty(200)
 
-    @post("/api/orders", status_code=202)
+    @post("/api/orders", status_code=202, **_DOCS["register_order"])
     async def register_order(request: _Req) -> Response[bytes]:
         sim.add_order(_decode(await request.body(), _OrderIn))
         return _empty(202)
 
-    @get("/api/orders/{number:str}")
+    @get("/api/orders/{number:str}", **_DOCS["poll_order"])
     async def poll_order(request: _Req) -> Response[bytes]:
         return sim.poll(request.path_params["number"])
 
-    @get("/__sim/stats")
+    @get("/__sim/stats", **_DOCS["stats"])
     async def stats() -> Response[bytes]:
         return Response(_JSON.encode(sim.stats()), media_type=MediaType.JSON)
 
-    @post("/__sim/fail", status_code=200)
+    @post("/__sim/fail", status_code=200, **_DOCS["fail"])
     async def fail(request: _Req) -> Response[bytes]:
         sim.inject_failure(_decode(await request.body(), _FailIn))
         return _empty(200)
 
-    @post("/__sim/reset-stats", status_code=204)
+    @post("/__sim/reset-stats", status_code=204, **_DOCS["reset_stats"])
     async def reset_stats() -> None:
         sim.reset_stats()
 
-    @post("/__sim/orders", status_code=202)
+    @post("/__sim/orders", status_code=202, **_DOCS["register_fixed_order"])
     async def register_fixed_order(request: _Req) -> Response[bytes]:
         sim.add_fixed_order(_decode(await request.body(), _FixedOrderIn))
         return _empty(202)
@@ -370,7 +498,19 @@ def create_sim_app(settings: SimSettings, *, clock: Clock = time.monotonic) -> L
             register_fixed_order,
         ],
         exception_handlers={_HttpError: _error_response},
-        openapi_config=None,
+        openapi_config=OpenAPIConfig(
+            title="Accrual system (simulator)",
+            version="1",
+            description="A stand-in for the external accrual system (SPEC.md, 'The accrual "
+            "system'): the polled API, the shops' registration API, and test hooks.",
+            path=SCHEMA_PATH,
+            render_plugins=render_plugins(),
+            tags=[
+                Tag(name="polled", description="What gophermart polls"),
+                Tag(name="registration", description="What shops call"),
+                Tag(name="test hooks", description="Simulator controls for tests"),
+            ],
+        ),
     )
 
 

@@ -6,17 +6,29 @@ settled) and hands them to the server processes in one private environment varia
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
+from dependency_injector import providers
 from litestar import Litestar
+from litestar.types import ASGIApp
 
 from gophermart.entrypoints.http.app import http_app
+from gophermart.entrypoints.logs import configure_logging, flush_access_lines
+from gophermart.entrypoints.metrics import (
+    Metrics,
+    PrometheusWorkerMetrics,
+    process_metrics,
+    publish_forever,
+    scrape,
+)
+from gophermart.entrypoints.observe import Observed
 from gophermart.facade import Gophermart
-from gophermart.settings import ConfigError, Settings, configure_logging
+from gophermart.settings import ConfigError, Settings
 
 RESOLVED_SETTINGS_ENV = "_GOPHERMART_RESOLVED_SETTINGS"
 
@@ -36,12 +48,40 @@ async def _settle_garbage_collector(_app: Litestar) -> AsyncIterator[None]:
     yield
 
 
-def create() -> Litestar:
+def _publishing_pools(
+    metrics: Metrics, loyalty: Gophermart
+) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
+    """Each process publishes its requests every second and its pools' state every few
+    while it serves, and withdraws its live gauges from the aggregate when it stops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        task = asyncio.create_task(publish_forever(metrics, loyalty), name="metrics-publisher")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            metrics.process_exited()
+
+    return lifespan
+
+
+@contextlib.asynccontextmanager
+async def _flushing_access_lines(_app: Litestar) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        flush_access_lines()
+
+
+def create() -> ASGIApp:
     raw = os.environ.get(RESOLVED_SETTINGS_ENV)
     if raw is None:
         raise ConfigError("start the service with the `gophermart` command")
     settings = msgspec.json.decode(raw, type=Settings)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     loyalty = Gophermart.from_settings(settings, migrate=False)  # the CLI migrated
     run_worker = settings.run_worker and settings.accrual_address is not None
     if settings.run_worker and not run_worker:
@@ -50,4 +90,28 @@ def create() -> Litestar:
         logging.getLogger("gophermart").warning(
             "ACCRUAL_SYSTEM_ADDRESS is not set: orders stay NEW until it is"
         )
-    return http_app(loyalty, run_worker=run_worker, lifespan=[_settle_garbage_collector])
+    if not settings.metrics:
+        app = http_app(
+            loyalty,
+            run_worker=run_worker,
+            lifespan=[_flushing_access_lines, _settle_garbage_collector],
+        )
+        return Observed(app, access_log_enabled=settings.access_log)
+    metrics = process_metrics()
+    loyalty.container.worker_metrics.override(providers.Object(PrometheusWorkerMetrics(metrics)))
+    app = http_app(
+        loyalty,
+        run_worker=run_worker,
+        lifespan=[
+            _flushing_access_lines,
+            _publishing_pools(metrics, loyalty),
+            _settle_garbage_collector,
+        ],
+    )
+
+    async def scrape_metrics() -> bytes:
+        return await scrape(metrics, loyalty)
+
+    return Observed(
+        app, metrics=metrics, scrape=scrape_metrics, access_log_enabled=settings.access_log
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -21,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
+from gophermart.entrypoints.logs import LOG_FORMATS, configure_logging
 from gophermart.settings import (
     DEFAULT_DATABASE_URI,
     ConfigError,
     Settings,
-    configure_logging,
     parse_accrual_address,
     parse_listen_address,
     parse_trusted_proxies,
@@ -46,6 +47,9 @@ _ENV = {
     "secret": "GOPHERMART_SECRET",
     "db_timeout": "GOPHERMART_DB_TIMEOUT",
     "trusted_proxies": "GOPHERMART_TRUSTED_PROXIES",
+    "metrics": "GOPHERMART_METRICS",
+    "log_format": "GOPHERMART_LOG_FORMAT",
+    "access_log": "GOPHERMART_ACCESS_LOG",
 }
 
 
@@ -87,6 +91,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="LEVEL",
         help="DEBUG, INFO, WARNING or ERROR [env GOPHERMART_LOG_LEVEL; default INFO]",
     )
+    parser.add_argument(
+        "--log-format",
+        dest="log_format",
+        default=d,
+        choices=LOG_FORMATS,
+        help="text (readable key=value lines) or json (one object per line) "
+        "[env GOPHERMART_LOG_FORMAT; default text]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         "once and kept in the database), GOPHERMART_TOKEN_TTL (seconds, default 86400), "
         "GOPHERMART_COOKIE_SECURE (1 to mark the cookie Secure behind HTTPS), "
         "GOPHERMART_TRUSTED_PROXIES (comma-separated IPs/CIDRs of reverse proxies whose "
-        "X-Forwarded-For names the client; default none: the client is the TCP peer).",
+        "X-Forwarded-For names the client; default none: the client is the TCP peer), "
+        "GOPHERMART_METRICS (0 turns off Prometheus metrics at /metrics; default 1), "
+        "GOPHERMART_ACCESS_LOG (1 logs one line per request at INFO; default 0: at DEBUG).",
     )
     parser.add_argument(
         "-a",
@@ -202,6 +216,11 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     cookie_secure = env.get(_ENV["cookie_secure"])
     db_timeout = pick("db_timeout")
     proxies = env.get(_ENV["trusted_proxies"])
+    log_format = str(pick("log_format") or s.log_format).strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"GOPHERMART_LOG_FORMAT: expected text or json, got {log_format!r}")
+    metrics = env.get(_ENV["metrics"])
+    access_log = env.get(_ENV["access_log"])
     return replace(
         s,
         run_address=run_address,
@@ -234,6 +253,11 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
             else s.db_timeout
         ),
         trusted_proxies=parse_trusted_proxies(proxies) if proxies else (),
+        log_format=log_format,
+        metrics=_bool("GOPHERMART_METRICS", metrics) if metrics is not None else s.metrics,
+        access_log=(
+            _bool("GOPHERMART_ACCESS_LOG", access_log) if access_log is not None else s.access_log
+        ),
     )
 
 
@@ -259,6 +283,7 @@ def serve(settings: Settings) -> int:
 
     from gophermart.bootstrap import prepare
     from gophermart.entrypoints.asgi import export_settings
+    from gophermart.entrypoints.metrics import multiprocess_dir
     from gophermart.entrypoints.serving import clean_exit_on_stop_signals
 
     host, port = parse_listen_address(settings.run_address)
@@ -266,7 +291,9 @@ def serve(settings: Settings) -> int:
     settings = asyncio.run(prepare(settings))
     export_settings(settings)
     log.info("serving on http://%s:%d with %d process(es)", host, port, settings.workers)
-    with clean_exit_on_stop_signals():
+    # Metrics of all server processes meet in one fresh directory, removed at exit.
+    metrics_dir = multiprocess_dir() if settings.metrics else contextlib.nullcontext()
+    with metrics_dir, clean_exit_on_stop_signals():
         uvicorn.run(
             "gophermart.entrypoints.asgi:create",
             factory=True,
@@ -277,7 +304,8 @@ def serve(settings: Settings) -> int:
             # httptools, with a response's head and body in one write (serving.py)
             http="gophermart.entrypoints.serving:OneWriteHttpToolsProtocol",
             log_level=settings.log_level.lower(),
-            access_log=False,
+            log_config=None,  # our handler (entrypoints/logs.py) renders uvicorn's lines too
+            access_log=False,  # ours is entrypoints/observe.py's, with the request id
             timeout_graceful_shutdown=15,
             lifespan="on",
             server_header=False,
@@ -312,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = resolve_settings(args, dict(os.environ))
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         if args.command == "worker":
             return run_worker(settings)
         if args.command == "reconcile":

@@ -6,6 +6,7 @@ The API is one more client of :class:`~gophermart.facade.Gophermart`: a standalo
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any
@@ -26,6 +27,12 @@ from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.errors import EXCEPTION_HANDLERS
 from gophermart.entrypoints.http.gzip_request import GzipRequestMiddleware
 from gophermart.entrypoints.http.head import HeadAsGet
+from gophermart.entrypoints.http.openapi import (
+    API_DESCRIPTION,
+    ROUTE_DOCS,
+    SECURITY,
+    openapi_config,
+)
 from gophermart.entrypoints.http.wire import (
     BalanceOut,
     OrderOut,
@@ -91,18 +98,18 @@ def http_router(
         creds = decode_credentials(await request.body())
         return creds.login, creds.password
 
-    @post("/api/user/register", status_code=200)
+    @post("/api/user/register", status_code=200, **ROUTE_DOCS["register"])
     async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
         login, password = await credentials(request)
         return signed_in(await loyalty.register(login, password))
 
-    @post("/api/user/login", status_code=200)
+    @post("/api/user/login", status_code=200, **ROUTE_DOCS["log_in"])
     async def log_in(request: Request[Any, Any, Any]) -> Response[bytes]:
         login, password = await credentials(request)
         client = request.client.host if request.client else "unknown"
         return signed_in(await loyalty.log_in(login, password, client))
 
-    @post("/api/user/orders", status_code=202)
+    @post("/api/user/orders", status_code=202, **ROUTE_DOCS["upload_order"])
     async def upload_order(
         request: Request[Any, Any, Any], user_id: NamedDependency[UserId]
     ) -> Response[bytes]:
@@ -122,7 +129,7 @@ def http_router(
     # than through Litestar's dependency injection, which cost about 9 of a request's
     # 30 us of framework time (docs/performance.md, "Round two"); same check, same errors.
 
-    @get("/api/user/orders")
+    @get("/api/user/orders", **ROUTE_DOCS["list_orders"])
     async def list_orders(
         request: Request[Any, Any, Any],
         limit: Annotated[
@@ -159,13 +166,13 @@ def http_router(
         )
         return Response(content=body, media_type=JSON)
 
-    @get("/api/user/balance")
+    @get("/api/user/balance", **ROUTE_DOCS["balance"])
     async def balance(request: Request[Any, Any, Any]) -> Response[bytes]:
         view = await loyalty.balance(authenticate(request))
         body = encoder.encode(BalanceOut(view.current.as_decimal(), view.withdrawn.as_decimal()))
         return Response(content=body, media_type=JSON)
 
-    @post("/api/user/balance/withdraw", status_code=200)
+    @post("/api/user/balance/withdraw", status_code=200, **ROUTE_DOCS["withdraw"])
     async def withdraw(request: Request[Any, Any, Any]) -> Response[bytes]:
         user_id = authenticate(request)
         body = decode_withdraw(await request.body())
@@ -173,7 +180,7 @@ def http_router(
         await loyalty.withdraw(user_id, body.order, amount)
         return Response(content=b"", status_code=200, media_type=TEXT)
 
-    @get("/api/user/withdrawals")
+    @get("/api/user/withdrawals", **ROUTE_DOCS["list_withdrawals"])
     async def list_withdrawals(user_id: NamedDependency[UserId]) -> Response[bytes]:
         views = await loyalty.withdrawals(user_id)
         if not views:
@@ -203,6 +210,7 @@ def http_router(
         path="/",
         route_handlers=[upload_order, list_orders, balance, withdraw, list_withdrawals],
         dependencies={"user_id": Provide(authenticate, sync_to_thread=False)},
+        security=SECURITY,
     )
     return Router(
         path=path,
@@ -229,6 +237,13 @@ def loyalty_lifespan(
     return lifespan
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("gophermart")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a tree
+        return "0"
+
+
 def http_app(
     loyalty: Gophermart,
     *,
@@ -244,7 +259,9 @@ def http_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
         compression_config=CompressionConfig(backend="gzip", minimum_size=1),
         lifespan=[loyalty_lifespan(loyalty, run_worker=run_worker), *lifespan],
-        openapi_config=None,
+        openapi_config=openapi_config(
+            title="Gophermart", version=_version(), description=API_DESCRIPTION
+        ),
         logging_config=None,
         debug=debug,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -17,38 +17,72 @@ from gophermart.domain.points import Points
 
 _T = TypeVar("_T")
 
+# The ``Meta`` annotations document the fields for the OpenAPI schema (entrypoints/http/
+# openapi.py) and change nothing on the wire: no constraint is declared to msgspec (the
+# domain checks the values and words the errors), ``extra_json_schema`` only describes.
+# Request structs are rendered by msgspec's JSON Schema, response structs by Litestar's
+# schema generator (which reads ``description``/``examples``/``extra`` from there).
+
+
+def _doc(description: str, **schema: object) -> msgspec.Meta:
+    return msgspec.Meta(description=description, extra_json_schema=schema)
+
+
+def _out(description: str, **schema: object) -> msgspec.Meta:
+    return msgspec.Meta(extra_json_schema={"description": description, "extra": schema})
+
 
 class Credentials(msgspec.Struct):
-    login: str
-    password: str
+    login: Annotated[
+        str, _doc("1-64 characters, case-sensitive", minLength=1, maxLength=64, examples=["alice"])
+    ]
+    password: Annotated[
+        str, _doc("1-256 characters", minLength=1, maxLength=256, examples=["correct horse"])
+    ]
 
 
 class WithdrawRequest(msgspec.Struct):
-    order: str
+    order: Annotated[
+        str, _doc("a new order number: digits passing the Luhn check", examples=["2377225624"])
+    ]
     # Raw: the number's own text, so 0.1 is 0.1 and a string "751" is refused as a type error.
-    sum: msgspec.Raw
+    sum: Annotated[
+        msgspec.Raw,
+        _doc(
+            "points to spend: a JSON number, positive, at most two decimals",
+            type="number",
+            exclusiveMinimum=0,
+            examples=[751],
+        ),
+    ]
+
+
+ORDER_STATUSES = ("NEW", "PROCESSING", "INVALID", "PROCESSED")
 
 
 class OrderOut(msgspec.Struct, omit_defaults=True):
-    number: str
-    status: str
-    uploaded_at: datetime
-    accrual: Decimal | None = None
+    number: Annotated[str, _out("the order number", pattern="^[0-9]+$")]
+    status: Annotated[str, _out("where the order is", enum=list(ORDER_STATUSES))]
+    uploaded_at: Annotated[datetime, _out("when it was uploaded (RFC 3339)")]
+    accrual: Annotated[
+        Decimal | None,
+        _out("points credited; present only when points were awarded", type="number", one_of=None),
+    ] = None
 
 
 class BalanceOut(msgspec.Struct):
-    current: Decimal
-    withdrawn: Decimal
+    current: Annotated[Decimal, _out("points available now", type="number")]
+    withdrawn: Annotated[Decimal, _out("points ever spent", type="number")]
 
 
 class WithdrawalOut(msgspec.Struct):
-    order: str
-    sum: Decimal
-    processed_at: datetime
+    order: Annotated[str, _out("the order the points paid for")]
+    sum: Annotated[Decimal, _out("points spent", type="number")]
+    processed_at: Annotated[datetime, _out("when (RFC 3339)")]
 
 
 class ErrorOut(msgspec.Struct):
-    error: str
+    error: Annotated[str, _out("what went wrong, for a human")]
 
 
 encoder = msgspec.json.Encoder(decimal_format="number")

@@ -1,0 +1,109 @@
+"""The server's eyes: one plain ASGI wrapper around the app that, per request, sets the
+request id (``X-Request-ID``: the client's if it is sane, a new one otherwise; echoed in
+the answer and carried by every log line of the request), records the HTTP metrics,
+writes the access log line (at INFO with GOPHERMART_ACCESS_LOG=1, else at DEBUG: it
+measured up to ~10 % of a hot read's server CPU), and answers ``GET /metrics``.
+
+One wrapper rather than framework middleware or plugins: it runs once per request with
+no per-request objects beyond a closure, which is what keeps its cost on the hot reads
+to a few per cent (docs/operations.md has the bench pairs). It sits outside Litestar, so
+it also sees the answers Litestar gives before any route (404, 405), labelled with the
+route template Litestar matched (``unmatched`` for none), never the raw path.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from litestar.types import ASGIApp, Message, Receive, Send
+
+from gophermart.entrypoints.logs import REQUEST_ID, access_line, access_logger
+from gophermart.entrypoints.metrics import CONTENT_TYPE, Metrics
+
+_SANE_ID: Final = re.compile(rb"[A-Za-z0-9._~:@+=/-]{1,128}")
+_HEADER: Final = b"x-request-id"
+_LOGIN: Final = "/api/user/login"
+
+
+def new_request_id() -> str:
+    """64 random bits in hex: unique enough to find one request's lines, and cheap."""
+    return f"{random.getrandbits(64):016x}"
+
+
+class Observed:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics | None = None,
+        scrape: Callable[[], Awaitable[bytes]] | None = None,
+        access_log_enabled: bool = False,
+    ) -> None:
+        self.app = app
+        self._metrics = metrics
+        self._scrape = scrape
+        self._access = access_log_enabled
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._scrape is not None and scope["path"] == "/metrics":
+            await self._serve_metrics(scope, send)
+            return
+        raw_id = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                raw_id = value
+                break
+        if raw_id is not None and _SANE_ID.fullmatch(raw_id):
+            request_id = raw_id.decode("ascii")
+        else:
+            raw_id = None
+            request_id = new_request_id()
+        echoed = (_HEADER, raw_id or request_id.encode("ascii"))
+        status = 500  # if the app fails before answering, the server answers 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), echoed]
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route: str = scope.get("path_template") or "unmatched"
+            method = scope["method"]
+            if self._metrics is not None:
+                self._metrics.observe_request(route, method, status, elapsed)
+                if status == 429 and route == _LOGIN:
+                    self._metrics.login_throttled.inc()
+            if self._access:
+                access_line(method, route, scope["path"], status, elapsed * 1000)
+            elif access_logger.isEnabledFor(logging.DEBUG):  # off: DEBUG level only
+                access_line(method, route, scope["path"], status, elapsed * 1000, logging.DEBUG)
+            REQUEST_ID.reset(token)
+
+    async def _serve_metrics(self, scope: Any, send: Send) -> None:
+        assert self._scrape is not None
+        if scope["method"] not in ("GET", "HEAD"):
+            await _answer(send, 405, b"method not allowed\n", b"text/plain; charset=utf-8")
+            return
+        body = await self._scrape()
+        await _answer(send, 200, body if scope["method"] == "GET" else b"", CONTENT_TYPE.encode())
+
+
+async def _answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    headers: Any = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,256 @@
+"""The OpenAPI document: valid 3.1, every SPEC.md route with every status SPEC.md names,
+real bodies, the auth schemes, SPEC's examples; the simulator's too; and Swagger UI
+rendering in a real headless browser (Debian's chromium: CI installs it, never skips)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from litestar.testing import TestClient
+from openapi_spec_validator import validate
+from openapi_spec_validator.versions.shortcuts import get_spec_version
+
+from gophermart import Gophermart
+from gophermart.entrypoints.accrual_sim import SimSettings, create_sim_app
+from gophermart.entrypoints.http.app import http_app
+from tests.conftest import Service, start_service
+
+SPEC_MD = Path(__file__).resolve().parents[3] / "shared" / "SPEC.md"
+
+#: SPEC.md's "HTTP API": route → the statuses it names. Kept here too so that the test
+#: means something where SPEC.md is not beside the repository; checked against it where
+#: it is (CI lays shared/ beside the clone).
+SPEC_ROUTES: dict[tuple[str, str], set[int]] = {
+    ("post", "/api/user/register"): {200, 400, 409, 500},
+    ("post", "/api/user/login"): {200, 400, 401, 429, 500},
+    ("post", "/api/user/orders"): {202, 200, 409, 400, 401, 422, 500},
+    ("get", "/api/user/orders"): {200, 204, 401, 500},
+    ("get", "/api/user/balance"): {200, 401, 500},
+    ("post", "/api/user/balance/withdraw"): {200, 401, 402, 422, 400, 409, 500},
+    ("get", "/api/user/withdrawals"): {200, 204, 401, 500},
+}
+PROTECTED = {
+    route for route in SPEC_ROUTES if route[1] not in ("/api/user/register", "/api/user/login")
+}
+#: Where the body can be too large or the database down (Failure behaviour).
+EVERYWHERE = {413, 503}
+
+
+@pytest.fixture(scope="module")
+def document() -> Iterator[dict[str, Any]]:
+    app = http_app(Gophermart.in_memory(secret="s" * 40))
+    with TestClient(app) as client:
+        response = client.get("/schema/openapi.json")
+        assert response.status_code == 200
+        yield response.json()
+
+
+def spec_md_routes(text: str) -> dict[tuple[str, str], set[int]]:
+    """Parse SPEC.md: each ``### METHOD /path`` section and the `NNN` codes in it."""
+    routes: dict[tuple[str, str], set[int]] = {}
+    api = text.split("## HTTP API", 1)[1].split("\n## ", 1)[0]
+    for section in re.split(r"\n(?=### )", api):
+        heading = re.match(r"### (GET|POST) (/\S+)", section)
+        if heading:
+            codes = {int(code) for code in re.findall(r"`([1-5][0-9][0-9])`", section)}
+            routes[(heading.group(1).lower(), heading.group(2))] = codes
+    return routes
+
+
+def test_the_expected_table_is_spec_md_s() -> None:
+    if SPEC_MD.is_file():  # beside the repository in CI and in the workplace
+        assert spec_md_routes(SPEC_MD.read_text()) == SPEC_ROUTES
+
+
+def test_the_document_validates_as_openapi_3_1(document: dict[str, Any]) -> None:
+    validate(document)  # raises on any violation
+    assert get_spec_version(document).minor == "1"
+    assert document["openapi"].startswith("3.1")
+
+
+def test_every_spec_route_lists_every_status_spec_names(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for (method, path), codes in SPEC_ROUTES.items():
+        operation = paths[path][method]
+        documented = {int(code) for code in operation["responses"]}
+        missing = (codes | EVERYWHERE) - documented
+        assert not missing, f"{method.upper()} {path} does not document {sorted(missing)}"
+        for code, response in operation["responses"].items():
+            assert response["description"].strip(), f"{method} {path} {code}: no description"
+    # and nothing undocumented is served under /api
+    served = {(m, p) for p, item in paths.items() for m in item if p.startswith("/api")}
+    assert served == set(SPEC_ROUTES)
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref:
+        return document["components"]["schemas"][ref.rsplit("/", 1)[1]]  # type: ignore[no-any-return]
+    return schema
+
+
+def test_bodies_are_the_wire_structs_not_any(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for path in ("/api/user/register", "/api/user/login"):
+        body = paths[path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"]["required"] == ["login", "password"]
+        assert body["examples"]
+    withdraw = paths["/api/user/balance/withdraw"]["post"]["requestBody"]["content"]
+    schema = withdraw["application/json"]["schema"]
+    assert schema["properties"]["sum"]["type"] == "number"
+    assert schema["properties"]["order"]["type"] == "string"
+    assert "text/plain" in paths["/api/user/orders"]["post"]["requestBody"]["content"]
+
+    orders = paths["/api/user/orders"]["get"]["responses"]["200"]["content"]["application/json"]
+    item = _resolve(document, orders["schema"]["items"])
+    assert set(item["properties"]) == {"number", "status", "accrual", "uploaded_at"}
+    assert item["properties"]["status"]["enum"] == ["NEW", "PROCESSING", "INVALID", "PROCESSED"]
+    assert item["properties"]["accrual"]["type"] == "number"
+    balance = paths["/api/user/balance"]["get"]["responses"]["200"]["content"]["application/json"]
+    props = _resolve(document, balance["schema"])["properties"]
+    assert props["current"]["type"] == props["withdrawn"]["type"] == "number"
+    # SPEC.md's own examples
+    assert [e["value"] for e in balance["examples"].values()] == [
+        {"current": 500.5, "withdrawn": 42}
+    ]
+    example = next(iter(orders["examples"].values()))["value"]
+    assert example[0] == {
+        "number": "9278923470",
+        "status": "PROCESSED",
+        "accrual": 500,
+        "uploaded_at": "2020-12-10T15:15:45+03:00",
+    }
+    error = paths["/api/user/login"]["post"]["responses"]["429"]["content"]["application/json"]
+    assert _resolve(document, error["schema"])["required"] == ["error"]
+
+
+def test_auth_schemes_bearer_and_cookie(document: dict[str, Any]) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"]["type"] == "http" and schemes["bearer"]["scheme"] == "bearer"
+    assert schemes["cookie"] == {
+        **schemes["cookie"],
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "token",
+    }
+    for method, path in SPEC_ROUTES:
+        security = document["paths"][path][method].get("security")
+        if (method, path) in PROTECTED:
+            assert security == [{"bearer": []}, {"cookie": []}], path
+        else:
+            assert not security, path
+    headers = document["paths"]["/api/user/register"]["post"]["responses"]["200"]["headers"]
+    assert {"Authorization", "Set-Cookie"} <= set(headers)
+
+
+def test_yaml_is_the_same_document(document: dict[str, Any]) -> None:
+    app = http_app(Gophermart.in_memory(secret="s" * 40))
+    with TestClient(app) as client:
+        response = client.get("/schema/openapi.yaml")
+    assert response.status_code == 200
+    assert yaml.safe_load(response.text) == document
+
+
+def test_the_simulator_documents_its_api() -> None:
+    with TestClient(create_sim_app(SimSettings())) as client:
+        document = client.get("/schema/openapi.json").json()
+        assert client.get("/schema").status_code == 200
+    validate(document)
+    paths = document["paths"]
+    polled = {int(code) for code in paths["/api/orders/{number}"]["get"]["responses"]}
+    assert {200, 204, 429, 500} <= polled
+    assert {200, 400, 409} <= {int(c) for c in paths["/api/goods"]["post"]["responses"]}
+    assert {202, 400, 409} <= {int(c) for c in paths["/api/orders"]["post"]["responses"]}
+    goods = paths["/api/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert goods["properties"]["goods"]["items"]["properties"]["price"]["type"] == "number"
+
+
+# --- the UI in a real browser ---------------------------------------------------------
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(
+        "chromium is required for the Swagger UI test (Debian: apt-get install chromium; "
+        ".ci/run installs it)",
+        pytrace=False,
+    )
+
+
+def _headless(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",  # CI runs as root
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1280,1000",
+            "--virtual-time-budget=10000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def _png_colours(path: Path) -> int:
+    """How many distinct pixel rows a PNG has: a blank page has one."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    _width, height = struct.unpack(">II", data[16:24])
+    idat = b""
+    pos = 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = len(raw) // height
+    return len({raw[row * stride + 1 : (row + 1) * stride] for row in range(height)})
+
+
+@pytest.fixture(scope="module")
+def ui_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = start_service(f"sqlite:///{tmp_path_factory.mktemp('ui') / 'ui.db'}")
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def test_swagger_ui_renders_every_route_in_headless_chromium(
+    ui_service: Service, tmp_path: Path
+) -> None:
+    page = ui_service.url + "/schema"
+    assert httpx.get(page, timeout=10).status_code == 200
+    dom = _headless("--dump-dom", page)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom.stdout))
+    assert rendered == {path for _, path in SPEC_ROUTES}, dom.stdout[-3000:]
+    assert "OAS 3.1" in dom.stdout
+
+    shot = tmp_path / "swagger-ui.png"
+    result = _headless(f"--screenshot={shot}", page)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert shot.stat().st_size > 20_000
+    assert _png_colours(shot) > 50  # not a blank page
+    print(f"Swagger UI screenshot: {shot}")
