@@ -224,7 +224,9 @@ def outage_log(svc: Service) -> list[str]:
     return [
         line
         for line in svc.output().splitlines()
-        if " ERROR " in line or " WARNING " in line or "Traceback" in line
+        # structlog's text lines say [error]/[warning] (entrypoints/logs.py)
+        if any(level in line for level in (" ERROR ", " WARNING ", "[error]", "[warning]"))
+        or "Traceback" in line
     ]
 
 
