@@ -219,6 +219,10 @@ ROUTE_DOCS: Final[Mapping[str, Mapping[str, Any]]] = {
                 examples=[Example(summary="three orders", value=_ORDERS_EXAMPLE)],
             ),
             204: _empty("No orders yet"),
+            400: _error(
+                "`limit` outside 1..10000, or `before` not an order number",
+                "limit must be between 1 and 10000",
+            ),
             **_PROTECTED,
         },
     },
