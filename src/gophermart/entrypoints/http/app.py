@@ -15,11 +15,13 @@ from litestar import Litestar, Request, Response, Router, get, post
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.params import QueryParameter
 
 from gophermart.application.errors import Unauthenticated
 from gophermart.application.orders import UploadOutcome
+from gophermart.application.ports import OrderView
 from gophermart.application.queries import ListOrders
 from gophermart.application.users import Authenticated
 from gophermart.domain.errors import InvalidInput
@@ -50,18 +52,7 @@ JSON = "application/json"
 TEXT = "text/plain"  # for the empty bodies: they are not JSON (Litestar adds the charset)
 
 
-def http_router(
-    loyalty: Gophermart, path: str = "/", *, cookie_secure: bool | None = None
-) -> Router:
-    """The whole API as one Litestar ``Router``, to mount in a host's app under ``path``
-    (``/loyalty`` gives ``/loyalty/api/user/...``). It carries its own error mapping,
-    gzip request bodies and body limit; response compression is the app's setting.
-    ``loyalty`` must be started: put :func:`loyalty_lifespan` in the host's lifespan."""
-    settings = loyalty.settings
-    secure = settings.cookie_secure if cookie_secure is None else cookie_secure
-    token_ttl_seconds = int(settings.token_ttl.total_seconds())
-    cookie_path = path if path.endswith("/") else path + "/"
-
+def _authenticator(loyalty: Gophermart) -> Callable[[Request[Any, Any, Any]], UserId]:
     def authenticate(request: Request[Any, Any, Any]) -> UserId:
         """The guard of every protected route: a Bearer header or the cookie."""
         header = request.headers.get("authorization")
@@ -74,6 +65,14 @@ def http_router(
         if not cookie:
             raise Unauthenticated("missing credentials")
         return loyalty.authenticate(cookie)
+
+    return authenticate
+
+
+def _signer(
+    *, secure: bool, ttl_seconds: int, cookie_path: str
+) -> Callable[[Authenticated], Response[bytes]]:
+    """The answer to a register or login: the token as a Bearer header and a cookie."""
 
     def signed_in(auth: Authenticated) -> Response[bytes]:
         return Response(
@@ -88,26 +87,95 @@ def http_router(
                     httponly=True,
                     samesite="lax",
                     secure=secure,
-                    max_age=token_ttl_seconds,
+                    max_age=ttl_seconds,
                     path=cookie_path,
                 )
             ],
         )
 
-    async def credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
-        creds = decode_credentials(await request.body())
-        return creds.login, creds.password
+    return signed_in
 
+
+async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    creds = decode_credentials(await request.body())
+    return creds.login, creds.password
+
+
+def _orders_json(views: Sequence[OrderView]) -> bytes:
+    return encoder.encode(
+        [
+            OrderOut(
+                number=v.number,
+                status=v.status.value,
+                uploaded_at=v.uploaded_at,
+                accrual=v.accrual.as_decimal() if v.accrual is not None else None,
+            )
+            for v in views
+        ]
+    )
+
+
+def _health_handlers(loyalty: Gophermart) -> list[HTTPRouteHandler]:
+    @get(["/livez", "/healthz"], include_in_schema=False)
+    async def live() -> Response[bytes]:
+        """Alive: the process serves. No database check (SPEC.md, "Health")."""
+        return Response(content=b'{"status":"ok"}', media_type=JSON)
+
+    @get("/readyz", include_in_schema=False)
+    async def ready() -> Response[bytes]:
+        """Ready: the database answers and its schema is current; 503 says what failed."""
+        verdict = await loyalty.readiness()
+        if verdict.ready:
+            body = {"status": "ready", "checks": dict(verdict.checks)}
+            return Response(content=encoder.encode(body), media_type=JSON)
+        failed = "; ".join(f"{k}: {v}" for k, v in verdict.checks.items() if v != "ok")
+        body = {"error": f"not ready: {failed}", "checks": dict(verdict.checks)}
+        return Response(content=encoder.encode(body), status_code=503, media_type=JSON)
+
+    return [live, ready]
+
+
+#: ``?limit=`` and ``?before=`` of ``GET /api/user/orders`` (optional pages).
+OrdersLimit = Annotated[
+    int | None,
+    QueryParameter(
+        ge=1,
+        le=ListOrders.MAX_LIMIT,
+        description="At most this many orders (a page); all of them without it.",
+    ),
+]
+OrdersBefore = Annotated[
+    str | None,
+    QueryParameter(
+        description=(
+            "Only the orders listed after this one: the number of the last order "
+            "of the previous page. With `limit`, the next page."
+        ),
+    ),
+]
+
+
+def _sign_in_handlers(
+    loyalty: Gophermart, signed_in: Callable[[Authenticated], Response[bytes]]
+) -> list[HTTPRouteHandler]:
     @post("/api/user/register", status_code=200, **ROUTE_DOCS["register"])
     async def register(request: Request[Any, Any, Any]) -> Response[bytes]:
-        login, password = await credentials(request)
+        login, password = await _credentials(request)
         return signed_in(await loyalty.register(login, password))
 
     @post("/api/user/login", status_code=200, **ROUTE_DOCS["log_in"])
     async def log_in(request: Request[Any, Any, Any]) -> Response[bytes]:
-        login, password = await credentials(request)
+        login, password = await _credentials(request)
         client = request.client.host if request.client else "unknown"
         return signed_in(await loyalty.log_in(login, password, client))
+
+    return [register, log_in]
+
+
+def _protected_router(
+    loyalty: Gophermart, authenticate: Callable[[Request[Any, Any, Any]], UserId]
+) -> Router:
+    """The routes that need a credential: the user's orders, points and withdrawals."""
 
     @post("/api/user/orders", status_code=202, **ROUTE_DOCS["upload_order"])
     async def upload_order(
@@ -131,40 +199,12 @@ def http_router(
 
     @get("/api/user/orders", **ROUTE_DOCS["list_orders"])
     async def list_orders(
-        request: Request[Any, Any, Any],
-        limit: Annotated[
-            int | None,
-            QueryParameter(
-                ge=1,
-                le=ListOrders.MAX_LIMIT,
-                description="At most this many orders (a page); all of them without it.",
-            ),
-        ] = None,
-        before: Annotated[
-            str | None,
-            QueryParameter(
-                description=(
-                    "Only the orders listed after this one: the number of the last order "
-                    "of the previous page. With `limit`, the next page."
-                ),
-            ),
-        ] = None,
+        request: Request[Any, Any, Any], limit: OrdersLimit = None, before: OrdersBefore = None
     ) -> Response[bytes]:
         views = await loyalty.orders(authenticate(request), limit, before)
         if not views:
             return Response(content=b"", status_code=204, media_type=TEXT)
-        body = encoder.encode(
-            [
-                OrderOut(
-                    number=v.number,
-                    status=v.status.value,
-                    uploaded_at=v.uploaded_at,
-                    accrual=v.accrual.as_decimal() if v.accrual is not None else None,
-                )
-                for v in views
-            ]
-        )
-        return Response(content=body, media_type=JSON)
+        return Response(content=_orders_json(views), media_type=JSON)
 
     @get("/api/user/balance", **ROUTE_DOCS["balance"])
     async def balance(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -190,31 +230,34 @@ def http_router(
         )
         return Response(content=body, media_type=JSON)
 
-    @get(["/livez", "/healthz"], include_in_schema=False)
-    async def live() -> Response[bytes]:
-        """Alive: the process serves. No database check (SPEC.md, "Health")."""
-        return Response(content=b'{"status":"ok"}', media_type=JSON)
-
-    @get("/readyz", include_in_schema=False)
-    async def ready() -> Response[bytes]:
-        """Ready: the database answers and its schema is current; 503 says what failed."""
-        verdict = await loyalty.readiness()
-        if verdict.ready:
-            body = {"status": "ready", "checks": dict(verdict.checks)}
-            return Response(content=encoder.encode(body), media_type=JSON)
-        failed = "; ".join(f"{k}: {v}" for k, v in verdict.checks.items() if v != "ok")
-        body = {"error": f"not ready: {failed}", "checks": dict(verdict.checks)}
-        return Response(content=encoder.encode(body), status_code=503, media_type=JSON)
-
-    protected = Router(
+    return Router(
         path="/",
         route_handlers=[upload_order, list_orders, balance, withdraw, list_withdrawals],
         dependencies={"user_id": Provide(authenticate, sync_to_thread=False)},
         security=SECURITY,
     )
+
+
+def http_router(
+    loyalty: Gophermart, path: str = "/", *, cookie_secure: bool | None = None
+) -> Router:
+    """The whole API as one Litestar ``Router``, to mount in a host's app under ``path``
+    (``/loyalty`` gives ``/loyalty/api/user/...``). It carries its own error mapping,
+    gzip request bodies and body limit; response compression is the app's setting.
+    ``loyalty`` must be started: put :func:`loyalty_lifespan` in the host's lifespan."""
+    settings = loyalty.settings
+    signed_in = _signer(
+        secure=settings.cookie_secure if cookie_secure is None else cookie_secure,
+        ttl_seconds=int(settings.token_ttl.total_seconds()),
+        cookie_path=path if path.endswith("/") else path + "/",
+    )
     return Router(
         path=path,
-        route_handlers=[register, log_in, live, ready, protected],
+        route_handlers=[
+            *_sign_in_handlers(loyalty, signed_in),
+            *_health_handlers(loyalty),
+            _protected_router(loyalty, _authenticator(loyalty)),
+        ],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         middleware=[DefineMiddleware(GzipRequestMiddleware)],
         request_max_body_size=MAX_BODY,
