@@ -47,7 +47,6 @@ from gophermart.bootstrap import (
     Backend,
     Container,
     WorkerTask,
-    backend_of,
     migrate_database,
     settle_database_id,
     settle_secret,
@@ -131,15 +130,15 @@ class Gophermart:
         url = "sqlite:///" + database.target.location
         if database.is_postgres:
             url = database.target.location
-        settings = Settings(
-            database_uri=url,
+        loyalty = cls.open(
+            url,
             secret=secret,
             accrual_address=accrual_address,
             token_ttl=token_ttl,
+            migrate=migrate,
         )
-        container = Container(settings=settings)
-        container.database.override(providers.Object(database))
-        return cls(container, migrate=migrate)
+        loyalty.container.database.override(providers.Object(database))
+        return loyalty
 
     @classmethod
     def on_asyncpg_pool(
@@ -165,17 +164,19 @@ class Gophermart:
             raise ConfigError(
                 "DATABASE_URI: the pool was not created from a DSN; pass dsn= as well"
             )
-        settings = Settings(
-            database_uri=dsn,
+        loyalty = cls.open(
+            dsn,
             secret=secret,
             accrual_address=accrual_address,
             token_ttl=token_ttl,
+            migrate=migrate,
         )
-        if backend_of(settings) != "postgresql":
+        if loyalty.backend != "postgresql":
             raise ConfigError(f"DATABASE_URI: an asyncpg pool needs a PostgreSQL DSN, got {dsn!r}")
-        container = Container(settings=settings)
-        container.pg_pool.override(providers.Object(PgPool(pool=pool, timeout=settings.db_timeout)))
-        return cls(container, migrate=migrate)
+        loyalty.container.pg_pool.override(
+            providers.Object(PgPool(pool=pool, timeout=loyalty.settings.db_timeout))
+        )
+        return loyalty
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Self:
