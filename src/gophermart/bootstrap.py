@@ -380,6 +380,18 @@ async def settle_database_id(container: Container) -> str:
     return await stored_database_id(database.write)
 
 
+async def settle(container: Container, *, migrate: bool = True) -> Settings:
+    """Open the store (one clear error if it cannot be), migrate it if asked, and settle
+    the token secret and the database id: the settings every process must agree on."""
+    await container.store()
+    if migrate:
+        await migrate_database(container)
+    secret = await settle_secret(container)
+    database_id = await settle_database_id(container)
+    settings: Settings = container.settings()
+    return replace(settings, secret=secret, database_id=database_id)
+
+
 async def prepare(settings: Settings) -> Settings:
     """Before serving: check the database, migrate it, settle the token secret.
 
@@ -390,12 +402,8 @@ async def prepare(settings: Settings) -> Settings:
     """
     container = Container(settings=settings)
     try:
-        await container.store()
-        await migrate_database(container)
-        secret = await settle_secret(container)
-        database_id = await settle_database_id(container)
+        return await settle(container)
     finally:
         shutdown = container.shutdown_resources()
         if shutdown is not None:
             await shutdown
-    return replace(settings, secret=secret, database_id=database_id)

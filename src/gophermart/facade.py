@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from types import TracebackType
@@ -47,9 +46,7 @@ from gophermart.bootstrap import (
     Backend,
     Container,
     WorkerTask,
-    migrate_database,
-    settle_database_id,
-    settle_secret,
+    settle,
 )
 from gophermart.domain.orders import AccrualVerdict, Order
 from gophermart.domain.points import Points
@@ -200,16 +197,11 @@ class Gophermart:
         if self._started:
             return
         c = self.container
-        await c.store()
         try:
-            if self._migrate:
-                await migrate_database(c)
-            secret = await settle_secret(c)
-            database_id = await settle_database_id(c)
+            settled = await settle(c, migrate=self._migrate)
         except BaseException:
             await self.aclose()
             raise
-        settled = replace(self.settings, secret=secret, database_id=database_id)
         c.settings.override(providers.Object(settled))
         self._register = c.register()
         self._log_in = c.log_in()

@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Callable
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gophermart.adapters.sql.schema import service_state
+from gophermart.adapters.sql.statements import insert_if_absent
 
 _SECRET = "token_secret"  # noqa: S105 - a key name, not a secret
 _DATABASE_ID = "database_id"
@@ -39,12 +39,7 @@ async def stored_database_id(engine: AsyncEngine) -> str:
 
 
 async def _stored(conn: AsyncConnection, key: str, make: Callable[[], str]) -> str:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    await conn.execute(
-        dialect.insert(service_state)
-        .values(key=key, value=make())
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
+    await conn.execute(insert_if_absent(conn.dialect, service_state, key=key, value=make()))
     value = await conn.scalar(select(service_state.c.value).where(service_state.c.key == key))
     assert isinstance(value, str)
     return value
