@@ -18,9 +18,10 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from gophermart.entrypoints.logs import LOG_FORMATS, configure_logging
 from gophermart.settings import (
@@ -33,6 +34,8 @@ from gophermart.settings import (
 )
 
 log = logging.getLogger("gophermart")
+
+T = TypeVar("T")
 
 _ENV = {
     "run_address": "RUN_ADDRESS",
@@ -197,67 +200,49 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
         flag = getattr(args, field, None)
         return flag if flag is not None else env.get(_ENV[field])
 
+    def given(field: str, parse: Callable[[str, Any], T], default: T) -> T:
+        """``field``'s flag or env value through ``parse`` (which names the env var in
+        its one-line error), else ``default``."""
+        value = pick(field)
+        return default if value is None else parse(_ENV[field], value)
+
     s = Settings()
     run_address = str(pick("run_address") or s.run_address)
     parse_listen_address(run_address)
-    database_uri = str(pick("database_uri") or s.database_uri)
     accrual = pick("accrual_address")
-    accrual_address = parse_accrual_address(str(accrual)) if accrual else None
-    workers = pick("workers")
-    run_worker = pick("run_worker")
-    concurrency = pick("accrual_concurrency")
-    ttl = pick("token_ttl")
     level = str(pick("log_level") or s.log_level).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"GOPHERMART_LOG_LEVEL: unknown level {level!r}")
     secret = env.get(_ENV["secret"]) or None
     if secret is not None and len(secret) < 32:
         raise ConfigError("GOPHERMART_SECRET: must be at least 32 characters")
-    cookie_secure = env.get(_ENV["cookie_secure"])
-    db_timeout = pick("db_timeout")
     proxies = env.get(_ENV["trusted_proxies"])
     log_format = str(pick("log_format") or s.log_format).strip().lower()
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"GOPHERMART_LOG_FORMAT: expected text or json, got {log_format!r}")
-    metrics = env.get(_ENV["metrics"])
-    access_log = env.get(_ENV["access_log"])
     return replace(
         s,
         run_address=run_address,
-        database_uri=database_uri,
-        accrual_address=accrual_address,
-        workers=_int("GOPHERMART_WORKERS", workers, 1, 64) if workers is not None else 1,
-        run_worker=(
-            run_worker
-            if isinstance(run_worker, bool)
-            else _bool("GOPHERMART_RUN_WORKER", str(run_worker))
-            if run_worker is not None
-            else True
+        database_uri=str(pick("database_uri") or s.database_uri),
+        accrual_address=parse_accrual_address(str(accrual)) if accrual else None,
+        workers=given("workers", lambda n, v: _int(n, v, 1, 64), 1),
+        run_worker=given(
+            "run_worker", lambda n, v: v if isinstance(v, bool) else _bool(n, str(v)), True
         ),
-        accrual_concurrency=(
-            _int("GOPHERMART_ACCRUAL_CONCURRENCY", concurrency, 1, 1024)
-            if concurrency is not None
-            else s.accrual_concurrency
+        accrual_concurrency=given(
+            "accrual_concurrency", lambda n, v: _int(n, v, 1, 1024), s.accrual_concurrency
         ),
-        token_ttl=(
-            timedelta(seconds=_int("GOPHERMART_TOKEN_TTL", ttl, 60, 10**8))
-            if ttl is not None
-            else s.token_ttl
+        token_ttl=given(
+            "token_ttl", lambda n, v: timedelta(seconds=_int(n, v, 60, 10**8)), s.token_ttl
         ),
         log_level=level,
         secret=secret,
-        cookie_secure=_bool("GOPHERMART_COOKIE_SECURE", cookie_secure) if cookie_secure else False,
-        db_timeout=(
-            _seconds("GOPHERMART_DB_TIMEOUT", db_timeout, 0.1, 600)
-            if db_timeout is not None
-            else s.db_timeout
-        ),
+        cookie_secure=given("cookie_secure", _bool, False),
+        db_timeout=given("db_timeout", lambda n, v: _seconds(n, v, 0.1, 600), s.db_timeout),
         trusted_proxies=parse_trusted_proxies(proxies) if proxies else (),
         log_format=log_format,
-        metrics=_bool("GOPHERMART_METRICS", metrics) if metrics is not None else s.metrics,
-        access_log=(
-            _bool("GOPHERMART_ACCESS_LOG", access_log) if access_log is not None else s.access_log
-        ),
+        metrics=given("metrics", _bool, s.metrics),
+        access_log=given("access_log", _bool, s.access_log),
     )
 
 
