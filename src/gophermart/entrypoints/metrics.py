@@ -94,6 +94,14 @@ class Metrics:
         own: CollectorRegistry | None = None if self.directory else CollectorRegistry()
         self._own_registry = own
         r: Any = own
+        self._declare_api(r)
+        self._declare_worker(r)
+        self._declare_pools(r)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._tally: dict[tuple[str, str, int], list[Any]] = {}
+
+    def _declare_api(self, r: Any) -> None:
+        """Requests by route template, method and status; login refusals."""
         self.http_requests = Counter(
             "gophermart_http_requests",
             "HTTP requests answered, by route template, method and status",
@@ -112,6 +120,9 @@ class Metrics:
             "Login attempts refused with 429 by the brute-force throttle",
             registry=r,
         )
+
+    def _declare_worker(self, r: Any) -> None:
+        """The accrual worker: polls by outcome, credits, parking, the pause and rate."""
         self.polls = Counter(
             "gophermart_accrual_polls",
             "Answers from the accrual system, by outcome (200_<status>, 204, 429, 5xx, "
@@ -148,6 +159,9 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+
+    def _declare_pools(self, r: Any) -> None:
+        """Database pools: connections by state, their ceiling, requests waiting."""
         self.pool_connections = Gauge(
             "gophermart_db_pool_connections",
             "Database connections of the pools, by pool and state (in_use, idle)",
@@ -169,8 +183,6 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._tally: dict[tuple[str, str, int], list[Any]] = {}
 
     # --- HTTP: recorded per request in plain Python, published every second ---------
     #
