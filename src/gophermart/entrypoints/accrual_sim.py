@@ -43,6 +43,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 import msgspec
 import uvicorn
 from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Example, Tag
 
@@ -469,6 +470,16 @@ def create_sim_app(settings: SimSettings, *, clock: Clock = time.monotonic) -> L
     async def poll_order(request: _Req) -> Response[bytes]:
         return sim.poll(request.path_params["number"])
 
+    return Litestar(
+        route_handlers=[register_goods, register_order, poll_order, *_test_hooks(sim)],
+        exception_handlers={_HttpError: _error_response},
+        openapi_config=_openapi_config(),
+    )
+
+
+def _test_hooks(sim: _Simulator) -> list[HTTPRouteHandler]:
+    """``/__sim/...``: counting requests, injecting failures, fixing outcomes."""
+
     @get("/__sim/stats", **_DOCS["stats"])
     async def stats() -> Response[bytes]:
         return Response(_JSON.encode(sim.stats()), media_type=MediaType.JSON)
@@ -487,30 +498,22 @@ def create_sim_app(settings: SimSettings, *, clock: Clock = time.monotonic) -> L
         sim.add_fixed_order(_decode(await request.body(), _FixedOrderIn))
         return _empty(202)
 
-    return Litestar(
-        route_handlers=[
-            register_goods,
-            register_order,
-            poll_order,
-            stats,
-            fail,
-            reset_stats,
-            register_fixed_order,
+    return [stats, fail, reset_stats, register_fixed_order]
+
+
+def _openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Accrual system (simulator)",
+        version="1",
+        description="A stand-in for the external accrual system (SPEC.md, 'The accrual "
+        "system'): the polled API, the shops' registration API, and test hooks.",
+        path=SCHEMA_PATH,
+        render_plugins=render_plugins(),
+        tags=[
+            Tag(name="polled", description="What gophermart polls"),
+            Tag(name="registration", description="What shops call"),
+            Tag(name="test hooks", description="Simulator controls for tests"),
         ],
-        exception_handlers={_HttpError: _error_response},
-        openapi_config=OpenAPIConfig(
-            title="Accrual system (simulator)",
-            version="1",
-            description="A stand-in for the external accrual system (SPEC.md, 'The accrual "
-            "system'): the polled API, the shops' registration API, and test hooks.",
-            path=SCHEMA_PATH,
-            render_plugins=render_plugins(),
-            tags=[
-                Tag(name="polled", description="What gophermart polls"),
-                Tag(name="registration", description="What shops call"),
-                Tag(name="test hooks", description="Simulator controls for tests"),
-            ],
-        ),
     )
 
 
