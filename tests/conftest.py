@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+
+from tests.ports import free_port
 
 PG_ADMIN_DSN = os.environ.get(
     "GOPHERMART_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -97,12 +98,6 @@ def database_uri(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_uri"))
     return str(request.getfixturevalue("postgres_uri"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -20,25 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.ports import free_port
 
 
 class PgProxy:
     def __init__(self, upstream_host: str = "127.0.0.1", upstream_port: int = 5432) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.host = "127.0.0.1"
-        self.port = _free_port()
+        self.port = free_port()
         self.state = "running"
         self.accepted = 0  # connections accepted since start, for tests' curiosity
         self._loop = asyncio.new_event_loop()

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import free_port
+from tests.ports import free_port
 
 _POLL_LINE = re.compile(r'"GET /api/orders/(\d+) HTTP/[\d.]+" (\d{3})')
 

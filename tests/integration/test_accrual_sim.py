@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from gophermart.entrypoints.accrual_sim import SimSettings, _parse_address, create_sim_app, main
+from tests.ports import free_port
 
 Client = AsyncTestClient[Any]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -399,12 +399,6 @@ def test_cli_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> N
     assert exited.value.code == 0
     for option in ("--address", "--delay", "--rate-limit", "--retry-after", "ACCRUAL_RUN_ADDRESS"):
         assert option in out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, start_service, wait_until_up
+from tests.conftest import start_service, wait_until_up
+from tests.ports import free_port
 
 
 def run_cli(
