@@ -177,7 +177,9 @@ async def _no_listener(_wakeup: WakeUp) -> AsyncIterator[None]:
 
 async def _pg_listener(database: Database, wakeup: WakeUp) -> AsyncIterator[PgOrderListener]:
     """Uploads committed by *other* processes wake this one through LISTEN/NOTIFY."""
-    listener = PgOrderListener(database.target.location, wakeup.event)
+    listener = PgOrderListener(
+        database.target.location, wakeup.event, timeout=database.timeout or 5.0
+    )
     listener.start()
     try:
         yield listener

@@ -15,12 +15,29 @@ log = logging.getLogger("gophermart.listener")
 
 
 class PgOrderListener:
-    """Keeps one dedicated connection LISTENing; reconnects after a loss."""
+    """Keeps one dedicated connection LISTENing; reconnects after a loss.
 
-    def __init__(self, dsn: str, wakeup: asyncio.Event, retry: float = 2.0) -> None:
+    A connection whose server or network path dies without closing it (a frozen server,
+    a dropped route) would otherwise look alive for hours, until TCP gives up: every
+    ``probe_every`` seconds the connection answers a ``SELECT 1`` within ``timeout`` or
+    is replaced, and connecting is bounded by the same ``timeout`` (the service's
+    ``GOPHERMART_DB_TIMEOUT``) instead of asyncpg's 60 s. Nothing is lost meanwhile:
+    the worker polls the queue every second when idle, and every (re)connect wakes it.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        wakeup: asyncio.Event,
+        retry: float = 2.0,
+        timeout: float = 5.0,
+        probe_every: float = 30.0,
+    ) -> None:
         self._dsn = dsn
         self._wakeup = wakeup
         self._retry = retry
+        self._timeout = timeout
+        self._probe_every = probe_every
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -37,7 +54,7 @@ class PgOrderListener:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn)
+                conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(ORDERS_CHANNEL, self._notified)
@@ -45,7 +62,7 @@ class PgOrderListener:
                     log.warning("LISTEN %s works again", ORDERS_CHANNEL)
                     failing = False
                 self._wakeup.set()  # uploads made while we were not listening
-                await lost.wait()
+                await self._hold(conn, lost)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -60,9 +77,22 @@ class PgOrderListener:
                 failing = True
             finally:
                 if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
+                    try:
                         await conn.close(timeout=1)
+                    except Exception:  # a server that does not answer: drop the socket
+                        conn.terminate()
             await asyncio.sleep(self._retry)
+
+    async def _hold(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Return when the connection is lost; raise when it stops answering."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), self._probe_every)
+                return
+            try:
+                await conn.fetchval("SELECT 1", timeout=self._timeout)
+            except TimeoutError:
+                raise TimeoutError(f"no answer to a probe within {self._timeout:g}s") from None
 
     def _notified(self, *_args: Any) -> None:
         self._wakeup.set()
