@@ -14,30 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Service, start_service
+from tests.integration.prometheus import scrape, value
 from tests.integration.seeding import luhn
 from tests.integration.simulator import running_simulator
 
 SECRET = "operations-secret-" + "q" * 30
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(url + "/metrics", timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.fixture
@@ -55,11 +38,11 @@ def _children(pid: int) -> list[int]:
 
 
 def _metrics_dir(pid: int) -> Path:
-    for name, _, value in (
+    for name, _, setting in (
         entry.partition("=") for entry in Path(f"/proc/{pid}/environ").read_text().split("\0")
     ):
         if name == "PROMETHEUS_MULTIPROC_DIR":
-            return Path(value)
+            return Path(setting)
     raise AssertionError("the server processes have no PROMETHEUS_MULTIPROC_DIR")
 
 

@@ -32,7 +32,7 @@ from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import AccrualGate, ReadModel, UnitOfWork
 from gophermart.domain.accounts import Account, EntryKind
 from gophermart.domain.errors import InsufficientPoints, LoginTaken
-from gophermart.domain.orders import Order, OrderNumber, OrderStatus
+from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, UserId
 from tests.luhn_reference import with_check_digit
@@ -206,6 +206,7 @@ async def test_claim_leases_due_orders_oldest_first_and_skips_final_ones(backend
         await uow.commit()
     assert [c.number.value for c in claimed] == [NUMBERS[0], NUMBERS[2]]
     assert all(c.attempts == 1 for c in claimed)
+    assert not any(c.taken_over for c in claimed)
     # Leased: not due again until the lease runs out...
     async with backend.uow() as uow:
         assert await uow.orders.claim_due(T0 + timedelta(seconds=30), lease, 10) == []
@@ -215,6 +216,38 @@ async def test_claim_leases_due_orders_oldest_first_and_skips_final_ones(backend
         again = await uow.orders.claim_due(lease, lease + timedelta(minutes=1), 1)
         await uow.commit()
     assert [(c.number.value, c.attempts) for c in again] == [(NUMBERS[0], 2)]
+    assert again[0].taken_over, "its first claim was never ended: a crash pickup"
+
+
+async def test_a_save_or_a_reschedule_ends_a_claim(backend: Backend) -> None:
+    """Only a claim whose lease ran out unended is a takeover; the worker's own retries
+    (reschedule) and status moves (save) are not, however many there are."""
+    alice = await new_user(backend)
+    retried = await new_order(backend, alice, NUMBERS[0], T0)
+    moved = await new_order(backend, alice, NUMBERS[1], T0)
+    await new_order(backend, alice, NUMBERS[2], T0)  # its worker dies holding it
+    t = T0 + timedelta(seconds=1)
+
+    async def claim(at: datetime) -> dict[str, bool]:
+        async with backend.uow() as uow:
+            claimed = await uow.orders.claim_due(at, at + timedelta(seconds=10), 10)
+            await uow.commit()
+        return {c.number.value: c.taken_over for c in claimed}
+
+    assert await claim(t) == dict.fromkeys(NUMBERS[:3], False)
+    async with backend.uow() as uow:
+        await uow.orders.reschedule(retried.number, t)
+        processing = moved.apply(AccrualVerdict.PROCESSING, None)
+        assert await uow.orders.save(moved, processing, t)
+        await uow.commit()
+    # The third's lease (10 s) ran out with its claim never ended: a crash pickup.
+    assert await claim(t + timedelta(seconds=11)) == {
+        NUMBERS[0]: False,
+        NUMBERS[1]: False,
+        NUMBERS[2]: True,
+    }
+    # Leases that run out again (a poison order killing every worker) still say so.
+    assert await claim(t + timedelta(seconds=22)) == dict.fromkeys(NUMBERS[:3], True)
 
 
 async def test_reschedule_moves_the_next_attempt(backend: Backend) -> None:

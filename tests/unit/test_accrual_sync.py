@@ -347,8 +347,12 @@ async def test_failed_apply_leaves_the_order_to_come_due_again(world: World) -> 
     assert world.status(ORDER) is OrderStatus.NEW
     assert world.balance(alice) == (0, 0)
     world.clock.advance(61)  # the lease runs out
+    assert ("lease_expired", 1) not in world.metrics.events
     assert await sync.run_once() == 1
     assert world.balance(alice) == (7_00, 0)
+    # Taken over from the failed claim: counted once, as the crash pickups are.
+    assert sync.stats.taken_over == 1
+    assert [e for e in world.metrics.events if e[0] == "lease_expired"] == [("lease_expired", 1)]
 
 
 # --- RetryPolicy -----------------------------------------------------------------

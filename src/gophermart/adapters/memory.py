@@ -48,6 +48,7 @@ class _QueuedOrder:
     next_attempt_at: datetime | None
     attempts: int = 0
     seq: int = 0
+    open_claims: int = 0  # as the SQL column: claims not yet ended by save/reschedule
 
 
 @dataclass(slots=True)
@@ -152,6 +153,7 @@ class MemoryOrders(_Repository):
             return False
         queued.order = after
         queued.next_attempt_at = None if after.status.is_final else next_attempt_at
+        queued.open_claims = 0
         return True
 
     async def claim_due(
@@ -165,13 +167,19 @@ class MemoryOrders(_Repository):
         for q in due:
             q.next_attempt_at = lease_until
             q.attempts += 1
-            claimed.append(ClaimedOrder(q.order.number, q.order.status, q.attempts))
+            q.open_claims += 1
+            claimed.append(
+                ClaimedOrder(
+                    q.order.number, q.order.status, q.attempts, taken_over=q.open_claims > 1
+                )
+            )
         return claimed
 
     async def reschedule(self, number: OrderNumber, at: datetime) -> None:
         queued = self._s.orders.get(number.value)
         if queued is not None and not queued.order.status.is_final:
             queued.next_attempt_at = at
+            queued.open_claims = 0
 
 
 class MemoryAccounts(_Repository):

@@ -97,6 +97,8 @@ class SyncStats:
     parked: int = 0
     #: unexpected failures of one order's processing (the lease brings it back)
     failed: int = 0
+    #: orders claimed after their previous claim's lease ran out (crash pickups)
+    taken_over: int = 0
 
 
 class _OncePerOrder:
@@ -121,6 +123,10 @@ class _OncePerOrder:
 
     def forget(self, number: OrderNumber) -> None:
         self._last.pop(number.value, None)
+
+    def last(self, number: OrderNumber) -> str | None:
+        """The event last logged about ``number``, if it is still remembered."""
+        return self._last.get(number.value)
 
 
 class AccrualSync:
@@ -149,6 +155,7 @@ class AccrualSync:
         self.stats = SyncStats()
         self._paused_until: datetime | None = None
         self._noted = _OncePerOrder()
+        self._takeovers = _OncePerOrder()  # taken-over orders already logged
         #: What the worker reports for an operator's metrics (docs/operations.md).
         self._metrics: WorkerMetrics = metrics or NoWorkerMetrics()
         self._reported_rate: int | None = None
@@ -225,9 +232,33 @@ class AccrualSync:
             for _ in range(held - len(claimed)):
                 self._free.release()
         self.stats.claimed += len(claimed)
+        self._report_takeovers(claimed)
         for order in claimed:
             start(self._slot(order))
         return len(claimed), held
+
+    def _report_takeovers(self, claimed: list[ClaimedOrder]) -> None:
+        """Count the orders claimed after their previous claim's lease ran out; log each
+        once, unless this process's own failure on it was logged already (it said the
+        order would come due again when its lease ended)."""
+        taken = [order for order in claimed if order.taken_over]
+        if not taken:
+            return
+        self.stats.taken_over += len(taken)
+        self._metrics.lease_expired(len(taken))
+        news = [
+            order.number
+            for order in taken
+            if not (self._noted.last(order.number) or "").startswith("failed")
+            and self._takeovers.first(order.number, "taken over")
+        ]
+        if news:
+            log.warning(
+                "took over %d order(s) whose previous claim's lease ran out (the worker "
+                "holding them died, or failed): %s",
+                len(news),
+                ", ".join(str(number) for number in news),
+            )
 
     async def _request_slot(self, stop: asyncio.Event | None) -> bool:
         """Wait for the gate's next request slot; False if ``stop`` came first.

@@ -75,11 +75,16 @@ class UserRepository(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ClaimedOrder:
-    """An order the worker leased for one poll; ``attempts`` counts polls so far."""
+    """An order the worker leased for one poll; ``attempts`` counts polls so far.
+
+    ``taken_over``: the order's previous claim was never ended by a save or a reschedule;
+    its lease ran out (the worker holding it died, or failed) and this claim took over.
+    """
 
     number: OrderNumber
     status: OrderStatus
     attempts: int
+    taken_over: bool = False
 
 
 class OrderRepository(Protocol):
@@ -104,6 +109,8 @@ class OrderRepository(Protocol):
 
         Safe with any number of concurrent workers (``FOR UPDATE SKIP LOCKED`` on
         PostgreSQL); a crashed worker's lease simply runs out and the order is due again.
+        A claim stays open until :meth:`save` or :meth:`reschedule` ends it; an order
+        claimed while its previous claim is still open comes back ``taken_over``.
         """
         ...
 

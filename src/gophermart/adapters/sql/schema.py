@@ -66,6 +66,10 @@ orders = Table(
     # The queue: when a non-final order is next due for polling (NULL once final).
     Column("next_attempt_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # Claims of this order not yet ended by a save or a reschedule. A claim that finds one
+    # still open took the order over after that claim's lease ran out (a worker died, or
+    # failed, holding it): the crash pickups gophermart_accrual_lease_expired counts.
+    Column("open_claims", Integer, nullable=False, server_default="0"),
     CheckConstraint("status IN ('NEW', 'PROCESSING', 'INVALID', 'PROCESSED')", name="status_known"),
     CheckConstraint("accrual IS NULL OR (status = 'PROCESSED' AND accrual > 0)", name="accrual"),
     CheckConstraint(

@@ -204,6 +204,7 @@ SAVE_ORDER = Statement(
         status=bindparam("status"),
         accrual=bindparam("accrual"),
         next_attempt_at=bindparam("next_attempt_at"),
+        open_claims=0,
     )
 )
 
@@ -219,8 +220,12 @@ _due = (
 CLAIM_DUE = Statement(
     update(orders)
     .where(orders.c.id.in_(_due))
-    .values(next_attempt_at=bindparam("lease_until"), attempts=orders.c.attempts + 1)
-    .returning(orders.c.number, orders.c.status, orders.c.attempts)
+    .values(
+        next_attempt_at=bindparam("lease_until"),
+        attempts=orders.c.attempts + 1,
+        open_claims=orders.c.open_claims + 1,
+    )
+    .returning(orders.c.number, orders.c.status, orders.c.attempts, orders.c.open_claims)
 )
 
 RESCHEDULE = Statement(
@@ -228,7 +233,7 @@ RESCHEDULE = Statement(
     .where(
         and_(orders.c.number == bindparam("order_number"), orders.c.next_attempt_at.is_not(None))
     )
-    .values(next_attempt_at=bindparam("at"))
+    .values(next_attempt_at=bindparam("at"), open_claims=0)
 )
 
 # --- accounts and the ledger --------------------------------------------------------
@@ -597,7 +602,7 @@ def order_of(number: OrderNumber, row: Sequence[Any]) -> Order:
 
 def claimed_of(row: Sequence[Any]) -> ClaimedOrder:
     """From a CLAIM_DUE row."""
-    return ClaimedOrder(OrderNumber(row[0]), _STATUSES[row[1]], row[2])
+    return ClaimedOrder(OrderNumber(row[0]), _STATUSES[row[1]], row[2], taken_over=row[3] > 1)
 
 
 def account_of(user_id: UserId, row: Sequence[Any]) -> Account | None:
