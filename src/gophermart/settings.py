@@ -49,26 +49,28 @@ class Settings:
     log_format: str = "text"
     #: One INFO line per request (GOPHERMART_ACCESS_LOG=1); otherwise at DEBUG level.
     access_log: bool = False
+    #: ``gophermart worker`` only: where it serves /livez, /readyz and /metrics
+    #: (``host:port``). None: it serves no HTTP at all.
+    worker_address: str | None = None
 
 
-def parse_listen_address(value: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` (all interfaces) or ``http://host:port``."""
+def parse_listen_address(value: str, name: str = "RUN_ADDRESS") -> tuple[str, int]:
+    """``host:port``, ``:port`` (all interfaces) or ``http://host:port``; errors name
+    ``name``, the setting it came from."""
     raw = value.strip()
     if not raw:
-        raise ConfigError("RUN_ADDRESS: empty value")
+        raise ConfigError(f"{name}: empty value")
     if "://" in raw:
         parts = urlsplit(raw)
         if parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
-            raise ConfigError(f"RUN_ADDRESS: expected host:port or http://host:port, got {value!r}")
+            raise ConfigError(f"{name}: expected host:port or http://host:port, got {value!r}")
         raw = parts.netloc
     host, sep, port_text = raw.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise ConfigError(
-            f"RUN_ADDRESS: expected host:port, :port or http://host:port, got {value!r}"
-        )
+        raise ConfigError(f"{name}: expected host:port, :port or http://host:port, got {value!r}")
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ConfigError(f"RUN_ADDRESS: port {port} is out of range")
+        raise ConfigError(f"{name}: port {port} is out of range")
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":port" means all interfaces
     return host, port
 

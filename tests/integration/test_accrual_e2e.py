@@ -554,10 +554,21 @@ def assert_outcomes(
 
 
 @contextmanager
-def worker_process(database_uri: str, accrual: str, log_path: Path) -> Iterator[Path]:
+def worker_process(database_uri: str, accrual: str, log_path: Path, *extra: str) -> Iterator[Path]:
+    """``gophermart worker`` (with ``extra`` arguments), stopped by SIGTERM: must exit 0."""
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gophermart", "worker", "-d", database_uri, "-r", accrual],
+            [
+                sys.executable,
+                "-m",
+                "gophermart",
+                "worker",
+                "-d",
+                database_uri,
+                "-r",
+                accrual,
+                *extra,
+            ],
             env=clean_env(),
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import re
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from tests.conftest import Service, start_service
 from tests.integration.prometheus import scrape, value
 from tests.integration.seeding import luhn
 from tests.integration.simulator import running_simulator
+from tests.integration.test_accrual_e2e import worker_process
+from tests.ports import free_port
 
 SECRET = "operations-secret-" + "q" * 30
 
@@ -234,6 +237,75 @@ def test_worker_gauges_move_against_a_rate_limited_accrual_system(
         assert seen_paused, "the pause gauge never showed the 429 pause"
         assert seen_queue, "the queue gauges never showed orders waiting"
         assert value(samples, "gophermart_accrual_queue_orders", state="overdue") == 0
+
+
+def test_a_standalone_worker_serves_health_and_its_own_metrics(
+    tmp_path: Path, stopped_cleanly: list[Service]
+) -> None:
+    """``gophermart worker --address``: probes and a scrape of what that worker did.
+    Before: a separate worker served nothing, so its polls and credits were invisible."""
+    database = f"sqlite:///{tmp_path / 'standalone.db'}"
+    port = free_port()
+    worker_url = f"http://127.0.0.1:{port}"
+    with running_simulator(tmp_path) as sim:
+        svc = start_service(database, "--no-worker", accrual=sim.url, secret=SECRET)
+        stopped_cleanly.append(svc)
+        with worker_process(database, sim.url, tmp_path / "worker.log", "-a", f"127.0.0.1:{port}"):
+            assert httpx.get(worker_url + "/livez", timeout=10).json() == {"status": "ok"}
+            ready = httpx.get(worker_url + "/readyz", timeout=10)
+            assert ready.status_code == 200 and ready.json()["status"] == "ready"
+            # No API there: the worker's face is health and metrics only.
+            assert httpx.get(worker_url + "/api/user/balance", timeout=10).status_code == 404
+
+            token = _register(svc.url, f"s-{uuid.uuid4().hex[:8]}", "standalone worker")
+            numbers = [luhn(f"6{uuid.uuid4().int % 10**10:010d}") for _ in range(3)]
+            for number in numbers:
+                sim.register_fixed(number, "PROCESSED", "2.5")
+                response = httpx.post(
+                    svc.url + "/api/user/orders",
+                    content=number,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                )
+                assert response.status_code == 202
+            deadline = time.monotonic() + 30
+            samples = scrape(worker_url)
+            while time.monotonic() < deadline:
+                samples = scrape(worker_url)
+                if value(samples, "gophermart_accrual_credits_total") >= len(numbers):
+                    break
+                time.sleep(0.2)
+            assert value(samples, "gophermart_accrual_credits_total") == len(numbers)
+            assert value(samples, "gophermart_accrual_credited_points_total") == pytest.approx(
+                2.5 * len(numbers)
+            )
+            assert value(samples, "gophermart_accrual_queue_scrape_ok") == 1
+            assert value(samples, "gophermart_db_pool_max_connections", pool="sqlalchemy_read") >= 1
+            # The server ran no worker: its own scrape credited nothing.
+            assert value(scrape(svc.url), "gophermart_accrual_credits_total") == 0
+    # worker_process asserted the worker's exit status 0 on SIGTERM
+
+
+def test_a_standalone_worker_address_taken_is_one_line(tmp_path: Path) -> None:
+    from tests.integration.test_cli import run_cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "worker",
+            "-d",
+            f"sqlite:///{tmp_path}/t.db",
+            "-r",
+            "http://127.0.0.1:9",
+            env={"GOPHERMART_WORKER_ADDRESS": f"127.0.0.1:{port}"},
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "GOPHERMART_WORKER_ADDRESS" in result.stderr and str(port) in result.stderr
+    bad = run_cli("worker", "-r", "http://127.0.0.1:9", "-a", "no-port-here")
+    assert bad.returncode == 2 and "GOPHERMART_WORKER_ADDRESS" in bad.stderr, bad.stderr
 
 
 def test_login_refusals_are_counted(tmp_path: Path, stopped_cleanly: list[Service]) -> None:

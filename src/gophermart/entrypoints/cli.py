@@ -53,6 +53,7 @@ _ENV = {
     "metrics": "GOPHERMART_METRICS",
     "log_format": "GOPHERMART_LOG_FORMAT",
     "access_log": "GOPHERMART_ACCESS_LOG",
+    "worker_address": "GOPHERMART_WORKER_ADDRESS",
 }
 
 
@@ -155,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     worker = sub.add_parser("worker", help="run only the accrual worker (scale-out)")
+    worker.add_argument(
+        "-a",
+        "--address",
+        dest="worker_address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve /livez, /readyz and /metrics here [env GOPHERMART_WORKER_ADDRESS; "
+        "default: no HTTP at all]",
+    )
     _common(worker, top=False)
     reconcile = sub.add_parser(
         "reconcile", help="check every balance against the ledger; non-zero exit on mismatch"
@@ -243,24 +253,28 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
         log_format=log_format,
         metrics=given("metrics", _bool, s.metrics),
         access_log=given("access_log", _bool, s.access_log),
+        worker_address=given("worker_address", _listen_address, None),
     )
 
 
-def _check_bindable(host: str, port: int) -> None:
+def _listen_address(name: str, value: object) -> str:
+    parse_listen_address(str(value), name)
+    return str(value).strip()
+
+
+def _check_bindable(host: str, port: int, name: str = "RUN_ADDRESS") -> None:
     """Say it in one line when the port is taken, before anything else starts."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ConfigError(f"RUN_ADDRESS: cannot resolve {host!r}: {exc.strerror}") from None
+        raise ConfigError(f"{name}: cannot resolve {host!r}: {exc.strerror}") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:
-            raise ConfigError(
-                f"RUN_ADDRESS: cannot listen on {host}:{port}: {exc.strerror}"
-            ) from None
+            raise ConfigError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def serve(settings: Settings) -> int:
@@ -307,6 +321,9 @@ def run_worker(settings: Settings) -> int:
 
     if not settings.accrual_address:
         raise ConfigError("ACCRUAL_SYSTEM_ADDRESS: the worker needs the accrual system's URL")
+    if settings.worker_address is not None:
+        name = _ENV["worker_address"]
+        _check_bindable(*parse_listen_address(settings.worker_address, name), name)
     return run(settings)
 
 

@@ -310,3 +310,10 @@ def http_app(
     )
     app.asgi_handler = HeadAsGet(app.asgi_handler)  # before routing: HEAD is GET sans body
     return app
+
+
+def health_app(loyalty: Gophermart) -> Litestar:
+    """Only the health routes (``/livez``, ``/healthz``, ``/readyz``): the HTTP face of a
+    process that serves no API (``gophermart worker --address``). ``loyalty`` is opened
+    and closed by its owner, not by this app."""
+    return Litestar(route_handlers=_health_handlers(loyalty), logging_config=None)
