@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import Service, start_service
 from tests.integration.prometheus import scrape, value
 from tests.integration.seeding import luhn
-from tests.integration.simulator import running_simulator
+from tests.integration.simulator import Simulator, running_simulator
 from tests.integration.test_accrual_e2e import worker_process
 from tests.ports import free_port
 
@@ -189,6 +189,21 @@ def _register(url: str, login: str, password: str) -> str:
     return response.headers["authorization"].removeprefix("Bearer ")
 
 
+def _upload_processed(url: str, token: str, sim: Simulator, count: int, accrual: str) -> list[str]:
+    """``count`` new orders the simulator will call PROCESSED with ``accrual``, uploaded."""
+    numbers = [luhn(f"5{uuid.uuid4().int % 10**10:010d}") for _ in range(count)]
+    for number in numbers:
+        sim.register_fixed(number, "PROCESSED", accrual)
+        response = httpx.post(
+            url + "/api/user/orders",
+            content=number,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+    return numbers
+
+
 def test_worker_gauges_move_against_a_rate_limited_accrual_system(
     tmp_path: Path, stopped_cleanly: list[Service]
 ) -> None:
@@ -201,17 +216,7 @@ def test_worker_gauges_move_against_a_rate_limited_accrual_system(
         stopped_cleanly.append(svc)
         token = _register(svc.url, f"w-{uuid.uuid4().hex[:8]}", "worker gauges")
         # `limit` pass, then 429 and a pause; the rest would take a minute at 3/min.
-        numbers = [luhn(f"5{uuid.uuid4().int % 10**10:010d}") for _ in range(limit + 2)]
-        for number in numbers:
-            sim.register_fixed(number, "PROCESSED", "10.5")
-        for number in numbers:
-            response = httpx.post(
-                svc.url + "/api/user/orders",
-                content=number,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=10,
-            )
-            assert response.status_code == 202
+        _upload_processed(svc.url, token, sim, limit + 2, "10.5")
 
         seen_paused = seen_queue = False
         deadline = time.monotonic() + 60
@@ -258,16 +263,7 @@ def test_a_standalone_worker_serves_health_and_its_own_metrics(
             assert httpx.get(worker_url + "/api/user/balance", timeout=10).status_code == 404
 
             token = _register(svc.url, f"s-{uuid.uuid4().hex[:8]}", "standalone worker")
-            numbers = [luhn(f"6{uuid.uuid4().int % 10**10:010d}") for _ in range(3)]
-            for number in numbers:
-                sim.register_fixed(number, "PROCESSED", "2.5")
-                response = httpx.post(
-                    svc.url + "/api/user/orders",
-                    content=number,
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=10,
-                )
-                assert response.status_code == 202
+            numbers = _upload_processed(svc.url, token, sim, 3, "2.5")
             deadline = time.monotonic() + 30
             samples = scrape(worker_url)
             while time.monotonic() < deadline:
