@@ -63,7 +63,7 @@ from gophermart.adapters.sql.throttle import SqlLoginThrottle
 from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
 from gophermart.adapters.sql.url import parse_database_uri
 from gophermart.application.accounts import Withdraw
-from gophermart.application.accrual_sync import AccrualSync
+from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.accruals import RecordAccrual
 from gophermart.application.orders import UploadOrder
 from gophermart.application.ports import NoWorkerMetrics
@@ -159,10 +159,16 @@ def _argon2() -> Iterator[Argon2Hasher]:
         hasher.close()
 
 
-async def _accrual_client(address: str | None) -> AsyncIterator[HttpAccrualClient]:
+async def _accrual_client(settings: Settings) -> AsyncIterator[HttpAccrualClient]:
+    address = settings.accrual_address
     if not address:
         raise ConfigError("ACCRUAL_SYSTEM_ADDRESS: the accrual worker needs the system's URL")
-    client = HttpAccrualClient(address)
+    # A connection for every poll slot: a slot waiting for one would spend its deadline.
+    client = HttpAccrualClient(
+        address,
+        timeout=settings.accrual_timeout,
+        max_connections=settings.accrual_concurrency,
+    )
     try:
         yield client
     finally:
@@ -318,13 +324,15 @@ class Container(containers.DeclarativeContainer):
     # --- the accrual worker ---------------------------------------------------------
     #: What the worker reports; the server overrides it with Prometheus counters.
     worker_metrics = providers.Singleton(NoWorkerMetrics)
-    accrual_client = providers.Resource(_accrual_client, settings.provided.accrual_address)
+    accrual_client = providers.Resource(_accrual_client, settings)
+    retry_policy = providers.Singleton(RetryPolicy.for_deadline, settings.provided.accrual_timeout)
     accrual_sync = providers.Singleton(
         AccrualSync,
         uow.provider,
         accrual_client,
         gate,
         clock,
+        retry_policy,
         concurrency=settings.provided.accrual_concurrency,
         metrics=worker_metrics,
     )
@@ -334,7 +342,9 @@ class Container(containers.DeclarativeContainer):
         sqlite=providers.Resource(_no_listener, wakeup),
         postgresql=providers.Resource(_pg_listener, database, wakeup),
     )
-    worker = providers.Resource(_worker, accrual_sync, wakeup, listener)
+    worker = providers.Resource(
+        _worker, accrual_sync, wakeup, listener, grace=retry_policy.provided.lease
+    )
 
 
 async def migrate_database(container: Container) -> None:

@@ -34,6 +34,9 @@ class Settings:
     workers: int = 1
     run_worker: bool = True
     accrual_concurrency: int = 16
+    #: Seconds one poll of the accrual system may take, body included; a claimed order's
+    #: lease is this plus 5 s, and is what a crashed worker's orders wait.
+    accrual_timeout: float = 5.0
     log_level: str = "INFO"
     cookie_secure: bool = False
     #: Seconds a request may wait for the database (connect, pooled connection, each

@@ -223,6 +223,43 @@ def test_a_200_mb_answer_is_cut_at_the_cap(
     print(f"\npeak RSS {before:.0f} MB before, {peak:.0f} MB after two 200 MB answers")
 
 
+def test_the_poll_deadline_is_the_operators_to_set(sqlite_uri: str, accrual: FaultyAccrual) -> None:
+    """GOPHERMART_ACCRUAL_TIMEOUT: an accrual system whose answers take ~1.7 s (a body
+    dripped a byte every 30 ms) is never heard with a 1 s deadline, each poll cut off and
+    retried, and is with 3 s. Before, the 5 s deadline was fixed: an accrual system
+    slower than that could never be heard at all."""
+    number = new_number()
+    accrual.script(number, drip(processed(number, "12.5"), every=0.03))
+    impatient = start_service(
+        sqlite_uri, accrual=accrual.url, env={"GOPHERMART_ACCRUAL_TIMEOUT": "1"}
+    )
+    with httpx.Client(base_url=impatient.url, timeout=30) as client:
+        try:
+            token = _register(client)
+            r = client.post("/api/user/orders", content=number, headers=token)
+            assert r.status_code == 202, r.text
+            _wait(lambda: len(accrual.polls(number)) >= 2, "a second poll after a cut-off", 20)
+            listing = client.get("/api/user/orders", headers=token).json()
+            assert listing[0]["status"] == "NEW"
+        finally:
+            assert impatient.stop() == 0, impatient.output()[-5000:]
+        assert "answer within 1s" in impatient.output()  # the deadline said so
+
+        patient = start_service(
+            sqlite_uri, accrual=accrual.url, env={"GOPHERMART_ACCRUAL_TIMEOUT": "3"}
+        )
+        try:
+            client.base_url = httpx.URL(patient.url)  # same database, same token
+
+            def processed_now() -> bool:
+                order = client.get("/api/user/orders", headers=token).json()[0]
+                return bool(order["status"] == "PROCESSED" and order["accrual"] == 12.5)
+
+            _wait(processed_now, "the order PROCESSED with a 3 s deadline", 30)
+        finally:
+            assert patient.stop() == 0, patient.output()[-5000:]
+
+
 def _register(client: httpx.Client) -> dict[str, str]:
     r = client.post(
         "/api/user/register", json={"login": f"u{new_number()}", "password": "pw-12345"}

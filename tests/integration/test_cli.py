@@ -50,6 +50,7 @@ def test_help_explains_every_setting() -> None:
         "GOPHERMART_METRICS",
         "GOPHERMART_LOG_FORMAT",
         "GOPHERMART_ACCESS_LOG",
+        "GOPHERMART_ACCRUAL_TIMEOUT",
     ):
         assert needle in result.stdout, needle
 
@@ -74,6 +75,9 @@ def test_help_explains_every_setting() -> None:
         ([], {"GOPHERMART_LOG_FORMAT": "xml"}, "GOPHERMART_LOG_FORMAT"),
         ([], {"GOPHERMART_METRICS": "maybe"}, "GOPHERMART_METRICS"),
         ([], {"GOPHERMART_ACCESS_LOG": "loud"}, "GOPHERMART_ACCESS_LOG"),
+        ([], {"GOPHERMART_ACCRUAL_TIMEOUT": "soon"}, "GOPHERMART_ACCRUAL_TIMEOUT"),
+        (["--accrual-timeout", "0.1"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
+        (["--accrual-timeout", "nan"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
     ],
 )
 def test_unusable_settings_fail_with_one_line_naming_the_setting(

@@ -462,6 +462,21 @@ def test_leases_are_short_and_cover_a_whole_poll() -> None:
         RetryPolicy(deadline=10.0, lease=10.0)
 
 
+def test_the_accrual_timeout_sets_the_poll_deadline_and_the_lease_that_covers_it() -> None:
+    assert RetryPolicy.for_deadline(5.0) == RetryPolicy()  # the default setting
+    slow = RetryPolicy.for_deadline(12.0)
+    assert (slow.deadline, slow.lease) == (12.0, 17.0)
+    # The container wires GOPHERMART_ACCRUAL_TIMEOUT into the worker's policy.
+    from gophermart.bootstrap import Container
+    from gophermart.settings import Settings
+    from gophermart.testing import TEST_SECRET
+
+    container = Container(
+        settings=Settings(database_uri="memory://", secret=TEST_SECRET, accrual_timeout=12.0)
+    )
+    assert container.retry_policy() == slow
+
+
 async def test_a_claimed_order_is_leased_for_the_policy_lease(world: World) -> None:
     alice = await world.user()
     await world.upload(alice, ORDER)

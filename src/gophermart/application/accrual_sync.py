@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from gophermart.application.accruals import apply_verdict
 from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable
@@ -72,9 +73,18 @@ class RetryPolicy:
     deadline: float = 5.0
     park: float = 3600.0
 
+    #: What the lease adds to the deadline: the claim's and the apply's transactions.
+    LEASE_MARGIN: ClassVar[float] = 5.0
+
     def __post_init__(self) -> None:
         if not 0 < self.deadline < self.lease:
             raise ValueError(f"the poll deadline ({self.deadline}s) must be shorter than the lease")
+
+    @classmethod
+    def for_deadline(cls, deadline: float) -> RetryPolicy:
+        """The default policy with polls bounded by ``deadline`` (GOPHERMART_ACCRUAL_TIMEOUT)
+        and the lease that covers it; 5 s gives the defaults (a 10 s lease)."""
+        return cls(deadline=deadline, lease=deadline + cls.LEASE_MARGIN)
 
     def delay(self, attempts: int, rnd: Callable[[], float] = random.random) -> float:
         # The exponent is capped too: 2.0 ** 1024 overflows, and an order the accrual

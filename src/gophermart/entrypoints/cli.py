@@ -44,6 +44,7 @@ _ENV = {
     "workers": "GOPHERMART_WORKERS",
     "run_worker": "GOPHERMART_RUN_WORKER",
     "accrual_concurrency": "GOPHERMART_ACCRUAL_CONCURRENCY",
+    "accrual_timeout": "GOPHERMART_ACCRUAL_TIMEOUT",
     "token_ttl": "GOPHERMART_TOKEN_TTL",
     "log_level": "GOPHERMART_LOG_LEVEL",
     "cookie_secure": "GOPHERMART_COOKIE_SECURE",
@@ -79,6 +80,15 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="URL",
         help="accrual system base URL, e.g. http://localhost:8081 "
         "[env ACCRUAL_SYSTEM_ADDRESS; without it orders stay NEW]",
+    )
+    parser.add_argument(
+        "--accrual-timeout",
+        dest="accrual_timeout",
+        default=d,
+        metavar="SECONDS",
+        help="how long one poll of the accrual system may take; a crashed worker's orders "
+        "are picked up this + 5 s after their claim [env GOPHERMART_ACCRUAL_TIMEOUT; "
+        "default 5]",
     )
     parser.add_argument(
         "--db-timeout",
@@ -249,6 +259,9 @@ def resolve_settings(args: argparse.Namespace, env: dict[str, str]) -> Settings:
         secret=secret,
         cookie_secure=given("cookie_secure", _bool, False),
         db_timeout=given("db_timeout", lambda n, v: _seconds(n, v, 0.1, 600), s.db_timeout),
+        accrual_timeout=given(
+            "accrual_timeout", lambda n, v: _seconds(n, v, 0.5, 300), s.accrual_timeout
+        ),
         trusted_proxies=parse_trusted_proxies(proxies) if proxies else (),
         log_format=log_format,
         metrics=given("metrics", _bool, s.metrics),
