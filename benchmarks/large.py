@@ -29,10 +29,8 @@ Everything runs against 127.0.0.1; every wait is bounded.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
-import signal
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -380,15 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, run._interrupt)
-    try:
-        out = asyncio.run(main_async(args, cfg, procs))
-    except KeyboardInterrupt:
-        log("interrupted")
+    out = run.run_stopping_processes(main_async(args, cfg, procs), procs)
+    if out is None:
         return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        procs.stop_all()
     out["meta"] = {
         "users": args.users,
         "orders_per_user": args.orders_per_user,

@@ -25,11 +25,9 @@ All traffic goes to 127.0.0.1; every wait is bounded; databases are dropped at t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -350,15 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     started = time.monotonic()
-    signal.signal(signal.SIGTERM, run._interrupt)
-    try:
-        out = asyncio.run(pairs(args, cfg, procs))
-    except KeyboardInterrupt:
-        log("interrupted")
+    out = run.run_stopping_processes(pairs(args, cfg, procs), procs)
+    if out is None:
         return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        procs.stop_all()
     head = subprocess.run(
         ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
         capture_output=True,

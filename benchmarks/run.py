@@ -42,12 +42,12 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import argon2
@@ -79,6 +79,8 @@ CONTENTION_CLIENTS = 32  # issue 4: withdrawals on one hot account vs on 32 acco
 AUTH_CLIENTS = 4  # issue 2: register and login latency "under a small concurrent load"
 ARGON2_SAMPLES = 20
 BUSY_WARNING_PCT = 20.0  # CPU busy before a measurement above which we warn
+
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -1547,6 +1549,23 @@ async def accrual_section(
 def _interrupt(signum: int, _frame: object) -> None:
     """SIGTERM (e.g. from nox or a CI timeout) cleans up like Ctrl-C does."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run_stopping_processes(main: Coroutine[Any, Any, T], procs: Processes) -> T | None:
+    """``asyncio.run(main)``, then stop every process it started, however it ended.
+
+    SIGTERM counts as Ctrl-C; either returns None (the caller exits 130), and a second
+    one during the clean-up is ignored, so no service is left running.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return asyncio.run(main)
+    except KeyboardInterrupt:
+        log("interrupted")
+        return None
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        procs.stop_all()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
