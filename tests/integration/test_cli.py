@@ -37,6 +37,11 @@ def run_cli(
 def test_help_explains_every_setting() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
+    # SPEC: `gophermart --help` lists every setting by its env var name.
+    from gophermart.entrypoints.cli import _ENV
+
+    unlisted = [name for name in _ENV.values() if name not in result.stdout]
+    assert not unlisted, unlisted
     for needle in (
         "RUN_ADDRESS",
         "DATABASE_URI",

@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         "GOPHERMART_TRUSTED_PROXIES (comma-separated IPs/CIDRs of reverse proxies whose "
         "X-Forwarded-For names the client; default none: the client is the TCP peer), "
         "GOPHERMART_METRICS (0 turns off Prometheus metrics at /metrics; default 1), "
-        "GOPHERMART_ACCESS_LOG (1 logs one line per request at INFO; default 0: at DEBUG).",
+        "GOPHERMART_ACCESS_LOG (1 logs one line per request at INFO; default 0: at DEBUG), "
+        "GOPHERMART_WORKER_ADDRESS (`gophermart worker` only: host:port where it serves "
+        "/livez, /readyz and /metrics; default none).",
     )
     parser.add_argument(
         "-a",
