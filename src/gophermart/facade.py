@@ -312,7 +312,8 @@ class Gophermart:
 
     async def queue_depth(self, overdue_after: float = 30.0) -> QueueDepth:
         """How many non-final orders are due for polling, due for longer than
-        ``overdue_after`` seconds (nobody keeps up), and scheduled for later."""
+        ``overdue_after`` seconds (nobody keeps up), being polled (leased by a worker),
+        and scheduled for later."""
         probe: QueueProbe = self.container.queue_probe()
         clock = self.container.clock()
         return await probe.depth(clock.now(), overdue_after)

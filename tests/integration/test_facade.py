@@ -110,6 +110,36 @@ async def test_the_whole_mission_through_the_facade(loyalty: Gophermart) -> None
     assert report.ok and report.ledger_entries == 2, report.summary()
 
 
+async def test_the_queue_depth_tells_leased_orders_from_scheduled_and_due(
+    loyalty: Gophermart,
+) -> None:
+    """SPEC (Operations): the queue depth counts orders due, leased and overdue. Leased is
+    a claim whose lease still runs; once it runs out unended, the order is due again."""
+    from datetime import timedelta
+
+    from gophermart.domain.orders import OrderNumber
+
+    shopper = await loyalty.register("queue", "depth of it")
+    polled, waiting, fresh = "79927398713", "12345678903", "9278923470"
+    for number in (polled, waiting, fresh):
+        await loyalty.upload_order(shopper.user_id, number)
+    now = loyalty.container.clock().now()
+    later = now + timedelta(seconds=1)
+    async with loyalty.container.uow() as uow:
+        await uow.orders.reschedule(OrderNumber(waiting), now + timedelta(minutes=5))
+        await uow.commit()
+    async with loyalty.container.uow() as uow:
+        claimed = await uow.orders.claim_due(later, later + timedelta(seconds=10), 1)
+        await uow.commit()
+    assert [c.number.value for c in claimed] == [polled]  # the oldest due one
+    probe = loyalty.container.queue_probe()
+    depth = await probe.depth(later, 30.0)
+    assert (depth.due, depth.leased, depth.scheduled, depth.overdue) == (1, 1, 1, 0)
+    # Its worker died: past the lease the order is due (and overdue 30 s after that).
+    gone = await probe.depth(later + timedelta(seconds=45), 30.0)
+    assert (gone.due, gone.leased, gone.scheduled, gone.overdue) == (2, 0, 1, 2)
+
+
 async def test_recorded_verdicts_move_orders_like_the_accrual_system_does(
     loyalty: Gophermart,
 ) -> None:

@@ -417,12 +417,13 @@ class MemoryQueueProbe:
     async def depth(self, now: datetime, overdue_after: float) -> QueueDepth:
         overdue_before = now - timedelta(seconds=overdue_after)
         queued = [
-            q.next_attempt_at
+            (q.next_attempt_at, q.open_claims > 0)
             for q in self._store.state.orders.values()
             if q.next_attempt_at is not None
         ]
         return QueueDepth(
-            due=sum(1 for at in queued if at <= now),
-            overdue=sum(1 for at in queued if at <= overdue_before),
-            scheduled=sum(1 for at in queued if at > now),
+            due=sum(1 for at, _ in queued if at <= now),
+            overdue=sum(1 for at, _ in queued if at <= overdue_before),
+            scheduled=sum(1 for at, held in queued if at > now and not held),
+            leased=sum(1 for at, held in queued if at > now and held),
         )

@@ -303,7 +303,8 @@ class QueueDepth:
 
     due: int  # next_attempt_at has passed: waiting for a worker to claim them
     overdue: int  # due for longer than the threshold: no worker is keeping up
-    scheduled: int  # not due yet: backing off, paused, or leased by a worker
+    scheduled: int  # not due yet and held by no worker: backing off, or paused
+    leased: int = 0  # claimed by a worker whose lease has not run out: being polled
 
 
 class QueueProbe(Protocol):

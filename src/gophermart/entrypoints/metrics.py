@@ -270,7 +270,8 @@ class _QueueCollector(Collector):
         orders = GaugeMetricFamily(
             "gophermart_accrual_queue_orders",
             "Non-final orders by state: due (waiting for a worker), overdue (due for over "
-            f"{OVERDUE_AFTER:.0f} s), scheduled (backing off, paused or leased)",
+            f"{OVERDUE_AFTER:.0f} s), leased (a worker is polling them), scheduled (backing "
+            "off or paused)",
             labels=["state"],
         )
         up = GaugeMetricFamily(
@@ -281,6 +282,7 @@ class _QueueCollector(Collector):
             orders.add_metric(["due"], self._queue.due)
             orders.add_metric(["overdue"], self._queue.overdue)
             orders.add_metric(["scheduled"], self._queue.scheduled)
+            orders.add_metric(["leased"], self._queue.leased)
             yield orders
         up.add_metric([], 1 if self._queue is not None else 0)
         yield up
