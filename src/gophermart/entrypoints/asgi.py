@@ -6,26 +6,18 @@ settled) and hands them to the server processes in one private environment varia
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import os
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
-from dependency_injector import providers
 from litestar import Litestar
 from litestar.types import ASGIApp
 
 from gophermart.entrypoints.http.app import http_app
 from gophermart.entrypoints.logs import configure_logging, flush_access_lines
-from gophermart.entrypoints.metrics import (
-    Metrics,
-    PrometheusWorkerMetrics,
-    process_metrics,
-    publish_forever,
-    scrape,
-)
+from gophermart.entrypoints.metrics import Metrics, instrument, publishing
 from gophermart.entrypoints.observe import Observed
 from gophermart.facade import Gophermart
 from gophermart.settings import ConfigError, Settings
@@ -54,16 +46,8 @@ def _publishing_pools(
     """Each process publishes its requests every second and its pools' state every few
     while it serves, and withdraws its live gauges from the aggregate when it stops."""
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        task = asyncio.create_task(publish_forever(metrics, loyalty), name="metrics-publisher")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            metrics.process_exited()
+    def lifespan(_app: Litestar) -> contextlib.AbstractAsyncContextManager[None]:
+        return publishing(metrics, loyalty)
 
     return lifespan
 
@@ -97,8 +81,7 @@ def create() -> ASGIApp:
             lifespan=[_flushing_access_lines, _settle_garbage_collector],
         )
         return Observed(app, access_log_enabled=settings.access_log)
-    metrics = process_metrics()
-    loyalty.container.worker_metrics.override(providers.Object(PrometheusWorkerMetrics(metrics)))
+    metrics, scrape_metrics = instrument(loyalty)
     app = http_app(
         loyalty,
         run_worker=run_worker,
@@ -108,10 +91,6 @@ def create() -> ASGIApp:
             _settle_garbage_collector,
         ],
     )
-
-    async def scrape_metrics() -> bytes:
-        return await scrape(metrics, loyalty)
-
     return Observed(
         app, metrics=metrics, scrape=scrape_metrics, access_log_enabled=settings.access_log
     )

@@ -277,19 +277,24 @@ def _listen_address(name: str, value: object) -> str:
     return str(value).strip()
 
 
-def _check_bindable(host: str, port: int, name: str = "RUN_ADDRESS") -> None:
-    """Say it in one line when the port is taken, before anything else starts."""
+def listening_socket(host: str, port: int, name: str = "RUN_ADDRESS") -> socket.socket:
+    """A socket bound to ``host:port`` and listening (non-blocking), made before anything
+    else starts: an address that cannot be used is one line naming ``name``."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ConfigError(f"{name}: cannot resolve {host!r}: {exc.strerror}") from None
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise ConfigError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
 
 
 def serve(settings: Settings) -> int:
@@ -301,7 +306,7 @@ def serve(settings: Settings) -> int:
     from gophermart.entrypoints.serving import clean_exit_on_stop_signals
 
     host, port = parse_listen_address(settings.run_address)
-    _check_bindable(host, port)
+    listening_socket(host, port).close()  # uvicorn binds its own, in each process
     settings = asyncio.run(prepare(settings))
     export_settings(settings)
     log.info("serving on http://%s:%d with %d process(es)", host, port, settings.workers)
@@ -336,10 +341,11 @@ def run_worker(settings: Settings) -> int:
 
     if not settings.accrual_address:
         raise ConfigError("ACCRUAL_SYSTEM_ADDRESS: the worker needs the accrual system's URL")
+    listening = None
     if settings.worker_address is not None:
         name = _ENV["worker_address"]
-        _check_bindable(*parse_listen_address(settings.worker_address, name), name)
-    return run(settings)
+        listening = listening_socket(*parse_listen_address(settings.worker_address, name), name)
+    return run(settings, listening)
 
 
 def run_reconcile(settings: Settings) -> int:

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -383,3 +383,34 @@ async def scrape(metrics: Metrics, loyalty: Gophermart) -> bytes:
     body = metrics.exposition(queue)
     log.debug("metrics scrape took %.1f ms", (time.monotonic() - started) * 1000)
     return body
+
+
+# --- one process's wiring: the server's processes and a standalone worker alike ------
+
+
+def instrument(loyalty: Gophermart) -> tuple[Metrics, Callable[[], Awaitable[bytes]]]:
+    """This process's metrics, with ``loyalty``'s worker reporting to them (call it
+    before the worker starts), and the scrape that serves them."""
+    from dependency_injector import providers
+
+    metrics = process_metrics()
+    loyalty.container.worker_metrics.override(providers.Object(PrometheusWorkerMetrics(metrics)))
+
+    async def scrape_metrics() -> bytes:
+        return await scrape(metrics, loyalty)
+
+    return metrics, scrape_metrics
+
+
+@contextlib.asynccontextmanager
+async def publishing(metrics: Metrics, loyalty: Gophermart) -> AsyncIterator[None]:
+    """Publish the requests every second and the pools every few while the block runs;
+    at its end, withdraw this process's live gauges from the aggregate."""
+    task = asyncio.create_task(publish_forever(metrics, loyalty), name="metrics-publisher")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        metrics.process_exited()
