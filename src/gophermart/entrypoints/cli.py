@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         "GOPHERMART_WORKER_ADDRESS (`gophermart worker` only: host:port where it serves "
         "/livez, /readyz and /metrics; default none).",
     )
+    _server_flags(parser)
+    _common(parser, top=True)
+    _subcommands(parser)
+    return parser
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the HTTP server (no sub-command): address, processes, its worker."""
     parser.add_argument(
         "-a",
         "--address",
@@ -165,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="accrual requests in flight per process [env GOPHERMART_ACCRUAL_CONCURRENCY; "
         "default 16]",
     )
-    _common(parser, top=True)
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> None:
+    """``worker``, ``reconcile`` and ``accrual-sim``, each with the common flags."""
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     worker = sub.add_parser("worker", help="run only the accrual worker (scale-out)")
     worker.add_argument(
@@ -183,7 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(reconcile, top=False)
     sub.add_parser("accrual-sim", help="run the accrual system simulator", add_help=False)
-    return parser
 
 
 def _bool(name: str, value: str) -> bool:
