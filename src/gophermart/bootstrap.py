@@ -181,11 +181,11 @@ async def _no_listener(_wakeup: WakeUp) -> AsyncIterator[None]:
     yield None
 
 
-async def _pg_listener(database: Database, wakeup: WakeUp) -> AsyncIterator[PgOrderListener]:
+async def _pg_listener(
+    database: Database, wakeup: WakeUp, settings: Settings
+) -> AsyncIterator[PgOrderListener]:
     """Uploads committed by *other* processes wake this one through LISTEN/NOTIFY."""
-    listener = PgOrderListener(
-        database.target.location, wakeup.event, timeout=database.timeout or 5.0
-    )
+    listener = PgOrderListener(database.target.location, wakeup.event, timeout=settings.db_timeout)
     listener.start()
     try:
         yield listener
@@ -340,7 +340,7 @@ class Container(containers.DeclarativeContainer):
         backend,
         memory=providers.Resource(_no_listener, wakeup),
         sqlite=providers.Resource(_no_listener, wakeup),
-        postgresql=providers.Resource(_pg_listener, database, wakeup),
+        postgresql=providers.Resource(_pg_listener, database, wakeup, settings),
     )
     worker = providers.Resource(
         _worker, accrual_sync, wakeup, listener, grace=retry_policy.provided.lease
