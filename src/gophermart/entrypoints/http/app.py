@@ -22,7 +22,7 @@ from litestar.params import QueryParameter
 from gophermart.application.errors import Unauthenticated
 from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import OrderView
-from gophermart.application.queries import ListOrders
+from gophermart.application.queries import Queries
 from gophermart.application.users import Authenticated
 from gophermart.domain.errors import InvalidInput
 from gophermart.domain.users import UserId
@@ -140,7 +140,7 @@ OrdersLimit = Annotated[
     int | None,
     QueryParameter(
         ge=1,
-        le=ListOrders.MAX_LIMIT,
+        le=Queries.MAX_LIMIT,
         description="At most this many orders (a page); all of them without it.",
     ),
 ]
