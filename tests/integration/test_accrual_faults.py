@@ -32,8 +32,8 @@ import pytest
 from sqlalchemy import func, select
 
 from gophermart.adapters.accrual_http import HttpAccrualClient
-from gophermart.adapters.sql.gate import SqlAccrualGate
-from gophermart.adapters.sql.schema import accrual_gate, orders
+from gophermart.adapters.stores.sql.gate import SqlAccrualGate
+from gophermart.adapters.stores.sql.schema import accrual_gate, orders
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.ports import ReadModel
 from gophermart.bootstrap import Container

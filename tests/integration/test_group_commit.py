@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 import pytest
 
 from gophermart import Gophermart
-from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
-from gophermart.adapters.sql.pg_pool import PgPool
-from gophermart.adapters.sql.runners import Conflict
+from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit
+from gophermart.adapters.stores.postgres.pool import PgPool
+from gophermart.adapters.stores.sql.runners import Conflict
 from gophermart.domain.accounts import EntryKind, LedgerEntry
 from gophermart.domain.errors import InsufficientPoints, WithdrawalConflict
 from gophermart.domain.orders import OrderNumber

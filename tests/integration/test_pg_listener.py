@@ -15,8 +15,8 @@ import time
 import asyncpg
 import pytest
 
-from gophermart.adapters.sql.listener import PgOrderListener
-from gophermart.adapters.sql.statements import ORDERS_CHANNEL
+from gophermart.adapters.stores.postgres.listener import PgOrderListener
+from gophermart.adapters.stores.postgres.statements import ORDERS_CHANNEL
 from tests.pg_proxy import PgProxy
 
 pytestmark = pytest.mark.usefixtures("postgres_available")
