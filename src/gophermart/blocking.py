@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Coroutine
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from gophermart.application.errors import NotOpen
@@ -73,12 +72,7 @@ class BlockingGophermart(Face):
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
     def _run(self, coro: Coroutine[Any, Any, T] | Awaitable[T]) -> T:

@@ -167,8 +167,10 @@ def _token_secret(settings: Settings) -> str:
 
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
-    #: The chosen store's container (:func:`build`).
-    store = providers.DependenciesContainer()
+    #: The chosen store's container (:func:`build`): its ports, and its ``cold`` paths
+    #: (the gate, the throttle's counters, the audit, the queue probe). Typed ``Any``:
+    #: the store container's attributes are only known once one is chosen.
+    store: Any = providers.DependenciesContainer(cold=providers.DependenciesContainer())
     opened = providers.Resource(_opened, store.lifecycle)
 
     clock = providers.Singleton(SystemClock)
@@ -180,7 +182,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.database_id,  # the key is bound to the database
     )
     # Login throttling's counters: the store's (shared by every process on SQL).
-    throttle = providers.Singleton(LoginThrottle, store.throttle_counters)
+    throttle = providers.Singleton(LoginThrottle, store.cold.throttle_counters)
     wakeup = providers.Singleton(WakeUp)
 
     # --- use cases, one per capability ----------------------------------------------
@@ -189,7 +191,7 @@ class Container(containers.DeclarativeContainer):
     accounts = providers.Singleton(Accounts, store.uow.provider, clock)
     queries = providers.Singleton(Queries, store.read_model)
     operations = providers.Singleton(
-        Operations, store.readiness, store.audit, store.queue_probe, clock
+        Operations, store.readiness, store.cold.audit, store.cold.queue_probe, clock
     )
 
     # --- the accrual worker ---------------------------------------------------------
@@ -201,7 +203,7 @@ class Container(containers.DeclarativeContainer):
         AccrualSync,
         store.uow.provider,
         accrual_client,
-        store.gate,
+        store.cold.gate,
         clock,
         retry_policy,
         concurrency=settings.provided.accrual_concurrency,

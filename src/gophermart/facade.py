@@ -25,7 +25,6 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
-from types import TracebackType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -275,12 +274,7 @@ class Gophermart(Face):
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self.aclose()
 
     def _bind(self, verb: Delegate) -> Any:

@@ -323,7 +323,7 @@ class Settings:
     database: DatabaseTarget = setting(
         _DEFAULT_DATABASE,
         "DATABASE_URI",
-        DatabaseTarget.parse,
+        lambda name, value: DatabaseTarget.parse(value, name),
         "database: postgres://user:pass@host:5432/db?sslmode=disable (libpq parameters "
         "work), sqlite:///relative.db, sqlite:////abs/path.db or memory://",
         flags=("-d", "--database-uri"),

@@ -72,7 +72,7 @@ async def _store(name: str, uri: str) -> AsyncIterator[Backend]:
             name,
             store.uow,
             store.read_model(),
-            store.gate(),
+            store.cold.gate(),
             store.database() if name != "memory" else None,
         )
     finally:

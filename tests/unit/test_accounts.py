@@ -220,7 +220,7 @@ class LedgerMachine(RuleBasedStateMachine):
             events=self.events,
         )
         self.store: MemoryDatabase = c.store.database()
-        self.gate: MemoryGate = c.store.gate()
+        self.gate: MemoryGate = c.store.cold.gate()
         self.register = c.users().register
         self.upload_order = c.orders().upload
         self.withdraw = c.accounts().withdraw

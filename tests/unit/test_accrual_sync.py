@@ -83,7 +83,7 @@ class World:
         self.store: MemoryDatabase = container.store.database()
         self.clock: FrozenClock = container.clock()
         self.accrual: ScriptedAccrual = container.accrual_client()
-        self.gate: MemoryGate = container.store.gate()
+        self.gate: MemoryGate = container.store.cold.gate()
         self.uow = container.store.uow  # the store's unit-of-work factory
         self.sleeps: list[float] = []
         self.metrics = RecordedMetrics()

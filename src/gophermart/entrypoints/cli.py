@@ -67,13 +67,14 @@ def _add_flags(parser: argparse.ArgumentParser, command: str, *, top: bool) -> N
 
 
 def _environment_only() -> str:
-    """The epilog: the settings that have no flag, by their environment variable."""
+    """The epilog: the settings with no flag here, by their environment variable (so
+    ``--help`` names every setting)."""
     lines = [
         f"{option.env} ({option.help}; default {default_text(option, default)})"
         for _name, option, default in options()
-        if not option.flags
+        if not option.flags or SERVE not in option.commands
     ]
-    return "Also, from the environment only: " + "; ".join(lines) + "."
+    return "Also, from the environment: " + "; ".join(lines) + "."
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -282,15 +282,10 @@ class GuardedUnitOfWork:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         # The inner unit of work rolls back (or abandons its connection) first, then the
         # guard ends the deadline and translates what came out.
-        await self._stack.__aexit__(exc_type, exc, tb)
+        await self._stack.__aexit__(*exc_info)
 
     async def commit(self) -> None:
         await self._inner.commit()

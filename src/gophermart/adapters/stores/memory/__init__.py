@@ -61,16 +61,24 @@ class AlwaysReady:
         return Readiness(True, {"database": "ok (in memory)"})
 
 
+class ColdPaths(containers.DeclarativeContainer):
+    """What no request's hot path touches: the gate, the throttle's counters, the
+    audit, the queue probe (stores/sql/cold.py is the SQL stores')."""
+
+    database = providers.Dependency(instance_of=MemoryDatabase)
+    gate = providers.Singleton(MemoryGate)
+    throttle_counters = providers.Singleton(MemoryThrottleCounters)
+    audit = providers.Singleton(MemoryLedgerAudit, database)
+    queue_probe = providers.Singleton(MemoryQueueProbe, database)
+
+
 class Store(containers.DeclarativeContainer):
     """Every port of the in-memory store. Never unavailable, so nothing is guarded."""
 
     database = providers.Singleton(MemoryDatabase)
     uow = providers.Factory(MemoryUnitOfWork, database)
     read_model = providers.Singleton(MemoryReadModel, database)
-    gate = providers.Singleton(MemoryGate)
-    throttle_counters = providers.Singleton(MemoryThrottleCounters)
-    audit = providers.Singleton(MemoryLedgerAudit, database)
-    queue_probe = providers.Singleton(MemoryQueueProbe, database)
+    cold = providers.Container(ColdPaths, database=database)
     readiness = providers.Singleton(AlwaysReady)
     listener = providers.Singleton(NoListener)
     lifecycle = providers.Singleton(MemoryLifecycle)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime
-from types import TracebackType
 from typing import Self
 
 from gophermart.adapters.stores.memory.state import MemoryDatabase, MemoryState, QueuedOrder
@@ -173,12 +172,7 @@ class MemoryUnitOfWork:
         self.accounts = MemoryAccounts(self._work)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         try:
             if self._committed and exc_type is None:
                 self._store.state = self._work.state

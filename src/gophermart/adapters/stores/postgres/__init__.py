@@ -22,13 +22,10 @@ from gophermart.adapters.stores.postgres.listener import PgOrderListener
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.reads import PgReads
 from gophermart.adapters.stores.postgres.unit_of_work import PgUnitOfWork
-from gophermart.adapters.stores.sql.audit import SqlLedgerAudit
+from gophermart.adapters.stores.sql.cold import SqlColdPaths
 from gophermart.adapters.stores.sql.engine import Database
-from gophermart.adapters.stores.sql.gate import SqlAccrualGate
 from gophermart.adapters.stores.sql.lifecycle import SqlLifecycle
-from gophermart.adapters.stores.sql.probe import SqlQueueProbe
 from gophermart.adapters.stores.sql.readiness import REVISION, SqlReadiness
-from gophermart.adapters.stores.sql.throttle import SqlThrottleCounters
 
 __all__ = ["Store"]
 
@@ -91,15 +88,9 @@ class Store(containers.DeclarativeContainer):
         GuardedUnitOfWork, providers.Factory(PgUnitOfWork, hot_pool, group_commit), guard
     )
     read_model = providers.Singleton(guarded, providers.Singleton(PgReads, hot_pool), guard)
-    gate = providers.Singleton(
-        guarded, providers.Singleton(SqlAccrualGate, database.provided.write), guard
+    cold = providers.Container(
+        SqlColdPaths, write=database.provided.write, read=database.provided.read, guard=guard
     )
-    throttle_counters = providers.Singleton(
-        guarded, providers.Singleton(SqlThrottleCounters, database.provided.write), guard
-    )
-    # Operators' tools: not guarded, an audit may rightly run long.
-    audit = providers.Singleton(SqlLedgerAudit, database.provided.read)
-    queue_probe = providers.Singleton(SqlQueueProbe, database.provided.read)
     readiness = providers.Singleton(
         SqlReadiness, providers.Callable(partial, revision_on_pool, hot_pool), timeout
     )

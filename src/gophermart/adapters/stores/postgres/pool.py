@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -149,12 +148,7 @@ class _Borrowed:
         self.conn: PoolConnectionProxy = await self.pool.acquire()
         return self.conn
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, _type: object, exc: BaseException | None, *_: object) -> None:
         if must_abandon(exc):
             self.conn.terminate()  # the pool takes its place back by itself
         await self.pool.release(self.conn)

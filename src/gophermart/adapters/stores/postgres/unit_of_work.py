@@ -31,7 +31,6 @@ Measured effect on ``POST /api/user/balance/withdraw``: docs/performance.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from asyncpg.pool import PoolConnectionProxy
@@ -137,17 +136,13 @@ class PgUnitOfWork(SessionUnitOfWork):
         self._pg = _PgSession(self._lazy, self._group)
         return self._pg
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
+        exc = next((e for e in exc_info if isinstance(e, BaseException)), None)
         if must_abandon(exc):  # cut short mid-statement: no round trip can end it cleanly
             if self._lazy.conn is not None:
                 self._lazy.conn.terminate()  # the pool takes the connection's place back
             return
-        await super().__aexit__(exc_type, exc, tb)
+        await self._close()
 
     async def _close(self) -> None:
         conn = self._lazy.conn

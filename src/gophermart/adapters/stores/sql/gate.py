@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gophermart.adapters.stores.sql.schema import accrual_gate
 from gophermart.adapters.stores.sql.statements import insert_if_absent
@@ -31,6 +31,13 @@ from gophermart.adapters.stores.sql.statements import insert_if_absent
 #: How long a learnt rate outlives its pause (docs/failure-behaviour.md): one full
 #: minute at the announced rate, then probe at full speed.
 DEFAULT_RATE_TTL = 60.0
+
+
+async def _locked_row(conn: AsyncConnection) -> Any:
+    """The gate's row, locked until the transaction ends (every process writes it)."""
+    return (
+        await conn.execute(select(accrual_gate).where(accrual_gate.c.id == 1).with_for_update())
+    ).one()
 
 
 def _live_rate(row: Any, at: datetime) -> int | None:
@@ -69,11 +76,7 @@ class SqlAccrualGate:
     async def pause(self, until: datetime, per_minute: int | None) -> None:
         await self._seed()
         async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(accrual_gate).where(accrual_gate.c.id == 1).with_for_update()
-                )
-            ).one()
+            row = await _locked_row(conn)
             paused_until = max(until, row.paused_until) if row.paused_until else until
             # A 429 without a number keeps the rate already learnt, if that is still
             # live when this pause ends.
@@ -123,11 +126,7 @@ class SqlAccrualGate:
     async def _take_slot(self, now: datetime) -> datetime:
         await self._seed()
         async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(accrual_gate).where(accrual_gate.c.id == 1).with_for_update()
-                )
-            ).one()
+            row = await _locked_row(conn)
             start = max(d for d in (now, row.paused_until) if d is not None)
             rate = _live_rate(row, now)
             if rate is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Self
 
 from gophermart.adapters.stores.sql import statements as st
@@ -235,12 +234,7 @@ class SessionUnitOfWork(ABC):
         self.accounts = SqlAccounts(self._session)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self._close()
 
     async def commit(self) -> None:

@@ -15,14 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.stores import NoListener
 from gophermart.adapters.stores.guard import DatabaseGuard, GuardedUnitOfWork, guarded
-from gophermart.adapters.stores.sql.audit import SqlLedgerAudit
+from gophermart.adapters.stores.sql.cold import SqlColdPaths
 from gophermart.adapters.stores.sql.engine import Database
-from gophermart.adapters.stores.sql.gate import SqlAccrualGate
 from gophermart.adapters.stores.sql.lifecycle import SqlLifecycle
-from gophermart.adapters.stores.sql.probe import SqlQueueProbe
 from gophermart.adapters.stores.sql.readiness import SqlReadiness, revision_on_engine
 from gophermart.adapters.stores.sql.reads import SqlReads
-from gophermart.adapters.stores.sql.throttle import SqlThrottleCounters
 from gophermart.adapters.stores.sqlite.engine import borrowed_sqlite, sqlite_database
 from gophermart.adapters.stores.sqlite.unit_of_work import SqliteUnitOfWork
 
@@ -53,15 +50,9 @@ class Store(containers.DeclarativeContainer):
     read_model = providers.Singleton(
         guarded, providers.Singleton(SqlReads, database.provided.read), guard
     )
-    gate = providers.Singleton(
-        guarded, providers.Singleton(SqlAccrualGate, database.provided.write), guard
+    cold = providers.Container(
+        SqlColdPaths, write=database.provided.write, read=database.provided.read, guard=guard
     )
-    throttle_counters = providers.Singleton(
-        guarded, providers.Singleton(SqlThrottleCounters, database.provided.write), guard
-    )
-    # Operators' tools: not guarded, an audit may rightly run long.
-    audit = providers.Singleton(SqlLedgerAudit, database.provided.read)
-    queue_probe = providers.Singleton(SqlQueueProbe, database.provided.read)
     readiness = providers.Singleton(
         SqlReadiness,
         providers.Callable(partial, revision_on_engine, database.provided.read),

@@ -17,6 +17,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _users_and_accounts()
+    _orders()
+    _ledger()
+    _service_state_and_gate()
+
+
+def _users_and_accounts() -> None:
     op.create_table(
         "users",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -36,6 +43,9 @@ def upgrade() -> None:
         sa.CheckConstraint("balance >= 0", name="ck_accounts_balance_not_negative"),
         sa.CheckConstraint("withdrawn >= 0", name="ck_accounts_withdrawn_not_negative"),
     )
+
+
+def _orders() -> None:
     op.create_table(
         "orders",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -69,6 +79,9 @@ def upgrade() -> None:
         postgresql_where=sa.text("next_attempt_at IS NOT NULL"),
         sqlite_where=sa.text("next_attempt_at IS NOT NULL"),
     )
+
+
+def _ledger() -> None:
     op.create_table(
         "ledger",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
@@ -86,6 +99,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_ledger_user_id_kind_created_at", "ledger", ["user_id", "kind", "created_at", "id"]
     )
+
+
+def _service_state_and_gate() -> None:
     op.create_table(
         "service_state",
         sa.Column("key", sa.String(64), nullable=False),
