@@ -28,6 +28,7 @@ from gophermart import (
     InvalidCredentials,
     InvalidOrderNumber,
     LoginTaken,
+    NotOpen,
     OrderOwnedByAnotherUser,
     OrderStatus,
     Points,
@@ -270,7 +271,7 @@ def test_the_blocking_twin_serves_many_threads(tmp_path: object) -> None:
         assert sorted(map(str, outcomes)) == ["False"] * 5 + ["True"]  # charged once
         assert loyalty.balance(grace.user_id).current == Points(300)
         assert loyalty.reconcile().ok
-    with pytest.raises(RuntimeError):
+    with pytest.raises(NotOpen):
         loyalty.balance(grace.user_id)  # closed
 
 
