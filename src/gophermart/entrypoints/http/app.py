@@ -1,4 +1,5 @@
-"""The HTTP API (SPEC.md): thin handlers that parse, call the facade, and render.
+"""The HTTP API (SPEC.md) assembled: the controllers (``controllers/``: thin handlers that
+parse, call the facade, and render) under one router, and the standalone app.
 
 The API is one more client of :class:`~gophermart.facade.Gophermart`: a standalone app
 (:func:`http_app`) or a router a host mounts under its own prefix (:func:`http_router`).

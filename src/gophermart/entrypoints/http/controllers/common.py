@@ -35,8 +35,9 @@ TEXT: Final = "text/plain"  # for the empty bodies: they are not JSON (Litestar 
 
 
 # The handlers answer ASGIResponse, Litestar's own low-level answer, which it sends as it
-# is: a ``Response`` would be converted into one on every request (its headers, cookies
-# and body rendered anew), a measured ~1 us of a hot read's ~26 us in the framework.
+# is: a ``Response`` is converted into one on every request (headers, cookies and body
+# rendered anew), measured in process at ~3 us of the ~25 us a hot read spends in the
+# framework. The bytes on the wire are the same.
 
 
 def json_response(body: bytes, status: int = 200) -> ASGIResponse:
