@@ -27,6 +27,7 @@ STATUS_OF: Mapping[type[Exception], int] = {
     domain.InsufficientPoints: 402,
     domain.WithdrawalConflict: 409,
     domain.UnknownUser: 401,
+    domain.UnknownOrder: 404,
     Unauthenticated: 401,
     ConcurrentUpdate: 409,
     StoreUnavailable: 503,  # an outage, logged once by the adapters, not per request
