@@ -1,6 +1,6 @@
-"""A tiny in-process micro-benchmark of PostgreSQL's hot paths, without HTTP: the read
-model's balance and orders, and a withdrawal through the unit of work, each called in a
-loop by a few concurrent tasks on one asyncpg pool. Not a timed test, and no substitute
+"""A tiny in-process micro-benchmark of PostgreSQL's hot paths, without HTTP: the
+library's balance, orders and withdraw verbs, each called in a loop by a few concurrent
+tasks. Not a timed test, and no substitute
 for ``nox -s bench``; it shows the Python cost per statement, before/after a change:
 
     git archive <commit> src | tar -x -C /tmp/before
@@ -18,65 +18,41 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 
 async def main(pg_url: str, seconds: float, tasks: int) -> None:
+    """Through the library's public face (the same verbs in every release since issue
+    8), so ``--src`` can measure an older tree with this very script."""
     import asyncpg
 
-    from gophermart.adapters.clock import SystemClock
-    from gophermart.adapters.sql.engine import Database
-    from gophermart.adapters.sql.migrate import migrate
-    from gophermart.adapters.sql.pg_pool import PgPool
-    from gophermart.adapters.sql.pg_read_model import PgReadModel
-    from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
-    from gophermart.adapters.sql.url import parse_database_uri
-    from gophermart.application.accounts import Withdraw
-    from gophermart.domain.accounts import Account
-    from gophermart.domain.orders import Order, OrderNumber, OrderStatus
-    from gophermart.domain.points import Points
-    from gophermart.domain.users import Login
+    from gophermart import Gophermart
 
     name = f"gm_micro_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(pg_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     dsn = pg_url.rsplit("/", 1)[0] + f"/{name}"
     try:
-        database = Database(parse_database_uri(dsn))
-        await migrate(database)
-        await database.dispose()
-        pool = PgPool(dsn, max_size=tasks)
-        read = PgReadModel(pool)
-        withdraw = Withdraw(lambda: PgUnitOfWork(pool), SystemClock())
-        async with PgUnitOfWork(pool) as uow:
-            user = await uow.users.add(Login("micro"), "h")
-            await uow.accounts.open(user.id)
-            order = Order.upload(OrderNumber("79927398713"), user.id, datetime.now(UTC))
-            await uow.orders.add(order)
-            done = order.move_to(OrderStatus.PROCESSED, Points(10**15))
-            await uow.orders.save(order, done, None)
-            account = Account(user.id, Points(0), Points(0))
-            account.credit(done, datetime.now(UTC))
-            await uow.accounts.save(account)
-            await uow.commit()
-        numbers = iter(range(10**9))
+        async with Gophermart.open(dsn) as loyalty:
+            user = (await loyalty.register("micro", "pw")).user_id
+            await loyalty.upload_order(user, "79927398713")
+            await loyalty.record_accrual("79927398713", 10**13)
+            numbers = iter(range(10**9))
 
-        def luhn(prefix: int) -> str:
-            digits = [int(d) for d in str(prefix)]
-            total = sum(
-                d if i % 2 else (d * 2 - 9 if d * 2 > 9 else d * 2)
-                for i, d in enumerate(reversed(digits))
-            )
-            return f"{prefix}{(10 - total % 10) % 10}"
+            def luhn(prefix: int) -> str:
+                digits = [int(d) for d in str(prefix)]
+                total = sum(
+                    d if i % 2 else (d * 2 - 9 if d * 2 > 9 else d * 2)
+                    for i, d in enumerate(reversed(digits))
+                )
+                return f"{prefix}{(10 - total % 10) % 10}"
 
-        cases: dict[str, Callable[[], Awaitable[object]]] = {
-            "balance": lambda: read.balance(user.id),
-            "orders": lambda: read.orders(user.id),
-            "withdraw": lambda: withdraw(user.id, luhn(10**6 + next(numbers)), Points(1)),
-        }
-        for label, call in cases.items():
-            await _measure(label, call, seconds, tasks)
-        await pool.close()
+            cases: dict[str, Callable[[], Awaitable[object]]] = {
+                "balance": lambda: loyalty.balance(user),
+                "orders": lambda: loyalty.orders(user),
+                "withdraw": lambda: loyalty.withdraw(user, luhn(10**6 + next(numbers)), 1),
+            }
+            for label, call in cases.items():
+                await _measure(label, call, seconds, tasks)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

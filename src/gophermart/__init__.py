@@ -17,7 +17,12 @@ drivers at the edges (:mod:`gophermart.adapters`, :mod:`gophermart.entrypoints`)
 :mod:`gophermart.bootstrap` wires them; :mod:`gophermart.facade` is the face.
 """
 
-from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable, Unauthenticated
+from gophermart.application.errors import (
+    ConcurrentUpdate,
+    NotOpen,
+    StoreUnavailable,
+    Unauthenticated,
+)
 from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
 from gophermart.application.reconcile import ReconcileReport
@@ -65,6 +70,7 @@ __all__ = [
     "InvalidInput",
     "InvalidOrderNumber",
     "LoginTaken",
+    "NotOpen",
     "Order",
     "OrderNumber",
     "OrderOwnedByAnotherUser",

@@ -1,4 +1,4 @@
-"""The library's face: :class:`Gophermart`, every use case of the mission as a verb.
+"""The library's face: :class:`Gophermart`, every use case of the service as a verb.
 
 A shop service embeds the loyalty service with one object::
 
@@ -7,146 +7,177 @@ A shop service embeds the loyalty service with one object::
         await loyalty.upload_order(alice.user_id, "9278923470")
 
 It opens on a database URL (migrating it), in memory, or on the host's own SQLAlchemy
-``AsyncEngine``; the HTTP API (:func:`gophermart.http_app`, :func:`gophermart.http_router`)
-and the command line are clients of this class like any host. Deep modules are
-implementation; what this module and ``gophermart/__init__.py`` export is the contract.
+``AsyncEngine`` or asyncpg pool; the HTTP API (:func:`gophermart.http_app`,
+:func:`gophermart.http_router`) and the command line are clients of this class like any
+host. Deep modules are implementation; what this module and ``gophermart/__init__.py``
+export is the contract.
+
+The verbs are declared once, in :class:`Face`, each as the use-case method it is
+(``balance = Verb(Queries.balance)``): :class:`Gophermart` awaits them,
+:class:`~gophermart.blocking.BlockingGophermart` (the same face) calls them. A verb's
+signature, documentation and types are the use case's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
-from decimal import Decimal
-from types import TracebackType
-from typing import Any, Self
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Self,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
+import asyncpg
 from dependency_injector import providers
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophermart.adapters.sql.engine import Database
-from gophermart.adapters.sql.pg_pool import PgPool
-from gophermart.application.accounts import Withdraw
-from gophermart.application.accruals import RecordAccrual
-from gophermart.application.orders import UploadOrder, UploadOutcome
-from gophermart.application.ports import (
-    BalanceView,
-    OrderView,
-    QueueDepth,
-    QueueProbe,
-    TokenIssuer,
-    WithdrawalView,
-)
-from gophermart.application.queries import ListOrders, ListWithdrawals, ShowBalance
-from gophermart.application.readiness import Readiness, ReadinessProbe
-from gophermart.application.reconcile import LedgerAudit, ReconcileReport
-from gophermart.application.users import Authenticated, LogIn, Register
-from gophermart.bootstrap import (
-    MEMORY_URI,
-    Backend,
-    Container,
-    WorkerTask,
-    settle,
-)
-from gophermart.domain.orders import AccrualVerdict, Order
-from gophermart.domain.points import Points
-from gophermart.domain.users import UserId
-from gophermart.settings import DEFAULT_DATABASE_URI, ConfigError, Settings
+from gophermart.application.accounts import Accounts
+from gophermart.application.errors import NotOpen
+from gophermart.application.operations import Operations
+from gophermart.application.orders import Orders
+from gophermart.application.queries import Queries
+from gophermart.application.users import Users
+from gophermart.bootstrap import Container, WorkerTask, build, settle
+from gophermart.settings import DEFAULT_DATABASE_URI, MEMORY_URI, Backend, Settings, refuse
+
+if TYPE_CHECKING:
+    from gophermart.blocking import BlockingGophermart
+
+P = ParamSpec("P")
+R = TypeVar("R")
+U = TypeVar("U")
 
 
-class Gophermart:
-    """The loyalty service as an object. Create it with :meth:`open`, :meth:`in_memory`
-    or :meth:`on_engine`, then ``async with`` it (or ``await start()`` / ``aclose()``).
+class Delegate:
+    """A verb's delegation to a use-case method: which method, under which name."""
 
-    Every verb raises the typed errors exported by :mod:`gophermart` (all subclasses
-    of :class:`gophermart.GophermartError`); none of them leaves anything half-written.
-    """
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+        self.__doc__ = method.__doc__
+        self.name = method.__name__
 
-    def __init__(self, container: Container, *, migrate: bool = True) -> None:
-        """Prefer the named constructors; this one takes a ready (overridden) container."""
-        self.container = container
-        self._migrate = migrate
-        self._started = False
-        self._register: Register
-        self._log_in: LogIn
-        self._upload: UploadOrder
-        self._withdraw: Withdraw
-        self._balance: ShowBalance
-        self._orders: ListOrders
-        self._withdrawals: ListWithdrawals
-        self._record: RecordAccrual
-        self._tokens: TokenIssuer
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @property
+    def capability(self) -> type:
+        """The use-case class whose method this verb is."""
+        owner, _, _ = self.method.__qualname__.rpartition(".")
+        found: type = getattr(sys.modules[self.method.__module__], owner)
+        return found
+
+
+class Verb(Delegate, Generic[U, P, R]):
+    """A verb of the store: the use-case coroutine ``method``, awaited on
+    :class:`Gophermart`, called (and waited for) on ``BlockingGophermart``."""
+
+    def __init__(self, method: Callable[Concatenate[U, P], Coroutine[Any, Any, R]]) -> None:
+        super().__init__(method)
+
+    @overload
+    def __get__(self, face: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, face: BlockingGophermart, owner: type | None = None) -> Callable[P, R]: ...
+    @overload
+    def __get__(
+        self, face: Gophermart, owner: type | None = None
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    def __get__(self, face: Face | None, owner: type | None = None) -> Any:
+        return self if face is None else face._bind(self)
+
+
+class Call(Delegate, Generic[U, P, R]):
+    """A verb that needs no store (checking a token): a plain call on both faces."""
+
+    def __init__(self, method: Callable[Concatenate[U, P], R]) -> None:
+        super().__init__(method)
+
+    @overload
+    def __get__(self, face: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, face: Face, owner: type | None = None) -> Callable[P, R]: ...
+    def __get__(self, face: Face | None, owner: type | None = None) -> Any:
+        return self if face is None else face._bind(self)
+
+
+class Options(TypedDict, total=False):
+    """What every constructor takes besides where the data lives."""
+
+    #: The token signing key (at least 32 characters); without it one is generated once
+    #: and kept in the database.
+    secret: str
+    #: The accrual system's base URL, for :meth:`Gophermart.start_worker`.
+    accrual_address: str
+    token_ttl: timedelta
+    accrual_concurrency: int
+    #: Seconds a verb may wait for the database before it raises ``StoreUnavailable``.
+    db_timeout: float
+    #: Bring the schema to this release's at start (default ``True``).
+    migrate: bool
+
+
+class Face:
+    """What :class:`Gophermart` and ``BlockingGophermart`` share, declared once: the
+    constructors, and the verbs (see each use case for what a verb does)."""
+
+    # --- the verbs --------------------------------------------------------------------
+    register = Verb(Users.register)
+    log_in = Verb(Users.log_in)
+    authenticate = Call(Users.authenticate)
+    issue_token = Call(Users.issue_token)
+    upload_order = Verb(Orders.upload)
+    record_accrual = Verb(Orders.record_accrual)
+    withdraw = Verb(Accounts.withdraw)
+    balance = Verb(Queries.balance)
+    orders = Verb(Queries.orders)
+    withdrawals = Verb(Queries.withdrawals)
+    readiness = Verb(Operations.readiness)
+    reconcile = Verb(Operations.reconcile)
+    queue_depth = Verb(Operations.queue_depth)
 
     # --- opening ---------------------------------------------------------------------
 
     @classmethod
-    def open(
-        cls,
-        url: str = DEFAULT_DATABASE_URI,
-        *,
-        secret: str | None = None,
-        accrual_address: str | None = None,
-        token_ttl: timedelta = timedelta(hours=24),
-        accrual_concurrency: int = 16,
-        migrate: bool = True,
-    ) -> Self:
+    def open(cls, url: str = DEFAULT_DATABASE_URI, **options: Unpack[Options]) -> Self:
         """On a database URL: ``sqlite:///shop.db``, ``postgresql://…`` (libpq
-        parameters welcome) or ``memory://``. The schema is migrated at :meth:`start`
-        unless ``migrate=False``. Without ``secret`` the token key is generated once
-        and kept in the database."""
-        settings = Settings(
-            database_uri=url,
-            secret=secret,
-            accrual_address=accrual_address,
-            token_ttl=token_ttl,
-            accrual_concurrency=accrual_concurrency,
-        )
-        return cls(Container(settings=settings), migrate=migrate)
+        parameters welcome) or ``memory://``. The schema is migrated at start unless
+        ``migrate=False``."""
+        return cls._on(*_settings(url, options))
 
     @classmethod
-    def in_memory(cls, *, secret: str | None = None, accrual_address: str | None = None) -> Self:
+    def in_memory(cls, **options: Unpack[Options]) -> Self:
         """Nothing kept beyond the process: a demo, or a host's tests (see
         :mod:`gophermart.testing` for faster doubles of the password hasher and tokens)."""
-        return cls.open(MEMORY_URI, secret=secret, accrual_address=accrual_address)
+        return cls.open(MEMORY_URI, **options)
 
     @classmethod
-    def on_engine(
-        cls,
-        engine: Any,
-        *,
-        secret: str | None = None,
-        accrual_address: str | None = None,
-        token_ttl: timedelta = timedelta(hours=24),
-        migrate: bool = True,
-    ) -> Self:
+    def on_engine(cls, engine: AsyncEngine, **options: Unpack[Options]) -> Self:
         """On the host's own SQLAlchemy ``AsyncEngine`` (SQLite via aiosqlite, or
         PostgreSQL via asyncpg). The engine stays the host's: it is not disposed here.
         On PostgreSQL the hot paths open their own small asyncpg pool to the same
         database (docs/embedding.md says why)."""
-        database = Database.from_engine(engine)
-        url = "sqlite:///" + database.target.location
-        if database.is_postgres:
-            url = database.target.location
-        loyalty = cls.open(
-            url,
-            secret=secret,
-            accrual_address=accrual_address,
-            token_ttl=token_ttl,
-            migrate=migrate,
-        )
-        loyalty.container.database.override(providers.Object(database))
-        return loyalty
+        url = engine.url
+        if url.get_backend_name() == "sqlite":
+            uri = f"sqlite:///{url.database}"
+        else:
+            uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        settings, migrate = _settings(uri, options)
+        return cls._on(settings, migrate, build(settings, engine=engine))
 
     @classmethod
     def on_asyncpg_pool(
-        cls,
-        pool: Any,
-        *,
-        dsn: str | None = None,
-        secret: str | None = None,
-        accrual_address: str | None = None,
-        token_ttl: timedelta = timedelta(hours=24),
-        migrate: bool = True,
+        cls, pool: asyncpg.Pool, *, dsn: str | None = None, **options: Unpack[Options]
     ) -> Self:
         """On the host's own ``asyncpg.Pool`` (PostgreSQL): every request's statements
         run on the host's pool, which stays the host's (never closed here; its codecs
@@ -158,33 +189,54 @@ class Gophermart:
             connect_args = getattr(pool, "_connect_args", ())
             dsn = connect_args[0] if connect_args and isinstance(connect_args[0], str) else None
         if not dsn:
-            raise ConfigError(
-                "DATABASE_URI: the pool was not created from a DSN; pass dsn= as well"
-            )
-        loyalty = cls.open(
-            dsn,
-            secret=secret,
-            accrual_address=accrual_address,
-            token_ttl=token_ttl,
-            migrate=migrate,
-        )
-        if loyalty.backend != "postgresql":
-            raise ConfigError(f"DATABASE_URI: an asyncpg pool needs a PostgreSQL DSN, got {dsn!r}")
-        loyalty.container.pg_pool.override(
-            providers.Object(PgPool(pool=pool, timeout=loyalty.settings.db_timeout))
-        )
-        return loyalty
+            refuse("DATABASE_URI", "the pool was not created from a DSN; pass dsn= as well")
+        settings, migrate = _settings(dsn, options)
+        return cls._on(settings, migrate, build(settings, pool=pool))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Self:
         """The service's own path: everything the operator configured."""
-        return cls(Container(settings=settings), migrate=migrate)
+        return cls._on(settings, migrate)
+
+    @classmethod
+    def _on(cls, settings: Settings, migrate: bool, container: Container | None = None) -> Self:
+        raise NotImplementedError
+
+    def _bind(self, verb: Delegate) -> Any:
+        raise NotImplementedError
+
+
+def _settings(url: str, options: Options) -> tuple[Settings, bool]:
+    changes = dict(options)
+    migrate = bool(changes.pop("migrate", True))
+    return Settings.for_database(url, **changes), migrate
+
+
+class Gophermart(Face):
+    """The loyalty service as an object. Create it with :meth:`open`, :meth:`in_memory`,
+    :meth:`on_engine` or :meth:`on_asyncpg_pool`, then ``async with`` it (or ``await
+    start()`` / ``aclose()``). A closed instance stays closed: open a new one.
+
+    Every verb raises the typed errors exported by :mod:`gophermart` (all subclasses
+    of :class:`gophermart.GophermartError`); none of them leaves anything half-written.
+    """
+
+    def __init__(self, container: Container, *, migrate: bool = True) -> None:
+        """Prefer the named constructors; this one takes a ready (overridden) container."""
+        self.container = container
+        self._migrate = migrate
+        self._state = "new"
+        self._bound: list[str] = []
+
+    @classmethod
+    def _on(cls, settings: Settings, migrate: bool, container: Container | None = None) -> Self:
+        return cls(container or build(settings), migrate=migrate)
 
     # --- life -------------------------------------------------------------------------
 
     @property
     def backend(self) -> Backend:
-        return self.container.backend()
+        return self.settings.backend
 
     @property
     def settings(self) -> Settings:
@@ -193,136 +245,61 @@ class Gophermart:
 
     async def start(self) -> None:
         """Open the store (one clear error if it can't be), migrate it, settle the
-        token key. Idempotent."""
-        if self._started:
+        token key. Idempotent while open."""
+        if self._state == "open":
             return
-        c = self.container
+        if self._state == "closed":
+            raise NotOpen("this Gophermart was closed; open a new one")
         try:
-            settled = await settle(c, migrate=self._migrate)
+            settled = await settle(self.container, migrate=self._migrate)
         except BaseException:
             await self.aclose()
             raise
-        c.settings.override(providers.Object(settled))
-        self._register = c.register()
-        self._log_in = c.log_in()
-        self._upload = c.upload_order()
-        self._withdraw = c.withdraw()
-        self._balance = c.show_balance()
-        self._orders = c.list_orders()
-        self._withdrawals = c.list_withdrawals()
-        self._record = c.record_accrual()
-        self._tokens = c.tokens()
-        self._started = True
+        self.container.settings.override(providers.Object(settled))
+        self._state = "open"
 
     async def aclose(self) -> None:
         """Stop the worker (letting it finish the orders in hand), then release
         everything the container started, the host's borrowed engine excepted."""
+        self._state = "closed"
+        for name in self._bound:  # the verbs bound while open answer NotOpen again
+            self.__dict__.pop(name, None)
+        self._bound.clear()
         await self.stop_worker()
         shutdown = self.container.shutdown_resources()
         if shutdown is not None:
             await shutdown
-        self._started = False
 
     async def __aenter__(self) -> Self:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self.aclose()
 
-    # --- users ------------------------------------------------------------------------
+    def _bind(self, verb: Delegate) -> Any:
+        """The verb as the started use case's bound method, kept on the instance until
+        it closes (so a call costs what calling the use case costs)."""
+        if self._state != "open":
+            return _refusal(verb, self._state)
+        bound = verb.method.__get__(self._use_case(verb.capability))
+        self.__dict__[verb.name] = bound
+        self._bound.append(verb.name)
+        return bound
 
-    async def register(self, login: str, password: str) -> Authenticated:
-        """A new user with an empty account; their token comes back too."""
-        return await self._register(login, password)
-
-    async def log_in(self, login: str, password: str, client: str = "") -> Authenticated:
-        """``client`` (an address) feeds the per-client login throttle."""
-        return await self._log_in(login, password, client)
-
-    def authenticate(self, token: str) -> UserId:
-        """The user a token speaks for; :class:`gophermart.Unauthenticated` otherwise."""
-        return self._tokens.verify(token)
-
-    def issue_token(self, user_id: UserId) -> str:
-        """A token for a user the host authenticated by its own means."""
-        return self._tokens.issue(user_id)
-
-    # --- orders and points ------------------------------------------------------------
-
-    async def upload_order(self, user_id: UserId, number: str) -> UploadOutcome:
-        """Hand in an order number (digits, Luhn) for the accrual system to value."""
-        return await self._upload(user_id, number)
-
-    async def orders(
-        self, user_id: UserId, limit: int | None = None, before: str | None = None
-    ) -> Sequence[OrderView]:
-        """The user's uploads, newest first: all of them, or a page of at most ``limit``
-        that starts after the order numbered ``before`` (the last one of the page
-        before). :class:`gophermart.InvalidInput` for a limit outside 1..10,000 or a
-        ``before`` that is not digits."""
-        return await self._orders(user_id, limit, before)
-
-    async def balance(self, user_id: UserId) -> BalanceView:
-        return await self._balance(user_id)
-
-    async def withdraw(
-        self, user_id: UserId, order: str, amount: Points | Decimal | int | str
-    ) -> bool:
-        """Spend ``amount`` points on ``order``. ``True`` if charged now, ``False`` for
-        a replay of the identical earlier withdrawal (charged once, never twice)."""
-        points = amount if isinstance(amount, Points) else Points.exact(amount)
-        return await self._withdraw(user_id, order, points)
-
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        """The user's withdrawals, newest first."""
-        return await self._withdrawals(user_id)
-
-    async def record_accrual(
-        self,
-        order: str,
-        accrual: Points | Decimal | int | str | None = None,
-        *,
-        verdict: AccrualVerdict = AccrualVerdict.PROCESSED,
-    ) -> Order:
-        """Record what an order earned when the host computes rewards itself (or
-        receives them by webhook) instead of running the accrual worker. PROCESSED
-        credits ``accrual`` exactly once, however often it is recorded; INVALID ends
-        the order with nothing; REGISTERED/PROCESSING mark it in progress."""
-        points = None
-        if accrual is not None:
-            points = accrual if isinstance(accrual, Points) else Points.rounded(accrual)
-        return await self._record(order, verdict, points)
-
-    async def readiness(self) -> Readiness:
-        """Whether the store answers (within the database timeout) and its schema is the
-        one this release expects: what ``GET /readyz`` reports. Never raises."""
-        probe: ReadinessProbe = self.container.readiness()
-        return await probe()
-
-    async def reconcile(self) -> ReconcileReport:
-        """Check every balance against the ledger and every credit against its order."""
-        audit: LedgerAudit = self.container.audit()
-        return await audit.reconcile()
-
-    async def queue_depth(self, overdue_after: float = 30.0) -> QueueDepth:
-        """How many non-final orders are due for polling, due for longer than
-        ``overdue_after`` seconds (nobody keeps up), being polled (leased by a worker),
-        and scheduled for later."""
-        probe: QueueProbe = self.container.queue_probe()
-        clock = self.container.clock()
-        return await probe.depth(clock.now(), overdue_after)
+    def _use_case(self, capability: type) -> object:
+        for provider in self.container.providers.values():
+            if isinstance(provider, providers.Singleton) and provider.cls is capability:
+                return provider()
+        raise LookupError(f"the container provides no {capability.__name__}")
 
     # --- the accrual worker -----------------------------------------------------------
 
     async def start_worker(self) -> asyncio.Task[None]:
         """Start polling the accrual system (``accrual_address``) in the background of
         the running event loop. Returns the task; :meth:`stop_worker` ends it."""
+        if self._state != "open":
+            raise NotOpen(_why_not_open(self._state))
         worker: WorkerTask = await self.container.worker()  # type: ignore[misc]
         return worker.task
 
@@ -341,4 +318,27 @@ class Gophermart:
             await self.stop_worker()
 
     def __repr__(self) -> str:
-        return f"Gophermart(backend={self.backend!r}, started={self._started})"
+        return f"Gophermart(backend={self.backend!r}, {self._state})"
+
+
+def _why_not_open(state: str) -> str:
+    if state == "closed":
+        return "this Gophermart was closed; open a new one"
+    return "start() the Gophermart (or use `async with`) first"
+
+
+def _refusal(verb: Delegate, state: str) -> Callable[..., Any]:
+    """What a verb is on an instance that is not open: a call that raises NotOpen (an
+    awaitable one for an async verb, so ``await loyalty.balance(1)`` raises it)."""
+    why = _why_not_open(state)
+    if isinstance(verb, Call):
+
+        def refuse_now(*_args: Any, **_kwargs: Any) -> Any:
+            raise NotOpen(why)
+
+        return refuse_now
+
+    async def refuse_later(*_args: Any, **_kwargs: Any) -> Any:
+        raise NotOpen(why)
+
+    return refuse_later

@@ -1,7 +1,16 @@
-"""Service settings: what an operator can set, with env vars, flags and defaults.
+"""Service settings, each declared once.
 
-A leaf module (imports nothing of ours) so every layer's edge can raise
-:class:`ConfigError`, which the CLI prints as one line.
+Every setting is one field of :class:`Settings` declared with :func:`setting`: its
+default, the environment variable and the flags that set it, the parser that reads
+and checks it, its help text and the commands that offer it. The CLI's argparse
+options, the environment lookup, ``--help`` and the README's table are all derived
+from these declarations (``gophermart.entrypoints.cli``); nothing else repeats a
+default or an environment variable's name.
+
+This is also the one module that raises :class:`ConfigError`: the parsers here, and
+:func:`refuse` for the checks that can only happen later (a database that does not
+answer, a port that is taken), which the composition root and the CLI call with the
+setting's name. A leaf of the package: it imports only the domain's error base.
 """
 
 from __future__ import annotations
@@ -9,76 +18,186 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
+from gophermart.domain.errors import GophermartError
 
-class ConfigError(Exception):
-    """An unusable setting: printed as one line naming it, then exit status 2."""
+T = TypeVar("T")
 
 
-DEFAULT_DATABASE_URI = "sqlite:///gophermart.db"
+class ConfigError(GophermartError):
+    """An unusable setting: printed by the CLI as one line naming it (exit status 2).
+
+    ``setting`` is the environment variable's name (what an operator greps for),
+    ``reason`` what is wrong with the value.
+    """
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"{setting}: {reason}")
+        self.setting = setting
+        self.reason = reason
+
+
+def refuse(setting: str, reason: str) -> NoReturn:
+    """Raise the :class:`ConfigError` for ``setting``: checks made outside this module
+    (opening the database, binding the port) end here, so there is one source of them."""
+    raise ConfigError(setting, reason)
+
+
+# --- the commands that offer a flag ---------------------------------------------------
+
+SERVE: Final = "serve"  # `gophermart` with no sub-command
+WORKER: Final = "worker"
+RECONCILE: Final = "reconcile"
+EVERY_COMMAND: Final = (SERVE, WORKER, RECONCILE)
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    run_address: str = "localhost:8080"
-    database_uri: str = DEFAULT_DATABASE_URI
-    accrual_address: str | None = None
-    secret: str | None = None
-    #: This database's random identity, settled by ``bootstrap.prepare`` (never set by
-    #: an operator): tokens are signed with a key bound to it.
-    database_id: str | None = None
-    token_ttl: timedelta = timedelta(hours=24)
-    workers: int = 1
-    run_worker: bool = True
-    accrual_concurrency: int = 16
-    #: Seconds one poll of the accrual system may take, body included; a claimed order's
-    #: lease is this plus 5 s, and is what a crashed worker's orders wait.
-    accrual_timeout: float = 5.0
-    log_level: str = "INFO"
-    cookie_secure: bool = False
-    #: Seconds a request may wait for the database (connect, pooled connection, each
-    #: statement, commit) before it is answered 503 (docs/failure-behaviour.md).
-    db_timeout: float = 5.0
-    #: Peers whose X-Forwarded-For names the client (IPs or CIDR networks, or "*"). None
-    #: by default: the client is the TCP peer, so a client cannot pick its own address
-    #: to dodge the login throttle's per-address counters.
-    trusted_proxies: tuple[str, ...] = ()
-    #: Prometheus metrics at /metrics (GOPHERMART_METRICS=0 turns them off).
-    metrics: bool = True
-    #: ``text`` (readable key=value lines) or ``json`` (one object per line).
-    log_format: str = "text"
-    #: One INFO line per request (GOPHERMART_ACCESS_LOG=1); otherwise at DEBUG level.
-    access_log: bool = False
-    #: ``gophermart worker`` only: where it serves /livez, /readyz and /metrics
-    #: (``host:port``). None: it serves no HTTP at all.
-    worker_address: str | None = None
+class Option:
+    """How an operator sets one field of :class:`Settings`."""
+
+    env: str
+    parse: Callable[[str, str], Any]
+    help: str
+    flags: tuple[str, ...] = ()
+    commands: tuple[str, ...] = (SERVE,)
+    metavar: str | None = None
+    #: ``store_false`` / ``store_true`` for a flag that takes no value.
+    action: str | None = None
+    #: How ``--help`` and the README word the default (else the default's text).
+    default_text: str | None = None
+
+
+def setting(
+    default: T,
+    env: str,
+    parse: Callable[[str, str], T],
+    help: str,
+    *,
+    flags: tuple[str, ...] = (),
+    commands: tuple[str, ...] = (SERVE,),
+    metavar: str | None = None,
+    action: str | None = None,
+    default_text: str | None = None,
+) -> T:
+    """A :class:`Settings` field with its :class:`Option` (see the module docstring)."""
+    option = Option(env, parse, help, flags, commands, metavar, action, default_text)
+    declared: T = field(default=default, metadata={"option": option})
+    return declared
+
+
+def option_of(f: Field[Any]) -> Option | None:
+    option = f.metadata.get("option")
+    return option if isinstance(option, Option) else None
+
+
+def options() -> list[tuple[str, Option, Any]]:
+    """Every declared setting: (field name, option, default), in declaration order."""
+    found = []
+    for f in fields(Settings):
+        option = option_of(f)
+        if option is not None:
+            found.append((f.name, option, f.default if f.default is not MISSING else None))
+    return found
+
+
+# --- parsers: (setting name, raw text) -> value, or ConfigError naming the setting ----
+
+
+def _text(_name: str, value: str) -> str:
+    return value.strip()
+
+
+def _optional_text(_name: str, value: str) -> str | None:
+    return value.strip() or None
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    refuse(name, f"expected 1/0, true/false, got {value!r}")
+
+
+def whole_number(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            refuse(name, f"expected a whole number, got {value!r}")
+        if not low <= number <= high:
+            refuse(name, f"must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+def seconds(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(name: str, value: str) -> float:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            refuse(name, f"expected a number of seconds, got {value!r}")
+        if not low <= number <= high:  # also refuses nan
+            refuse(name, f"must be between {low:g} and {high:g} seconds, got {value}")
+        return number
+
+    return parse
+
+
+def _duration(name: str, value: str) -> timedelta:
+    return timedelta(seconds=whole_number(60, 10**8)(name, value))
 
 
 def parse_listen_address(value: str, name: str = "RUN_ADDRESS") -> tuple[str, int]:
-    """``host:port``, ``:port`` (all interfaces) or ``http://host:port``; errors name
-    ``name``, the setting it came from."""
+    """``host:port``, ``:port`` (all interfaces) or ``http://host:port``."""
     raw = value.strip()
     if not raw:
-        raise ConfigError(f"{name}: empty value")
+        refuse(name, "empty value")
     if "://" in raw:
         parts = urlsplit(raw)
         if parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
-            raise ConfigError(f"{name}: expected host:port or http://host:port, got {value!r}")
+            refuse(name, f"expected host:port or http://host:port, got {value!r}")
         raw = parts.netloc
     host, sep, port_text = raw.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise ConfigError(f"{name}: expected host:port, :port or http://host:port, got {value!r}")
+        refuse(name, f"expected host:port, :port or http://host:port, got {value!r}")
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ConfigError(f"{name}: port {port} is out of range")
+        refuse(name, f"port {port} is out of range")
     host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":port" means all interfaces
     return host, port
 
 
-def parse_trusted_proxies(value: str) -> tuple[str, ...]:
+def _listen_address(name: str, value: str) -> str:
+    parse_listen_address(value, name)
+    return value.strip()
+
+
+def _accrual_address(name: str, value: str) -> str | None:
+    raw = value.strip().rstrip("/")
+    if not raw:
+        return None
+    if "://" not in raw:
+        raw = "http://" + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        refuse(name, f"expected http://host:port, got {value!r}")
+    try:
+        _ = parts.port
+    except ValueError:
+        refuse(name, f"bad port in {value!r}")
+    return raw
+
+
+def _trusted_proxies(name: str, value: str) -> tuple[str, ...]:
     """A comma-separated list of IP addresses and CIDR networks, or ``*`` (any peer)."""
     entries = tuple(item.strip() for item in value.split(",") if item.strip())
     if entries == ("*",):
@@ -87,24 +206,296 @@ def parse_trusted_proxies(value: str) -> tuple[str, ...]:
         try:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
-            raise ConfigError(
-                f"GOPHERMART_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
-            ) from None
+            refuse(name, f"{entry!r} is not an IP address or network")
     return entries
 
 
-def parse_accrual_address(value: str) -> str:
-    raw = value.strip().rstrip("/")
-    if "://" not in raw:
-        raw = "http://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"ACCRUAL_SYSTEM_ADDRESS: expected http://host:port, got {value!r}")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise ConfigError(f"ACCRUAL_SYSTEM_ADDRESS: bad port in {value!r}") from None
-    return raw
+def _secret(name: str, value: str) -> str | None:
+    if not value:
+        return None
+    if len(value) < 32:
+        refuse(name, "must be at least 32 characters")
+    return value
+
+
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("text", "json")
+
+
+def _log_level(name: str, value: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        refuse(name, f"unknown level {level!r}")
+    return level
+
+
+def _log_format(name: str, value: str) -> str:
+    fmt = value.strip().lower()
+    if fmt not in LOG_FORMATS:
+        refuse(name, f"expected text or json, got {fmt!r}")
+    return fmt
+
+
+# --- the database ---------------------------------------------------------------------
+
+Backend = Literal["memory", "sqlite", "postgresql"]
+
+#: The database URI of the in-memory backend (nothing is kept after the process ends).
+MEMORY_URI: Final = "memory://"
+DEFAULT_DATABASE_URI: Final = "sqlite:///gophermart.db"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseTarget:
+    """``DATABASE_URI``, parsed once: which store, and where."""
+
+    kind: Backend
+    #: PostgreSQL: the libpq URI as given (asyncpg reads its query parameters);
+    #: SQLite: the file's path; memory: empty.
+    location: str = ""
+
+    @classmethod
+    def parse(cls, uri: str, name: str = "DATABASE_URI") -> DatabaseTarget:
+        uri = uri.strip()
+        if not uri:
+            refuse(name, "empty value")
+        if uri.lower().startswith("memory:"):
+            return cls("memory")
+        scheme, sep, rest = uri.partition("://")
+        if not sep:
+            refuse(name, "not a URI; expected postgres://, postgresql:// or sqlite:///PATH")
+        scheme = scheme.lower()
+        if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+            location = uri if scheme != "postgresql+asyncpg" else "postgresql://" + rest
+            try:
+                _ = urlsplit(location).port  # raises ValueError on a non-numeric port
+            except ValueError as exc:
+                refuse(name, f"malformed PostgreSQL URI ({exc})")
+            return cls("postgresql", location)
+        if scheme in ("sqlite", "sqlite+aiosqlite"):
+            return cls("sqlite", _sqlite_path(rest, name))
+        refuse(name, f"unsupported scheme {scheme!r}; use postgres://, postgresql:// or sqlite:///")
+
+    @property
+    def display(self) -> str:
+        """The target without credentials, for logs and error messages."""
+        if self.kind != "postgresql":
+            return f"sqlite:///{self.location}" if self.kind == "sqlite" else MEMORY_URI
+        parts = urlsplit(self.location)
+        host = parts.hostname or "localhost"
+        port = f":{parts.port}" if parts.port else ""
+        return f"postgresql://{host}{port}{parts.path}"
+
+
+def _sqlite_path(rest: str, name: str) -> str:
+    if not rest.startswith("/"):
+        refuse(name, "SQLite URIs look like sqlite:///relative.db or sqlite:////absolute/path.db")
+    path = rest[1:].split("?", 1)[0]
+    if not path or path == ":memory:":
+        refuse(name, "in-memory SQLite would lose all data; name a file (or use memory://)")
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        refuse(name, f"directory {parent} does not exist")
+    return path
+
+
+# --- the settings -----------------------------------------------------------------------
+
+_ALL = EVERY_COMMAND
+_ACCRUAL = (SERVE, WORKER)
+_DEFAULT_DATABASE = DatabaseTarget.parse(DEFAULT_DATABASE_URI)
+_DAY = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What an operator can set (each field declared once, see the module docstring),
+    and the two values settled at start by the composition root."""
+
+    run_address: str = setting(
+        "localhost:8080",
+        "RUN_ADDRESS",
+        _listen_address,
+        "listen address: host:port, :port (all interfaces) or http://host:port",
+        flags=("-a", "--address"),
+        metavar="HOST:PORT",
+    )
+    database: DatabaseTarget = setting(
+        _DEFAULT_DATABASE,
+        "DATABASE_URI",
+        lambda name, value: DatabaseTarget.parse(value, name),
+        "database: postgres://user:pass@host:5432/db?sslmode=disable (libpq parameters "
+        "work), sqlite:///relative.db, sqlite:////abs/path.db or memory://",
+        flags=("-d", "--database-uri"),
+        commands=_ALL,
+        metavar="URI",
+    )
+    accrual_address: str | None = setting(
+        None,
+        "ACCRUAL_SYSTEM_ADDRESS",
+        _accrual_address,
+        "accrual system base URL, e.g. http://localhost:8081",
+        flags=("-r", "--accrual-address"),
+        commands=_ACCRUAL,
+        metavar="URL",
+        default_text="none: orders are accepted and stay NEW until it is set",
+    )
+    workers: int = setting(
+        1,
+        "GOPHERMART_WORKERS",
+        whole_number(1, 64),
+        "server processes sharing the port",
+        flags=("-w", "--workers"),
+        metavar="N",
+    )
+    run_worker: bool = setting(
+        True,
+        "GOPHERMART_RUN_WORKER",
+        _bool,
+        "run the accrual worker inside the server (--no-worker: run `gophermart worker` instead)",
+        flags=("--no-worker",),
+        action="store_false",
+    )
+    accrual_concurrency: int = setting(
+        16,
+        "GOPHERMART_ACCRUAL_CONCURRENCY",
+        whole_number(1, 1024),
+        "accrual requests in flight per process",
+        flags=("--accrual-concurrency",),
+        commands=_ACCRUAL,
+        metavar="N",
+    )
+    accrual_timeout: float = setting(
+        5.0,
+        "GOPHERMART_ACCRUAL_TIMEOUT",
+        seconds(0.5, 300),
+        "seconds one poll of the accrual system may take, body included (0.5-300); a "
+        "claimed order's lease is this + 5 s, which is also what a crash costs",
+        flags=("--accrual-timeout",),
+        commands=_ACCRUAL,
+        metavar="SECONDS",
+    )
+    secret: str | None = setting(
+        None,
+        "GOPHERMART_SECRET",
+        _secret,
+        "token signing key (at least 32 characters)",
+        default_text="generated once and kept in the database",
+    )
+    token_ttl: timedelta = setting(
+        _DAY,
+        "GOPHERMART_TOKEN_TTL",
+        _duration,
+        "token lifetime, seconds",
+    )
+    cookie_secure: bool = setting(
+        False,
+        "GOPHERMART_COOKIE_SECURE",
+        _bool,
+        "mark the cookie Secure (behind HTTPS)",
+    )
+    #: None by default: the client is the TCP peer, so a client cannot pick its own
+    #: address to dodge the login throttle's per-address counters.
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        "GOPHERMART_TRUSTED_PROXIES",
+        _trusted_proxies,
+        "reverse proxies whose X-Forwarded-For names the client: comma-separated IPs or "
+        "CIDR networks, or *",
+        default_text="none: the client is the TCP peer",
+    )
+    log_level: str = setting(
+        "INFO",
+        "GOPHERMART_LOG_LEVEL",
+        _log_level,
+        "log level: DEBUG, INFO, WARNING or ERROR",
+        flags=("--log-level",),
+        commands=_ALL,
+        metavar="LEVEL",
+    )
+    db_timeout: float = setting(
+        5.0,
+        "GOPHERMART_DB_TIMEOUT",
+        seconds(0.1, 600),
+        "seconds a request may wait for the database before it is answered 503 (0.1-600)",
+        flags=("--db-timeout",),
+        commands=_ALL,
+        metavar="SECONDS",
+    )
+    log_format: str = setting(
+        "text",
+        "GOPHERMART_LOG_FORMAT",
+        _log_format,
+        "log format: text (readable key=value lines) or json (one object per line)",
+        flags=("--log-format",),
+        commands=_ALL,
+        metavar="FORMAT",
+    )
+    access_log: bool = setting(
+        False,
+        "GOPHERMART_ACCESS_LOG",
+        _bool,
+        "one access line per request at INFO (method, route, status, duration, request "
+        "id); off, they are DEBUG-level",
+    )
+    metrics: bool = setting(
+        True,
+        "GOPHERMART_METRICS",
+        _bool,
+        "Prometheus metrics at /metrics, summed over the -w processes (0 turns them off)",
+    )
+    worker_address: str | None = setting(
+        None,
+        "GOPHERMART_WORKER_ADDRESS",
+        _listen_address,
+        "`gophermart worker` only: serve its /livez, /readyz and /metrics on host:port",
+        flags=("-a", "--address"),
+        commands=(WORKER,),
+        metavar="HOST:PORT",
+        default_text="none: the worker serves no HTTP",
+    )
+    #: Settled at start (never set by an operator): the database's random identity,
+    #: to which token signing keys are bound.
+    database_id: str | None = None
+
+    @classmethod
+    def for_database(cls, uri: str, **changes: Any) -> Settings:
+        """The defaults on the database ``uri`` (parsed here, once), with ``changes``."""
+        return replace(cls(database=DatabaseTarget.parse(uri)), **changes)
+
+    @property
+    def backend(self) -> Backend:
+        return self.database.kind
+
+
+def default_text(option: Option, default: Any) -> str:
+    """How ``--help`` and the docs word a setting's default."""
+    if option.default_text is not None:
+        return option.default_text
+    if isinstance(default, DatabaseTarget):
+        return default.display
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, timedelta):
+        return str(int(default.total_seconds()))
+    if isinstance(default, float):
+        return f"{default:g}"
+    return "none" if default in (None, ()) else str(default)
+
+
+def resolve(flags: dict[str, Any], env: dict[str, str]) -> Settings:
+    """Settings from the command line's values (``flags``, by field name; a value given
+    as text is parsed like its environment variable), then the environment, then the
+    defaults: flags win over the environment, which wins over the defaults."""
+    changes: dict[str, Any] = {}
+    for name, option, _default in options():
+        raw = flags.get(name)
+        if raw is None:
+            raw = env.get(option.env)
+        if raw is None:
+            continue
+        changes[name] = raw if not isinstance(raw, str) else option.parse(option.env, raw)
+    return replace(Settings(), **changes)
 
 
 def configure_logging(level: str) -> None:

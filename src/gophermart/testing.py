@@ -15,7 +15,8 @@ A host's test::
             ...
 
 :func:`use_test_doubles` is the one override set; it applies to any
-:class:`~gophermart.bootstrap.Container` (memory, SQLite or PostgreSQL).
+:class:`~gophermart.bootstrap.Container` (memory, SQLite or PostgreSQL), as
+:func:`gophermart.bootstrap.build` makes them.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from dependency_injector import providers
 
 from gophermart.application.errors import Unauthenticated
 from gophermart.application.ports import AccrualAnswer, AccrualReply
-from gophermart.bootstrap import MEMORY_URI, Container
+from gophermart.bootstrap import Container, build
 from gophermart.domain.orders import AccrualVerdict, OrderNumber
 from gophermart.domain.points import Points
 from gophermart.domain.users import Password, UserId
 from gophermart.facade import Gophermart
-from gophermart.settings import Settings
+from gophermart.settings import MEMORY_URI, Settings
 
 #: A token key for tests (long enough for HS256's rule of 32 characters).
 TEST_SECRET = "gophermart-test-secret-" + "x" * 32
@@ -151,6 +152,6 @@ def loyalty_for_tests(
 ) -> Gophermart:
     """A :class:`Gophermart` in memory (or on ``database_uri``) with the fast doubles:
     ``async with loyalty_for_tests() as loyalty: ...``."""
-    container = Container(settings=Settings(database_uri=database_uri, secret=TEST_SECRET))
+    container = build(Settings.for_database(database_uri, secret=TEST_SECRET))
     use_test_doubles(container, clock=clock, accrual=accrual, events=events)
     return Gophermart(container)

@@ -16,14 +16,13 @@ import jwt
 from sqlalchemy import delete, select
 
 from gophermart.adapters.security import signing_key
-from gophermart.adapters.sql.engine import Database
-from gophermart.adapters.sql.schema import accounts, service_state, users
-from gophermart.adapters.sql.url import parse_database_uri
+from gophermart.adapters.stores.sql.schema import accounts, service_state, users
 from tests.conftest import TEST_SECRET, _admin
+from tests.sql_database import database_for
 
 
 async def _database_id(database_uri: str) -> str:
-    database = Database(parse_database_uri(database_uri))
+    database = database_for(database_uri)
     try:
         async with database.read.connect() as conn:
             value = await conn.scalar(
@@ -47,7 +46,7 @@ def mint_token(database_uri: str, claims: dict[str, Any], secret: str = TEST_SEC
 
 
 async def _delete_user(database_uri: str, login: str) -> int:
-    database = Database(parse_database_uri(database_uri))
+    database = database_for(database_uri)
     try:
         async with database.write.begin() as conn:
             user_id = await conn.scalar(select(users.c.id).where(users.c.login == login))

@@ -13,10 +13,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
 
-from gophermart.adapters.sql.engine import Database
-from gophermart.adapters.sql.schema import accounts, ledger, orders, users
-from gophermart.adapters.sql.url import parse_database_uri
+from gophermart.adapters.stores.sql.schema import accounts, ledger, orders, users
 from tests.luhn_reference import with_check_digit
+from tests.sql_database import database_for
 
 luhn = with_check_digit  # the tests' name for it: `prefix` plus its check digit
 
@@ -24,7 +23,7 @@ _counter = itertools.count(1)
 
 
 async def _seed(database_uri: str, login: str, cents: int) -> str:
-    database = Database(parse_database_uri(database_uri))
+    database = database_for(database_uri)
     number = with_check_digit(f"77{next(_counter):08d}{abs(hash(login)) % 10**6:06d}")
     now = datetime.now(UTC)
     try:

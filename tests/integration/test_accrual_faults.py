@@ -32,8 +32,8 @@ import pytest
 from sqlalchemy import func, select
 
 from gophermart.adapters.accrual_http import HttpAccrualClient
-from gophermart.adapters.sql.gate import SqlAccrualGate
-from gophermart.adapters.sql.schema import accrual_gate, orders
+from gophermart.adapters.stores.sql.gate import SqlAccrualGate
+from gophermart.adapters.stores.sql.schema import accrual_gate, orders
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.ports import ReadModel
 from gophermart.bootstrap import Container
@@ -83,16 +83,16 @@ class Stack:
 
     @property
     def read(self) -> ReadModel:
-        read: ReadModel = self.container.read_model()
+        read: ReadModel = self.container.store.read_model()
         return read
 
     async def shopper(self) -> UserId:
-        auth = await self.container.register()(f"s{new_number()}", "pw-123456")
+        auth = await self.container.users().register(f"s{new_number()}", "pw-123456")
         return UserId(auth.user_id)
 
     async def upload(self, user: UserId, *numbers: str) -> None:
         for number in numbers:
-            await self.container.upload_order()(user, number)
+            await self.container.orders().upload(user, number)
 
     async def statuses(self, user: UserId) -> dict[str, OrderStatus]:
         return {o.number: o.status for o in await self.read.orders(user)}
@@ -103,12 +103,12 @@ async def stack(
     database_uri: str, accrual_url: str, policy: RetryPolicy | None = None, **gate_options: Any
 ) -> AsyncIterator[Stack]:
     loyalty = Gophermart.from_settings(
-        Settings(database_uri=database_uri, accrual_address=accrual_url, secret=TEST_SECRET)
+        Settings.for_database(database_uri, accrual_address=accrual_url, secret=TEST_SECRET)
     )
     await loyalty.start()
     c = loyalty.container
-    gate = SqlAccrualGate(c.database().write, **gate_options)
-    sync = AccrualSync(c.uow, await c.accrual_client(), gate, c.clock(), policy)
+    gate = SqlAccrualGate(c.store.database().write, **gate_options)
+    sync = AccrualSync(c.store.uow, await c.accrual_client(), gate, c.clock(), policy)
     try:
         yield Stack(c, sync, gate)
     finally:
@@ -355,7 +355,7 @@ def test_after_a_429_requests_are_paced_to_the_announced_rate(
 
 
 async def _gate_row(s: Stack) -> dict[str, Any]:
-    async with s.container.database().write.connect() as conn:
+    async with s.container.store.database().write.connect() as conn:
         row = (await conn.execute(select(accrual_gate))).one()
     return dict(row._mapping)
 
@@ -366,14 +366,14 @@ async def test_the_sql_gate_forgets_a_rate_within_two_minutes_by_default(
     """The real default, with explicit instants instead of waiting two minutes."""
     t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     async with stack(database_uri, accrual.url) as s:
-        gate = SqlAccrualGate(s.container.database().write, refresh=0.0)
+        gate = SqlAccrualGate(s.container.store.database().write, refresh=0.0)
         await gate.pause(t0 + timedelta(seconds=1), 1)  # Retry-After: 1, 1 per minute
         assert await gate.reserve(t0 + timedelta(seconds=1)) == t0 + timedelta(seconds=1)
         assert gate.rate() == 1
         paced = await gate.reserve(t0 + timedelta(seconds=1))
         assert paced >= t0 + timedelta(seconds=61)
         # another process, started later, still knows the limit (no slot before its end)
-        other = SqlAccrualGate(s.container.database().write, refresh=0.0)
+        other = SqlAccrualGate(s.container.store.database().write, refresh=0.0)
         assert await other.reserve(t0 + timedelta(seconds=30)) == t0 + timedelta(seconds=61)
         # ...until it expires: within two minutes of the 429, full speed for everyone
         t = t0 + timedelta(minutes=2)
@@ -395,14 +395,14 @@ async def test_a_restarted_worker_claims_one_order_per_granted_slot(
         await s.gate.pause(now, 1)  # learnt by an earlier incarnation: 1 per minute
 
         client = HttpAccrualClient(accrual.url)
-        gate = SqlAccrualGate(s.container.database().write)  # fresh: it knows nothing yet
-        restarted = AccrualSync(s.container.uow, client, gate, s.container.clock())
+        gate = SqlAccrualGate(s.container.store.database().write)  # fresh: it knows nothing yet
+        restarted = AccrualSync(s.container.store.uow, client, gate, s.container.clock())
         try:
             claimed = await asyncio.wait_for(restarted.run_once(), 10)
         finally:
             await client.aclose()
         assert claimed == 1
-        async with s.container.database().write.connect() as conn:
+        async with s.container.store.database().write.connect() as conn:
             polled = (
                 await conn.execute(select(func.count()).where(orders.c.attempts > 0))
             ).scalar_one()

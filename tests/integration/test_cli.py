@@ -38,9 +38,9 @@ def test_help_explains_every_setting() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
     # SPEC: `gophermart --help` lists every setting by its env var name.
-    from gophermart.entrypoints.cli import _ENV
+    from gophermart.settings import options
 
-    unlisted = [name for name in _ENV.values() if name not in result.stdout]
+    unlisted = [option.env for _, option, _ in options() if option.env not in result.stdout]
     assert not unlisted, unlisted
     for needle in (
         "RUN_ADDRESS",

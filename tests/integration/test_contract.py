@@ -139,6 +139,10 @@ def test_every_spec_operation_is_fuzzed(api_schema: schemathesis.schemas.BaseSch
         ("GET", "/api/user/balance"),
         ("POST", "/api/user/balance/withdraw"),
         ("GET", "/api/user/withdrawals"),
+        ("GET", "/livez"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),  # served by the server's wrapper (metrics are on by default)
     }
 
 

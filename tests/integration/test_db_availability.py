@@ -20,6 +20,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -31,24 +32,26 @@ from dependency_injector import providers
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from gophermart.adapters.sql.availability import (
+from gophermart.adapters.stores import memory
+from gophermart.adapters.stores.guard import (
     DatabaseGuard,
-    GuardedReadModel,
     GuardedUnitOfWork,
+    guarded,
     is_unavailable,
 )
-from gophermart.adapters.sql.engine import Database
-from gophermart.adapters.sql.migrate import migrate
-from gophermart.adapters.sql.readiness import SqlReadiness, alembic_head
-from gophermart.adapters.sql.url import parse_database_uri
+from gophermart.adapters.stores.sql.migrate import migrate
+from gophermart.adapters.stores.sql.readiness import SqlReadiness, alembic_head, revision_on_engine
 from gophermart.application.errors import StoreUnavailable
 from gophermart.application.readiness import Readiness
+from gophermart.bootstrap import Container
 from gophermart.domain.errors import InsufficientPoints
 from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.app import http_app
 from gophermart.facade import Gophermart
-from gophermart.testing import loyalty_for_tests
+from gophermart.settings import MEMORY_URI, Settings
+from gophermart.testing import TEST_SECRET, loyalty_for_tests, use_test_doubles
 from tests.integration.test_cli import run_cli
+from tests.sql_database import database_for
 
 
 def _locked_error(tmp_path: Path) -> sqlite3.OperationalError:
@@ -291,14 +294,15 @@ async def client_of(loyalty: Gophermart) -> AsyncIterator[AsyncTestClient[Any]]:
 
 @pytest.fixture
 async def down_api() -> AsyncIterator[AsyncTestClient[Any]]:
-    loyalty = loyalty_for_tests()
-    c = loyalty.container
-    c.read_model.override(providers.Object(GuardedReadModel(DownReadModel(), DatabaseGuard(1.0))))
-    c.readiness.override(
+    store = memory.Store()
+    store.read_model.override(providers.Object(guarded(DownReadModel(), DatabaseGuard(1.0))))
+    store.readiness.override(
         providers.Object(
             Probe(Readiness(False, {"database": "unavailable: refused", "migrations": "?"}))
         )
     )
+    settings = Settings.for_database(MEMORY_URI, secret=TEST_SECRET)
+    loyalty = Gophermart(use_test_doubles(Container(settings=settings, store=store)))
     async for client in client_of(loyalty):
         yield client
 
@@ -346,8 +350,8 @@ async def test_readyz_is_200_in_memory() -> None:
 
 
 async def test_readiness_wants_the_database_at_this_codes_migration(tmp_path: Path) -> None:
-    database = Database(parse_database_uri(f"sqlite:///{tmp_path / 'ready.db'}"), timeout=2)
-    readiness = SqlReadiness(database, None, timeout=2)
+    database = database_for(f"sqlite:///{tmp_path / 'ready.db'}", 2)
+    readiness = SqlReadiness(partial(revision_on_engine, database.read), timeout=2)
     try:
         needs = f"this code needs {alembic_head()}"
         assert await readiness() == Readiness(
@@ -368,10 +372,10 @@ async def test_readiness_wants_the_database_at_this_codes_migration(tmp_path: Pa
 
 async def test_readiness_of_an_unreachable_database_is_not_ready_and_quick() -> None:
     uri = "postgresql://postgres@127.0.0.1:1/nope?sslmode=disable"
-    database = Database(parse_database_uri(uri), timeout=1)
+    database = database_for(uri, 1)
     started = time.monotonic()
     try:
-        verdict = await SqlReadiness(database, None, timeout=1)()
+        verdict = await SqlReadiness(partial(revision_on_engine, database.read), timeout=1)()
     finally:
         await database.dispose()
     assert time.monotonic() - started < 1.5

@@ -1,5 +1,6 @@
-"""The adapters a host embedding Gophermart opens on its own database objects: its
-SQLAlchemy engine (SQLite or PostgreSQL) or its asyncpg pool."""
+"""The stores a host embedding Gophermart opens on its own database objects: its
+SQLAlchemy engine (SQLite or PostgreSQL) or its asyncpg pool (bootstrap.build's
+``engine=`` and ``pool=``, what Gophermart.on_engine and on_asyncpg_pool use)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,17 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gophermart.adapters.sql.engine import Database, configure_sqlite
-from gophermart.adapters.sql.migrate import migrate
-from gophermart.adapters.sql.pg_pool import PgPool
-from gophermart.adapters.sql.pg_read_model import PgReadModel
-from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
-from gophermart.adapters.sql.read_model import SqlReadModel
-from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
-from gophermart.adapters.sql.url import parse_database_uri
+from gophermart.adapters.stores.postgres.pool import PgPool
+from gophermart.adapters.stores.sql.migrate import migrate
+from gophermart.adapters.stores.sqlite.engine import configure_sqlite
 from gophermart.application.ports import ReadModel, UnitOfWorkFactory
+from gophermart.bootstrap import Container, build, settle
 from gophermart.domain.errors import UnknownUser
 from gophermart.domain.orders import Order, OrderNumber
 from gophermart.domain.users import Login, UserId
+from gophermart.settings import Settings
+from gophermart.testing import TEST_SECRET
+from tests.sql_database import database_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -41,21 +41,33 @@ async def _upload(uow: UnitOfWorkFactory, read: ReadModel) -> UserId:
     return user.id
 
 
+async def _opened(uri: str, **borrowed: object) -> Container:
+    container = build(Settings.for_database(uri, secret=TEST_SECRET), **borrowed)  # type: ignore[arg-type]
+    await settle(container)
+    return container
+
+
+async def _closed(container: Container) -> None:
+    shutdown = container.shutdown_resources()
+    if shutdown is not None:
+        await shutdown
+
+
 async def test_a_borrowed_sqlite_engine_is_set_up_used_and_left_open(tmp_path: Path) -> None:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'host.db'}")
     try:
-        database = Database.from_engine(engine)
+        container = await _opened(f"sqlite:///{tmp_path / 'host.db'}", engine=engine)
+        database = container.store.database()
         assert database.write is engine and database.read is engine
-        assert database.target.kind == "sqlite" and not database.is_postgres
-        await migrate(engine)
-        await _upload(lambda: SqlUnitOfWork(engine), SqlReadModel(engine))
+        assert not database.is_postgres
+        await _upload(container.store.uow, container.store.read_model())
         async with engine.connect() as conn:
             assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
             assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
         with pytest.raises(UnknownUser):  # the foreign key is enforced
-            async with SqlUnitOfWork(engine) as uow:
+            async with container.store.uow() as uow:
                 await uow.orders.add(Order.upload(OrderNumber("12345678903"), UserId(999), T0))
-        await database.dispose()
+        await _closed(container)
         async with engine.connect() as conn:  # not disposed: the host's to dispose
             assert (await conn.execute(text("SELECT 1"))).scalar() == 1
     finally:
@@ -67,7 +79,7 @@ async def test_a_borrowed_sqlite_engine_begins_immediate(tmp_path: Path) -> None
     path = tmp_path / "host.db"
     engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
     try:
-        Database.from_engine(engine)
+        configure_sqlite(engine, immediate=True)  # what borrowing it does
         async with engine.begin() as conn:
             await conn.execute(text("SELECT 1"))  # reads only, yet holds the write lock
             other = sqlite3.connect(path, timeout=0, isolation_level=None)
@@ -90,11 +102,6 @@ def test_configure_sqlite_is_idempotent_and_refuses_contradictions(tmp_path: Pat
         configure_sqlite(create_async_engine("postgresql+asyncpg://"), immediate=True)
 
 
-def test_the_sqlite_unit_of_work_refuses_postgresql() -> None:
-    with pytest.raises(ValueError, match="PgUnitOfWork"):
-        SqlUnitOfWork(create_async_engine("postgresql+asyncpg://"))
-
-
 def test_a_pg_pool_needs_exactly_one_source() -> None:
     with pytest.raises(ValueError, match="or a pool to borrow"):
         PgPool()
@@ -103,7 +110,7 @@ def test_a_pg_pool_needs_exactly_one_source() -> None:
 
 
 async def test_a_borrowed_asyncpg_pool_is_used_and_left_open(postgres_uri: str) -> None:
-    database = Database(parse_database_uri(postgres_uri))
+    database = database_for(postgres_uri)
     try:
         await migrate(database.write)
     finally:
@@ -113,10 +120,10 @@ async def test_a_borrowed_asyncpg_pool_is_used_and_left_open(postgres_uri: str) 
         postgres_uri, min_size=1, max_size=2, server_settings={"timezone": "Asia/Tokyo"}
     )
     try:
-        pool = PgPool(pool=host_pool)
-        assert await pool.get() is host_pool
-        await _upload(lambda: PgUnitOfWork(pool), PgReadModel(pool))
-        await pool.close()
+        container = await _opened(postgres_uri, pool=host_pool)
+        assert await container.store.hot_pool().get() is host_pool
+        await _upload(container.store.uow, container.store.read_model())
+        await _closed(container)
         assert not host_pool._closed  # the host's to close
         assert await host_pool.fetchval("SELECT 1") == 1
     finally:
@@ -127,16 +134,15 @@ async def test_a_borrowed_postgresql_engine_serves_the_cold_paths(postgres_uri: 
     dsn = postgres_uri.split("?")[0].replace("postgresql://", "postgresql+asyncpg://")
     engine = create_async_engine(dsn)
     try:
-        database = Database.from_engine(engine)
-        assert database.is_postgres and database.write is engine
-        await migrate(engine)
-        # The rebuilt DSN opens our own asyncpg pool on the same database.
-        pool = PgPool(database.target.location)
+        # The engine's URL, rebuilt as a DSN, opens our own asyncpg pool on the same
+        # database (what Gophermart.on_engine does).
+        dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        container = await _opened(dsn, engine=engine)
+        assert container.store.database().write is engine
         try:
-            await _upload(lambda: PgUnitOfWork(pool), PgReadModel(pool))
+            await _upload(container.store.uow, container.store.read_model())
         finally:
-            await pool.close()
-        await database.dispose()
+            await _closed(container)
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM users"))).scalar() == 1
     finally:

@@ -28,6 +28,7 @@ from gophermart import (
     InvalidCredentials,
     InvalidOrderNumber,
     LoginTaken,
+    NotOpen,
     OrderOwnedByAnotherUser,
     OrderStatus,
     Points,
@@ -125,14 +126,14 @@ async def test_the_queue_depth_tells_leased_orders_from_scheduled_and_due(
         await loyalty.upload_order(shopper.user_id, number)
     now = loyalty.container.clock().now()
     later = now + timedelta(seconds=1)
-    async with loyalty.container.uow() as uow:
+    async with loyalty.container.store.uow() as uow:
         await uow.orders.reschedule(OrderNumber(waiting), now + timedelta(minutes=5))
         await uow.commit()
-    async with loyalty.container.uow() as uow:
+    async with loyalty.container.store.uow() as uow:
         claimed = await uow.orders.claim_due(later, later + timedelta(seconds=10), 1)
         await uow.commit()
     assert [c.number.value for c in claimed] == [polled]  # the oldest due one
-    probe = loyalty.container.queue_probe()
+    probe = loyalty.container.store.cold.queue_probe()
     depth = await probe.depth(later, 30.0)
     assert (depth.due, depth.leased, depth.scheduled, depth.overdue) == (1, 1, 1, 0)
     # Its worker died: past the lease the order is due (and overdue 30 s after that).
@@ -232,7 +233,7 @@ async def test_a_host_asyncpg_pool_serves_the_requests_and_is_left_open(
             await loyalty.record_accrual(ORDER, "3")
             assert await loyalty.withdraw(ivan.user_id, SPEND, "1")
             assert (await loyalty.balance(ivan.user_id)).current == Points(200)
-            assert await loyalty.container.pg_pool().get() is pool  # the hot paths use it
+            assert await loyalty.container.store.hot_pool().get() is pool  # the hot paths use it
         assert await pool.fetchval("SELECT balance FROM accounts") == 200  # still open
     finally:
         await pool.close()
@@ -270,7 +271,7 @@ def test_the_blocking_twin_serves_many_threads(tmp_path: object) -> None:
         assert sorted(map(str, outcomes)) == ["False"] * 5 + ["True"]  # charged once
         assert loyalty.balance(grace.user_id).current == Points(300)
         assert loyalty.reconcile().ok
-    with pytest.raises(RuntimeError):
+    with pytest.raises(NotOpen):
         loyalty.balance(grace.user_id)  # closed
 
 

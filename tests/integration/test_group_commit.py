@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 import pytest
 
 from gophermart import Gophermart
-from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
-from gophermart.adapters.sql.pg_pool import PgPool
-from gophermart.adapters.sql.runners import Conflict
+from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit
+from gophermart.adapters.stores.postgres.pool import PgPool
+from gophermart.adapters.stores.sql.runners import Conflict
 from gophermart.domain.accounts import EntryKind, LedgerEntry
 from gophermart.domain.errors import InsufficientPoints, WithdrawalConflict
 from gophermart.domain.orders import OrderNumber
@@ -73,7 +73,7 @@ async def test_one_batch_answers_each_debit_as_if_one_after_the_other(
     locked balance: a refusal does not spend, a later smaller debit still fits."""
     alice = await funded(loyalty, "alice", 10)  # 1,000 cents
     bob = await funded(loyalty, "bob", 1)
-    group: PgGroupCommit = loyalty.container.group_commit()
+    group: PgGroupCommit = loyalty.container.store.group_commit()
     amounts = [500, 300, 700, 100, 150, 100, 1]
     debits = [entry(alice, cents) for cents in amounts]
     taken = entry(bob, 10)
@@ -98,7 +98,7 @@ async def test_one_batch_answers_each_debit_as_if_one_after_the_other(
 
 async def test_the_same_number_twice_in_one_batch_is_written_once(loyalty: Gophermart) -> None:
     alice = await funded(loyalty, "alice", 10)
-    group: PgGroupCommit = loyalty.container.group_commit()
+    group: PgGroupCommit = loyalty.container.store.group_commit()
     number = fresh_number()
     answers = await asyncio.gather(*(answer(group, entry(alice, 100, number)) for _ in range(3)))
     assert answers == ["written", "conflict", "conflict"]
@@ -109,7 +109,7 @@ async def test_a_failed_batch_is_written_one_by_one_with_each_answer_its_own(
     loyalty: Gophermart, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice = await funded(loyalty, "alice", 10)
-    group: PgGroupCommit = loyalty.container.group_commit()
+    group: PgGroupCommit = loyalty.container.store.group_commit()
     real = PgGroupCommit._in_one_statement
     calls = 0
 
@@ -182,7 +182,7 @@ async def test_two_processes_batching_on_one_account_never_overdraw(
     """Two group committers (as two server processes have), each with its own
     connections, on the same hot account: the row lock orders their batches."""
     alice = await funded(loyalty, "alice", 50)  # 5,000 cents
-    dsn = loyalty.container.database().target.location
+    dsn = loyalty.settings.database.location
     pools = [PgPool(dsn, max_size=2), PgPool(dsn, max_size=2)]
     try:
         groups = [PgGroupCommit(pool) for pool in pools]

@@ -18,14 +18,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from gophermart.adapters.sql.engine import Database
-from gophermart.adapters.sql.migrate import migrate
-from gophermart.adapters.sql.schema import login_failures
-from gophermart.adapters.sql.throttle import SqlLoginThrottle
-from gophermart.adapters.sql.url import parse_database_uri
-from gophermart.application.throttling import ThrottlePolicy
+from gophermart.adapters.stores.sql.engine import Database
+from gophermart.adapters.stores.sql.migrate import migrate
+from gophermart.adapters.stores.sql.schema import login_failures
+from gophermart.adapters.stores.sql.throttle import SqlThrottleCounters
+from gophermart.application.throttling import LoginThrottle, ThrottlePolicy
 from gophermart.domain.errors import TooManyAttempts
 from tests.conftest import start_service
+from tests.sql_database import database_for
 
 
 class Clock:
@@ -47,7 +47,7 @@ class Sleeps:
 @pytest.fixture
 async def databases(database_uri: str) -> AsyncIterator[tuple[Database, Database]]:
     """Two engines on one database: what two server processes are to it."""
-    first, second = (Database(parse_database_uri(database_uri)) for _ in range(2))
+    first, second = (database_for(database_uri) for _ in range(2))
     await migrate(first)
     try:
         yield first, second
@@ -58,14 +58,17 @@ async def databases(database_uri: str) -> AsyncIterator[tuple[Database, Database
 
 def throttles(
     databases: tuple[Database, Database], clock: Clock, sleeps: Sleeps, **policy: float
-) -> tuple[SqlLoginThrottle, SqlLoginThrottle]:
+) -> tuple[LoginThrottle, LoginThrottle]:
+    """The policy over each process's own view of the shared counters."""
     return (
-        SqlLoginThrottle(d.write, ThrottlePolicy(**policy), clock=clock, sleep=sleeps)  # type: ignore[arg-type]
+        LoginThrottle(
+            SqlThrottleCounters(d.write), ThrottlePolicy(**policy), clock=clock, sleep=sleeps
+        )
         for d in databases
     )  # type: ignore[return-value]
 
 
-async def outcome(throttle: SqlLoginThrottle, login: str, client: str) -> int | None:
+async def outcome(throttle: LoginThrottle, login: str, client: str) -> int | None:
     """``None`` when the attempt may go on to the password check, else its Retry-After."""
     try:
         await throttle.attempt(login, client)

@@ -15,8 +15,8 @@ import time
 import asyncpg
 import pytest
 
-from gophermart.adapters.sql.listener import PgOrderListener
-from gophermart.adapters.sql.statements import ORDERS_CHANNEL
+from gophermart.adapters.stores.postgres.listener import PgOrderListener
+from gophermart.adapters.stores.postgres.statements import ORDERS_CHANNEL
 from tests.pg_proxy import PgProxy
 
 pytestmark = pytest.mark.usefixtures("postgres_available")
@@ -43,9 +43,9 @@ async def test_a_frozen_server_is_noticed_and_listening_resumes_after_it(
     wakeup = asyncio.Event()
     with PgProxy() as proxy:
         listener = PgOrderListener(
-            proxy.uri_for(postgres_uri), wakeup, retry=0.2, timeout=0.5, probe_every=0.3
+            proxy.uri_for(postgres_uri), retry=0.2, timeout=0.5, probe_every=0.3
         )
-        listener.start()
+        listener.start(wakeup)
         try:
             await _until(wakeup, 10)  # connected: the first wake-up covers earlier uploads
             wakeup.clear()

@@ -16,26 +16,21 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore, MemoryUnitOfWork
-from gophermart.adapters.sql.engine import Database
-from gophermart.adapters.sql.gate import SqlAccrualGate
-from gophermart.adapters.sql.migrate import migrate
-from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
-from gophermart.adapters.sql.pg_pool import PgPool
-from gophermart.adapters.sql.pg_read_model import PgReadModel
-from gophermart.adapters.sql.pg_unit_of_work import PgUnitOfWork
-from gophermart.adapters.sql.read_model import SqlReadModel
-from gophermart.adapters.sql.schema import metadata
-from gophermart.adapters.sql.unit_of_work import SqlUnitOfWork
-from gophermart.adapters.sql.url import parse_database_uri
+from gophermart.adapters.stores.sql.engine import Database
+from gophermart.adapters.stores.sql.gate import SqlAccrualGate
+from gophermart.adapters.stores.sql.schema import metadata
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import AccrualGate, ReadModel, UnitOfWork
+from gophermart.bootstrap import build, settle
 from gophermart.domain.accounts import Account, EntryKind
 from gophermart.domain.errors import InsufficientPoints, LoginTaken
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, UserId
+from gophermart.settings import MEMORY_URI, Settings
+from gophermart.testing import TEST_SECRET
 from tests.luhn_reference import with_check_digit
+from tests.sql_database import database_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NUMBERS = ["79927398713", "12345678903", "9278923470", "346436439", "2377225624"]
@@ -52,53 +47,38 @@ class Backend:
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    if request.param == "memory":
-        store = MemoryStore()
-        yield Backend(
-            "memory", lambda: MemoryUnitOfWork(store), MemoryReadModel(store), MemoryGate()
-        )
-        return
-    async for sql in _sql_backend(request):
-        yield sql
+    uri = (
+        MEMORY_URI if request.param == "memory" else request.getfixturevalue(f"{request.param}_uri")
+    )
+    async for store in _store(request.param, uri):
+        yield store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    async for sql in _sql_backend(request):
-        yield sql
+    async for store in _store(request.param, request.getfixturevalue(f"{request.param}_uri")):
+        yield store
 
 
-async def _sql_backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    """Each engine as the service runs it: SQLite through SQLAlchemy, PostgreSQL's hot
-    paths straight through asyncpg (PgUnitOfWork with group commit, PgReadModel)."""
-    uri = request.getfixturevalue(f"{request.param}_uri")
-    database = Database(parse_database_uri(uri))
-    await migrate(database.write)
-    pool = PgPool(database.target.location) if database.is_postgres else None
-    commits = PgPool(database.target.location, max_size=2) if database.is_postgres else None
+async def _store(name: str, uri: str) -> AsyncIterator[Backend]:
+    """Each store as the service builds it (bootstrap.build): the same containers, so
+    PostgreSQL's units of work are PgUnitOfWork with group commit and coalesced reads,
+    every port behind the store's guard."""
+    container = build(Settings.for_database(uri, secret=TEST_SECRET))
+    await settle(container)  # opened and migrated, as at any start
+    store = container.store
     try:
-        if pool is not None and commits is not None:
-            group = PgGroupCommit(commits)  # a withdrawal's lone debit: grouped commits
-            yield Backend(
-                request.param,
-                lambda: PgUnitOfWork(pool, group),
-                PgReadModel(pool),
-                SqlAccrualGate(database.write, refresh=0.0),
-                database,
-            )
-        else:
-            yield Backend(
-                request.param,
-                lambda: SqlUnitOfWork(database.write),
-                SqlReadModel(database.read),
-                SqlAccrualGate(database.write, refresh=0.0),
-                database,
-            )
+        yield Backend(
+            name,
+            store.uow,
+            store.read_model(),
+            store.cold.gate(),
+            store.database() if name != "memory" else None,
+        )
     finally:
-        for opened in (pool, commits):
-            if opened is not None:
-                await opened.close()
-        await database.dispose()
+        shutdown = container.shutdown_resources()
+        if shutdown is not None:
+            await shutdown
 
 
 def is_utc(moment: datetime) -> bool:
@@ -590,7 +570,7 @@ async def test_gate_pauses_then_paces(backend: Backend) -> None:
 async def created_all(request: pytest.FixtureRequest) -> AsyncIterator[Database]:
     """A database whose schema a host made with ``metadata.create_all``, not migrations:
     no row is seeded anywhere."""
-    database = Database(parse_database_uri(request.getfixturevalue(f"{request.param}_uri")))
+    database = database_for(request.getfixturevalue(f"{request.param}_uri"))
     async with database.write.begin() as conn:
         await conn.run_sync(metadata.create_all)
     try:

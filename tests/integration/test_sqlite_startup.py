@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gophermart.adapters.sql.engine import configure_sqlite_connection
+from gophermart.adapters.stores.sqlite.engine import configure_sqlite_connection
 from tests.conftest import start_service
 
 OPENERS = 4

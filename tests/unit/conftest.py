@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gophermart.bootstrap import MEMORY_URI, Container
-from gophermart.settings import Settings
+from gophermart.bootstrap import Container, build
+from gophermart.settings import MEMORY_URI, Settings
 from gophermart.testing import (
     TEST_SECRET,
     EventCounter,
@@ -21,7 +21,7 @@ def container() -> Container:
     """The in-memory container with a hand-moved clock, a scripted accrual system and
     an upload-event counter (``container.clock()``, ``.accrual_client()``, ``.wakeup()``)."""
     return use_test_doubles(
-        Container(settings=Settings(database_uri=MEMORY_URI, secret=TEST_SECRET)),
+        build(Settings.for_database(MEMORY_URI, secret=TEST_SECRET)),
         clock=FrozenClock(),
         accrual=ScriptedAccrual(),
         events=EventCounter(),

@@ -30,13 +30,14 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gophermart.adapters.memory import MemoryGate, MemoryReadModel, MemoryStore
-from gophermart.application.accounts import Withdraw
+from gophermart.adapters.stores import memory
+from gophermart.adapters.stores.memory import MemoryDatabase
+from gophermart.adapters.stores.memory.gate import MemoryGate
+from gophermart.adapters.stores.memory.reads import MemoryReadModel
 from gophermart.application.accrual_sync import AccrualSync
-from gophermart.application.orders import UploadOrder, UploadOutcome
+from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import AccrualAnswer, AccrualReply, RateLimited, Unavailable
-from gophermart.application.users import Register
-from gophermart.bootstrap import MEMORY_URI, Container
+from gophermart.bootstrap import Container
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
 from gophermart.domain.errors import (
     BalanceOverflow,
@@ -49,7 +50,7 @@ from gophermart.domain.errors import (
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import MAX_AMOUNT_CENTS, MAX_CENTS, Points
 from gophermart.domain.users import UserId
-from gophermart.settings import Settings
+from gophermart.settings import MEMORY_URI, Settings
 from gophermart.testing import (
     TEST_SECRET,
     EventCounter,
@@ -209,22 +210,24 @@ class LedgerMachine(RuleBasedStateMachine):
         self.events = EventCounter()
         # The wiring is the composition root's, with the test doubles; only the store
         # is made here, inside this machine's own loop (its asyncio.Lock belongs there).
+        store = memory.Store()
+        store.database.override(providers.Object(self.run(self._make_store())))
+        settings = Settings.for_database(MEMORY_URI, secret=TEST_SECRET)
         c = use_test_doubles(
-            Container(settings=Settings(database_uri=MEMORY_URI, secret=TEST_SECRET)),
+            Container(settings=settings, store=store),
             clock=self.clock,
             accrual=self.accrual,
             events=self.events,
         )
-        c.memory_store.override(providers.Object(self.run(self._make_store())))
-        self.store: MemoryStore = c.memory_store()
-        self.gate: MemoryGate = c.gate()
-        self.register: Register = c.register()
-        self.upload_order: UploadOrder = c.upload_order()
-        self.withdraw: Withdraw = c.withdraw()
+        self.store: MemoryDatabase = c.store.database()
+        self.gate: MemoryGate = c.store.cold.gate()
+        self.register = c.users().register
+        self.upload_order = c.orders().upload
+        self.withdraw = c.accounts().withdraw
         self.sync = AccrualSync(
-            c.uow, self.accrual, self.gate, self.clock, batch_size=1000, sleep=self._sleep
+            c.store.uow, self.accrual, self.gate, self.clock, batch_size=1000, sleep=self._sleep
         )
-        self.read: MemoryReadModel = c.read_model()
+        self.read: MemoryReadModel = c.store.read_model()
         # the model: independent plain dicts
         self.logins: dict[str, UserId] = {}
         self.owner: dict[str, UserId] = {}
@@ -236,8 +239,8 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- plumbing
 
     @staticmethod
-    async def _make_store() -> MemoryStore:
-        return MemoryStore()  # its asyncio.Lock belongs to this machine's loop
+    async def _make_store() -> MemoryDatabase:
+        return MemoryDatabase()  # its asyncio.Lock belongs to this machine's loop
 
     async def _sleep(self, seconds: float) -> None:
         self.clock.advance(seconds)

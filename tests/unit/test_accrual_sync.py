@@ -28,7 +28,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophermart.adapters.memory import MemoryGate, MemoryStore
+from gophermart.adapters.stores.memory import MemoryDatabase
+from gophermart.adapters.stores.memory.gate import MemoryGate
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.ports import (
     AccrualAnswer,
@@ -79,15 +80,15 @@ class World:
     """The in-memory container's objects (tests/unit/conftest.py), and helpers."""
 
     def __init__(self, container: Container) -> None:
-        self.store: MemoryStore = container.memory_store()
+        self.store: MemoryDatabase = container.store.database()
         self.clock: FrozenClock = container.clock()
         self.accrual: ScriptedAccrual = container.accrual_client()
-        self.gate: MemoryGate = container.gate()
-        self.uow = container.uow  # the container's unit-of-work factory
+        self.gate: MemoryGate = container.store.cold.gate()
+        self.uow = container.store.uow  # the store's unit-of-work factory
         self.sleeps: list[float] = []
         self.metrics = RecordedMetrics()
-        self._register = container.register()
-        self._upload = container.upload_order()
+        self._register = container.users().register
+        self._upload = container.orders().upload
 
     async def fake_sleep(self, seconds: float) -> None:
         """Waiting moves the frozen clock, as real time would."""
@@ -467,13 +468,11 @@ def test_the_accrual_timeout_sets_the_poll_deadline_and_the_lease_that_covers_it
     slow = RetryPolicy.for_deadline(12.0)
     assert (slow.deadline, slow.lease) == (12.0, 17.0)
     # The container wires GOPHERMART_ACCRUAL_TIMEOUT into the worker's policy.
-    from gophermart.bootstrap import Container
+    from gophermart.bootstrap import build
     from gophermart.settings import Settings
     from gophermart.testing import TEST_SECRET
 
-    container = Container(
-        settings=Settings(database_uri="memory://", secret=TEST_SECRET, accrual_timeout=12.0)
-    )
+    container = build(Settings.for_database("memory://", secret=TEST_SECRET, accrual_timeout=12.0))
     assert container.retry_policy() == slow
 
 

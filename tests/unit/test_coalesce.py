@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from gophermart.adapters.sql.coalesce import Coalescer
+from gophermart.adapters.stores.postgres.coalesce import Coalescer
 
 
 class Recorder:

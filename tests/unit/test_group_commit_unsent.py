@@ -9,8 +9,8 @@ from typing import Any, cast
 
 import pytest
 
-from gophermart.adapters.sql.pg_group_commit import PgGroupCommit
-from gophermart.adapters.sql.pg_pool import PgPool
+from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit
+from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.domain.accounts import EntryKind, LedgerEntry
 from gophermart.domain.orders import OrderNumber
 from gophermart.domain.points import Points

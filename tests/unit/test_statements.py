@@ -1,4 +1,5 @@
-"""The statements of statements.py: compiled once for asyncpg, parameters in order."""
+"""The statements: shared ones (stores/sql) and PostgreSQL's own (stores/postgres),
+compiled once for asyncpg, parameters in order; SQLite gets exactly its parameters."""
 
 from __future__ import annotations
 
@@ -8,41 +9,51 @@ import pytest
 from sqlalchemy import Insert, Update, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gophermart.adapters.sql import statements as st
-from gophermart.adapters.sql.schema import accrual_gate
+from gophermart.adapters.stores.postgres import statements as pg
+from gophermart.adapters.stores.postgres.runner import compiled
+from gophermart.adapters.stores.sql import statements as st
+from gophermart.adapters.stores.sql.schema import accrual_gate
+from gophermart.adapters.stores.sqlite.unit_of_work import ADD_ORDER as ADD_ORDER_SQLITE
 
-ALL = {name: value for name, value in vars(st).items() if isinstance(value, st.Statement)}
-SQLITE_ONLY = {"ADD_ORDER_SQLITE", "RECORD_ENTRY", "DEBIT", "CREDIT"}
-PG_ONLY = {"ADD_ORDER_PG", "DEBIT_ENTRY", "CREDIT_ENTRY", "ACCOUNTS_OF", "ORDERS_OF_USERS"}
+
+def _statements(module: object) -> dict[str, st.Statement]:
+    return {n: v for n, v in vars(module).items() if isinstance(v, st.Statement)}
 
 
-@pytest.mark.parametrize("name", sorted(ALL.keys() - SQLITE_ONLY))
+SHARED = _statements(st)
+PG = _statements(pg)
+SQLITE_ONLY = {"RECORD_ENTRY", "DEBIT", "CREDIT"}
+ON_POSTGRES = {**{n: v for n, v in SHARED.items() if n not in SQLITE_ONLY}, **PG}
+ON_SQLITE = {**SHARED, "ADD_ORDER": ADD_ORDER_SQLITE}
+
+
+@pytest.mark.parametrize("name", sorted(ON_POSTGRES))
 def test_each_statement_compiles_once_for_asyncpg_with_numbered_parameters(name: str) -> None:
-    statement = ALL[name]
-    compiled = statement.pg
-    assert statement.pg is compiled  # once
-    assert "$1" in compiled.sql and "?" not in compiled.sql and "%(" not in compiled.sql
+    statement = ON_POSTGRES[name]
+    once = compiled(statement)
+    assert compiled(statement) is once  # once
+    assert "$1" in once.sql and "?" not in once.sql and "%(" not in once.sql
     # Every named parameter is passed, in $n order, whatever the order of the mapping.
     params = {bind: f"<{bind}>" for bind in sorted(statement.binds, reverse=True)}
-    args = list(compiled.args(params))
+    args = list(once.args(params))
     assert {a for a in args if isinstance(a, str) and a.startswith("<")} == set(params.values())
 
 
 def test_arguments_follow_the_placeholders_and_carry_the_statements_own_literals() -> None:
-    args = st.FOR_WITHDRAWAL.pg.args({"order_number": "79927398713", "user_id": 7})
+    args = compiled(st.FOR_WITHDRAWAL).args({"order_number": "79927398713", "user_id": 7})
     assert list(args) == [7, "withdrawal", "79927398713"]
-    assert "ledger.kind = $2" in st.FOR_WITHDRAWAL.pg.sql
+    assert "ledger.kind = $2" in compiled(st.FOR_WITHDRAWAL).sql
 
 
 def test_a_one_parameter_statement_passes_one_argument() -> None:
-    assert list(st.ACCOUNT.pg.args({"user_id": 7})) == [7]
+    assert list(compiled(st.ACCOUNT).args({"user_id": 7})) == [7]
 
 
-@pytest.mark.parametrize("name", sorted(ALL.keys() - PG_ONLY))
+@pytest.mark.parametrize("name", sorted(ON_SQLITE))
 def test_sqlite_gets_exactly_the_statements_parameters(name: str) -> None:
     """SQLAlchemy would SET any extra key naming a column of an UPDATE's table (or
     refuse a parameter named like one): neither may happen."""
-    statement = ALL[name]
+    statement = ON_SQLITE[name]
     extra = {"status": "X", "user_id": 1, "number": "1", "balance": 5}
     params = statement.params(dict.fromkeys(statement.binds) | extra)
     assert params.keys() == statement.binds
@@ -52,18 +63,29 @@ def test_sqlite_gets_exactly_the_statements_parameters(name: str) -> None:
         assert str(statement.core.compile(dialect=dialect, column_keys=list(params))) == plain
 
 
-def test_the_postgresql_shapes_write_the_entry_and_the_balance_in_one_statement() -> None:
-    for statement in (st.DEBIT_ENTRY, st.CREDIT_ENTRY):
-        sql = statement.pg.sql
-        assert sql.startswith("WITH moved AS") and "UPDATE accounts" in sql
-        assert "INSERT INTO ledger" in sql and sql.endswith("RETURNING ledger.id")
-    assert "pg_notify" in st.ADD_ORDER_PG.pg.sql
-    assert "pg_notify" not in str(st.ADD_ORDER_SQLITE.core.compile(dialect=sqlite.dialect()))
+def test_postgresql_writes_an_entry_and_its_balance_change_in_one_statement() -> None:
+    sql = compiled(pg.CREDIT_ENTRY).sql
+    assert sql.startswith("WITH moved AS") and "UPDATE accounts" in sql
+    assert "INSERT INTO ledger" in sql and sql.endswith("RETURNING ledger.id")
+    batch = compiled(pg.WITHDRAW_BATCH).sql
+    assert "UPDATE accounts" in batch and "INSERT INTO ledger" in batch
+    assert "pg_notify" in compiled(pg.ADD_ORDER).sql
+    assert "pg_notify" not in str(ADD_ORDER_SQLITE.core.compile(dialect=sqlite.dialect()))
+
+
+def test_the_debit_rule_is_stated_once_for_each_sql_store() -> None:
+    """Each store enforces "a debit may not exceed the balance" in one statement:
+    SQLite's conditional DEBIT, PostgreSQL's batch (the single debit is a batch of one)."""
+    assert "balance >= " in str(st.DEBIT.core.compile(dialect=sqlite.dialect()))
+    batch = compiled(pg.WITHDRAW_BATCH).sql
+    assert "locked.balance >= ranked.amount" in batch  # an account's first debit
+    assert 'walk."left" >= next.amount' in batch  # and each next one
+    assert not any("DEBIT" in name for name in PG)
 
 
 def test_a_type_asyncpg_would_hand_over_unprocessed_is_refused() -> None:
     with pytest.raises(TypeError, match="type processing"):
-        _ = st.Statement(select(literal(Decimal("1.5")))).pg
+        compiled(st.Statement(select(literal(Decimal("1.5")))))
 
 
 def test_insert_if_absent_speaks_each_dialect() -> None:

@@ -1,8 +1,8 @@
 """Uploading orders and withdrawing points through the use cases (memory adapters).
 
-Proves the ``UploadOrder`` outcomes (ACCEPTED, ALREADY_YOURS, another user's order,
+Proves the ``Orders.upload`` outcomes (ACCEPTED, ALREADY_YOURS, another user's order,
 invalid numbers) and that the worker is woken only for a newly accepted order; and the
-``Withdraw`` rules: success, insufficient points change nothing, an identical replay is
+``Accounts.withdraw`` rules: success, insufficient points change nothing, an identical replay is
 charged once, a different sum is a conflict, and concurrent withdrawals (identical or
 competing for the same balance) never double-charge or overdraw.
 """
@@ -10,16 +10,18 @@ competing for the same balance) never double-charge or overdraw.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Self
+from typing import Any, Self
 
 import pytest
 
-from gophermart.adapters.memory import MemoryReadModel, MemoryStore, MemoryUnitOfWork
-from gophermart.application.accounts import Withdraw
-from gophermart.application.orders import UploadOrder, UploadOutcome
-from gophermart.application.users import Register
+from gophermart.adapters.stores.memory import MemoryDatabase
+from gophermart.adapters.stores.memory.reads import MemoryReadModel
+from gophermart.adapters.stores.memory.unit_of_work import MemoryUnitOfWork
+from gophermart.application.accounts import Accounts
+from gophermart.application.orders import UploadOutcome
 from gophermart.bootstrap import Container
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
 from gophermart.domain.errors import (
@@ -45,13 +47,13 @@ SPEND_ON_2 = "346436439"
 
 @dataclass
 class World:
-    store: MemoryStore
+    store: MemoryDatabase
     clock: FrozenClock
     events: EventCounter
-    upload: UploadOrder
-    withdraw: Withdraw
+    upload: Callable[..., Awaitable[UploadOutcome]]
+    withdraw: Callable[..., Awaitable[bool]]
     read: MemoryReadModel
-    register: Register
+    register: Callable[..., Awaitable[Any]]
 
     async def user(self, login: str, cents: int = 0) -> UserId:
         auth = await self.register(login, "pw")
@@ -69,17 +71,17 @@ class World:
 @pytest.fixture
 def world(container: Container) -> World:
     return World(
-        container.memory_store(),
+        container.store.database(),
         container.clock(),
         container.wakeup(),
-        container.upload_order(),
-        container.withdraw(),
-        container.read_model(),
-        container.register(),
+        container.orders().upload,
+        container.accounts().withdraw,
+        container.store.read_model(),
+        container.users().register,
     )
 
 
-# --- UploadOrder -----------------------------------------------------------------
+# --- Orders.upload -----------------------------------------------------------------
 
 
 async def test_new_number_is_accepted_and_wakes_the_worker(world: World) -> None:
@@ -151,7 +153,7 @@ async def test_concurrent_uploads_of_one_number_accept_once(world: World) -> Non
     assert world.events.count == 1
 
 
-# --- Withdraw --------------------------------------------------------------------
+# --- Accounts.withdraw --------------------------------------------------------------
 
 
 async def test_withdraw_success(world: World) -> None:
@@ -249,7 +251,7 @@ async def test_concurrent_identical_withdrawals_charge_once(world: World) -> Non
 async def test_a_lost_race_reported_by_commit_is_retried_as_a_replay(world: World) -> None:
     """Two identical requests at once on a database: both read no earlier withdrawal, and
     the loser learns of the winner only from ``commit()`` (ports.AccountRepository.save).
-    ``Withdraw`` retries, sees the winner's entry and answers as a replay."""
+    ``Accounts.withdraw`` retries, sees the winner's entry and answers as a replay."""
     alice = await world.user("alice", cents=100_00)
     assert await world.withdraw(alice, SPEND_ON, Points(60_00)) is True  # the winner
 
@@ -264,7 +266,7 @@ async def test_a_lost_race_reported_by_commit_is_retried_as_a_replay(world: Worl
             return self
 
     attempts: list[type[MemoryUnitOfWork]] = [ReadBeforeTheWinner, MemoryUnitOfWork]
-    loser = Withdraw(lambda: attempts.pop(0)(world.store), world.clock)
+    loser = Accounts(lambda: attempts.pop(0)(world.store), world.clock).withdraw
     assert await loser(alice, SPEND_ON, Points(60_00)) is False
     assert attempts == []  # it did retry
     assert await world.balance(alice) == (40_00, 60_00)

@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
+from collections.abc import Awaitable, Callable
 
 import pytest
 from dependency_injector import providers
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gophermart.adapters.memory import MemoryLoginThrottle, MemoryStore
-from gophermart.application.throttling import ThrottlePolicy
-from gophermart.application.users import LogIn, Register
-from gophermart.bootstrap import MEMORY_URI, Container
+from gophermart.adapters.stores import memory
+from gophermart.adapters.stores.memory import MemoryDatabase
+from gophermart.adapters.stores.memory.throttle import MemoryThrottleCounters
+from gophermart.application.throttling import LoginThrottle, ThrottlePolicy
+from gophermart.application.users import Authenticated
+from gophermart.bootstrap import Container
 from gophermart.domain.errors import InvalidCredentials, InvalidInput, LoginTaken, TooManyAttempts
 from gophermart.domain.users import MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH, Login, Password
-from gophermart.settings import Settings
+from gophermart.settings import MEMORY_URI, Settings
 from gophermart.testing import TEST_SECRET, CountingTokens, PlainPasswordHasher, use_test_doubles
 
 COMPOSED = "caf\u00e9"  # é as one code point
@@ -177,32 +180,32 @@ class FakeClock:
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
+def store() -> MemoryDatabase:
+    return MemoryDatabase()
 
 
-def _wired(store: MemoryStore, throttle: object | None = None) -> Container:
+def _wired(store: MemoryDatabase, throttle: object | None = None) -> Container:
     """The in-memory container with the test doubles, on ``store`` (and ``throttle``)."""
-    container = use_test_doubles(
-        Container(settings=Settings(database_uri=MEMORY_URI, secret=TEST_SECRET))
-    )
-    container.memory_store.override(providers.Object(store))
+    on_store = memory.Store()
+    on_store.database.override(providers.Object(store))
+    settings = Settings.for_database(MEMORY_URI, secret=TEST_SECRET)
+    container = use_test_doubles(Container(settings=settings, store=on_store))
     if throttle is not None:
         container.throttle.override(providers.Object(throttle))
     return container
 
 
-def register_for(store: MemoryStore) -> Register:
-    register: Register = _wired(store).register()
-    return register
+def register_for(store: MemoryDatabase) -> Callable[[str, str], Awaitable[Authenticated]]:
+    return _wired(store).users().register  # type: ignore[no-any-return]
 
 
-def login_for(store: MemoryStore, throttle: object | None = None) -> LogIn:
-    log_in: LogIn = _wired(store, throttle).log_in()
-    return log_in
+def login_for(
+    store: MemoryDatabase, throttle: object | None = None
+) -> Callable[[str, str, str], Awaitable[Authenticated]]:
+    return _wired(store, throttle).users().log_in  # type: ignore[no-any-return]
 
 
-async def test_register_then_login(store: MemoryStore) -> None:
+async def test_register_then_login(store: MemoryDatabase) -> None:
     tokens = CountingTokens()
     registered = await register_for(store)("alice", "s3cret pass")
     assert tokens.verify(registered.token) == registered.user_id
@@ -212,7 +215,7 @@ async def test_register_then_login(store: MemoryStore) -> None:
 
 
 async def test_register_opens_an_empty_account_and_stores_only_the_hash(
-    store: MemoryStore,
+    store: MemoryDatabase,
 ) -> None:
     user = await register_for(store)("alice", "s3cret")
     assert store.state.balances[user.user_id] == (0, 0)
@@ -220,13 +223,13 @@ async def test_register_opens_an_empty_account_and_stores_only_the_hash(
     assert stored.password_hash == await PlainPasswordHasher().hash(Password.parse("s3cret"))
 
 
-async def test_two_users_get_distinct_ids(store: MemoryStore) -> None:
+async def test_two_users_get_distinct_ids(store: MemoryDatabase) -> None:
     a = await register_for(store)("alice", "pw")
     b = await register_for(store)("bob", "pw")
     assert a.user_id != b.user_id
 
 
-async def test_duplicate_login_is_taken(store: MemoryStore) -> None:
+async def test_duplicate_login_is_taken(store: MemoryDatabase) -> None:
     register = register_for(store)
     first = await register("alice", "one")
     with pytest.raises(LoginTaken):
@@ -238,14 +241,14 @@ async def test_duplicate_login_is_taken(store: MemoryStore) -> None:
         await login_for(store)("alice", "two", "c")
 
 
-async def test_composed_and_decomposed_logins_collide(store: MemoryStore) -> None:
+async def test_composed_and_decomposed_logins_collide(store: MemoryDatabase) -> None:
     user = await register_for(store)(COMPOSED, "pw")
     with pytest.raises(LoginTaken):
         await register_for(store)(DECOMPOSED, "pw")
     assert (await login_for(store)(DECOMPOSED, "pw", "c")).user_id == user.user_id
 
 
-async def test_case_differs_is_another_user(store: MemoryStore) -> None:
+async def test_case_differs_is_another_user(store: MemoryDatabase) -> None:
     a = await register_for(store)("alice", "pw")
     b = await register_for(store)("Alice", "pw")
     assert a.user_id != b.user_id
@@ -253,14 +256,14 @@ async def test_case_differs_is_another_user(store: MemoryStore) -> None:
 
 @pytest.mark.parametrize(("login", "password"), [("", "pw"), ("alice", ""), (" alice", "pw")])
 async def test_register_refuses_malformed_credentials(
-    store: MemoryStore, login: str, password: str
+    store: MemoryDatabase, login: str, password: str
 ) -> None:
     with pytest.raises(InvalidInput):
         await register_for(store)(login, password)
     assert store.state.users == {}
 
 
-async def test_wrong_password_and_unknown_user_look_the_same(store: MemoryStore) -> None:
+async def test_wrong_password_and_unknown_user_look_the_same(store: MemoryDatabase) -> None:
     await register_for(store)("alice", "right")
     login = login_for(store)
     with pytest.raises(InvalidCredentials) as wrong:
@@ -270,7 +273,7 @@ async def test_wrong_password_and_unknown_user_look_the_same(store: MemoryStore)
     assert str(wrong.value) == str(unknown.value)
 
 
-async def test_failed_register_commit_leaves_no_user(store: MemoryStore) -> None:
+async def test_failed_register_commit_leaves_no_user(store: MemoryDatabase) -> None:
     store.fail_next_commit = True
     with pytest.raises(ConnectionError):
         await register_for(store)("alice", "pw")
@@ -299,12 +302,13 @@ class FakeSleep:
         self.clock.now += seconds
 
 
-def throttle_for(clock: FakeClock, **policy: float) -> tuple[MemoryLoginThrottle, FakeSleep]:
+def throttle_for(clock: FakeClock, **policy: float) -> tuple[LoginThrottle, FakeSleep]:
     sleep = FakeSleep(clock)
-    return MemoryLoginThrottle(ThrottlePolicy(**policy), clock=clock, sleep=sleep), sleep  # type: ignore[arg-type]
+    counters = MemoryThrottleCounters()
+    return LoginThrottle(counters, ThrottlePolicy(**policy), clock=clock, sleep=sleep), sleep  # type: ignore[arg-type]
 
 
-async def test_throttle_locks_a_pair_out_after_free_failures(store: MemoryStore) -> None:
+async def test_throttle_locks_a_pair_out_after_free_failures(store: MemoryDatabase) -> None:
     clock = FakeClock()
     throttle, _ = throttle_for(clock, free_per_pair=3, free_per_login=1000)
     await register_for(store)("alice", "right")
@@ -329,7 +333,7 @@ async def test_throttle_locks_a_pair_out_after_free_failures(store: MemoryStore)
     assert (await login("alice", "right", "10.0.0.1")).user_id == ok.user_id
 
 
-async def test_throttle_lockout_grows_with_failures(store: MemoryStore) -> None:
+async def test_throttle_lockout_grows_with_failures(store: MemoryDatabase) -> None:
     clock = FakeClock()
     throttle, _ = throttle_for(clock, free_per_pair=2, free_per_login=1000)
     login = login_for(store, throttle)
@@ -348,7 +352,7 @@ async def test_throttle_lockout_grows_with_failures(store: MemoryStore) -> None:
     assert waits == [2, 4, 8, 16]
 
 
-async def test_refused_attempts_do_not_lengthen_the_lock(store: MemoryStore) -> None:
+async def test_refused_attempts_do_not_lengthen_the_lock(store: MemoryDatabase) -> None:
     clock = FakeClock()
     throttle, _ = throttle_for(clock, free_per_pair=1, free_per_login=1000)
     login = login_for(store, throttle)
@@ -364,7 +368,7 @@ async def test_refused_attempts_do_not_lengthen_the_lock(store: MemoryStore) -> 
         await login("alice", "guess", "c")
 
 
-async def test_a_login_is_locked_against_guesses_from_many_addresses(store: MemoryStore) -> None:
+async def test_a_login_is_locked_against_guesses_from_many_addresses(store: MemoryDatabase) -> None:
     clock = FakeClock()
     throttle, _ = throttle_for(clock, free_per_pair=1000, free_per_login=3)
     await register_for(store)("alice", "right")
@@ -376,7 +380,9 @@ async def test_a_login_is_locked_against_guesses_from_many_addresses(store: Memo
         await login("alice", "right", "10.9.9.9")
 
 
-async def test_a_burst_of_concurrent_guesses_is_counted_as_it_arrives(store: MemoryStore) -> None:
+async def test_a_burst_of_concurrent_guesses_is_counted_as_it_arrives(
+    store: MemoryDatabase,
+) -> None:
     clock = FakeClock()
     throttle, _ = throttle_for(clock, free_per_pair=5, free_per_login=1000)
     await register_for(store)("alice", "right")
@@ -390,7 +396,7 @@ async def test_a_burst_of_concurrent_guesses_is_counted_as_it_arrives(store: Mem
 
 
 async def test_one_address_failing_a_lot_slows_its_crowd_but_locks_nobody_out(
-    store: MemoryStore,
+    store: MemoryDatabase,
 ) -> None:
     """Issue 9, finding 9: 51 failures from one address (NAT, an office proxy) locked
     out everyone behind it."""
@@ -412,7 +418,7 @@ async def test_one_address_failing_a_lot_slows_its_crowd_but_locks_nobody_out(
     assert sleep.delays == []
 
 
-async def test_throttle_window_forgets_old_failures(store: MemoryStore) -> None:
+async def test_throttle_window_forgets_old_failures(store: MemoryDatabase) -> None:
     clock = FakeClock()
     throttle, _ = throttle_for(clock, free_per_pair=2, free_per_login=1000, window=60.0)
     login = login_for(store, throttle)

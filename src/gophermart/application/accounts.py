@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import Clock, UnitOfWorkFactory
 from gophermart.domain.errors import UnknownUser
@@ -10,9 +12,7 @@ from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 
 
-class Withdraw:
-    """Spend points on an order; the identical request repeated is charged once."""
-
+class Accounts:
     #: A lost race (two identical requests at once) is retried once: the second attempt
     #: sees the winner's withdrawal and answers as a replay.
     ATTEMPTS = 2
@@ -21,18 +21,22 @@ class Withdraw:
         self._uow = uow
         self._clock = clock
 
-    async def __call__(self, user_id: UserId, raw_order: str, amount: Points) -> bool:
-        """Returns ``True`` if charged now, ``False`` for a replay of an earlier success."""
-        number = OrderNumber.parse(raw_order)
+    async def withdraw(
+        self, user_id: UserId, order: str, amount: Points | Decimal | int | str
+    ) -> bool:
+        """Spend ``amount`` points on ``order``. ``True`` if charged now, ``False`` for
+        a replay of the identical earlier withdrawal (charged once, never twice)."""
+        number = OrderNumber.parse(order)
+        points = amount if isinstance(amount, Points) else Points.exact(amount)
         for attempt in range(self.ATTEMPTS):
             try:
-                return await self._once(user_id, number, amount)
+                return await self._withdraw_once(user_id, number, points)
             except ConcurrentUpdate:
                 if attempt + 1 == self.ATTEMPTS:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, user_id: UserId, number: OrderNumber, amount: Points) -> bool:
+    async def _withdraw_once(self, user_id: UserId, number: OrderNumber, amount: Points) -> bool:
         async with self._uow() as uow:
             account, previous = await uow.accounts.for_withdrawal(user_id, number)
             if account is None:

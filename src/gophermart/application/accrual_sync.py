@@ -48,7 +48,7 @@ from gophermart.application.ports import (
     WorkerMetrics,
 )
 from gophermart.domain.errors import BalanceOverflow, IllegalStatusTransition, InvalidAmount
-from gophermart.domain.orders import AccrualVerdict, OrderNumber
+from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
 
 log = logging.getLogger("gophermart.worker")
 
@@ -139,7 +139,213 @@ class _OncePerOrder:
         return self._last.get(number.value)
 
 
+class _Pacing:
+    """This worker's side of the fleet-wide gate: when the next request may go, and
+    what a 429 changes (shared with every process through the gate)."""
+
+    def __init__(
+        self,
+        gate: AccrualGate,
+        clock: Clock,
+        sleep: Callable[[float], Awaitable[None]],
+        metrics: WorkerMetrics,
+    ) -> None:
+        self.gate = gate
+        self._clock = clock
+        self._sleep = sleep
+        self._metrics = metrics
+        self.paused_until: datetime | None = None
+        self._reported_rate: int | None = None
+
+    async def request_slot(self, stop: asyncio.Event | None) -> bool:
+        """Wait for the gate's next request slot; False if ``stop`` came first.
+
+        A slot is only good under what the gate knew when it granted it: if a 429 came
+        back meanwhile (a pause covering the slot, or a rate learnt), a new slot is
+        asked for under the new terms, so nothing is sent inside a pause and the first
+        paced request takes its place in the pacing.
+        """
+        while True:
+            now, paused = self._clock.now(), self.paused_until
+            if paused is not None and paused > now:
+                now = paused
+            when = await self.gate.reserve(now)
+            rate = self.gate.rate()
+            if rate != self._reported_rate:  # learnt, or forgotten (it expires)
+                self._reported_rate = rate
+                self._metrics.rate_limited(paused or self._clock.now(), rate)
+            wait = (when - self._clock.now()).total_seconds()
+            if wait > 0 and await self._nap(wait, stop):
+                return False
+            if self.gate.rate() == rate and self.paused_until == paused:
+                return True
+
+    async def _nap(self, seconds: float, stop: asyncio.Event | None) -> bool:
+        """Sleep ``seconds`` (the gate's wait); True if ``stop`` came first."""
+        if stop is None:
+            await self._sleep(seconds)
+            return False
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((nap, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
+            stopped.cancel()
+        return stop.is_set()
+
+    async def refused(self, answer: RateLimited, number: OrderNumber) -> datetime:
+        """A 429: pause the fleet (and this worker) until when it says; returns then."""
+        until = self._clock.now() + timedelta(seconds=answer.retry_after)
+        if self.paused_until is None or until > self.paused_until + timedelta(seconds=1):
+            # Once per pause, not once per refused poll (all those in flight get one).
+            log.warning(
+                "accrual system rate limit: pausing %.1fs, then %s/min",
+                answer.retry_after,
+                answer.per_minute,
+                extra={"order": number.value},
+            )
+        self.paused_until = until
+        await self.gate.pause(until, answer.per_minute)
+        self._reported_rate = self.gate.rate()
+        self._metrics.rate_limited(until, self._reported_rate)
+        return until
+
+
+class _OrderPoll:
+    """One claimed order: poll the accrual system (within the deadline), apply the
+    answer in its own transaction, or schedule the next poll."""
+
+    def __init__(
+        self, sync: AccrualSync, client: AccrualClient, pacing: _Pacing, policy: RetryPolicy
+    ) -> None:
+        self._uow = sync.uow
+        self._clock = sync.clock
+        self._stats = sync.stats
+        self._noted = sync.noted
+        self._metrics = sync.metrics
+        self._client = client
+        self._pacing = pacing
+        self._policy = policy
+
+    async def __call__(self, order: ClaimedOrder) -> None:
+        answer = await self._poll(order.number)
+        if isinstance(answer, AccrualReply):
+            self._metrics.polled(
+                "204"
+                if answer.verdict is AccrualVerdict.UNKNOWN
+                else "200_" + answer.verdict.name.lower()
+            )
+            await self._apply(order, answer)
+        elif isinstance(answer, RateLimited):
+            self._metrics.polled("429")
+            until = await self._pacing.refused(answer, order.number)
+            self._stats.throttled += 1
+            await self._reschedule(order, until)
+        else:
+            self._metrics.polled(answer.kind)
+            if self._noted.first(order.number, answer.reason):
+                log.info(
+                    "order %s: no usable answer from the accrual system (%s); retrying "
+                    "with backoff (logged once while it repeats)",
+                    order.number,
+                    answer.reason,
+                    extra={"order": order.number.value},
+                )
+            await self._retry_later(order)
+
+    async def _poll(self, number: OrderNumber) -> AccrualAnswer:
+        """The client's answer, or Unavailable once the deadline passes, whatever the
+        client does (an adapter's own timeouts are not trusted to add up)."""
+        try:
+            async with asyncio.timeout(self._policy.deadline):
+                return await self._client.fetch(number)
+        except TimeoutError:
+            self._stats.timed_out += 1
+            return Unavailable(f"no answer within {self._policy.deadline:g}s", "timeout")
+
+    async def _apply(self, claimed: ClaimedOrder, reply: AccrualReply) -> None:
+        now = self._clock.now()
+        try:
+            async with self._uow() as uow:
+                moved = await apply_verdict(
+                    uow,
+                    claimed.number,
+                    reply.verdict,
+                    reply.accrual,
+                    now,
+                    now + self._backoff(claimed),
+                )
+                if moved is None:
+                    return  # final already, or another worker moved it first (and credits)
+                await uow.commit()
+            updated = moved[1]
+        except (ConcurrentUpdate, IllegalStatusTransition) as exc:
+            log.info(
+                "order %s: lost a race, leaving it (%s)",
+                claimed.number,
+                exc,
+                extra={"order": claimed.number.value},
+            )
+            return
+        except (InvalidAmount, BalanceOverflow, OverflowError) as exc:
+            # The answer is fine but the credit cannot be applied: the balance would
+            # pass what it can hold. Retrying at once would fail the same way for ever.
+            await self._park(claimed, reply, exc)
+            return
+        self._applied(claimed, updated)
+
+    def _applied(self, claimed: ClaimedOrder, updated: Order) -> None:
+        if updated.credit is not None:
+            self._metrics.credited(updated.credit)
+        if not updated.status.is_final:
+            self._stats.retried += 1
+            return
+        self._stats.final += 1
+        self._noted.forget(claimed.number)
+        log.info(
+            "order %s is %s",
+            claimed.number,
+            updated.status.value,
+            extra={
+                "order": claimed.number.value,
+                "status": updated.status.value,
+                "accrual": str(updated.credit.as_decimal()) if updated.credit else None,
+            },
+        )
+
+    async def _park(self, order: ClaimedOrder, reply: AccrualReply, exc: Exception) -> None:
+        self._stats.parked += 1
+        self._metrics.parked()
+        if self._noted.first(order.number, f"parked: {exc}"):
+            log.error(
+                "order %s: its accrual of %s cannot be credited (%s); parked, asked "
+                "about again every %.0fs (logged once while it repeats)",
+                order.number,
+                reply.accrual,
+                exc,
+                self._policy.park,
+                extra={"order": order.number.value},
+            )
+        await self._reschedule(order, self._clock.now() + timedelta(seconds=self._policy.park))
+
+    async def _retry_later(self, order: ClaimedOrder) -> None:
+        self._stats.retried += 1
+        await self._reschedule(order, self._clock.now() + self._backoff(order))
+
+    async def _reschedule(self, order: ClaimedOrder, at: datetime) -> None:
+        async with self._uow() as uow:
+            await uow.orders.reschedule(order.number, at)
+            await uow.commit()
+
+    def _backoff(self, order: ClaimedOrder) -> timedelta:
+        return timedelta(seconds=self._policy.delay(order.attempts))
+
+
 class AccrualSync:
+    """The pipeline of poll slots (module docstring): claims as slots free up, starts
+    one :class:`_OrderPoll` per claimed order."""
+
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -152,23 +358,22 @@ class AccrualSync:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        self._uow = uow
-        self._client = client
-        self._gate = gate
-        self._clock = clock
-        self._policy = policy or RetryPolicy()
+        self.uow = uow
+        self.clock = clock
+        policy = policy or RetryPolicy()
+        self._lease = timedelta(seconds=policy.lease)
         #: The most orders one claim takes (when no rate limit is known).
         self._batch_size = max(1, batch_size)
         self._concurrency = max(1, concurrency)
         self._free = asyncio.Semaphore(self._concurrency)
-        self._sleep = sleep or asyncio.sleep
         self.stats = SyncStats()
-        self._paused_until: datetime | None = None
-        self._noted = _OncePerOrder()
+        self.noted = _OncePerOrder()
         self._takeovers = _OncePerOrder()  # taken-over orders already logged
         #: What the worker reports for an operator's metrics (docs/operations.md).
-        self._metrics: WorkerMetrics = metrics or NoWorkerMetrics()
-        self._reported_rate: int | None = None
+        self.metrics: WorkerMetrics = metrics or NoWorkerMetrics()
+        self._pacing = _Pacing(gate, clock, sleep or asyncio.sleep, self.metrics)
+        #: Poll one claimed order and apply the answer.
+        self.process = _OrderPoll(self, client, self._pacing, policy)
 
     async def run_once(self) -> int:
         """One claim of what can be polled now, then those polls; returns how many were
@@ -225,17 +430,16 @@ class AccrualSync:
         await self._free.acquire()
         held, claimed = 1, []
         try:
-            if not await self._request_slot(stop):
+            if not await self._pacing.request_slot(stop):
                 return 0, 0
-            if not self._gate.rate():
+            if not self._pacing.gate.rate():
                 # No pacing: every free slot may poll now, so claim for each of them.
                 while held < min(self._concurrency, self._batch_size) and not self._free.locked():
                     await self._free.acquire()
                     held += 1
-            now = self._clock.now()
-            lease_until = now + timedelta(seconds=self._policy.lease)
-            async with self._uow() as uow:
-                leased = await uow.orders.claim_due(now, lease_until, held)
+            now = self.clock.now()
+            async with self.uow() as uow:
+                leased = await uow.orders.claim_due(now, now + self._lease, held)
                 await uow.commit()
             claimed = leased  # only once committed: a failed claim holds no slot
         finally:
@@ -255,11 +459,11 @@ class AccrualSync:
         if not taken:
             return
         self.stats.taken_over += len(taken)
-        self._metrics.lease_expired(len(taken))
+        self.metrics.lease_expired(len(taken))
         news = [
             order.number
             for order in taken
-            if not (self._noted.last(order.number) or "").startswith("failed")
+            if not (self.noted.last(order.number) or "").startswith("failed")
             and self._takeovers.first(order.number, "taken over")
         ]
         if news:
@@ -270,43 +474,6 @@ class AccrualSync:
                 ", ".join(str(number) for number in news),
             )
 
-    async def _request_slot(self, stop: asyncio.Event | None) -> bool:
-        """Wait for the gate's next request slot; False if ``stop`` came first.
-
-        A slot is only good under what the gate knew when it granted it: if a 429 came
-        back meanwhile (a pause covering the slot, or a rate learnt), a new slot is
-        asked for under the new terms, so nothing is sent inside a pause and the first
-        paced request takes its place in the pacing.
-        """
-        while True:
-            now, paused = self._clock.now(), self._paused_until
-            if paused is not None and paused > now:
-                now = paused
-            when = await self._gate.reserve(now)
-            rate = self._gate.rate()
-            if rate != self._reported_rate:  # learnt, or forgotten (it expires)
-                self._reported_rate = rate
-                self._metrics.rate_limited(paused or self._clock.now(), rate)
-            wait = (when - self._clock.now()).total_seconds()
-            if wait > 0 and await self._nap(wait, stop):
-                return False
-            if self._gate.rate() == rate and self._paused_until == paused:
-                return True
-
-    async def _nap(self, seconds: float, stop: asyncio.Event | None) -> bool:
-        """Sleep ``seconds`` (the gate's wait); True if ``stop`` came first."""
-        if stop is None:
-            await self._sleep(seconds)
-            return False
-        nap = asyncio.ensure_future(self._sleep(seconds))
-        stopped = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait((nap, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            nap.cancel()
-            stopped.cancel()
-        return stop.is_set()
-
     async def _slot(self, order: ClaimedOrder) -> None:
         try:
             await self.process(order)
@@ -315,7 +482,7 @@ class AccrualSync:
         except Exception as exc:
             # The lease runs out and the order comes due again: nothing is lost.
             self.stats.failed += 1
-            if self._noted.first(order.number, f"failed: {type(exc).__name__}: {exc}"):
+            if self.noted.first(order.number, f"failed: {type(exc).__name__}: {exc}"):
                 log.exception(
                     "order %s: processing failed; due again when its lease ends "
                     "(logged once while it repeats)",
@@ -324,130 +491,6 @@ class AccrualSync:
                 )
         finally:
             self._free.release()
-
-    async def process(self, order: ClaimedOrder) -> None:
-        """Poll one claimed order (within the deadline) and apply the answer."""
-        answer = await self._poll(order.number)
-        if isinstance(answer, AccrualReply):
-            self._metrics.polled(
-                "204"
-                if answer.verdict is AccrualVerdict.UNKNOWN
-                else "200_" + answer.verdict.name.lower()
-            )
-            await self._apply(order, answer)
-        elif isinstance(answer, RateLimited):
-            self._metrics.polled("429")
-            until = self._clock.now() + timedelta(seconds=answer.retry_after)
-            if self._paused_until is None or until > self._paused_until + timedelta(seconds=1):
-                # Once per pause, not once per refused poll (all those in flight get one).
-                log.warning(
-                    "accrual system rate limit: pausing %.1fs, then %s/min",
-                    answer.retry_after,
-                    answer.per_minute,
-                    extra={"order": order.number.value},
-                )
-            self._paused_until = until
-            await self._gate.pause(until, answer.per_minute)
-            self._reported_rate = self._gate.rate()
-            self._metrics.rate_limited(until, self._reported_rate)
-            self.stats.throttled += 1
-            await self._reschedule(order, until)
-        else:
-            assert isinstance(answer, Unavailable)
-            self._metrics.polled(answer.kind)
-            if self._noted.first(order.number, answer.reason):
-                log.info(
-                    "order %s: no usable answer from the accrual system (%s); retrying "
-                    "with backoff (logged once while it repeats)",
-                    order.number,
-                    answer.reason,
-                    extra={"order": order.number.value},
-                )
-            await self._retry_later(order)
-
-    async def _poll(self, number: OrderNumber) -> AccrualAnswer:
-        """The client's answer, or Unavailable once the deadline passes, whatever the
-        client does (an adapter's own timeouts are not trusted to add up)."""
-        try:
-            async with asyncio.timeout(self._policy.deadline):
-                return await self._client.fetch(number)
-        except TimeoutError:
-            self.stats.timed_out += 1
-            return Unavailable(f"no answer within {self._policy.deadline:g}s", "timeout")
-
-    async def _apply(self, claimed: ClaimedOrder, reply: AccrualReply) -> None:
-        now = self._clock.now()
-        try:
-            async with self._uow() as uow:
-                moved = await apply_verdict(
-                    uow,
-                    claimed.number,
-                    reply.verdict,
-                    reply.accrual,
-                    now,
-                    now + self._backoff(claimed),
-                )
-                if moved is None:
-                    return  # final already, or another worker moved it first (and credits)
-                await uow.commit()
-            updated = moved[1]
-        except (ConcurrentUpdate, IllegalStatusTransition) as exc:
-            log.info(
-                "order %s: lost a race, leaving it (%s)",
-                claimed.number,
-                exc,
-                extra={"order": claimed.number.value},
-            )
-            return
-        except (InvalidAmount, BalanceOverflow, OverflowError) as exc:
-            # The answer is fine but the credit cannot be applied: the balance would
-            # pass what it can hold. Retrying at once would fail the same way for ever.
-            await self._park(claimed, reply, exc)
-            return
-        if updated.credit is not None:
-            self._metrics.credited(updated.credit)
-        if updated.status.is_final:
-            self.stats.final += 1
-            self._noted.forget(claimed.number)
-            log.info(
-                "order %s is %s",
-                claimed.number,
-                updated.status.value,
-                extra={
-                    "order": claimed.number.value,
-                    "status": updated.status.value,
-                    "accrual": str(updated.credit.as_decimal()) if updated.credit else None,
-                },
-            )
-        else:
-            self.stats.retried += 1
-
-    async def _park(self, order: ClaimedOrder, reply: AccrualReply, exc: Exception) -> None:
-        self.stats.parked += 1
-        self._metrics.parked()
-        if self._noted.first(order.number, f"parked: {exc}"):
-            log.error(
-                "order %s: its accrual of %s cannot be credited (%s); parked, asked "
-                "about again every %.0fs (logged once while it repeats)",
-                order.number,
-                reply.accrual,
-                exc,
-                self._policy.park,
-                extra={"order": order.number.value},
-            )
-        await self._reschedule(order, self._clock.now() + timedelta(seconds=self._policy.park))
-
-    async def _retry_later(self, order: ClaimedOrder) -> None:
-        self.stats.retried += 1
-        await self._reschedule(order, self._clock.now() + self._backoff(order))
-
-    async def _reschedule(self, order: ClaimedOrder, at: datetime) -> None:
-        async with self._uow() as uow:
-            await uow.orders.reschedule(order.number, at)
-            await uow.commit()
-
-    def _backoff(self, order: ClaimedOrder) -> timedelta:
-        return timedelta(seconds=self._policy.delay(order.attempts))
 
 
 async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event | None, delay: float) -> None:

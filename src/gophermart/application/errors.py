@@ -24,3 +24,7 @@ class StoreUnavailable(GophermartError):
     def __init__(self, reason: str, retry_after: int = 1) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class NotOpen(GophermartError):
+    """A verb of a library instance that is not open: not started yet, or closed."""

@@ -1,13 +1,16 @@
-"""Uploading orders."""
+"""Orders: uploading their numbers, and recording what they earned."""
 
 from __future__ import annotations
 
 import enum
+from decimal import Decimal
 
+from gophermart.application.accruals import apply_verdict
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import Clock, OrderEvents, UnitOfWorkFactory
-from gophermart.domain.errors import OrderOwnedByAnotherUser
-from gophermart.domain.orders import Order, OrderNumber
+from gophermart.domain.errors import IllegalStatusTransition, OrderOwnedByAnotherUser
+from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
+from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 
 
@@ -16,15 +19,15 @@ class UploadOutcome(enum.Enum):
     ALREADY_YOURS = "already_yours"  # this user uploaded it before (HTTP 200)
 
 
-class UploadOrder:
+class Orders:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock, events: OrderEvents) -> None:
         self._uow = uow
         self._clock = clock
         self._events = events
 
-    async def __call__(self, user_id: UserId, raw_number: str) -> UploadOutcome:
-        number = OrderNumber.parse(raw_number)
-        order = Order.upload(number, user_id, self._clock.now())
+    async def upload(self, user_id: UserId, number: str) -> UploadOutcome:
+        """Hand in an order number (digits, Luhn) for the accrual system to value."""
+        order = Order.upload(OrderNumber.parse(number), user_id, self._clock.now())
         async with self._uow() as uow:
             # Insert first, ask questions later: one round trip on the common path, and
             # the unique key settles a race between two uploads of the same number.
@@ -32,9 +35,47 @@ class UploadOrder:
                 await uow.commit()
                 self._events.order_uploaded()
                 return UploadOutcome.ACCEPTED
-            existing = await uow.orders.get(number)
+            existing = await uow.orders.get(order.number)
         if existing is None:  # pragma: no cover - orders are never deleted
             raise ConcurrentUpdate(f"order {number} vanished while uploading")
         if existing.owner == user_id:
             return UploadOutcome.ALREADY_YOURS
         raise OrderOwnedByAnotherUser(f"order {number} was uploaded by another user")
+
+    async def record_accrual(
+        self,
+        order: str,
+        accrual: Points | Decimal | int | str | None = None,
+        *,
+        verdict: AccrualVerdict = AccrualVerdict.PROCESSED,
+    ) -> Order:
+        """Record what an order earned when the host computes rewards itself (or
+        receives them by webhook) instead of running the accrual worker. PROCESSED
+        credits ``accrual`` (rounded half up to hundredths) exactly once, however often
+        it is recorded; INVALID ends the order with nothing; REGISTERED/PROCESSING mark
+        it in progress. A *different* verdict for an order that is already final is
+        :class:`~gophermart.domain.errors.IllegalStatusTransition` (final is final)."""
+        number = OrderNumber.parse(order)
+        points = None
+        if accrual is not None:
+            points = accrual if isinstance(accrual, Points) else Points.rounded(accrual)
+        if points is not None and verdict is not AccrualVerdict.PROCESSED:
+            raise IllegalStatusTransition(f"only a PROCESSED verdict carries points ({verdict})")
+        now = self._clock.now()
+        try:
+            async with self._uow() as uow:
+                moved = await apply_verdict(uow, number, verdict, points, now, now)
+                if moved is not None:
+                    await uow.commit()
+                    return moved[1]
+        except ConcurrentUpdate:
+            pass  # another writer credited it first: report what is stored now
+        async with self._uow() as uow:
+            stored = await uow.orders.get(number)
+        assert stored is not None  # orders are never deleted
+        if stored.status.is_final and (
+            stored.status is not verdict.to_status()
+            or (stored.accrual or Points(0)) != (points or Points(0))
+        ):
+            raise IllegalStatusTransition(f"order {number} is already {stored.status}")
+        return stored

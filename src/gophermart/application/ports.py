@@ -352,3 +352,45 @@ class NoWorkerMetrics:
 
     def parked(self) -> None:
         pass
+
+
+# --- a store's life (what the composition root needs of every store) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """One connection pool of a store, as the metrics show it."""
+
+    name: str
+    in_use: int
+    idle: int
+    size_max: int
+    #: Callers waiting for a connection, where the pool tells.
+    waiting: int | None = None
+
+
+class StoreLifecycle(Protocol):
+    """Opening, migrating and closing a store, and the values kept in it."""
+
+    async def open(self) -> None:
+        """Check the store answers; :class:`~.errors.StoreUnavailable` with the reason
+        otherwise."""
+        ...
+
+    async def migrate(self) -> None:
+        """Bring the schema to this release's (idempotent, safe from many processes)."""
+        ...
+
+    async def stored_secret(self) -> str:
+        """The token secret kept in the store (created by the first process to ask)."""
+        ...
+
+    async def stored_database_id(self) -> str:
+        """The store's random identity (created by the first process to ask)."""
+        ...
+
+    def pool_stats(self) -> Sequence[PoolStats]: ...
+
+    async def close(self) -> None:
+        """Release what the store opened (a host's borrowed engine or pool excepted)."""
+        ...

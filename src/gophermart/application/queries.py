@@ -1,4 +1,4 @@
-"""The read side as use cases: balance and the two listings.
+"""The read side: balance and the listings.
 
 They skip the domain model (a :class:`~gophermart.application.ports.ReadModel` reads
 the tables straight into views), but a credential naming no user is the same error
@@ -8,58 +8,46 @@ everywhere: :class:`~gophermart.domain.errors.UnknownUser`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from gophermart.application.ports import BalanceView, OrderView, ReadModel, WithdrawalView
 from gophermart.domain.errors import InvalidInput, UnknownUser
 from gophermart.domain.users import UserId
 
-
-class ShowBalance:
-    def __init__(self, read_model: ReadModel) -> None:
-        self._read = read_model
-
-    async def __call__(self, user_id: UserId) -> BalanceView:
-        view = await self._read.balance(user_id)
-        if view is None:
-            raise UnknownUser(f"user {user_id} has no account")
-        return view
+V = TypeVar("V")
 
 
-class ListOrders:
-    """The user's uploads, newest first: all of them, or a page.
+def _of_a_user(user_id: UserId, view: V | None) -> V:
+    if view is None:  # not "nothing to show": a credential naming no user
+        raise UnknownUser(f"user {user_id} has no account")
+    return view
 
-    A page is at most ``limit`` orders (1 to :attr:`MAX_LIMIT`) and, with ``before``,
-    starts after the user's order of that number: the next page's ``before`` is the
-    number of the last order of this one. Orders never leave the list and new ones
-    come first, so paging this way neither skips nor repeats an order.
-    """
 
+class Queries:
+    #: The largest page of a listing.
     MAX_LIMIT = 10_000
 
     def __init__(self, read_model: ReadModel) -> None:
         self._read = read_model
 
-    async def __call__(
+    async def balance(self, user_id: UserId) -> BalanceView:
+        return _of_a_user(user_id, await self._read.balance(user_id))
+
+    async def orders(
         self, user_id: UserId, limit: int | None = None, before: str | None = None
     ) -> Sequence[OrderView]:
+        """The user's uploads, newest first: all of them, or a page of at most ``limit``
+        (1 to :attr:`MAX_LIMIT`) that starts after the order numbered ``before`` (the
+        last one of the page before). Orders never leave the list and new ones come
+        first, so paging this way neither skips nor repeats an order.
+        :class:`gophermart.InvalidInput` for a limit out of range or a ``before`` that
+        is not digits."""
         if limit is not None and not 1 <= limit <= self.MAX_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {self.MAX_LIMIT}")
         if before is not None and not (before.isascii() and before.isdigit()):
             raise InvalidInput("before must be an order number (digits)")
-        views = await self._read.orders(user_id, limit, before)
-        if views is None:  # not "no orders": a credential naming no user
-            raise UnknownUser(f"user {user_id} has no account")
-        return views
+        return _of_a_user(user_id, await self._read.orders(user_id, limit, before))
 
-
-class ListWithdrawals:
-    """The user's withdrawals, newest first."""
-
-    def __init__(self, read_model: ReadModel) -> None:
-        self._read = read_model
-
-    async def __call__(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        views = await self._read.withdrawals(user_id)
-        if views is None:
-            raise UnknownUser(f"user {user_id} has no account")
-        return views
+    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
+        """The user's withdrawals, newest first."""
+        return _of_a_user(user_id, await self._read.withdrawals(user_id))

@@ -21,14 +21,21 @@ does not lengthen the lock its owner waits out. A counter is forgotten ``window`
 seconds after its last failure (or after its lock ends, whichever is later).
 
 The stores (in memory, or a database table shared by every process) only load and
-save :class:`Counter` values; every decision is made here.
+save :class:`Counter` values (the :class:`ThrottleCounters` port); every decision is
+made here, by :class:`ThrottlePolicy`, applied by :class:`LoginThrottle`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from gophermart.domain.errors import TooManyAttempts
 
 #: Addresses longer than this (only a trusted proxy can supply them) are cut: keys fit
 #: the table's column and a hostile header cannot make them large.
@@ -119,3 +126,61 @@ class ThrottlePolicy:
     def _delay(self, client: Counter) -> float:
         over = client.failures - self.slow_after_per_client
         return 0.0 if over <= 0 else min(self.max_client_delay, over * self.client_delay_step)
+
+
+class ThrottleCounters(Protocol):
+    """Where the counters live: one process's memory, or a table every process shares."""
+
+    async def update(
+        self, keys: ThrottleKeys, decide: Callable[[Mapping[str, Counter]], Decision]
+    ) -> Decision:
+        """Load the counters stored under ``keys`` (locked against concurrent updates),
+        ask ``decide``, and store its counters unless it refused (``retry_after``)."""
+        ...
+
+    async def cleared(self, keys: ThrottleKeys) -> None:
+        """A success: forget the pair's and the login's counters, and take one failure
+        (the attempt's own, counted in advance) off the address's."""
+        ...
+
+    async def forget(self, before: float) -> None:
+        """Delete counters whose last failure and lock both end before ``before``."""
+        ...
+
+
+class LoginThrottle:
+    """The :class:`~gophermart.application.ports.LoginThrottle` port: the policy over a
+    store's counters. The deliberate slow-down sleeps outside any store call, so it
+    holds no connection and counts against no database deadline."""
+
+    #: Forgotten counters are deleted once per this many attempts (per process).
+    PURGE_EVERY = 256
+
+    def __init__(
+        self,
+        counters: ThrottleCounters,
+        policy: ThrottlePolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.counters = counters
+        self.policy = policy or ThrottlePolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._attempts = itertools.count(1)
+
+    async def attempt(self, login: str, client: str) -> None:
+        keys = ThrottleKeys.of(login, client)
+        now = self._clock()
+        decision = await self.counters.update(
+            keys, lambda stored: self.policy.attempt(keys, stored, now)
+        )
+        if decision.retry_after is not None:
+            raise TooManyAttempts(decision.retry_after)  # nothing was counted
+        if next(self._attempts) % self.PURGE_EVERY == 0:
+            await self.counters.forget(now - self.policy.window)
+        if decision.delay > 0:
+            await self._sleep(decision.delay)
+
+    async def succeeded(self, login: str, client: str) -> None:
+        await self.counters.cleared(ThrottleKeys.of(login, client))

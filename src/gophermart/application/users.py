@@ -1,4 +1,4 @@
-"""Registering and logging in."""
+"""Users: registering, logging in, and the credential a token carries."""
 
 from __future__ import annotations
 
@@ -22,25 +22,7 @@ class Authenticated:
     token: str
 
 
-class Register:
-    def __init__(self, uow: UnitOfWorkFactory, hasher: PasswordHasher, tokens: TokenIssuer) -> None:
-        self._uow = uow
-        self._hasher = hasher
-        self._tokens = tokens
-
-    async def __call__(self, raw_login: str, raw_password: str) -> Authenticated:
-        login = Login.parse(raw_login)
-        password = Password.parse(raw_password)
-        # Hash before opening the transaction: ~100 ms of CPU must not hold a connection.
-        password_hash = await self._hasher.hash(password)
-        async with self._uow() as uow:
-            user = await uow.users.add(login, password_hash)
-            await uow.accounts.open(user.id)
-            await uow.commit()
-        return Authenticated(user.id, self._tokens.issue(user.id))
-
-
-class LogIn:
+class Users:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -53,17 +35,38 @@ class LogIn:
         self._tokens = tokens
         self._throttle = throttle
 
-    async def __call__(self, raw_login: str, raw_password: str, client: str) -> Authenticated:
-        login = Login.parse(raw_login)
-        password = Password.parse(raw_password)
+    async def register(self, login: str, password: str) -> Authenticated:
+        """A new user with an empty account; their token comes back too."""
+        valid_login = Login.parse(login)
+        secret = Password.parse(password)
+        # Hash before opening the transaction: ~100 ms of CPU must not hold a connection.
+        password_hash = await self._hasher.hash(secret)
+        async with self._uow() as uow:
+            user = await uow.users.add(valid_login, password_hash)
+            await uow.accounts.open(user.id)
+            await uow.commit()
+        return Authenticated(user.id, self._tokens.issue(user.id))
+
+    async def log_in(self, login: str, password: str, client: str = "") -> Authenticated:
+        """``client`` (an address) feeds the per-client login throttle."""
+        valid_login = Login.parse(login)
+        secret = Password.parse(password)
         # Counted before the check, as a failure until it succeeds: a burst of
         # concurrent guesses is counted as it arrives.
-        await self._throttle.attempt(login.value, client)
+        await self._throttle.attempt(valid_login.value, client)
         async with self._uow() as uow:
-            user = await uow.users.by_login(login)
+            user = await uow.users.by_login(valid_login)
         # A missing user is verified against a dummy hash: same cost, same answer.
-        ok = await self._hasher.verify(user.password_hash if user else None, password)
+        ok = await self._hasher.verify(user.password_hash if user else None, secret)
         if user is None or not ok:
             raise InvalidCredentials("wrong login or password")
-        await self._throttle.succeeded(login.value, client)
+        await self._throttle.succeeded(valid_login.value, client)
         return Authenticated(user.id, self._tokens.issue(user.id))
+
+    def authenticate(self, token: str) -> UserId:
+        """The user a token speaks for; :class:`gophermart.Unauthenticated` otherwise."""
+        return self._tokens.verify(token)
+
+    def issue_token(self, user_id: UserId) -> str:
+        """A token for a user the host authenticated by its own means."""
+        return self._tokens.issue(user_id)

@@ -539,6 +539,29 @@ def _non_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+#: The simulator's flags: (flags, parser, metavar, environment variable, default, help).
+_OPTIONS: tuple[tuple[tuple[str, ...], Callable[[str], Any], str, str, str, str], ...] = (
+    (
+        ("-a", "--address"), _parse_address, "HOST:PORT", "ACCRUAL_RUN_ADDRESS", "localhost:8081",
+        "listen address: host:port, :port (all interfaces) or http://host:port",
+    ),
+    (
+        ("--delay",), _non_negative(float), "SECONDS", "ACCRUAL_CALC_DELAY", "0",
+        "seconds an order stays REGISTERED (first half) then PROCESSING before its final "
+        "status; 0 answers final at once",
+    ),
+    (
+        ("--rate-limit",), _non_negative(int), "N", "ACCRUAL_RATE_LIMIT", "0",
+        "allow at most N GET /api/orders/{number} per rolling minute, answer 429 beyond; "
+        "0 means unlimited",
+    ),
+    (
+        ("--retry-after",), _non_negative(int), "SECONDS", "ACCRUAL_RETRY_AFTER", "60",
+        "Retry-After header value sent with 429",
+    ),
+)  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(
@@ -548,29 +571,14 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Test hooks: GET /__sim/stats, POST /__sim/fail, POST /__sim/reset-stats, "
         "POST /__sim/orders (see the module docstring).",
     )
-    parser.add_argument(
-        "-a", "--address", type=_parse_address, metavar="HOST:PORT",
-        default=env("ACCRUAL_RUN_ADDRESS") or "localhost:8081",
-        help="listen address: host:port, :port (all interfaces) or http://host:port "
-        "(env ACCRUAL_RUN_ADDRESS; default localhost:8081)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--delay", type=_non_negative(float), metavar="SECONDS",
-        default=env("ACCRUAL_CALC_DELAY") or "0",
-        help="seconds an order stays REGISTERED (first half) then PROCESSING before its final "
-        "status; 0 answers final at once (env ACCRUAL_CALC_DELAY; default 0)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--rate-limit", type=_non_negative(int), metavar="N",
-        default=env("ACCRUAL_RATE_LIMIT") or "0",
-        help="allow at most N GET /api/orders/{number} per rolling minute, answer 429 beyond; "
-        "0 means unlimited (env ACCRUAL_RATE_LIMIT; default 0)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--retry-after", type=_non_negative(int), metavar="SECONDS",
-        default=env("ACCRUAL_RETRY_AFTER") or "60",
-        help="Retry-After header value sent with 429 (env ACCRUAL_RETRY_AFTER; default 60)",
-    )  # fmt: skip
+    for flags, parse, metavar, env_name, default, help_text in _OPTIONS:
+        parser.add_argument(
+            *flags,
+            type=parse,
+            metavar=metavar,
+            default=env(env_name) or default,
+            help=f"{help_text} (env {env_name}; default {default})",
+        )
     return parser
 
 

@@ -20,7 +20,7 @@ from gophermart.entrypoints.logs import configure_logging, flush_access_lines
 from gophermart.entrypoints.metrics import Metrics, instrument, publishing
 from gophermart.entrypoints.observe import Observed
 from gophermart.facade import Gophermart
-from gophermart.settings import ConfigError, Settings
+from gophermart.settings import Settings, refuse
 
 RESOLVED_SETTINGS_ENV = "_GOPHERMART_RESOLVED_SETTINGS"
 
@@ -63,7 +63,7 @@ async def _flushing_access_lines(_app: Litestar) -> AsyncIterator[None]:
 def create() -> ASGIApp:
     raw = os.environ.get(RESOLVED_SETTINGS_ENV)
     if raw is None:
-        raise ConfigError("start the service with the `gophermart` command")
+        refuse(RESOLVED_SETTINGS_ENV, "start the service with the `gophermart` command")
     settings = msgspec.json.decode(raw, type=Settings)
     configure_logging(settings.log_level, settings.log_format)
     loyalty = Gophermart.from_settings(settings, migrate=False)  # the CLI migrated

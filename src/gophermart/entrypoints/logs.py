@@ -28,7 +28,7 @@ import msgspec
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-LOG_FORMATS: Final = ("text", "json")
+from gophermart.settings import LOG_FORMATS
 
 #: The id of the request being served in this task (``None`` outside requests).
 REQUEST_ID: ContextVar[str | None] = ContextVar("gophermart_request_id", default=None)

@@ -40,7 +40,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gophermart.application.ports import QueueDepth
+from gophermart.application.ports import QueueDepth, StoreLifecycle
 from gophermart.domain.points import Points
 
 if TYPE_CHECKING:
@@ -331,31 +331,13 @@ def process_metrics() -> Metrics:
 
 
 def _sample_pools(metrics: Metrics, loyalty: Gophermart) -> None:
-    container = loyalty.container
-    if container.backend() == "memory":
-        return
-    database = container.database()
-    engines = {"sqlalchemy_write": database.write, "sqlalchemy_read": database.read}
-    seen: set[int] = set()
-    for name, engine in engines.items():
-        pool: Any = engine.pool
-        if id(pool) in seen or not hasattr(pool, "checkedout"):
-            continue
-        seen.add(id(pool))
-        in_use = pool.checkedout()
-        metrics.pool_connections.labels(name, "in_use").set(in_use)
-        metrics.pool_connections.labels(name, "idle").set(max(0, pool.checkedin()))
-        metrics.pool_max.labels(name).set(pool.size() + max(0, pool._max_overflow))
-    if container.backend() == "postgresql":
-        pg = container.pg_pool()._pool
-        if pg is not None:
-            size, idle = pg.get_size(), pg.get_idle_size()
-            metrics.pool_connections.labels("asyncpg", "in_use").set(size - idle)
-            metrics.pool_connections.labels("asyncpg", "idle").set(idle)
-            metrics.pool_max.labels("asyncpg").set(pg.get_max_size())
-            # asyncpg keeps the waiters of an exhausted pool in its queue's getters.
-            queue = getattr(pg, "_queue", None)
-            metrics.pool_waiting.labels("asyncpg").set(len(getattr(queue, "_getters", ())))
+    lifecycle: StoreLifecycle = loyalty.container.store.lifecycle()
+    for pool in lifecycle.pool_stats():
+        metrics.pool_connections.labels(pool.name, "in_use").set(pool.in_use)
+        metrics.pool_connections.labels(pool.name, "idle").set(pool.idle)
+        metrics.pool_max.labels(pool.name).set(pool.size_max)
+        if pool.waiting is not None:
+            metrics.pool_waiting.labels(pool.name).set(pool.waiting)
 
 
 async def publish_forever(metrics: Metrics, loyalty: Gophermart) -> None:

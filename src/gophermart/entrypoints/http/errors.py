@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException
 
 from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable, Unauthenticated
 from gophermart.domain import errors as domain
-from gophermart.entrypoints.http.wire import ErrorOut, encoder
+from gophermart.entrypoints.http.wire import Error, encoder
 
 log = logging.getLogger("gophermart.http")
 
@@ -27,6 +27,7 @@ STATUS_OF: Mapping[type[Exception], int] = {
     domain.InsufficientPoints: 402,
     domain.WithdrawalConflict: 409,
     domain.UnknownUser: 401,
+    domain.UnknownOrder: 404,
     Unauthenticated: 401,
     ConcurrentUpdate: 409,
     StoreUnavailable: 503,  # an outage, logged once by the adapters, not per request
@@ -37,7 +38,7 @@ def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> Response[bytes]:
     return Response(
-        content=encoder.encode(ErrorOut(message)),
+        content=encoder.encode(Error(message)),
         status_code=status,
         media_type="application/json",
         headers=headers,

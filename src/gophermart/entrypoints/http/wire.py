@@ -17,42 +17,44 @@ from gophermart.domain.points import Points
 
 _T = TypeVar("_T")
 
-# The ``Meta`` annotations document the fields for the OpenAPI schema (entrypoints/http/
-# openapi.py) and change nothing on the wire: no constraint is declared to msgspec (the
-# domain checks the values and words the errors), ``extra_json_schema`` only describes.
-# Request structs are rendered by msgspec's JSON Schema, response structs by Litestar's
-# schema generator (which reads ``description``/``examples``/``extra`` from there).
+# The ``Meta`` annotations document the fields for the OpenAPI schema and change nothing
+# on the wire: no constraint is declared to msgspec (the domain checks the values and words
+# the errors). Litestar's schema generator renders every struct as a named component
+# (``#/components/schemas/<class name>``: the class names are the names clients generated
+# from the document get) and reads ``description``, ``examples`` and ``extra`` (OpenAPI
+# ``Schema`` attributes, snake_case) from ``extra_json_schema``.
 
 
-def _doc(description: str, **schema: object) -> msgspec.Meta:
-    return msgspec.Meta(description=description, extra_json_schema=schema)
-
-
-def _out(description: str, **schema: object) -> msgspec.Meta:
-    return msgspec.Meta(extra_json_schema={"description": description, "extra": schema})
+def _doc(description: str, *examples: object, **schema: object) -> msgspec.Meta:
+    documented: dict[str, object] = {"description": description, "extra": schema}
+    if examples:
+        documented["examples"] = list(examples)
+    return msgspec.Meta(extra_json_schema=documented)
 
 
 class Credentials(msgspec.Struct):
+    """A login and a password: the body of register and of log in."""
+
     login: Annotated[
-        str, _doc("1-64 characters, case-sensitive", minLength=1, maxLength=64, examples=["alice"])
+        str, _doc("1-64 characters, case-sensitive", "alice", min_length=1, max_length=64)
     ]
     password: Annotated[
-        str, _doc("1-256 characters", minLength=1, maxLength=256, examples=["correct horse"])
+        str, _doc("1-256 characters", "correct horse", min_length=1, max_length=256)
     ]
 
 
-class WithdrawRequest(msgspec.Struct):
-    order: Annotated[
-        str, _doc("a new order number: digits passing the Luhn check", examples=["2377225624"])
-    ]
+class WithdrawalRequest(msgspec.Struct):
+    """Points to spend on a new order."""
+
+    order: Annotated[str, _doc("a new order number: digits passing the Luhn check", "2377225624")]
     # Raw: the number's own text, so 0.1 is 0.1 and a string "751" is refused as a type error.
     sum: Annotated[
         msgspec.Raw,
         _doc(
             "points to spend: a JSON number, positive, at most two decimals",
+            751,
             type="number",
-            exclusiveMinimum=0,
-            examples=[751],
+            exclusive_minimum=0,
         ),
     ]
 
@@ -60,41 +62,69 @@ class WithdrawRequest(msgspec.Struct):
 ORDER_STATUSES = ("NEW", "PROCESSING", "INVALID", "PROCESSED")
 
 
-class OrderOut(msgspec.Struct, omit_defaults=True):
-    number: Annotated[str, _out("the order number", pattern="^[0-9]+$")]
-    status: Annotated[str, _out("where the order is", enum=list(ORDER_STATUSES))]
-    uploaded_at: Annotated[datetime, _out("when it was uploaded (RFC 3339)")]
+class Order(msgspec.Struct, omit_defaults=True):
+    """An uploaded order number and what it earned."""
+
+    number: Annotated[str, _doc("the order number", pattern="^[0-9]+$")]
+    status: Annotated[str, _doc("where the order is", enum=list(ORDER_STATUSES))]
+    uploaded_at: Annotated[datetime, _doc("when it was uploaded (RFC 3339)")]
     accrual: Annotated[
         Decimal | None,
-        _out("points credited; present only when points were awarded", type="number", one_of=None),
+        _doc("points credited; present only when points were awarded", type="number", one_of=None),
     ] = None
 
 
-class BalanceOut(msgspec.Struct):
-    current: Annotated[Decimal, _out("points available now", type="number")]
-    withdrawn: Annotated[Decimal, _out("points ever spent", type="number")]
+class Balance(msgspec.Struct):
+    """Points available now, and the total ever spent."""
+
+    current: Annotated[Decimal, _doc("points available now", type="number")]
+    withdrawn: Annotated[Decimal, _doc("points ever spent", type="number")]
 
 
-class WithdrawalOut(msgspec.Struct):
-    order: Annotated[str, _out("the order the points paid for")]
-    sum: Annotated[Decimal, _out("points spent", type="number")]
-    processed_at: Annotated[datetime, _out("when (RFC 3339)")]
+class Withdrawal(msgspec.Struct):
+    """Points spent on an order."""
+
+    order: Annotated[str, _doc("the order the points paid for")]
+    sum: Annotated[Decimal, _doc("points spent", type="number")]
+    processed_at: Annotated[datetime, _doc("when (RFC 3339)")]
 
 
-class ErrorOut(msgspec.Struct):
-    error: Annotated[str, _out("what went wrong, for a human")]
+class Error(msgspec.Struct):
+    """Every error's body."""
+
+    error: Annotated[str, _doc("what went wrong, for a human")]
+
+
+class Health(msgspec.Struct):
+    """The process serves."""
+
+    status: Annotated[str, _doc("always `ok`", enum=["ok"])]
+
+
+class Readiness(msgspec.Struct):
+    """Ready to serve: the database answers and its schema is current."""
+
+    status: Annotated[str, _doc("always `ready`", enum=["ready"])]
+    checks: Annotated[dict[str, str], _doc("each check and what it found (`ok`)")]
+
+
+class NotReady(msgspec.Struct):
+    """Not ready, and why."""
+
+    error: Annotated[str, _doc("the checks that failed, for a human")]
+    checks: Annotated[dict[str, str], _doc("each check and what it found (`ok` or what failed)")]
 
 
 encoder = msgspec.json.Encoder(decimal_format="number")
 _credentials = msgspec.json.Decoder(Credentials)
-_withdraw = msgspec.json.Decoder(WithdrawRequest)
+_withdraw = msgspec.json.Decoder(WithdrawalRequest)
 
 
 def decode_credentials(body: bytes) -> Credentials:
     return _decode(_credentials, body)
 
 
-def decode_withdraw(body: bytes) -> WithdrawRequest:
+def decode_withdraw(body: bytes) -> WithdrawalRequest:
     return _decode(_withdraw, body)
 
 

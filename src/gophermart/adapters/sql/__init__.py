@@ -1,1 +1,0 @@
-"""SQL persistence (SQLAlchemy 2 Core, async): SQLite via aiosqlite, PostgreSQL via asyncpg."""

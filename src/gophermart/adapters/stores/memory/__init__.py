@@ -1,0 +1,84 @@
+"""The ``memory://`` store: every storage port in one process's memory.
+
+A real backend for one process (a host's tests, a demo, a shop that keeps nothing):
+what it lacks is durability, not rules. The test doubles that *do* bend the rules
+(a plain-text "hasher", readable tokens, a scripted accrual system) live in
+:mod:`gophermart.testing`, out of production's reach.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from dependency_injector import containers, providers
+
+from gophermart.adapters.stores import NoListener
+from gophermart.adapters.stores.memory.gate import MemoryGate
+from gophermart.adapters.stores.memory.reads import (
+    MemoryLedgerAudit,
+    MemoryQueueProbe,
+    MemoryReadModel,
+)
+from gophermart.adapters.stores.memory.state import MemoryDatabase
+from gophermart.adapters.stores.memory.throttle import MemoryThrottleCounters
+from gophermart.adapters.stores.memory.unit_of_work import MemoryUnitOfWork
+from gophermart.application.ports import PoolStats
+from gophermart.application.readiness import Readiness
+
+__all__ = ["MemoryDatabase", "Store"]
+
+
+class MemoryLifecycle:
+    """Nothing to open, migrate or close; the secret and the identity live as long as
+    the store: a fresh store is a fresh database, whose tokens no other one accepts."""
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_urlsafe(48)
+        self._database_id = secrets.token_hex(16)
+
+    async def open(self) -> None:
+        return None
+
+    async def migrate(self) -> None:
+        return None
+
+    async def stored_secret(self) -> str:
+        return self._secret
+
+    async def stored_database_id(self) -> str:
+        return self._database_id
+
+    def pool_stats(self) -> Sequence[PoolStats]:
+        return ()
+
+    async def close(self) -> None:
+        return None
+
+
+class AlwaysReady:
+    async def __call__(self) -> Readiness:
+        return Readiness(True, {"database": "ok (in memory)"})
+
+
+class ColdPaths(containers.DeclarativeContainer):
+    """What no request's hot path touches: the gate, the throttle's counters, the
+    audit, the queue probe (stores/sql/cold.py is the SQL stores')."""
+
+    database = providers.Dependency(instance_of=MemoryDatabase)
+    gate = providers.Singleton(MemoryGate)
+    throttle_counters = providers.Singleton(MemoryThrottleCounters)
+    audit = providers.Singleton(MemoryLedgerAudit, database)
+    queue_probe = providers.Singleton(MemoryQueueProbe, database)
+
+
+class Store(containers.DeclarativeContainer):
+    """Every port of the in-memory store. Never unavailable, so nothing is guarded."""
+
+    database = providers.Singleton(MemoryDatabase)
+    uow = providers.Factory(MemoryUnitOfWork, database)
+    read_model = providers.Singleton(MemoryReadModel, database)
+    cold = providers.Container(ColdPaths, database=database)
+    readiness = providers.Singleton(AlwaysReady)
+    listener = providers.Singleton(NoListener)
+    lifecycle = providers.Singleton(MemoryLifecycle)

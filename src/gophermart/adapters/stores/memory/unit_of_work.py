@@ -1,0 +1,187 @@
+"""The in-memory unit of work and its repositories.
+
+The unit of work is serialisable: it holds the database's lock for its whole life and
+works on a copy of the data that replaces the original only on commit, so tests see the
+same "all or nothing" behaviour as a database transaction. Unique keys and the
+conditional debit are enforced here just as the SQL schema enforces them, and saved
+ledger entries are applied when the SQL units of work write them: at commit, or on the
+unit of work's next repository call (ports.AccountRepository.save).
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Self
+
+from gophermart.adapters.stores.memory.state import MemoryDatabase, MemoryState, QueuedOrder
+from gophermart.application.errors import ConcurrentUpdate
+from gophermart.application.ports import ClaimedOrder
+from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
+from gophermart.domain.errors import InsufficientPoints, LoginTaken
+from gophermart.domain.orders import Order, OrderNumber
+from gophermart.domain.points import Points
+from gophermart.domain.users import Login, User, UserId
+
+
+class _Work:
+    """One unit of work's copy of the state, and the ledger entries saved into it but
+    not applied yet."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+        self.pending: list[LedgerEntry] = []
+        self.failed: Exception | None = None
+
+    def ready(self) -> MemoryState:
+        """The copy with the saved entries applied first (read-your-writes). A rule
+        violation among them is raised here, and by every later call."""
+        if self.failed is not None:
+            raise self.failed
+        while self.pending:
+            try:
+                _apply(self.state, self.pending.pop(0))
+            except Exception as exc:
+                self.failed = exc
+                raise
+        return self.state
+
+
+def _apply(s: MemoryState, entry: LedgerEntry) -> None:
+    key = (entry.kind, entry.order_number.value)
+    if key in s.ledger:
+        raise ConcurrentUpdate(f"{entry.kind} for {entry.order_number} exists")
+    balance, withdrawn = s.balances[entry.user_id]
+    if entry.is_debit:
+        if balance < entry.amount.cents:  # the database's conditional update
+            raise InsufficientPoints("balance changed concurrently")
+        balance, withdrawn = balance - entry.amount.cents, withdrawn + entry.amount.cents
+    else:
+        balance += entry.amount.cents
+    s.balances[entry.user_id] = (balance, withdrawn)
+    s.ledger[key] = entry
+
+
+class _Repository:
+    def __init__(self, work: _Work) -> None:
+        self._work = work
+
+    @property
+    def _s(self) -> MemoryState:
+        """Every repository call starts here, as every SQL statement starts by writing
+        the saved entries."""
+        return self._work.ready()
+
+
+class MemoryUsers(_Repository):
+    async def add(self, login: Login, password_hash: str) -> User:
+        if login.value in self._s.logins:
+            raise LoginTaken(f"login {login} is taken")
+        user = User(UserId(self._s.next_id), login, password_hash)
+        self._s.next_id += 1
+        self._s.users[user.id] = user
+        self._s.logins[login.value] = user.id
+        return user
+
+    async def by_login(self, login: Login) -> User | None:
+        user_id = self._s.logins.get(login.value)
+        return self._s.users[user_id] if user_id is not None else None
+
+
+class MemoryOrders(_Repository):
+    async def add(self, order: Order) -> bool:
+        if order.number.value in self._s.orders:
+            return False
+        seq = len(self._s.orders) + 1
+        self._s.orders[order.number.value] = QueuedOrder(order, order.uploaded_at, 0, seq)
+        return True
+
+    async def get(self, number: OrderNumber) -> Order | None:
+        queued = self._s.orders.get(number.value)
+        return queued.order if queued else None
+
+    async def save(self, before: Order, after: Order, next_attempt_at: datetime | None) -> bool:
+        queued = self._s.orders.get(before.number.value)
+        if queued is None or queued.order.status is not before.status:
+            return False
+        queued.order = after
+        queued.next_attempt_at = None if after.status.is_final else next_attempt_at
+        queued.open_claims = 0
+        return True
+
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedOrder]:
+        due = sorted(
+            (q for q in self._s.orders.values() if q.next_attempt_at and q.next_attempt_at <= now),
+            key=lambda q: (q.next_attempt_at, q.seq),
+        )[:limit]
+        claimed = []
+        for q in due:
+            q.next_attempt_at = lease_until
+            q.attempts += 1
+            q.open_claims += 1
+            claimed.append(
+                ClaimedOrder(
+                    q.order.number, q.order.status, q.attempts, taken_over=q.open_claims > 1
+                )
+            )
+        return claimed
+
+    async def reschedule(self, number: OrderNumber, at: datetime) -> None:
+        queued = self._s.orders.get(number.value)
+        if queued is not None and not queued.order.status.is_final:
+            queued.next_attempt_at = at
+            queued.open_claims = 0
+
+
+class MemoryAccounts(_Repository):
+    async def open(self, user_id: UserId) -> None:
+        self._s.balances.setdefault(user_id, (0, 0))
+
+    async def get(self, user_id: UserId) -> Account | None:
+        figures = self._s.balances.get(user_id)
+        if figures is None:
+            return None
+        return Account(user_id, Points(figures[0]), Points(figures[1]))
+
+    async def withdrawal(self, order_number: OrderNumber) -> LedgerEntry | None:
+        return self._s.ledger.get((EntryKind.WITHDRAWAL, order_number.value))
+
+    async def for_withdrawal(
+        self, user_id: UserId, order_number: OrderNumber
+    ) -> tuple[Account | None, LedgerEntry | None]:
+        return await self.get(user_id), await self.withdrawal(order_number)
+
+    async def save(self, account: Account) -> None:
+        """Records the entries only (module docstring)."""
+        self._work.pending.extend(account.pending)
+        account.pending.clear()
+
+
+class MemoryUnitOfWork:
+    def __init__(self, store: MemoryDatabase) -> None:
+        self._store = store
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        await self._store.lock.acquire()
+        self._work = _Work(copy.deepcopy(self._store.state))
+        self.users = MemoryUsers(self._work)
+        self.orders = MemoryOrders(self._work)
+        self.accounts = MemoryAccounts(self._work)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if self._committed and exc_type is None:
+                self._store.state = self._work.state
+        finally:
+            self._store.lock.release()
+
+    async def commit(self) -> None:
+        self._work.ready()  # the saved entries: their violations surface here
+        if self._store.fail_next_commit:
+            self._store.fail_next_commit = False
+            raise ConnectionError("simulated failure at commit")
+        self._committed = True

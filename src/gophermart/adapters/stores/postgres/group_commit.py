@@ -1,0 +1,250 @@
+"""Group commit of withdrawals on PostgreSQL: many requests, one statement, one flush.
+
+A withdrawal's write is one ledger entry and one balance change. Alone, each is its
+own transaction, so each pays a commit and its WAL flush, and a hot account is bound by
+its row lock held through every flush (docs/performance.md). :class:`PgGroupCommit`
+collects the debits that the withdrawals of one server process hand it while earlier
+batches are being written (or, when idle, those of one event-loop turn) and writes
+them together as *one statement* (statements.WITHDRAW_BATCH), which is its own
+transaction:
+
+1. the batch's accounts are locked in user order (two batches never deadlock) and read
+   as they are once locked;
+2. each account's debits are decided in arrival order on that balance: a debit that
+   fits is accepted and spends, one that does not is refused (402), exactly as one
+   after the other would be;
+3. the accepted entries are written (``ON CONFLICT DO NOTHING``: an order number taken
+   meanwhile by another process writes nothing for that debit, which answers as a
+   conflict, and the others go on), each account moved by the sum of *its written*
+   entries; ``CHECK (balance >= 0)`` still refuses any overdraft;
+4. the statement commits (one flush), and only then is any debit answered.
+
+The row locks are held only while PostgreSQL runs that one statement and flushes it,
+never across a round trip to a busy event loop. Debits refused on an account where a
+conflict left money unspent go back to the queue and are decided again after what was
+written, so every answer is that of *some* order of the concurrent requests. If the
+batch fails as a whole (a lost connection, say), its debits are written one at a time,
+each with its own answer or error: one bad debit cannot fail the others, and a debit
+whose first attempt did commit answers as a conflict, which the use case turns into the
+replay it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from gophermart.adapters.stores.postgres import statements as pg
+from gophermart.adapters.stores.postgres.coalesce import Coalescer
+from gophermart.adapters.stores.postgres.pool import PgPool
+from gophermart.adapters.stores.postgres.runner import PgRunner
+from gophermart.adapters.stores.sql.runners import Conflict, Row
+from gophermart.domain.accounts import LedgerEntry
+
+log = logging.getLogger("gophermart.group_commit")
+
+
+async def debit_one(runner: PgRunner, entry: LedgerEntry) -> bool:
+    """One debit through the batch statement (the debit rule's one statement here), on
+    ``runner``'s connection, inside its transaction if one is open. ``True``: written;
+    ``False``: the balance did not cover it (or no such account); :class:`Conflict`:
+    the order number is taken. Nothing is written unless ``True``."""
+    rows = await runner.fetch(pg.WITHDRAW_BATCH, _batch_params([entry]))
+    accepted, written, _ = rows[0]
+    if accepted and not written:
+        raise Conflict(f"withdrawal for order {entry.order_number} exists")
+    return bool(accepted and written)
+
+
+def _batch_params(entries: Sequence[LedgerEntry]) -> dict[str, list[object]]:
+    return {
+        "users": [e.user_id for e in entries],
+        "numbers": [e.order_number.value for e in entries],
+        "amounts": [e.amount.cents for e in entries],
+        "ats": [e.at for e in entries],
+    }
+
+
+class Outcome(Enum):
+    WRITTEN = "written"
+    REFUSED = "refused"  # the balance did not cover it
+    CONFLICT = "conflict"  # the order number was taken
+
+
+@dataclass(slots=True)
+class _Debit:
+    entry: LedgerEntry
+    answer: asyncio.Future[Outcome]
+    outcome: Outcome | None = field(default=None)
+
+
+class _NotSent(Exception):
+    """The batch could not even be sent (no connection): it wrote nothing."""
+
+    def __init__(self, reason: Exception) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class PgGroupCommit:
+    """The withdrawals of one process, batched: :meth:`for_withdrawal` reads what
+    deciding one needs, coalesced with the other reads of the same event-loop turn
+    (statements.FOR_WITHDRAWALS, on ``read_pool``); :meth:`debit` writes its entry in a
+    group commit (on ``pool``).
+
+    ``connections``: batches written at the same time, each on its own connection of
+    ``pool``, which should be this object's alone. ``max_batch`` bounds one statement.
+    """
+
+    def __init__(
+        self,
+        pool: PgPool,
+        *,
+        read_pool: PgPool | None = None,
+        connections: int = 2,
+        max_batch: int = 512,
+    ) -> None:
+        self._pool = pool
+        self._read_pool = read_pool or pool
+        self._connections = connections
+        self._max_batch = max_batch
+        self._queue: list[_Debit] = []
+        self._running = 0
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reads: Coalescer[tuple[int, str], Row] = Coalescer(self._read)
+
+    async def for_withdrawal(self, user_id: int, order_number: str) -> Row:
+        """The FOR_WITHDRAWAL row of ``user_id`` and ``order_number``."""
+        row = await self._reads.get((user_id, order_number))
+        assert row is not None  # every asked pair has its row
+        return row
+
+    async def _read(self, asked: Sequence[tuple[int, str]]) -> dict[tuple[int, str], Row]:
+        params = {"asked_users": [a[0] for a in asked], "asked_numbers": [a[1] for a in asked]}
+        rows = await PgRunner(await self._read_pool.get()).fetch(pg.FOR_WITHDRAWALS, params)
+        return {(row[0], row[1]): tuple(row[2:]) for row in rows}
+
+    async def debit(self, entry: LedgerEntry) -> bool:
+        """``True``: written and committed. ``False``: the balance did not cover it,
+        nothing written. :class:`Conflict`: the order number is taken, nothing written."""
+        loop = asyncio.get_running_loop()
+        debit = _Debit(entry, loop.create_future())
+        self._queue.append(debit)
+        if not self._scheduled:
+            # After the handlers that are ready now have run: they join this batch.
+            self._scheduled = True
+            loop.call_soon(self._start)
+        outcome = await debit.answer
+        if outcome is Outcome.CONFLICT:
+            raise Conflict(f"withdrawal for order {entry.order_number} exists")
+        return outcome is Outcome.WRITTEN
+
+    def _start(self) -> None:
+        self._scheduled = False
+        loop = asyncio.get_running_loop()
+        while self._queue and self._running < self._connections:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            self._running += 1
+            task = loop.create_task(self._write(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._running -= 1
+        if self._queue and not self._scheduled:
+            self._start()  # what queued up meanwhile is the next batch
+
+    async def _write(self, batch: list[_Debit]) -> None:
+        try:
+            try:
+                await self._in_one_statement(batch)
+            except _NotSent as exc:  # no connection: one by one would fare no better
+                raise exc.reason from None
+            except Exception as exc:
+                if len(batch) == 1:
+                    raise
+                log.warning(
+                    "a batch of %d debits failed (%s: %s); writing them one by one",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                )
+                for debit in batch:
+                    await self._alone(debit)
+                return
+        except asyncio.CancelledError:
+            for debit in batch:
+                debit.answer.cancel()
+            raise
+        except Exception as exc:
+            for debit in batch:
+                if not debit.answer.done():
+                    debit.answer.set_exception(exc)
+            return
+        for debit in batch:
+            if debit.outcome is not None and not debit.answer.done():
+                debit.answer.set_result(debit.outcome)  # unless its request was cancelled
+
+    async def _alone(self, debit: _Debit) -> None:
+        """One debit as its own transaction (a batch of one), its own answer or its own
+        error."""
+        try:
+            pool = await self._pool.get()
+            try:
+                written = await debit_one(PgRunner(pool), debit.entry)
+                outcome = Outcome.WRITTEN if written else Outcome.REFUSED
+            except Conflict:
+                outcome = Outcome.CONFLICT
+        except Exception as exc:
+            if not debit.answer.done():
+                debit.answer.set_exception(exc)
+            return
+        if not debit.answer.done():
+            debit.answer.set_result(outcome)
+
+    async def _in_one_statement(self, batch: list[_Debit]) -> None:
+        """Write the batch as one statement (its own transaction: one flush). Debits
+        refused on an account where a conflict left money unspent, and any debit whose
+        order number an earlier debit of the batch uses, go back to the queue, to be
+        decided again after what was written."""
+        numbers: set[str] = set()
+        sent: list[_Debit] = []
+        later: list[_Debit] = []
+        for debit in batch:  # the same number twice: the next batch sees what the first did
+            debit.outcome = None
+            number = debit.entry.order_number.value
+            (later if number in numbers else sent).append(debit)
+            numbers.add(number)
+        params = _batch_params([d.entry for d in sent])
+        try:
+            pool = await self._pool.get()
+            conn = await pool.acquire()
+        except Exception as exc:
+            raise _NotSent(exc) from exc
+        try:
+            rows = await PgRunner(conn).fetch(pg.WITHDRAW_BATCH, params)
+        finally:
+            await pool.release(conn)
+        moved: set[int] = set()
+        freed: set[int] = set()
+        for debit, (accepted, written, _) in zip(sent, rows, strict=True):
+            if not accepted:  # NULL: no such account
+                debit.outcome = Outcome.REFUSED
+            elif written:
+                debit.outcome = Outcome.WRITTEN
+                moved.add(debit.entry.user_id)
+            else:  # its number was taken meanwhile: its money stayed on the account
+                debit.outcome = Outcome.CONFLICT
+                freed.add(debit.entry.user_id)
+        if rows and rows[0][2] != len(moved):  # cannot happen: reconcile would tell
+            log.error("a batch moved %d accounts for %d", rows[0][2], len(moved))
+        again = [d for d in sent if d.outcome is Outcome.REFUSED and d.entry.user_id in freed]
+        for debit in again:
+            debit.outcome = None
+        self._queue[:0] = sorted(again + later, key=batch.index)

@@ -1,0 +1,30 @@
+"""The cold paths both SQL stores run the same way, on SQLAlchemy Core over their
+engines: the accrual gate, the login throttle's counters, the ledger audit and the
+queue probe (no request's hot path touches them). Each SQL store includes this
+container as its ``cold`` part, with its own engines and guard."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gophermart.adapters.stores.guard import DatabaseGuard, guarded
+from gophermart.adapters.stores.sql.audit import SqlLedgerAudit
+from gophermart.adapters.stores.sql.gate import SqlAccrualGate
+from gophermart.adapters.stores.sql.probe import SqlQueueProbe
+from gophermart.adapters.stores.sql.throttle import SqlThrottleCounters
+
+
+class SqlColdPaths(containers.DeclarativeContainer):
+    write = providers.Dependency(instance_of=AsyncEngine)
+    read = providers.Dependency(instance_of=AsyncEngine)
+    guard = providers.Dependency(instance_of=DatabaseGuard)
+
+    # What requests and the worker use: behind the guard.
+    gate = providers.Singleton(guarded, providers.Singleton(SqlAccrualGate, write), guard)
+    throttle_counters = providers.Singleton(
+        guarded, providers.Singleton(SqlThrottleCounters, write), guard
+    )
+    # Operators' tools: not guarded, an audit may rightly run long.
+    audit = providers.Singleton(SqlLedgerAudit, read)
+    queue_probe = providers.Singleton(SqlQueueProbe, read)

@@ -1,0 +1,241 @@
+"""The repositories of both SQL stores' units of work, written once over a :class:`Session`.
+
+The SQLite unit of work (stores/sqlite, through SQLAlchemy) and the PostgreSQL one
+(stores/postgres, through asyncpg) differ only in their session: how statements
+run, when the transaction begins, and the shape of a ledger entry's write.
+
+Ledger entries saved by ``accounts.save()`` are only recorded; the session writes them
+at commit, or before the unit of work's next statement so that it reads its own
+writes. Their rule violations surface from that call (ports.AccountRepository.save),
+after which the unit of work is finished: every later call, commit included, raises
+the same error, so nothing of it is ever written.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from typing import Self
+
+from gophermart.adapters.stores.sql import statements as st
+from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner
+from gophermart.application.errors import ConcurrentUpdate
+from gophermart.application.ports import ClaimedOrder
+from gophermart.domain.accounts import Account, LedgerEntry
+from gophermart.domain.errors import InsufficientPoints, LoginTaken, UnknownUser
+from gophermart.domain.orders import Order, OrderNumber
+from gophermart.domain.users import Login, User, UserId
+
+
+class Session(ABC):
+    """The connection of one unit of work, its transaction, and the ledger entries
+    waiting to be written."""
+
+    #: The dialect's statement for ``orders.add``.
+    add_order: st.Statement
+    #: Whether :meth:`_record` is one statement, and so may run as its own transaction.
+    records_in_one_statement: bool
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._pending: list[LedgerEntry] = []
+        self._failed: Exception | None = None
+        self.committed = False
+
+    @property
+    @abstractmethod
+    def in_transaction(self) -> bool: ...
+
+    @abstractmethod
+    async def _begin(self) -> None: ...
+
+    @abstractmethod
+    async def _commit(self) -> None: ...
+
+    @abstractmethod
+    async def _record(self, entry: LedgerEntry) -> bool:
+        """Write the entry and its balance change; ``False`` when the account row refused
+        the change (no such account, or a debit above the balance), writing nothing."""
+
+    async def _record_alone(self, entry: LedgerEntry) -> bool:
+        """:meth:`_record` for the unit of work's only write, committed by itself (a
+        store may group such writes of concurrent units of work into one commit)."""
+        return await self._record(entry)
+
+    async def for_withdrawal(self, user_id: UserId, order_number: OrderNumber) -> Row:
+        """The FOR_WITHDRAWAL row (a store may coalesce the reads of concurrent units
+        of work, when nothing of this one is pending)."""
+        db = await self.read()
+        params = {"user_id": user_id, "order_number": order_number.value}
+        row = await db.fetchrow(st.FOR_WITHDRAWAL, params)
+        assert row is not None  # one row always
+        return row
+
+    def defer(self, entries: list[LedgerEntry]) -> None:
+        self._pending.extend(entries)
+
+    async def read(self) -> Runner:
+        """The runner, once this unit of work's own saved entries are in."""
+        if self._pending or self._failed:
+            return await self.write()
+        return self._runner
+
+    async def write(self) -> Runner:
+        """The runner inside the transaction (begun now if need be), saved entries in."""
+        if self._failed is not None:
+            raise self._failed
+        if not self.in_transaction:
+            await self._begin()
+        while self._pending:
+            await self._apply(self._pending.pop(0))
+        return self._runner
+
+    async def commit(self) -> None:
+        lone = self._failed is None and not self.in_transaction and len(self._pending) == 1
+        if lone and self.records_in_one_statement:
+            # The only write, one statement: its own transaction, which saves the BEGIN
+            # and COMMIT round trips and holds the account row's lock only while the
+            # server runs the statement.
+            await self._apply(self._pending.pop(), alone=True)
+        elif self.in_transaction or self._pending or self._failed:
+            await self.write()
+            await self._commit()
+        self.committed = True
+
+    async def _apply(self, entry: LedgerEntry, *, alone: bool = False) -> None:
+        try:
+            if await (self._record_alone(entry) if alone else self._record(entry)):
+                return
+            error: Exception = (
+                InsufficientPoints("balance changed concurrently")
+                if entry.is_debit
+                else LookupError(f"user {entry.user_id} has no account")
+            )
+        except Conflict:
+            error = ConcurrentUpdate(f"{entry.kind} for order {entry.order_number} exists")
+        self._failed = error
+        raise error from None
+
+
+class SqlUsers:
+    def __init__(self, s: Session) -> None:
+        self._s = s
+
+    async def add(self, login: Login, password_hash: str) -> User:
+        db = await self._s.write()
+        params = {
+            "login": login.value,
+            "password_hash": password_hash,
+            "created_at": datetime.now(UTC),
+        }
+        try:
+            user_id = await db.fetchval(st.ADD_USER, params)
+        except Conflict:
+            raise LoginTaken(f"login {login} is taken") from None
+        return User(UserId(user_id), login, password_hash)
+
+    async def by_login(self, login: Login) -> User | None:
+        db = await self._s.read()
+        row = await db.fetchrow(st.USER_BY_LOGIN, {"login": login.value})
+        return User(UserId(row[0]), login, row[1]) if row is not None else None
+
+
+class SqlOrders:
+    def __init__(self, s: Session) -> None:
+        self._s = s
+
+    async def add(self, order: Order) -> bool:
+        db = await self._s.write()
+        try:  # a taken number is ON CONFLICT DO NOTHING: no row back
+            inserted = await db.fetchval(self._s.add_order, st.order_params(order))
+        except Conflict:  # so this is the owner's foreign key
+            raise UnknownUser(f"user {order.owner} does not exist") from None
+        return inserted is not None
+
+    async def get(self, number: OrderNumber) -> Order | None:
+        db = await self._s.read()
+        row = await db.fetchrow(st.ORDER_BY_NUMBER, {"number": number.value})
+        return st.order_of(number, row) if row is not None else None
+
+    async def save(self, before: Order, after: Order, next_attempt_at: datetime | None) -> bool:
+        db = await self._s.write()
+        changed = await db.execute(
+            st.SAVE_ORDER,
+            {
+                "order_number": before.number.value,
+                "from_status": before.status.value,
+                "status": after.status.value,
+                "accrual": after.accrual.cents if after.accrual is not None else None,
+                "next_attempt_at": None if after.status.is_final else next_attempt_at,
+            },
+        )
+        return changed == 1
+
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedOrder]:
+        db = await self._s.write()
+        params = {"now": now, "lease_until": lease_until, "limit": limit}
+        rows = await db.fetch(st.CLAIM_DUE, params)
+        return [st.claimed_of(row) for row in rows]
+
+    async def reschedule(self, number: OrderNumber, at: datetime) -> None:
+        db = await self._s.write()
+        await db.execute(st.RESCHEDULE, {"order_number": number.value, "at": at})
+
+
+class SqlAccounts:
+    def __init__(self, s: Session) -> None:
+        self._s = s
+
+    async def open(self, user_id: UserId) -> None:
+        db = await self._s.write()
+        await db.execute(st.OPEN_ACCOUNT, {"user_id": user_id})
+
+    async def get(self, user_id: UserId) -> Account | None:
+        db = await self._s.read()
+        row = await db.fetchrow(st.ACCOUNT, {"user_id": user_id})
+        return st.account_of(user_id, row) if row is not None else None
+
+    async def withdrawal(self, order_number: OrderNumber) -> LedgerEntry | None:
+        db = await self._s.read()
+        row = await db.fetchrow(st.WITHDRAWAL, {"order_number": order_number.value})
+        return st.withdrawal_of(order_number, row) if row is not None else None
+
+    async def for_withdrawal(
+        self, user_id: UserId, order_number: OrderNumber
+    ) -> tuple[Account | None, LedgerEntry | None]:
+        row = await self._s.for_withdrawal(user_id, order_number)
+        account, withdrawal = st.split_for_withdrawal(row)
+        return st.account_of(user_id, account), st.withdrawal_of(order_number, withdrawal)
+
+    async def save(self, account: Account) -> None:
+        """Records the entries only; the session writes them (module docstring)."""
+        self._s.defer(account.pending)
+        account.pending.clear()
+
+
+class SessionUnitOfWork(ABC):
+    """The repositories on one session; rolls back unless :meth:`commit` was called."""
+
+    _session: Session
+
+    @abstractmethod
+    async def _open(self) -> Session: ...
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """Roll back what is not committed and give the connection back."""
+
+    async def __aenter__(self) -> Self:
+        self._session = await self._open()
+        self.users = SqlUsers(self._session)
+        self.orders = SqlOrders(self._session)
+        self.accounts = SqlAccounts(self._session)
+        return self
+
+    async def __aexit__(self, *_exc_info: object) -> None:
+        await self._close()
+
+    async def commit(self) -> None:
+        await self._session.commit()

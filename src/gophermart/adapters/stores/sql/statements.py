@@ -1,0 +1,374 @@
+"""Every statement that SQLite and PostgreSQL share, written once as SQLAlchemy Core, and
+the mapping of their rows back to domain objects and views, also once.
+
+A :class:`Statement` is a Core construct plus the names of the values it needs. The
+SQLite store runs it through SQLAlchemy (``conn.execute(statement.core, ...)``), which
+applies the column types; the PostgreSQL store runs the very same construct as
+compiled once for asyncpg (``stores/postgres/runner.py``). What only PostgreSQL can say
+(data-modifying CTEs, arrays, the batches of the coalesced reads and the group commit)
+is written once too, in ``stores/postgres/statements.py``, from the pieces here.
+
+A bind parameter outside the VALUES or SET of an INSERT or UPDATE is never named like
+a column of that table: SQLAlchemy would take the key for one more column to write
+(it refuses to compile instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Dialect,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    insert,
+    select,
+    true,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
+
+from gophermart.adapters.stores.sql.schema import accounts, ledger, orders, users
+from gophermart.adapters.stores.sql.types import Id, UtcDateTime
+from gophermart.application.ports import BalanceView, ClaimedOrder, OrderView, WithdrawalView
+from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
+from gophermart.domain.orders import Order, OrderNumber, OrderStatus
+from gophermart.domain.points import Points
+from gophermart.domain.users import UserId
+
+Params = Mapping[str, Any]
+#: What a Statement holds: Core constructs that are both executable and compilable.
+Core = Select[Any] | Insert | Update
+
+
+class Statement:
+    """One statement: its Core construct and the names it needs a value for."""
+
+    __slots__ = ("binds", "core")
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.binds = frozenset(
+            e.key for e in visitors.iterate(core) if isinstance(e, BindParameter) and e.required
+        )
+
+    def params(self, values: Params) -> dict[str, Any]:
+        """Exactly this statement's parameters out of ``values``: SQLAlchemy reads any
+        further key naming a column of an UPDATE's table as one more column to SET."""
+        return {name: values[name] for name in self.binds}
+
+
+def insert_if_absent(dialect: Dialect, table: Table, **values: Any) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the engine's dialect (both know it)."""
+    insert_ = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    return insert_(table).values(**values).on_conflict_do_nothing()
+
+
+# --- users ------------------------------------------------------------------------
+
+ADD_USER = Statement(
+    insert(users)
+    .values(
+        login=bindparam("login"),
+        password_hash=bindparam("password_hash"),
+        created_at=bindparam("created_at"),
+    )
+    .returning(users.c.id)
+)
+
+USER_BY_LOGIN = Statement(
+    select(users.c.id, users.c.password_hash).where(users.c.login == bindparam("login"))
+)
+
+# --- orders -----------------------------------------------------------------------
+
+
+def add_order(insert_: Callable[[Table], Any]) -> Any:
+    """A new order, due for polling at once; no row back if the number exists."""
+    return (
+        insert_(orders)
+        .values(
+            number=bindparam("number"),
+            user_id=bindparam("user_id"),
+            status=bindparam("status"),
+            uploaded_at=bindparam("uploaded_at"),
+            next_attempt_at=bindparam("uploaded_at"),
+        )
+        .on_conflict_do_nothing(index_elements=[orders.c.number])
+        .returning(orders.c.id)
+    )
+
+
+ORDER_BY_NUMBER = Statement(
+    select(orders.c.user_id, orders.c.status, orders.c.uploaded_at, orders.c.accrual).where(
+        orders.c.number == bindparam("number")
+    )
+)
+
+SAVE_ORDER = Statement(
+    update(orders)
+    .where(
+        and_(
+            orders.c.number == bindparam("order_number"),
+            orders.c.status == bindparam("from_status"),
+        )
+    )
+    .values(
+        status=bindparam("status"),
+        accrual=bindparam("accrual"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        open_claims=0,
+    )
+)
+
+_due = (
+    select(orders.c.id)
+    .where(orders.c.next_attempt_at <= bindparam("now"))
+    .order_by(orders.c.next_attempt_at)
+    .limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's writers are serial anyway
+    .scalar_subquery()
+)
+
+CLAIM_DUE = Statement(
+    update(orders)
+    .where(orders.c.id.in_(_due))
+    .values(
+        next_attempt_at=bindparam("lease_until"),
+        attempts=orders.c.attempts + 1,
+        open_claims=orders.c.open_claims + 1,
+    )
+    .returning(orders.c.number, orders.c.status, orders.c.attempts, orders.c.open_claims)
+)
+
+RESCHEDULE = Statement(
+    update(orders)
+    .where(
+        and_(orders.c.number == bindparam("order_number"), orders.c.next_attempt_at.is_not(None))
+    )
+    .values(next_attempt_at=bindparam("at"), open_claims=0)
+)
+
+# --- accounts and the ledger --------------------------------------------------------
+
+OPEN_ACCOUNT = Statement(insert(accounts).values(user_id=bindparam("user_id")))
+
+#: An account's figures (account_of, balance_view), and a withdrawal as the ledger
+#: holds it (withdrawal_of).
+ACCOUNT_FIGURES = (accounts.c.balance, accounts.c.withdrawn)
+WITHDRAWAL_ENTRY = (ledger.c.user_id, ledger.c.amount, ledger.c.created_at)
+IS_WITHDRAWAL = ledger.c.kind == EntryKind.WITHDRAWAL.value
+
+ACCOUNT = Statement(select(*ACCOUNT_FIGURES).where(accounts.c.user_id == bindparam("user_id")))
+
+WITHDRAWAL = Statement(
+    select(*WITHDRAWAL_ENTRY).where(
+        and_(IS_WITHDRAWAL, ledger.c.order_number == bindparam("order_number"))
+    )
+)
+
+_me = select(bindparam("user_id", type_=Id).label("user_id")).subquery("me")
+
+#: One row always: the account's figures (NULL without an account), then the withdrawal
+#: already recorded for the order number, by anyone (NULL when there is none).
+FOR_WITHDRAWAL = Statement(
+    select(*ACCOUNT_FIGURES, *WITHDRAWAL_ENTRY).select_from(
+        _me.outerjoin(accounts, accounts.c.user_id == _me.c.user_id).outerjoin(
+            ledger, and_(IS_WITHDRAWAL, ledger.c.order_number == bindparam("order_number"))
+        )
+    )
+)
+
+# A ledger entry's parameters (entry_params); typed, because in PostgreSQL's CTE shape
+# some stand alone in a SELECT list, where nothing else tells PostgreSQL their type.
+_user = bindparam("user", type_=BigInteger)
+_amount = bindparam("amount", type_=BigInteger)
+ENTRY_VALUES = {
+    "kind": bindparam("kind", type_=String),
+    "order_number": bindparam("order_number", type_=String),
+    "amount": _amount,
+    "created_at": bindparam("at", type_=UtcDateTime),
+}
+
+
+def covers(balance: ColumnElement[int], amount: ColumnElement[int]) -> ColumnElement[bool]:
+    """The debit rule (``Account.withdraw``'s), as each store's SQL states it: a debit
+    is written only if the balance it is decided on covers it. With ``CHECK (balance >=
+    0)`` in the schema, the database refuses an overdraft however a write is raced."""
+    return balance >= amount
+
+
+#: A credit: the account moves up by the entry's amount (one row, or none: no account).
+CREDIT_CHANGE = (
+    update(accounts).where(accounts.c.user_id == _user).values(balance=accounts.c.balance + _amount)
+)
+
+# SQLite's shape: the entry, then the balance change, which moves one row or none.
+RECORD_ENTRY = Statement(insert(ledger).values(user_id=_user, **ENTRY_VALUES))
+DEBIT = Statement(
+    update(accounts)
+    .where(and_(accounts.c.user_id == _user, covers(accounts.c.balance, _amount)))
+    .values(balance=accounts.c.balance - _amount, withdrawn=accounts.c.withdrawn + _amount)
+)
+CREDIT = Statement(CREDIT_CHANGE)
+
+
+# --- the read side ------------------------------------------------------------------
+
+# The listings read from the account, outer-joined: no row at all is "no such user"
+# (a token outliving its user: 401), one row of NULLs is "nothing listed" (204). One
+# round trip either way; the join adds a primary-key probe to the index scan.
+
+#: What a listed order shows (order_view reads these), and the listing's order: newest
+#: upload first, ties broken by the row id (the index's order, so pages are stable).
+ORDER_VIEW = (orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at)
+
+
+def newest_first(table: Any) -> tuple[Any, Any]:
+    return table.c.uploaded_at.desc(), table.c.id.desc()
+
+
+# The orders list, whole or as a page (``?limit=&before=``): at most ``limit`` orders,
+# and with ``before`` (the number of the last order of the previous page) only the
+# user's orders listed after that one, i.e. below its (uploaded_at, id) in the index's
+# order. A ``before`` naming none of the user's orders lists nothing. The page is taken
+# inside a derived table (ORDER BY ... LIMIT on the user's orders alone: a backward scan
+# of the user's index range that stops after ``limit`` rows, not a sort of all of
+# them), then outer-joined to the account. PostgreSQL's coalesced list of many users
+# (stores/postgres/statements.py) reads the same columns in the same order.
+
+_cursor = orders.alias("cursor")
+
+
+def _of_cursor(column: str) -> Any:
+    return (
+        select(_cursor.c[column])
+        .where(
+            and_(_cursor.c.number == bindparam("before"), _cursor.c.user_id == bindparam("user_id"))
+        )
+        .scalar_subquery()
+    )
+
+
+def _orders_listing(*, after_cursor: bool, limited: bool) -> Select[Any]:
+    mine = orders.c.user_id == bindparam("user_id")
+    if after_cursor:
+        cursor = tuple_(_of_cursor("uploaded_at"), _of_cursor("id"))
+        mine = and_(mine, tuple_(orders.c.uploaded_at, orders.c.id) < cursor)
+    page = select(*ORDER_VIEW, orders.c.id).where(mine).order_by(*newest_first(orders))
+    if limited:
+        page = page.limit(bindparam("limit", type_=BigInteger))
+    listed = page.subquery("page")
+    return (
+        select(*(listed.c[c.name] for c in ORDER_VIEW))
+        .select_from(accounts.outerjoin(listed, true()))
+        .where(accounts.c.user_id == bindparam("user_id"))
+        .order_by(*newest_first(listed))
+    )
+
+
+ORDERS_OF = Statement(_orders_listing(after_cursor=False, limited=False))
+ORDERS_PAGE = Statement(_orders_listing(after_cursor=False, limited=True))
+ORDERS_PAGE_BEFORE = Statement(_orders_listing(after_cursor=True, limited=True))
+
+WITHDRAWALS_OF = Statement(
+    select(ledger.c.order_number, ledger.c.amount, ledger.c.created_at)
+    .select_from(
+        accounts.outerjoin(ledger, and_(ledger.c.user_id == accounts.c.user_id, IS_WITHDRAWAL))
+    )
+    .where(accounts.c.user_id == bindparam("user_id"))
+    .order_by(ledger.c.created_at.desc(), ledger.c.id.desc())
+)
+
+# --- rows back to the domain: indexes, which SQLAlchemy Rows and asyncpg Records share
+
+_STATUSES = {s.value: s for s in OrderStatus}
+
+
+def _points(cents: int | None) -> Points | None:
+    return Points(cents) if cents is not None else None
+
+
+def order_params(order: Order) -> dict[str, Any]:
+    return {
+        "number": order.number.value,
+        "user_id": order.owner,
+        "status": order.status.value,
+        "uploaded_at": order.uploaded_at,
+    }
+
+
+def entry_params(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "user": entry.user_id,
+        "kind": entry.kind.value,
+        "order_number": entry.order_number.value,
+        "amount": entry.amount.cents,
+        "at": entry.at,
+    }
+
+
+def order_of(number: OrderNumber, row: Sequence[Any]) -> Order:
+    """From an ORDER_BY_NUMBER row."""
+    user_id, status, uploaded_at, accrual = row
+    return Order(number, UserId(user_id), _STATUSES[status], uploaded_at, _points(accrual))
+
+
+def claimed_of(row: Sequence[Any]) -> ClaimedOrder:
+    """From a CLAIM_DUE row."""
+    return ClaimedOrder(OrderNumber(row[0]), _STATUSES[row[1]], row[2], taken_over=row[3] > 1)
+
+
+def account_of(user_id: UserId, row: Sequence[Any]) -> Account | None:
+    """From an ACCOUNT row, or the start of a FOR_WITHDRAWAL row (NULLs: no account)."""
+    if row[0] is None:
+        return None
+    return Account(user_id, Points(row[0]), Points(row[1]))
+
+
+def withdrawal_of(order_number: OrderNumber, row: Sequence[Any]) -> LedgerEntry | None:
+    """From a WITHDRAWAL row, or the rest of a FOR_WITHDRAWAL row (NULLs: none)."""
+    user_id, amount, created_at = row
+    if user_id is None:
+        return None
+    return LedgerEntry(
+        UserId(user_id), EntryKind.WITHDRAWAL, order_number, Points(amount), created_at
+    )
+
+
+def split_for_withdrawal(row: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any]]:
+    """A FOR_WITHDRAWAL row as its ACCOUNT part and its WITHDRAWAL part."""
+    return row[: len(ACCOUNT_FIGURES)], row[len(ACCOUNT_FIGURES) :]
+
+
+def balance_view(row: Sequence[Any]) -> BalanceView:
+    """From an ACCOUNT row."""
+    return BalanceView(Points(row[0]), Points(row[1]))
+
+
+def is_listed(row: Sequence[Any]) -> bool:
+    """An ORDERS_OF or WITHDRAWALS_OF row that lists something (not the account's
+    row of NULLs)."""
+    return row[0] is not None
+
+
+def order_view(row: Sequence[Any]) -> OrderView:
+    """From an ORDERS_OF row."""
+    return OrderView(row[0], _STATUSES[row[1]], _points(row[2]), row[3])
+
+
+def withdrawal_view(row: Sequence[Any]) -> WithdrawalView:
+    """From a WITHDRAWALS_OF row."""
+    return WithdrawalView(row[0], Points(row[1]), row[2])

@@ -1,0 +1,32 @@
+"""What an operator asks of the service: readiness, the ledger audit, the queue's depth."""
+
+from __future__ import annotations
+
+from gophermart.application.ports import Clock, QueueDepth, QueueProbe
+from gophermart.application.readiness import Readiness, ReadinessProbe
+from gophermart.application.reconcile import LedgerAudit, ReconcileReport
+
+
+class Operations:
+    def __init__(
+        self, readiness: ReadinessProbe, audit: LedgerAudit, queue: QueueProbe, clock: Clock
+    ) -> None:
+        self._readiness = readiness
+        self._audit = audit
+        self._queue = queue
+        self._clock = clock
+
+    async def readiness(self) -> Readiness:
+        """Whether the store answers (within the database timeout) and its schema is the
+        one this release expects: what ``GET /readyz`` reports. Never raises."""
+        return await self._readiness()
+
+    async def reconcile(self) -> ReconcileReport:
+        """Check every balance against the ledger and every credit against its order."""
+        return await self._audit.reconcile()
+
+    async def queue_depth(self, overdue_after: float = 30.0) -> QueueDepth:
+        """How many non-final orders are due for polling, due for longer than
+        ``overdue_after`` seconds (nobody keeps up), being polled (leased by a worker),
+        and scheduled for later."""
+        return await self._queue.depth(self._clock.now(), overdue_after)

@@ -1,0 +1,92 @@
+"""The HTTP layer's own wiring, in process: each router finds its own facade, one
+authentication path guards exactly the routes the document says are protected, and
+``@requires`` cannot be silently bypassed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from litestar import Controller, Litestar, Request, get
+from litestar.testing import AsyncTestClient, TestClient
+
+from gophermart import Gophermart, http_app, http_router, loyalty_lifespan
+from gophermart.entrypoints.http.app import health_app
+from gophermart.entrypoints.http.auth import USER_TOKEN, requires
+
+CREDENTIALS = {"login": "alice", "password": "correct horse"}
+
+
+def _bearer(client: TestClient[Any], prefix: str) -> dict[str, str]:
+    response = client.post(f"{prefix}/api/user/register", json=CREDENTIALS)
+    assert response.status_code == 200, response.text
+    client.cookies.clear()  # the header only, from here on
+    return {"Authorization": response.headers["authorization"]}
+
+
+def test_two_routers_in_one_host_each_use_their_own_facade() -> None:
+    shop_a = Gophermart.in_memory(secret="a" * 40)
+    shop_b = Gophermart.in_memory(secret="b" * 40)
+    host = Litestar(
+        route_handlers=[http_router(shop_a, path="/a"), http_router(shop_b, path="/b")],
+        lifespan=[loyalty_lifespan(shop_a), loyalty_lifespan(shop_b)],
+    )
+    with TestClient(host) as client:
+        alice_a = _bearer(client, "/a")
+        alice_b = _bearer(client, "/b")  # no 409: the same login in another store
+        upload = client.post("/a/api/user/orders", content="9278923470", headers=alice_a)
+        assert upload.status_code == 202
+        assert client.get("/a/api/user/orders", headers=alice_a).status_code == 200
+        assert client.get("/b/api/user/orders", headers=alice_b).status_code == 204
+        # each router checks tokens with its own facade's key
+        assert client.get("/b/api/user/balance", headers=alice_a).status_code == 401
+        assert client.get("/a/livez").status_code == client.get("/b/readyz").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def app_client() -> Iterator[TestClient[Any]]:
+    with TestClient(http_app(Gophermart.in_memory(secret="s" * 40))) as client:
+        yield client
+
+
+def test_what_the_document_protects_is_what_is_protected(app_client: TestClient[Any]) -> None:
+    document = app_client.get("/schema/openapi.json").json()
+    for path, item in document["paths"].items():
+        if path == "/metrics":
+            continue  # not served by the app (entrypoints/observe.py, when metrics are on)
+        for method, operation in item.items():
+            app_client.cookies.clear()
+            status = app_client.request(method.upper(), path, content=b"").status_code
+            protected = bool(operation.get("security"))
+            assert (status == 401) == protected, f"{method} {path}: {status}"
+
+
+def test_options_needs_no_credential(app_client: TestClient[Any]) -> None:
+    app_client.cookies.clear()
+    response = app_client.options("/api/user/balance")
+    assert response.status_code == 204
+    assert "GET" in response.headers["allow"]
+
+
+def test_a_handler_cannot_replace_the_authentication_hook() -> None:
+    async def own_hook(_request: Request[Any, Any, Any]) -> None:
+        return None
+
+    class Sneaky(Controller):
+        @get("/x", before_request=own_hook)
+        async def x(self) -> str:
+            return "no credential asked"
+
+    with pytest.raises(TypeError, match="before_request"):
+        requires(USER_TOKEN)(Sneaky)
+
+
+async def test_the_worker_s_health_app_asks_its_facade() -> None:
+    loyalty = Gophermart.in_memory(secret="s" * 40)
+    async with loyalty, AsyncTestClient(health_app(loyalty)) as client:  # the owner starts it
+        assert (await client.get("/livez")).json() == {"status": "ok"}
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "checks": ready.json()["checks"]}

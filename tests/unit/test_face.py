@@ -1,0 +1,81 @@
+"""The library's two faces: every verb declared once (facade.Face), the same on
+Gophermart (awaited) and BlockingGophermart (called), and typed refusals on an
+instance that is not open."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from gophermart import BlockingGophermart, Gophermart, NotOpen
+from gophermart.facade import Call, Delegate, Face
+from gophermart.testing import loyalty_for_tests
+
+VERBS = {name: verb for name, verb in vars(Face).items() if isinstance(verb, Delegate)}
+CONSTRUCTORS = ("open", "in_memory", "on_engine", "on_asyncpg_pool", "from_settings")
+
+
+def test_both_faces_have_every_verb_and_constructor_with_the_same_signature() -> None:
+    assert {"register", "balance", "withdraw", "orders", "reconcile"} <= VERBS.keys()
+    for face in (Gophermart, BlockingGophermart):
+        for name, verb in VERBS.items():
+            assert getattr(face, name) is verb  # the very declaration, not a copy
+        for name in CONSTRUCTORS:
+            assert inspect.signature(getattr(face, name)) == inspect.signature(
+                getattr(Gophermart, name)
+            )
+
+
+def test_a_verb_is_its_use_case_method() -> None:
+    """Its documentation is the use case's; the blocking call is documented alike."""
+    for verb in VERBS.values():
+        assert verb.__doc__ == verb.method.__doc__
+        assert verb.capability.__name__ in verb.method.__qualname__
+
+
+def test_no_verb_is_defined_outside_the_face() -> None:
+    """A coroutine method added to Gophermart alone would be missing on the twin."""
+    lifecycle = {"start", "aclose", "start_worker", "stop_worker", "running_worker"}
+    extra = {
+        name
+        for name, member in vars(Gophermart).items()
+        if inspect.iscoroutinefunction(member) and not name.startswith("_")
+    }
+    assert extra <= lifecycle, extra - lifecycle
+    for name in lifecycle - {"aclose", "running_worker"}:
+        assert callable(getattr(BlockingGophermart, name)), name
+
+
+async def test_verbs_of_an_instance_that_is_not_open_raise_not_open() -> None:
+    loyalty = loyalty_for_tests()
+    with pytest.raises(NotOpen, match="start"):
+        await loyalty.balance(1)  # type: ignore[arg-type]
+    with pytest.raises(NotOpen):
+        loyalty.authenticate("t1")
+    async with loyalty:
+        alice = await loyalty.register("alice", "pw")
+        assert (await loyalty.balance(alice.user_id)).current.cents == 0
+    with pytest.raises(NotOpen, match="closed"):
+        await loyalty.balance(alice.user_id)
+    with pytest.raises(NotOpen, match="closed"):
+        await loyalty.register("bob", "pw")
+    with pytest.raises(NotOpen, match="closed"):
+        await loyalty.start()
+
+
+def test_the_blocking_twin_refuses_before_start_and_after_close() -> None:
+    twin = BlockingGophermart(loyalty_for_tests())
+    with pytest.raises(NotOpen):
+        twin.balance(1)  # type: ignore[arg-type]
+    with twin:
+        bob = twin.register("bob", "pw")
+        assert twin.authenticate(bob.token) == bob.user_id
+        assert twin.withdrawals(bob.user_id) == []
+    with pytest.raises(NotOpen):
+        twin.withdrawals(bob.user_id)
+
+
+def test_sync_verbs_are_calls_on_both_faces() -> None:
+    calls = {name for name, verb in VERBS.items() if isinstance(verb, Call)}
+    assert calls == {"authenticate", "issue_token"}
