@@ -177,7 +177,9 @@ async def seed_large(cfg: Config, args: argparse.Namespace, dsn: str) -> dict[st
 
 
 async def explain(dsn: str, user_id: int, heavy_id: int) -> dict[str, str]:
-    from gophermart.adapters.sql import statements as st
+    from gophermart.adapters.stores.postgres import statements as pg
+    from gophermart.adapters.stores.postgres.runner import compiled as compile_for_asyncpg
+    from gophermart.adapters.stores.sql import statements as st
 
     conn = await asyncpg.connect(dsn)
     try:
@@ -190,10 +192,14 @@ async def explain(dsn: str, user_id: int, heavy_id: int) -> dict[str, str]:
         fresh = "40000000000000"
         cases: list[tuple[str, st.Statement, dict[str, Any]]] = [
             ("balance", st.ACCOUNT, {"user_id": user_id}),
-            ("balance, coalesced (2 users)", st.ACCOUNTS_OF, {"user_ids": [user_id, other]}),
-            ("orders", st.ORDERS_OF, {"user_id": user_id}),
-            ("orders, coalesced (2 users)", st.ORDERS_OF_USERS, {"user_ids": [user_id, other]}),
-            ("orders of the heavy user (5,000)", st.ORDERS_OF, {"user_id": heavy_id}),
+            ("balance, coalesced (2 users)", pg.ACCOUNTS_OF, {"user_ids": [user_id, other]}),
+            ("orders", st.ORDERS_PAGE, {"user_id": user_id, "limit": 1000}),
+            ("orders, coalesced (2 users)", pg.ORDERS_OF_USERS, {"user_ids": [user_id, other]}),
+            (
+                "orders of the heavy user: a chunk of 1,000",
+                st.ORDERS_PAGE,
+                {"user_id": heavy_id, "limit": 1000},
+            ),
             ("a page of 50 of them", st.ORDERS_PAGE, {"user_id": heavy_id, "limit": 50}),
             (
                 "the next page",
@@ -207,12 +213,12 @@ async def explain(dsn: str, user_id: int, heavy_id: int) -> dict[str, str]:
             ),
             (
                 "withdrawal: the read, coalesced (2)",
-                st.FOR_WITHDRAWALS,
+                pg.FOR_WITHDRAWALS,
                 {"asked_users": [user_id, other], "asked_numbers": [fresh, fresh[:-1] + "1"]},
             ),
             (
                 "withdrawal: the group commit (2), rolled back",
-                st.WITHDRAW_BATCH,
+                pg.WITHDRAW_BATCH,
                 {
                     "users": [user_id, other],
                     "numbers": [fresh, fresh[:-1] + "1"],
@@ -223,7 +229,7 @@ async def explain(dsn: str, user_id: int, heavy_id: int) -> dict[str, str]:
         ]
         plans: dict[str, str] = {}
         for label, statement, params in cases:
-            compiled = statement.pg
+            compiled = compile_for_asyncpg(statement)
             tx = conn.transaction()
             await tx.start()
             try:

@@ -12,11 +12,13 @@ loop, as requests of an async server would).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
 import threading
 from collections.abc import Awaitable, Coroutine
 from typing import Any, Self, TypeVar
 
-from gophermart.application.errors import NotOpen
+from gophermart.application.errors import NotOpen, StoreUnavailable
 from gophermart.bootstrap import Container
 from gophermart.facade import Call, Delegate, Face, Gophermart
 from gophermart.settings import Settings
@@ -25,12 +27,24 @@ T = TypeVar("T")
 
 
 class BlockingGophermart(Face):
-    """``with BlockingGophermart.open("sqlite:///shop.db") as loyalty: ...``"""
+    """``with BlockingGophermart.open("sqlite:///shop.db") as loyalty: ...``
+
+    Each call waits at most :attr:`timeout` seconds (then it is cancelled and raises
+    :class:`~gophermart.StoreUnavailable`). An instance belongs to the process that
+    started it: after a ``fork()`` (gunicorn ``--preload``, multiprocessing) its loop
+    thread is not in the child, so a call there raises :class:`~gophermart.NotOpen`
+    at once; open the twin in each worker process instead (docs/embedding.md).
+    """
+
+    #: Seconds one blocking call may take before it is cancelled (a verb's own database
+    #: waits are bounded by ``db_timeout`` well within it; this bounds everything else).
+    timeout: float = 60.0
 
     def __init__(self, loyalty: Gophermart) -> None:
         self.loyalty = loyalty
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
 
     @classmethod
     def _on(cls, settings: Settings, migrate: bool, container: Container | None = None) -> Self:
@@ -44,7 +58,7 @@ class BlockingGophermart(Face):
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="gophermart-loop", daemon=True)
         thread.start()
-        self._loop, self._thread = loop, thread
+        self._loop, self._thread, self._pid = loop, thread, os.getpid()
         try:
             self._run(self.loyalty.start())
         except BaseException:
@@ -52,8 +66,8 @@ class BlockingGophermart(Face):
             raise
 
     def close(self) -> None:
-        if self._loop is None:
-            return
+        if self._loop is None or self._pid != os.getpid():
+            return  # never started, or started by the parent of this forked process
         try:
             self._run(self.loyalty.aclose())
         finally:
@@ -77,7 +91,12 @@ class BlockingGophermart(Face):
 
     def _run(self, coro: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
         problem = None
-        if self._loop is None:
+        if self._pid != os.getpid():
+            problem = (
+                "this BlockingGophermart was started in another process (before a fork): "
+                "open one in this process"
+            )
+        elif self._loop is None:
             problem = "start() the BlockingGophermart (or use `with`) first"
         elif threading.current_thread() is self._thread:
             problem = "a blocking verb was called from the library's own loop"
@@ -89,7 +108,12 @@ class BlockingGophermart(Face):
         async def wrapped() -> T:
             return await coro
 
-        return asyncio.run_coroutine_threadsafe(wrapped(), self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(wrapped(), self._loop)
+        done, _ = concurrent.futures.wait([future], self.timeout)
+        if not done:  # (not future.result(timeout): a verb's own TimeoutError looks alike)
+            future.cancel()
+            raise StoreUnavailable(f"no answer within {self.timeout:g}s")
+        return future.result()
 
     def _bind(self, verb: Delegate) -> Any:
         """The async verb of the same name, called on the library's loop."""

@@ -33,12 +33,8 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
 from gophermart.adapters.stores import memory
-from gophermart.adapters.stores.guard import (
-    DatabaseGuard,
-    GuardedUnitOfWork,
-    guarded,
-    is_unavailable,
-)
+from gophermart.adapters.stores.guard import DatabaseGuard, GuardedUnitOfWork, guarded
+from gophermart.adapters.stores.outages import Outage, is_unavailable, outage_of
 from gophermart.adapters.stores.sql.migrate import migrate
 from gophermart.adapters.stores.sql.readiness import SqlReadiness, alembic_head, revision_on_engine
 from gophermart.application.errors import StoreUnavailable
@@ -132,6 +128,39 @@ def test_answers_and_bugs_are_not_outages(exc: BaseException) -> None:
     assert not is_unavailable(exc)
 
 
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), Outage.DOWN),
+        (asyncpg.AdminShutdownError("terminating connection"), Outage.DOWN),
+        (asyncpg.ConnectionDoesNotExistError("closed in the middle"), Outage.DOWN),
+        (asyncpg.InterfaceError("connection is closed"), Outage.DOWN),
+        (TimeoutError(), Outage.SLOW),
+        (asyncpg.QueryCanceledError("canceling statement due to statement timeout"), Outage.SLOW),
+        (asyncpg.LockNotAvailableError("could not obtain lock"), Outage.SLOW),
+        (asyncpg.TooManyConnectionsError("sorry, too many clients already"), Outage.SLOW),
+        (sqlalchemy.exc.TimeoutError("QueuePool limit of size 2 overflow 3 reached"), Outage.SLOW),
+        (asyncpg.DiskFullError("could not extend file"), Outage.FAILED),
+        (sqlite3.OperationalError("database or disk is full"), None),  # no error code
+    ],
+    ids=repr,
+)
+def test_a_down_database_is_told_from_a_slow_or_refused_operation(
+    exc: BaseException, kind: Outage | None
+) -> None:
+    assert outage_of(exc) is kind
+
+
+def test_sqlite_says_which_kind_by_its_error_code(tmp_path: Path) -> None:
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13  # type: ignore[attr-defined]
+    cannot_open = sqlite3.OperationalError("unable to open database file")
+    cannot_open.sqlite_errorcode = 14  # type: ignore[attr-defined]
+    assert outage_of(full) is Outage.FAILED
+    assert outage_of(cannot_open) is Outage.DOWN
+    assert outage_of(_locked_error(tmp_path)) is Outage.SLOW
+
+
 def test_an_error_that_disowns_its_context_is_judged_alone() -> None:
     exc = _raised_while_handling(TimeoutError(), ValueError("a bug"))
     exc.__suppress_context__ = True  # what `raise ... from None` does
@@ -220,7 +249,7 @@ async def test_an_outage_is_logged_once_then_its_end_once(
 async def test_while_down_requests_fail_at_once_and_one_probe_per_interval_goes_through() -> None:
     clock = Clock()
     guard = DatabaseGuard(5.0, clock=clock)
-    await fails(guard, TimeoutError())
+    await fails(guard, ConnectionRefusedError(111, "Connection refused"))
     ran = []
 
     async def attempt(name: str, until: asyncio.Event | None = None) -> str:
@@ -244,6 +273,55 @@ async def test_while_down_requests_fail_at_once_and_one_probe_per_interval_goes_
     assert await probe == "served"
     assert await attempt("after") == "served"
     assert ran == ["probe", "after"]
+
+
+async def test_a_slow_operation_fails_alone_when_the_database_answers_a_probe(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A row locked by someone else: the operation waiting for it fails (503), the
+    probe finds the database answering, and nobody else is refused."""
+    probes = []
+
+    async def answers() -> None:
+        probes.append("ok")
+
+    guard = DatabaseGuard(5.0, probe=answers)
+    caplog.set_level(logging.INFO, logger="gophermart.database")
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable, match="too slow"):
+            async with guard.watch():
+                raise asyncpg.QueryCanceledError("canceling statement due to statement timeout")
+        await asyncio.sleep(0.01)  # the probe runs
+    assert not guard.is_down
+    assert probes == ["ok"] * 3
+    async with guard.watch():  # a bystander is served
+        pass
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "ran out of time" in warnings[0]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_slow_operation_whose_probe_fails_opens_the_breaker() -> None:
+    async def refused() -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    guard = DatabaseGuard(0.05, probe=refused)
+    with pytest.raises(StoreUnavailable, match="too slow"):
+        async with guard.watch():
+            await asyncio.Event().wait()  # cut at the deadline
+    await asyncio.sleep(0.01)
+    assert guard.is_down
+    await fails(guard, ValueError("never run: refused at once"))
+
+
+async def test_a_refused_operation_fails_alone() -> None:
+    guard = DatabaseGuard(5.0)
+    with pytest.raises(StoreUnavailable, match="refused"):
+        async with guard.watch():
+            raise asyncpg.DiskFullError("could not extend file")
+    assert not guard.is_down
+    async with guard.watch():
+        pass
 
 
 async def test_errors_the_database_answered_pass_through_untouched() -> None:

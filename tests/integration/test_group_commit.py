@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
 from gophermart import Gophermart
@@ -196,4 +198,34 @@ async def test_two_processes_batching_on_one_account_never_overdraw(
     assert set(answers) == {"written", "refused"}
     balance = await loyalty.balance(alice)
     assert balance.current == Points(5_000 % 70) and balance.withdrawn == Points(5_000 // 70 * 70)
+    assert (await loyalty.reconcile()).ok
+
+
+async def test_a_row_locked_elsewhere_holds_up_only_its_own_withdrawals(
+    loyalty: Gophermart, postgres_uri: str
+) -> None:
+    """SPEC, "One slow thing stays one slow thing": an operator's psql holds alice's
+    account row; withdrawals of other users batched with hers are written at once, hers
+    waits for the lock (within the statement timeout), and goes through once it is free."""
+    alice = await funded(loyalty, "alice", 10)
+    bob = await funded(loyalty, "bob", 10)
+    group: PgGroupCommit = loyalty.container.store.group_commit()
+    holder = await asyncpg.connect(postgres_uri)
+    try:
+        locking = holder.transaction()
+        await locking.start()
+        await holder.execute("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE", alice)
+        hers = asyncio.create_task(answer(group, entry(alice, 100)))
+        started = time.monotonic()
+        others = await asyncio.gather(*(answer(group, entry(bob, 100)) for _ in range(3)))
+        assert others == ["written"] * 3
+        assert time.monotonic() - started < 1.0  # not held up by alice's row
+        await asyncio.sleep(0.3)
+        assert not hers.done()  # hers waits for the lock
+        await locking.rollback()
+        assert await asyncio.wait_for(hers, 5) == "written"
+    finally:
+        await holder.close()
+    assert (await loyalty.balance(alice)).current == Points(900)
+    assert (await loyalty.balance(bob)).current == Points(700)
     assert (await loyalty.reconcile()).ok

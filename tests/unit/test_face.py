@@ -4,11 +4,21 @@ instance that is not open."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from typing import Any
 
 import pytest
 
-from gophermart import BlockingGophermart, Gophermart, NotOpen
+from gophermart import (
+    BlockingGophermart,
+    Gophermart,
+    InvalidInput,
+    InvalidOrderNumber,
+    NotOpen,
+    StoreUnavailable,
+    UnknownUser,
+)
 from gophermart.facade import Call, Delegate, Face
 from gophermart.testing import loyalty_for_tests
 
@@ -79,3 +89,56 @@ def test_the_blocking_twin_refuses_before_start_and_after_close() -> None:
 def test_sync_verbs_are_calls_on_both_faces() -> None:
     calls = {name for name, verb in VERBS.items() if isinstance(verb, Call)}
     assert calls == {"authenticate", "issue_token"}
+
+
+def test_the_blocking_twin_refuses_in_a_forked_child_at_once() -> None:
+    """gunicorn --preload: the parent started it, the child inherits no loop thread."""
+    import os
+
+    with BlockingGophermart(loyalty_for_tests()) as twin:
+        carol = twin.register("carol", "pw")
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a typed refusal, not a hang
+            try:
+                twin.balance(carol.user_id)
+                os.write(write, b"served")
+            except NotOpen as exc:
+                os.write(write, b"refused: " + str(exc).encode())
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        said = os.read(read, 1000).decode()
+        assert said.startswith("refused: ") and "another process" in said, said
+        assert twin.balance(carol.user_id).current.cents == 0  # the parent's still works
+
+
+def test_a_blocking_call_is_bounded_by_its_timeout() -> None:
+    with BlockingGophermart(loyalty_for_tests()) as twin:
+        twin.timeout = 0.2
+        with pytest.raises(StoreUnavailable, match=r"no answer within 0\.2s"):
+            twin._run(asyncio.sleep(5))
+        dave = twin.register("dave", "pw")  # the loop is free again
+        assert dave.user_id
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda g: g.upload_order(1, 12345678903), InvalidOrderNumber),
+        (lambda g: g.upload_order(1, None), InvalidOrderNumber),
+        (lambda g: g.balance(2**70), UnknownUser),
+        (lambda g: g.balance("1"), InvalidInput),
+        (lambda g: g.withdraw("1", "2377225624", 1), InvalidInput),
+        (lambda g: g.orders(1, True), InvalidInput),
+        (lambda g: g.orders(1, 1.0), InvalidInput),
+        (lambda g: g.orders(1, None, 123), InvalidInput),
+        (lambda g: g.issue_token(-5), UnknownUser),
+        (lambda g: g.issue_token(True), InvalidInput),
+    ],
+)
+def test_odd_arguments_are_typed_errors(call: Any, error: type[Exception]) -> None:
+    with BlockingGophermart(loyalty_for_tests()) as twin:
+        twin.register("erin", "pw")
+        with pytest.raises(error):
+            call(twin)

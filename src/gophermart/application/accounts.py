@@ -9,7 +9,7 @@ from gophermart.application.ports import Clock, UnitOfWorkFactory
 from gophermart.domain.errors import UnknownUser
 from gophermart.domain.orders import OrderNumber
 from gophermart.domain.points import Points
-from gophermart.domain.users import UserId
+from gophermart.domain.users import UserId, valid_user_id
 
 
 class Accounts:
@@ -26,6 +26,7 @@ class Accounts:
     ) -> bool:
         """Spend ``amount`` points on ``order``. ``True`` if charged now, ``False`` for
         a replay of the identical earlier withdrawal (charged once, never twice)."""
+        user_id = valid_user_id(user_id)
         number = OrderNumber.parse(order)
         points = amount if isinstance(amount, Points) else Points.exact(amount)
         for attempt in range(self.ATTEMPTS):

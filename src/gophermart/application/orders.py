@@ -11,7 +11,7 @@ from gophermart.application.ports import Clock, OrderEvents, UnitOfWorkFactory
 from gophermart.domain.errors import IllegalStatusTransition, OrderOwnedByAnotherUser
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
 from gophermart.domain.points import Points
-from gophermart.domain.users import UserId
+from gophermart.domain.users import UserId, valid_user_id
 
 
 class UploadOutcome(enum.Enum):
@@ -27,6 +27,7 @@ class Orders:
 
     async def upload(self, user_id: UserId, number: str) -> UploadOutcome:
         """Hand in an order number (digits, Luhn) for the accrual system to value."""
+        user_id = valid_user_id(user_id)
         order = Order.upload(OrderNumber.parse(number), user_id, self._clock.now())
         async with self._uow() as uow:
             # Insert first, ask questions later: one round trip on the common path, and

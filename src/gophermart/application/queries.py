@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from gophermart.application.ports import BalanceView, OrderView, ReadModel, WithdrawalView
 from gophermart.domain.errors import InvalidInput, UnknownUser
-from gophermart.domain.users import UserId
+from gophermart.domain.users import UserId, valid_user_id
 
 V = TypeVar("V")
 
@@ -26,11 +26,15 @@ def _of_a_user(user_id: UserId, view: V | None) -> V:
 class Queries:
     #: The largest page of a listing.
     MAX_LIMIT = 10_000
+    #: How many rows of a long listing are read, and rendered, at a time: the stores
+    #: read a whole list by chunks of this many, and the HTTP API streams it so.
+    CHUNK = 1_000
 
     def __init__(self, read_model: ReadModel) -> None:
         self._read = read_model
 
     async def balance(self, user_id: UserId) -> BalanceView:
+        user_id = valid_user_id(user_id)
         return _of_a_user(user_id, await self._read.balance(user_id))
 
     async def orders(
@@ -42,12 +46,16 @@ class Queries:
         first, so paging this way neither skips nor repeats an order.
         :class:`gophermart.InvalidInput` for a limit out of range or a ``before`` that
         is not digits."""
-        if limit is not None and not 1 <= limit <= self.MAX_LIMIT:
-            raise InvalidInput(f"limit must be between 1 and {self.MAX_LIMIT}")
-        if before is not None and not (before.isascii() and before.isdigit()):
+        user_id = valid_user_id(user_id)
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= self.MAX_LIMIT):
+            raise InvalidInput(f"limit must be a whole number between 1 and {self.MAX_LIMIT}")
+        if before is not None and not (
+            isinstance(before, str) and before.isascii() and before.isdigit()
+        ):
             raise InvalidInput("before must be an order number (digits)")
         return _of_a_user(user_id, await self._read.orders(user_id, limit, before))
 
     async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
         """The user's withdrawals, newest first."""
+        user_id = valid_user_id(user_id)
         return _of_a_user(user_id, await self._read.withdrawals(user_id))

@@ -11,7 +11,7 @@ from gophermart.application.ports import (
     UnitOfWorkFactory,
 )
 from gophermart.domain.errors import InvalidCredentials
-from gophermart.domain.users import Login, Password, UserId
+from gophermart.domain.users import Login, Password, UserId, valid_user_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,4 +69,4 @@ class Users:
 
     def issue_token(self, user_id: UserId) -> str:
         """A token for a user the host authenticated by its own means."""
-        return self._tokens.issue(user_id)
+        return self._tokens.issue(valid_user_id(user_id))

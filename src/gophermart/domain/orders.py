@@ -40,6 +40,8 @@ class OrderNumber:
 
     @classmethod
     def parse(cls, raw: str) -> OrderNumber:
+        if not isinstance(raw, str):  # an int would lose leading zeros; None is no number
+            raise InvalidOrderNumber("an order number is a string of digits")
         value = raw.strip()
         if not value:
             raise InvalidOrderNumber("order number is empty")

@@ -10,9 +10,24 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Final, NewType
 
-from gophermart.domain.errors import InvalidInput
+from gophermart.domain.errors import InvalidInput, UnknownUser
 
 UserId = NewType("UserId", int)
+
+#: User ids are BIGINT keys: 1 to 2^63 - 1.
+MAX_USER_ID: Final = 2**63 - 1
+
+
+def valid_user_id(value: object) -> UserId:
+    """A user id as a host hands it in: a whole number (``int``, not ``bool``, not text)
+    from 1 to :data:`MAX_USER_ID`. Another type is :class:`InvalidInput`; a number no
+    user can have is :class:`UnknownUser` (as for a user that does not exist)."""
+    if type(value) is not int:
+        raise InvalidInput(f"a user id is a whole number, not {type(value).__name__}")
+    if not 1 <= value <= MAX_USER_ID:
+        raise UnknownUser(f"no user {value}")
+    return UserId(value)
+
 
 #: Logins are identifiers people type and see; 64 characters is generous.
 MAX_LOGIN_LENGTH: Final = 64

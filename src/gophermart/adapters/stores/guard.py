@@ -1,18 +1,18 @@
-"""Telling a database outage from a bug, and keeping its cost to a client bounded.
+"""Keeping a database's trouble bounded: a deadline per operation, 503 instead of a
+driver's error, an outage answered at once while it lasts, and logged once.
 
 SPEC.md, "Failure behaviour": with the database down or too slow, a request fails
-within a bounded time with ``503`` and ``Retry-After``, the outage is logged once (not
-one traceback per request), and the service recovers by itself when the database is
-back. Three pieces do that here, so that neither the use cases nor the HTTP layer need
-to know a driver's exceptions:
+within a bounded time with ``503`` and ``Retry-After``; the outage is logged once (not
+one traceback per request); the service recovers by itself. And one slow thing stays
+one slow thing: a statement waiting for a row lock, one huge listing, a full disk fail
+the request concerned, never the others. So:
 
-* :func:`is_unavailable` recognises an outage in whatever the drivers raise (asyncpg,
-  SQLAlchemy, sqlite3, sockets, timeouts);
-* :class:`DatabaseGuard` (one per process) runs each unit of work or read under a
-  deadline, turns an outage into :class:`~gophermart.application.errors.StoreUnavailable`,
-  logs it once per outage, and while the database is known to be down answers at once
-  instead of letting every request wait out the deadline (one probe per
-  :attr:`~DatabaseGuard.probe_interval` goes through to notice the return);
+* :class:`DatabaseGuard` (one per store) runs each unit of work or read under a
+  deadline and sorts what goes wrong (outages.py): a failed *connection* means the
+  database is down: every request is answered at once until one probe a second gets
+  through; a *slow* operation (a deadline, a lock, a busy file) fails alone, and a
+  probe (a fresh connection, ``SELECT 1``) decides whether the database is down; a
+  refused operation (disk full) fails alone;
 * :class:`GuardedUnitOfWork` and :func:`guarded` put a whole store behind the guard:
   any unit of work, and every coroutine method of any other port, with no method
   forwarded by hand.
@@ -24,80 +24,23 @@ import asyncio
 import inspect
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
-import asyncpg
-import sqlalchemy.exc
-
+from gophermart.adapters.stores.outages import Outage, describe, is_unavailable, outage_of
 from gophermart.application.errors import StoreUnavailable
 from gophermart.application.ports import UnitOfWork, UnitOfWorkFactory
+
+__all__ = ["DatabaseGuard", "GuardedUnitOfWork", "describe", "guarded", "is_unavailable"]
 
 log = logging.getLogger("gophermart.database")
 
 T = TypeVar("T")
 
-#: SQLSTATE classes that mean "the server cannot serve now", not "the request is wrong":
-#: 08 connection exception, 53 insufficient resources (disk full, too many connections),
-#: 57 operator intervention (shutdown, starting up, statement cancelled or timed out),
-#: 58 system error (I/O).
-_OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
-
-#: sqlite3 primary result codes that are the file's state, not the statement's fault:
-#: BUSY and LOCKED (another writer held the lock past the busy timeout), IOERR, FULL,
-#: CANTOPEN.
-_OUTAGE_SQLITE_CODES = frozenset({5, 6, 10, 13, 14})
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) says the database is unreachable or too slow.
-
-    Follows ``__cause__`` and SQLAlchemy's ``orig``, since each layer wraps the one below,
-    and ``__context__``: an error raised while cleaning up after an outage is part of it.
-    A cancellation from outside is not an outage; a timeout is.
-    """
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, StoreUnavailable | TimeoutError | OSError | sqlalchemy.exc.TimeoutError):
-            return True  # OSError: refused, reset, unreachable, name not resolved
-        if isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated:
-            return True
-        if isinstance(e, asyncpg.PostgresError):
-            sqlstate = str(getattr(e, "sqlstate", "") or "")
-            if sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES:
-                return True
-        if isinstance(e, asyncpg.InterfaceError) and "closed" in str(e):
-            return True  # "connection is closed": lost under our feet
-        if isinstance(e, sqlite3.OperationalError):
-            code = getattr(e, "sqlite_errorcode", None)
-            if code is not None and code & 0xFF in _OUTAGE_SQLITE_CODES:
-                return True
-        todo.append(e.__cause__)
-        todo.append(getattr(e, "orig", None))
-        if not e.__suppress_context__:
-            todo.append(e.__context__)  # raised while cleaning up after an outage
-    return False
-
-
-def describe(exc: BaseException) -> str:
-    """One line naming the root cause, for the log: ``ConnectionRefusedError: ...``."""
-    root = exc
-    while True:
-        below = root.__cause__ or getattr(root, "orig", None)
-        if not isinstance(below, BaseException) or below is root:
-            break
-        root = below
-    text = str(root).strip().splitlines()[0] if str(root).strip() else ""
-    return f"{type(root).__name__}: {text}" if text else type(root).__name__
+#: Checks the database answers at all (a fresh connection and ``SELECT 1``); raises if not.
+Probe = Callable[[], Awaitable[None]]
 
 
 class DatabaseGuard:
@@ -105,17 +48,25 @@ class DatabaseGuard:
 
     ``timeout`` bounds each guarded operation from start to end (waiting for a pooled
     connection, connecting, every statement, the commit); ``None`` means no deadline
-    (SQLite, whose waits are bounded by its busy and pool timeouts instead).
+    (SQLite, whose waits are bounded by its busy and pool timeouts instead). ``probe``
+    checks the database answers at all, after an operation ran out of time.
     """
 
     #: While the database is known to be down, one operation per interval is let through
     #: as a probe; the others fail at once. Also the ``Retry-After`` of the 503s.
     probe_interval: float = 1.0
-    #: While an outage lasts, it is logged again once per this many seconds.
+    #: While an outage lasts (or slow operations go on), it is logged again once per
+    #: this many seconds.
     report_every: float = 30.0
 
-    def __init__(self, timeout: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        timeout: float | None,
+        probe: Probe | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.timeout = timeout
+        self._probe = probe
         self._clock = clock
         self._down_since: float | None = None
         self._reason = ""
@@ -123,11 +74,9 @@ class DatabaseGuard:
         self._probing = False
         self._next_probe = 0.0
         self._reported_at = 0.0
-        # The operations under a deadline, oldest first (one timeout for all, so that is
-        # also soonest deadline first), and the one timer armed for the oldest.
-        self._inflight: dict[_Watch, None] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._checks: set[asyncio.Task[None]] = set()
+        self._noted_at: dict[Outage, float] = {}
+        self._deadlines = _Deadlines()
 
     @property
     def is_down(self) -> bool:
@@ -145,43 +94,66 @@ class DatabaseGuard:
     def _unavailable(self) -> StoreUnavailable:
         return StoreUnavailable(self._reason, self.retry_after)
 
-    # --- deadlines: one timer per process, not one per operation --------------------
-    # asyncio.timeout() arms and cancels a loop timer per operation, about 6 us under
-    # uvloop: several per cent of a balance read. Here an operation costs a dict entry,
-    # and the single timer is re-armed once per deadline that actually passes.
+    def _cause(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError) and not str(exc) and self.timeout is not None:
+            return f"no answer within {self.timeout:g}s"
+        return describe(exc)
 
-    def _track(self, op: _Watch, task: asyncio.Task[object], timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new loop (tests): nothing of the old one is valid
-            self._loop, self._inflight, self._timer = loop, {}, None
-        op.deadline = loop.time() + timeout
-        self._inflight[op] = None
-        if self._timer is None:
-            self._timer = loop.call_at(op.deadline, self._expire)
+    def _went_wrong(self, exc: BaseException) -> StoreUnavailable | None:
+        """What an operation's error means; the 503 to raise instead, if it is one."""
+        kind = outage_of(exc)
+        if kind is None:
+            self._answered()  # the database answered; the error is the request's
+            return None
+        if kind is Outage.DOWN:
+            self._failed(exc)
+            return self._unavailable()
+        if kind is Outage.SLOW:
+            self._check_soon(exc)
+            return StoreUnavailable(f"database too slow ({self._cause(exc)})", self.retry_after)
+        self._note(kind, exc)
+        return StoreUnavailable(f"database refused ({self._cause(exc)})", self.retry_after)
 
-    def _expire(self) -> None:
-        self._timer = None
-        assert self._loop is not None
-        now = self._loop.time()
-        while self._inflight:
-            op = next(iter(self._inflight))
-            if op.deadline > now:
-                self._timer = self._loop.call_at(op.deadline, self._expire)
-                return
-            del self._inflight[op]
-            op.expired = True
-            assert op.task is not None
-            op.task.cancel()
+    def _check_soon(self, cause: BaseException) -> None:
+        """One operation ran out of time: a probe says whether the database is down (a
+        probe at a time; while it is known down, the operations themselves probe)."""
+        if self._probe is None or self._checks or self.is_down:
+            self._note(Outage.SLOW, cause)
+            return
+        task = asyncio.get_running_loop().create_task(self._check(cause))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _check(self, cause: BaseException) -> None:
+        assert self._probe is not None
+        try:
+            async with asyncio.timeout(self.timeout or 5.0):
+                await self._probe()
+        except Exception as exc:
+            self._failed(cause if isinstance(exc, TimeoutError) else exc)
+        else:
+            self._note(Outage.SLOW, cause)
+
+    def _note(self, kind: Outage, cause: BaseException) -> None:
+        """Log a slow or refused operation, at most once per ``report_every``."""
+        now = self._clock()
+        if now - self._noted_at.get(kind, -math.inf) < self.report_every:
+            return
+        self._noted_at[kind] = now
+        what = "ran out of time" if kind is Outage.SLOW else "was refused"
+        log.warning(
+            "a database operation %s (%s); only the requests concerned fail, the "
+            "database answers others (logged once per %.0fs)",
+            what,
+            self._cause(cause),
+            self.report_every,
+        )
 
     def _failed(self, exc: BaseException) -> None:
         now = self._clock()
         self._refused += 1
         self._next_probe = now + self.probe_interval
-        if isinstance(exc, TimeoutError) and not str(exc) and self.timeout is not None:
-            cause = f"no answer within {self.timeout:g}s"
-        else:
-            cause = describe(exc)
-        self._reason = f"database unavailable ({cause})"
+        self._reason = f"database unavailable ({self._cause(exc)})"
         if self._down_since is None:
             self._down_since = self._reported_at = now
             log.error(
@@ -209,6 +181,45 @@ class DatabaseGuard:
         self._refused = 0
 
 
+class _Deadlines:
+    """The operations under a deadline, with one loop timer per process, not one per
+    operation: asyncio.timeout() arms and cancels a timer per operation, about 6 us
+    under uvloop, several per cent of a balance read. Here an operation costs a dict
+    entry, and the timer is re-armed once per deadline that actually passes. One
+    timeout for all, so the oldest operation is also the soonest to expire."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[_Watch, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def track(self, op: _Watch, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests): nothing of the old one is valid
+            self._loop, self._inflight, self._timer = loop, {}, None
+        op.deadline = loop.time() + timeout
+        self._inflight[op] = None
+        if self._timer is None:
+            self._timer = loop.call_at(op.deadline, self._expire)
+
+    def done(self, op: _Watch) -> None:
+        self._inflight.pop(op, None)
+
+    def _expire(self) -> None:
+        self._timer = None
+        assert self._loop is not None
+        now = self._loop.time()
+        while self._inflight:
+            op = next(iter(self._inflight))
+            if op.deadline > now:
+                self._timer = self._loop.call_at(op.deadline, self._expire)
+                return
+            del self._inflight[op]
+            op.expired = True
+            assert op.task is not None
+            op.task.cancel()
+
+
 class _Watch:
     """One guarded operation (see :meth:`DatabaseGuard.watch`)."""
 
@@ -233,32 +244,27 @@ class _Watch:
             task = asyncio.current_task()
             if task is not None:
                 self.task, self.cancelling = task, task.cancelling()
-                g._track(self, task, g.timeout)
+                g._deadlines.track(self, g.timeout)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, _type: object, exc: BaseException | None, *_: object) -> None:
         g = self.guard
         if self.probe:
             g._probing = False
         if self.task is not None:
-            g._inflight.pop(self, None)
+            g._deadlines.done(self)
             if self.expired and self.task.uncancel() <= self.cancelling:
                 # Our cancellation, and nobody else's: the deadline passed.
-                g._failed(TimeoutError())
-                raise g._unavailable() from None
+                unavailable = g._went_wrong(TimeoutError())
+                assert unavailable is not None
+                raise unavailable from None
         if exc is None:
             g._answered()
         elif isinstance(exc, StoreUnavailable) or not isinstance(exc, Exception):
             return  # counted further in; or a cancellation from outside, not an outage
-        elif not is_unavailable(exc):
-            g._answered()  # the database answered; the error is the request's
         else:
-            g._failed(exc)
-            raise g._unavailable() from exc
+            unavailable = g._went_wrong(exc)
+            if unavailable is not None:
+                raise unavailable from exc
 
 
 class GuardedUnitOfWork:

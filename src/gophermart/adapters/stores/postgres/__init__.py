@@ -53,6 +53,16 @@ def _commit_pool(dsn: str, timeout: float) -> PgPool:
     return PgPool(dsn, min_size=size, max_size=size, timeout=timeout, name="asyncpg_commit")
 
 
+async def answers(dsn: str, timeout: float) -> None:  # noqa: ASYNC109 - asyncpg's own
+    """The guard's probe: a fresh connection (not the pool's, which stuck statements may
+    hold) answers ``SELECT 1``."""
+    conn = await asyncpg.connect(dsn, timeout=timeout)
+    try:
+        await conn.fetchval("SELECT 1", timeout=timeout)
+    finally:
+        conn.terminate()
+
+
 async def revision_on_pool(pool: PgPool) -> str | None:
     """The database's Alembic revision through the hot pool (``None``: never migrated)."""
     async with pool.connection() as conn:
@@ -82,7 +92,9 @@ class Store(containers.DeclarativeContainer):
     group_commit = providers.Singleton(
         PgGroupCommit, commit_pool, read_pool=hot_pool, connections=COMMIT_CONNECTIONS
     )
-    guard = providers.Singleton(DatabaseGuard, timeout)
+    guard = providers.Singleton(
+        DatabaseGuard, timeout, probe=providers.Callable(partial, answers, dsn, timeout)
+    )
 
     uow = providers.Factory(
         GuardedUnitOfWork, providers.Factory(PgUnitOfWork, hot_pool, group_commit), guard

@@ -48,12 +48,13 @@ log = logging.getLogger("gophermart.group_commit")
 
 
 async def debit_one(runner: PgRunner, entry: LedgerEntry) -> bool:
-    """One debit through the batch statement (the debit rule's one statement here), on
-    ``runner``'s connection, inside its transaction if one is open. ``True``: written;
-    ``False``: the balance did not cover it (or no such account); :class:`Conflict`:
-    the order number is taken. Nothing is written unless ``True``."""
-    rows = await runner.fetch(pg.WITHDRAW_BATCH, _batch_params([entry]))
-    accepted, written, _ = rows[0]
+    """One debit through the batch statement that waits for its account's lock (the
+    debit rule's one statement here), on ``runner``'s connection, inside its transaction
+    if one is open. ``True``: written; ``False``: the balance did not cover it (or no
+    such account); :class:`Conflict`: the order number is taken. Nothing is written
+    unless ``True``."""
+    rows = await runner.fetch(pg.WITHDRAW_WAITING, _batch_params([entry]))
+    accepted, written, _, _ = rows[0]
     if accepted and not written:
         raise Conflict(f"withdrawal for order {entry.order_number} exists")
     return bool(accepted and written)
@@ -191,11 +192,11 @@ class PgGroupCommit:
             if debit.outcome is not None and not debit.answer.done():
                 debit.answer.set_result(debit.outcome)  # unless its request was cancelled
 
-    async def _alone(self, debit: _Debit) -> None:
-        """One debit as its own transaction (a batch of one), its own answer or its own
-        error."""
+    async def _alone(self, debit: _Debit, on: PgPool | None = None) -> None:
+        """One debit as its own transaction (a batch of one that waits for its account's
+        lock, within the statement timeout), its own answer or its own error."""
         try:
-            pool = await self._pool.get()
+            pool = await (on or self._pool).get()
             try:
                 written = await debit_one(PgRunner(pool), debit.entry)
                 outcome = Outcome.WRITTEN if written else Outcome.REFUSED
@@ -207,6 +208,15 @@ class PgGroupCommit:
             return
         if not debit.answer.done():
             debit.answer.set_result(outcome)
+
+    def _wait_alone(self, debit: _Debit) -> None:
+        """A debit the batch skipped, its account row being locked elsewhere: written
+        alone, waiting for the lock on a connection of the read pool (within its
+        statement timeout), so that neither the batch nor the group commit's own
+        connections wait for it."""
+        task = asyncio.get_running_loop().create_task(self._alone(debit, self._read_pool))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _in_one_statement(self, batch: list[_Debit]) -> None:
         """Write the batch as one statement (its own transaction: one flush). Debits
@@ -233,8 +243,10 @@ class PgGroupCommit:
             await pool.release(conn)
         moved: set[int] = set()
         freed: set[int] = set()
-        for debit, (accepted, written, _) in zip(sent, rows, strict=True):
-            if not accepted:  # NULL: no such account
+        for debit, (accepted, written, _, known) in zip(sent, rows, strict=True):
+            if accepted is None and known:  # its account's row is held by someone else
+                self._wait_alone(debit)
+            elif not accepted:  # NULL: no such account
                 debit.outcome = Outcome.REFUSED
             elif written:
                 debit.outcome = Outcome.WRITTEN

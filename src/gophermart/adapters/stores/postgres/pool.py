@@ -8,7 +8,7 @@ import logging
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from gophermart.adapters.stores.guard import is_unavailable
+from gophermart.adapters.stores.outages import is_unavailable
 from gophermart.application.ports import PoolStats
 
 

@@ -22,7 +22,7 @@ from gophermart.adapters.stores.postgres.coalesce import Coalescer
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner
 from gophermart.adapters.stores.sql import statements as st
-from gophermart.adapters.stores.sql.reads import Reads
+from gophermart.adapters.stores.sql.reads import CHUNK, Reads
 from gophermart.adapters.stores.sql.runners import Row
 from gophermart.application.ports import BalanceView, OrderView
 from gophermart.domain.users import UserId
@@ -54,9 +54,14 @@ class PgReads(Reads):
     async def orders(
         self, user_id: UserId, limit: int | None = None, before: str | None = None
     ) -> Sequence[OrderView] | None:
-        if not self._coalesce or limit is not None or before is not None:
+        """A first chunk (of the whole list, or a page no longer than it) is coalesced;
+        what follows it, and later pages, are read as :class:`Reads` reads them."""
+        if not self._coalesce or before is not None or (limit or 0) > CHUNK:
             return await super().orders(user_id, limit, before)
-        return await self._orders.get(user_id)
+        first = await self._orders.get(user_id)
+        if limit is not None:
+            return first[:limit] if first is not None else None
+        return await self._whole(list(first) if first is not None else None, user_id)
 
     async def _balances_of(self, user_ids: Sequence[UserId]) -> Mapping[UserId, BalanceView]:
         rows = await self._fetch(pg.ACCOUNTS_OF, {"user_ids": user_ids})

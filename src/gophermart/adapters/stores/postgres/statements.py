@@ -5,10 +5,14 @@ the coalesced reads and of the group commit.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     ARRAY,
+    CTE,
     BigInteger,
     Insert,
+    Select,
     String,
     Update,
     and_,
@@ -17,6 +21,7 @@ from sqlalchemy import (
     case,
     cast,
     column,
+    exists,
     func,
     insert,
     literal,
@@ -40,6 +45,7 @@ from gophermart.adapters.stores.sql.statements import (
     newest_first,
 )
 from gophermart.adapters.stores.sql.types import UtcDateTime
+from gophermart.application.queries import Queries
 from gophermart.domain.accounts import EntryKind
 
 #: The channel a committed upload is announced on (LISTEN/NOTIFY).
@@ -112,8 +118,15 @@ FOR_WITHDRAWALS = Statement(
 # * ``moved``: each account moved by the sum of *its written* entries, so the ledger
 #   always explains the balance, and ``CHECK (balance >= 0)`` still refuses an overdraft.
 #
-# Back, per debit in arrival order: accepted (NULL: no such account), written, and how
-# many accounts moved.
+# Back, per debit in arrival order: accepted (NULL: its account was not decided on),
+# written, how many accounts moved, and whether the debit's account exists at all.
+#
+# Two forms of it, built once: WITHDRAW_BATCH locks with SKIP LOCKED, so that an account
+# row somebody else holds (a long transaction, an operator's psql) leaves *its* debits
+# undecided (accepted NULL, known true) instead of stalling the whole batch, and with it
+# every other user's withdrawal; the group commit then writes those debits alone, with
+# WITHDRAW_WAITING, which waits for the lock within the request's own deadline: one slow
+# thing stays one slow thing.
 
 _debit_users = bindparam("users", type_=ARRAY(BigInteger))
 _debits = (
@@ -140,87 +153,119 @@ _ranked = select(
     _debits.c.created_at,
     func.row_number().over(partition_by=_debits.c.user_id, order_by=_debits.c.seq).label("k"),
 ).cte("ranked")
-_locked = (
-    select(accounts.c.user_id, accounts.c.balance)
-    .where(accounts.c.user_id == any_(_debit_users))
-    .order_by(accounts.c.user_id)
-    .with_for_update()
-    .cte("locked")
-)
-_fits_first = covers(_locked.c.balance, _ranked.c.amount)
-_walk = (
-    select(
-        _ranked.c.seq,
-        _ranked.c.user_id,
-        _ranked.c.k,
-        case((_fits_first, _locked.c.balance - _ranked.c.amount), else_=_locked.c.balance).label(
-            "left"
-        ),
-        _fits_first.label("ok"),
+
+
+def _locked(*, skip_locked: bool) -> CTE:
+    """The batch's accounts, locked in user order, as they are once locked."""
+    return (
+        select(accounts.c.user_id, accounts.c.balance)
+        .where(accounts.c.user_id == any_(_debit_users))
+        .order_by(accounts.c.user_id)
+        .with_for_update(skip_locked=skip_locked)
+        .cte("locked")
     )
-    .select_from(_ranked.join(_locked, _locked.c.user_id == _ranked.c.user_id))
-    .where(_ranked.c.k == 1)
-    .cte("walk", recursive=True)
-)
-_next = _ranked.alias("next")
-_fits_next = covers(_walk.c.left, _next.c.amount)
-_walk = _walk.union_all(
-    select(
-        _next.c.seq,
-        _next.c.user_id,
-        _next.c.k,
-        case((_fits_next, _walk.c.left - _next.c.amount), else_=_walk.c.left),
-        _fits_next,
-    ).select_from(
-        _walk.join(_next, and_(_next.c.user_id == _walk.c.user_id, _next.c.k == _walk.c.k + 1))
-    )
-)
-_landed = (
-    postgresql.insert(ledger)
-    .from_select(
-        ["user_id", "kind", "order_number", "amount", "created_at"],
+
+
+def _walk(locked: CTE) -> CTE:
+    """Each account's debits decided in arrival order on its locked balance."""
+    fits_first = covers(locked.c.balance, _ranked.c.amount)
+    first = (
         select(
+            _ranked.c.seq,
             _ranked.c.user_id,
-            literal(EntryKind.WITHDRAWAL.value, String),
-            _ranked.c.order_number,
-            _ranked.c.amount,
-            _ranked.c.created_at,
+            _ranked.c.k,
+            case((fits_first, locked.c.balance - _ranked.c.amount), else_=locked.c.balance).label(
+                "left"
+            ),
+            fits_first.label("ok"),
         )
-        .select_from(_ranked.join(_walk, _walk.c.seq == _ranked.c.seq))
-        .where(_walk.c.ok),
+        .select_from(_ranked.join(locked, locked.c.user_id == _ranked.c.user_id))
+        .where(_ranked.c.k == 1)
+        .cte("walk", recursive=True)
     )
-    .on_conflict_do_nothing(index_elements=[ledger.c.kind, ledger.c.order_number])
-    .returning(ledger.c.user_id, ledger.c.order_number, ledger.c.amount)
-    .cte("landed")
-)
-_totals = (
-    select(_landed.c.user_id, cast(func.sum(_landed.c.amount), BigInteger).label("total"))
-    .group_by(_landed.c.user_id)
-    .subquery("totals")
-)
-_moved = (
-    update(accounts)
-    .where(and_(accounts.c.user_id == any_(_debit_users), accounts.c.user_id == _totals.c.user_id))
-    .values(
-        balance=accounts.c.balance - _totals.c.total,
-        withdrawn=accounts.c.withdrawn + _totals.c.total,
-    )
-    .returning(accounts.c.user_id)
-    .cte("moved")
-)
-WITHDRAW_BATCH = Statement(
-    select(
-        _walk.c.ok,
-        _landed.c.order_number.is_not(None).label("written"),
-        select(func.count()).select_from(_moved).scalar_subquery().label("moved"),
-    )
-    .select_from(
-        _ranked.outerjoin(_walk, _walk.c.seq == _ranked.c.seq).outerjoin(
-            _landed, _landed.c.order_number == _ranked.c.order_number
+    following = _ranked.alias("next")
+    fits_next = covers(first.c.left, following.c.amount)
+    return first.union_all(
+        select(
+            following.c.seq,
+            following.c.user_id,
+            following.c.k,
+            case((fits_next, first.c.left - following.c.amount), else_=first.c.left),
+            fits_next,
+        ).select_from(
+            first.join(
+                following,
+                and_(following.c.user_id == first.c.user_id, following.c.k == first.c.k + 1),
+            )
         )
     )
-    .order_by(_ranked.c.seq)
-)
+
+
+def _landed(walk: CTE) -> CTE:
+    """The accepted debits' entries, but for those whose order number is taken."""
+    return (
+        postgresql.insert(ledger)
+        .from_select(
+            ["user_id", "kind", "order_number", "amount", "created_at"],
+            select(
+                _ranked.c.user_id,
+                literal(EntryKind.WITHDRAWAL.value, String),
+                _ranked.c.order_number,
+                _ranked.c.amount,
+                _ranked.c.created_at,
+            )
+            .select_from(_ranked.join(walk, walk.c.seq == _ranked.c.seq))
+            .where(walk.c.ok),
+        )
+        .on_conflict_do_nothing(index_elements=[ledger.c.kind, ledger.c.order_number])
+        .returning(ledger.c.user_id, ledger.c.order_number, ledger.c.amount)
+        .cte("landed")
+    )
+
+
+def _moved(landed: CTE) -> CTE:
+    """Each account moved by the sum of its written entries."""
+    totals = (
+        select(landed.c.user_id, cast(func.sum(landed.c.amount), BigInteger).label("total"))
+        .group_by(landed.c.user_id)
+        .subquery("totals")
+    )
+    return (
+        update(accounts)
+        .where(
+            and_(accounts.c.user_id == any_(_debit_users), accounts.c.user_id == totals.c.user_id)
+        )
+        .values(
+            balance=accounts.c.balance - totals.c.total,
+            withdrawn=accounts.c.withdrawn + totals.c.total,
+        )
+        .returning(accounts.c.user_id)
+        .cte("moved")
+    )
+
+
+def _withdrawals(*, skip_locked: bool) -> Select[Any]:
+    walk = _walk(_locked(skip_locked=skip_locked))
+    landed = _landed(walk)
+    known = exists().where(accounts.c.user_id == _ranked.c.user_id)
+    return (
+        select(
+            walk.c.ok,
+            landed.c.order_number.is_not(None).label("written"),
+            select(func.count()).select_from(_moved(landed)).scalar_subquery().label("moved"),
+            known.label("known"),
+        )
+        .select_from(
+            _ranked.outerjoin(walk, walk.c.seq == _ranked.c.seq).outerjoin(
+                landed, landed.c.order_number == _ranked.c.order_number
+            )
+        )
+        .order_by(_ranked.c.seq)
+    )
+
+
+WITHDRAW_BATCH = Statement(_withdrawals(skip_locked=True))
+WITHDRAW_WAITING = Statement(_withdrawals(skip_locked=False))
 
 # Coalesced reads (coalesce.py): one statement for the users whose reads
 # arrived in the same turn of a server process's event loop, each row led by its user.
@@ -231,12 +276,15 @@ ACCOUNTS_OF = Statement(
     select(accounts.c.user_id, *ACCOUNT_FIGURES).where(accounts.c.user_id == any_(_users))
 )
 
-#: ORDERS_OF for many users at once: each user's rows together, in ORDERS_OF's order.
+#: The first chunk of the orders list of many users at once: each user's rows together,
+#: newest first.
 #: LATERAL, kept from being flattened into a join by its OFFSET 0: per account an index
 #: scan of its orders, never a hash join over the whole table (see FOR_WITHDRAWALS).
 _their_orders = (
     select(*ORDER_VIEW, orders.c.id)
     .where(orders.c.user_id == accounts.c.user_id)
+    .order_by(*newest_first(orders))
+    .limit(Queries.CHUNK)  # a first chunk (stores/sql/reads.py reads the rest)
     .offset(0)
     .lateral("their_orders")
 )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophermart.adapters.stores.guard import describe
+from gophermart.adapters.stores.outages import describe
 from gophermart.application.errors import StoreUnavailable
 
 

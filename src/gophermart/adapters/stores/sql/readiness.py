@@ -9,7 +9,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophermart.adapters.stores.guard import describe, is_unavailable
+from gophermart.adapters.stores.outages import describe, is_unavailable
 from gophermart.adapters.stores.sql.migrate import alembic_config
 from gophermart.application.readiness import Readiness
 

@@ -16,10 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.runners import Row, SqlRunner
 from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
+from gophermart.application.queries import Queries
 from gophermart.domain.users import UserId
 
-#: LIMIT for a page after ``before`` with no ``limit``: every order there is.
-NO_LIMIT = 2**62
+#: How many orders one statement reads: a whole list is read a chunk at a time (by
+#: the orders index, each chunk after the last number of the one before), so a user with
+#: 300,000 orders never becomes one statement whose rows the event loop maps in one go.
+CHUNK = Queries.CHUNK
 
 
 class Reads(ABC):
@@ -39,16 +42,31 @@ class Reads(ABC):
     async def orders(
         self, user_id: UserId, limit: int | None = None, before: str | None = None
     ) -> Sequence[OrderView] | None:
-        if before is not None:
-            params = {"user_id": user_id, "limit": limit or NO_LIMIT, "before": before}
-            rows = await self._fetch(st.ORDERS_PAGE_BEFORE, params)
-        elif limit is not None:
+        if limit is None:  # the whole list: a chunk at a time (CHUNK)
+            return await self._whole(await self._page(user_id, CHUNK, before), user_id)
+        return await self._page(user_id, limit, before)
+
+    async def _page(
+        self, user_id: UserId, limit: int, before: str | None
+    ) -> list[OrderView] | None:
+        if before is None:
             rows = await self._fetch(st.ORDERS_PAGE, {"user_id": user_id, "limit": limit})
         else:
-            rows = await self._fetch(st.ORDERS_OF, {"user_id": user_id})
+            params = {"user_id": user_id, "limit": limit, "before": before}
+            rows = await self._fetch(st.ORDERS_PAGE_BEFORE, params)
         if not rows:  # not even the account's row: no such user
             return None
         return [st.order_view(row) for row in rows if st.is_listed(row)]
+
+    async def _whole(
+        self, first: list[OrderView] | None, user_id: UserId
+    ) -> list[OrderView] | None:
+        """``first`` (a chunk) and the chunks after it, each read by its own statement."""
+        listed, chunk = first, first
+        while listed is not None and chunk is not None and len(chunk) == CHUNK:
+            chunk = await self._page(user_id, CHUNK, chunk[-1].number)
+            listed.extend(chunk or ())
+        return listed
 
     async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
         rows = await self._fetch(st.WITHDRAWALS_OF, {"user_id": user_id})

@@ -240,7 +240,8 @@ def newest_first(table: Any) -> tuple[Any, Any]:
     return table.c.uploaded_at.desc(), table.c.id.desc()
 
 
-# The orders list, whole or as a page (``?limit=&before=``): at most ``limit`` orders,
+# A page of the orders list (``?limit=&before=``; the whole list is read a page at a
+# time, stores/sql/reads.py): at most ``limit`` orders,
 # and with ``before`` (the number of the last order of the previous page) only the
 # user's orders listed after that one, i.e. below its (uploaded_at, id) in the index's
 # order. A ``before`` naming none of the user's orders lists nothing. The page is taken
@@ -262,15 +263,18 @@ def _of_cursor(column: str) -> Any:
     )
 
 
-def _orders_listing(*, after_cursor: bool, limited: bool) -> Select[Any]:
+def _orders_listing(*, after_cursor: bool) -> Select[Any]:
     mine = orders.c.user_id == bindparam("user_id")
     if after_cursor:
         cursor = tuple_(_of_cursor("uploaded_at"), _of_cursor("id"))
         mine = and_(mine, tuple_(orders.c.uploaded_at, orders.c.id) < cursor)
-    page = select(*ORDER_VIEW, orders.c.id).where(mine).order_by(*newest_first(orders))
-    if limited:
-        page = page.limit(bindparam("limit", type_=BigInteger))
-    listed = page.subquery("page")
+    listed = (
+        select(*ORDER_VIEW, orders.c.id)
+        .where(mine)
+        .order_by(*newest_first(orders))
+        .limit(bindparam("limit", type_=BigInteger))
+        .subquery("page")
+    )
     return (
         select(*(listed.c[c.name] for c in ORDER_VIEW))
         .select_from(accounts.outerjoin(listed, true()))
@@ -279,9 +283,8 @@ def _orders_listing(*, after_cursor: bool, limited: bool) -> Select[Any]:
     )
 
 
-ORDERS_OF = Statement(_orders_listing(after_cursor=False, limited=False))
-ORDERS_PAGE = Statement(_orders_listing(after_cursor=False, limited=True))
-ORDERS_PAGE_BEFORE = Statement(_orders_listing(after_cursor=True, limited=True))
+ORDERS_PAGE = Statement(_orders_listing(after_cursor=False))
+ORDERS_PAGE_BEFORE = Statement(_orders_listing(after_cursor=True))
 
 WITHDRAWALS_OF = Statement(
     select(ledger.c.order_number, ledger.c.amount, ledger.c.created_at)
@@ -359,13 +362,13 @@ def balance_view(row: Sequence[Any]) -> BalanceView:
 
 
 def is_listed(row: Sequence[Any]) -> bool:
-    """An ORDERS_OF or WITHDRAWALS_OF row that lists something (not the account's
+    """An ORDERS_PAGE or WITHDRAWALS_OF row that lists something (not the account's
     row of NULLs)."""
     return row[0] is not None
 
 
 def order_view(row: Sequence[Any]) -> OrderView:
-    """From an ORDERS_OF row."""
+    """From an ORDERS_PAGE row (ORDER_VIEW)."""
     return OrderView(row[0], _STATUSES[row[1]], _points(row[2]), row[3])
 
 
