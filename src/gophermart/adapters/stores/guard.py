@@ -74,7 +74,10 @@ class DatabaseGuard:
         self._probing = False
         self._next_probe = 0.0
         self._reported_at = 0.0
-        self._checks: set[asyncio.Task[None]] = set()
+        #: While a probe runs after a slow operation: its verdict, which new operations
+        #: wait for rather than send work to a database that may be frozen.
+        self._verdict: asyncio.Future[None] | None = None
+        self._checking: asyncio.Task[None] | None = None
         self._noted_at: dict[Outage, float] = {}
         self._deadlines = _Deadlines()
 
@@ -116,15 +119,17 @@ class DatabaseGuard:
 
     def _check_soon(self, cause: BaseException) -> None:
         """One operation ran out of time: a probe says whether the database is down (a
-        probe at a time; while it is known down, the operations themselves probe)."""
-        if self._probe is None or self._checks or self.is_down:
+        probe at a time; while it is known down, the operations themselves probe).
+        Operations that start meanwhile wait for its verdict (:meth:`_Watch.__aenter__`):
+        milliseconds when the database answers, and nothing sent to a frozen one."""
+        if self._probe is None or self._verdict is not None or self.is_down:
             self._note(Outage.SLOW, cause)
             return
-        task = asyncio.get_running_loop().create_task(self._check(cause))
-        self._checks.add(task)
-        task.add_done_callback(self._checks.discard)
+        loop = asyncio.get_running_loop()
+        self._verdict = loop.create_future()
+        self._checking = loop.create_task(self._check(cause, self._verdict))
 
-    async def _check(self, cause: BaseException) -> None:
+    async def _check(self, cause: BaseException, verdict: asyncio.Future[None]) -> None:
         assert self._probe is not None
         try:
             async with asyncio.timeout(self.timeout or 5.0):
@@ -133,6 +138,9 @@ class DatabaseGuard:
             self._failed(cause if isinstance(exc, TimeoutError) else exc)
         else:
             self._note(Outage.SLOW, cause)
+        finally:
+            self._verdict = None
+            verdict.set_result(None)
 
     def _note(self, kind: Outage, cause: BaseException) -> None:
         """Log a slow or refused operation, at most once per ``report_every``."""
@@ -235,6 +243,9 @@ class _Watch:
 
     async def __aenter__(self) -> None:
         g = self.guard
+        verdict = g._verdict
+        if verdict is not None and verdict.get_loop() is asyncio.get_running_loop():
+            await asyncio.shield(verdict)  # a probe is out: wait for what it says
         if g._down_since is not None:
             if g._probing or g._clock() < g._next_probe:
                 g._refused += 1
