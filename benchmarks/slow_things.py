@@ -183,7 +183,7 @@ async def listings_phase(
         "quiet": quiet.summary(),
         "during_listings": during.summary(),
         "listings_answered": sum(1 for s in sizes if s > 0),
-        "listings_failed": [s for s in sizes if s <= 0],
+        "listings_failed": {-s: sizes.count(s) for s in set(sizes) if s <= 0},
     }
 
 
