@@ -266,7 +266,7 @@ async def test_a_lost_race_reported_by_commit_is_retried_as_a_replay(world: Worl
             return self
 
     attempts: list[type[MemoryUnitOfWork]] = [ReadBeforeTheWinner, MemoryUnitOfWork]
-    loser = Accounts(lambda: attempts.pop(0)(world.store), world.clock).withdraw
+    loser = Accounts(lambda _within=None: attempts.pop(0)(world.store), world.clock).withdraw
     assert await loser(alice, SPEND_ON, Points(60_00)) is False
     assert attempts == []  # it did retry
     assert await world.balance(alice) == (40_00, 60_00)

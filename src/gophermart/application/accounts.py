@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from gophermart.application.errors import ConcurrentUpdate
-from gophermart.application.ports import Clock, UnitOfWorkFactory
+from gophermart.application.ports import Clock, HostConnection, UnitOfWorkFactory
 from gophermart.domain.errors import UnknownUser
 from gophermart.domain.orders import OrderNumber
 from gophermart.domain.points import Points
@@ -22,23 +22,38 @@ class Accounts:
         self._clock = clock
 
     async def withdraw(
-        self, user_id: UserId, order: str, amount: Points | Decimal | int | str
+        self,
+        user_id: UserId,
+        order: str,
+        amount: Points | Decimal | int | str,
+        *,
+        connection: HostConnection | None = None,
     ) -> bool:
         """Spend ``amount`` points on ``order``. ``True`` if charged now, ``False`` for
-        a replay of the identical earlier withdrawal (charged once, never twice)."""
+        a replay of the identical earlier withdrawal (charged once, never twice).
+
+        ``connection``: the host's open transaction (a SQLAlchemy ``AsyncConnection`` on
+        this store's database): the points move inside it, and commit or roll back with
+        the host's own rows."""
         user_id = valid_user_id(user_id)
         number = OrderNumber.parse(order)
         points = amount if isinstance(amount, Points) else Points.exact(amount)
         for attempt in range(self.ATTEMPTS):
             try:
-                return await self._withdraw_once(user_id, number, points)
+                return await self._withdraw_once(user_id, number, points, connection)
             except ConcurrentUpdate:
                 if attempt + 1 == self.ATTEMPTS:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _withdraw_once(self, user_id: UserId, number: OrderNumber, amount: Points) -> bool:
-        async with self._uow() as uow:
+    async def _withdraw_once(
+        self,
+        user_id: UserId,
+        number: OrderNumber,
+        amount: Points,
+        connection: HostConnection | None,
+    ) -> bool:
+        async with self._uow(connection) as uow:
             account, previous = await uow.accounts.for_withdrawal(user_id, number)
             if account is None:
                 raise UnknownUser(f"user {user_id} has no account")

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from gophermart.application.accruals import apply_verdict
 from gophermart.application.errors import ConcurrentUpdate
-from gophermart.application.ports import Clock, OrderEvents, UnitOfWorkFactory
+from gophermart.application.ports import Clock, HostConnection, OrderEvents, UnitOfWorkFactory
 from gophermart.domain.errors import IllegalStatusTransition, OrderOwnedByAnotherUser
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
 from gophermart.domain.points import Points
@@ -25,11 +25,14 @@ class Orders:
         self._clock = clock
         self._events = events
 
-    async def upload(self, user_id: UserId, number: str) -> UploadOutcome:
-        """Hand in an order number (digits, Luhn) for the accrual system to value."""
+    async def upload(
+        self, user_id: UserId, number: str, *, connection: HostConnection | None = None
+    ) -> UploadOutcome:
+        """Hand in an order number (digits, Luhn) for the accrual system to value.
+        ``connection``: the host's open transaction, which the upload joins."""
         user_id = valid_user_id(user_id)
         order = Order.upload(OrderNumber.parse(number), user_id, self._clock.now())
-        async with self._uow() as uow:
+        async with self._uow(connection) as uow:
             # Insert first, ask questions later: one round trip on the common path, and
             # the unique key settles a race between two uploads of the same number.
             if await uow.orders.add(order):
@@ -49,13 +52,15 @@ class Orders:
         accrual: Points | Decimal | int | str | None = None,
         *,
         verdict: AccrualVerdict = AccrualVerdict.PROCESSED,
+        connection: HostConnection | None = None,
     ) -> Order:
         """Record what an order earned when the host computes rewards itself (or
         receives them by webhook) instead of running the accrual worker. PROCESSED
         credits ``accrual`` (rounded half up to hundredths) exactly once, however often
         it is recorded; INVALID ends the order with nothing; REGISTERED/PROCESSING mark
         it in progress. A *different* verdict for an order that is already final is
-        :class:`~gophermart.domain.errors.IllegalStatusTransition` (final is final)."""
+        :class:`~gophermart.domain.errors.IllegalStatusTransition` (final is final).
+        ``connection``: the host's open transaction, which the credit joins."""
         number = OrderNumber.parse(order)
         points = None
         if accrual is not None:
@@ -64,14 +69,14 @@ class Orders:
             raise IllegalStatusTransition(f"only a PROCESSED verdict carries points ({verdict})")
         now = self._clock.now()
         try:
-            async with self._uow() as uow:
+            async with self._uow(connection) as uow:
                 moved = await apply_verdict(uow, number, verdict, points, now, now)
                 if moved is not None:
                     await uow.commit()
                     return moved[1]
         except ConcurrentUpdate:
             pass  # another writer credited it first: report what is stored now
-        async with self._uow() as uow:
+        async with self._uow(connection) as uow:
             stored = await uow.orders.get(number)
         assert stored is not None  # orders are never deleted
         if stored.status.is_final and (

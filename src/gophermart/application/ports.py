@@ -6,11 +6,11 @@ these protocols only, so the core is tested with in-memory fakes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from gophermart.domain.accounts import Account, LedgerEntry
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
@@ -181,7 +181,21 @@ class UnitOfWork(Protocol):
         ...
 
 
-UnitOfWorkFactory = Callable[[], UnitOfWork]
+class HostConnection(Protocol):
+    """A host's own database connection, inside a transaction the host controls (what
+    SQLAlchemy's ``AsyncConnection`` is): a unit of work opened *within* it writes in a
+    savepoint of that transaction, so its writes commit or roll back with the host's."""
+
+    @property
+    def dialect(self) -> Any: ...
+
+    def begin_nested(self) -> Any: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, within: HostConnection | None = None) -> UnitOfWork:
+        """A new unit of work: its own transaction, or ``within`` a host's."""
+        ...
 
 
 # --- the read side: listings skip the domain model --------------------------------

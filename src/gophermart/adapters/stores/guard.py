@@ -31,9 +31,16 @@ from typing import Any, Self, TypeVar, cast
 
 from gophermart.adapters.stores.outages import Outage, describe, is_unavailable, outage_of
 from gophermart.application.errors import StoreUnavailable
-from gophermart.application.ports import UnitOfWork, UnitOfWorkFactory
+from gophermart.application.ports import HostConnection, UnitOfWork
 
-__all__ = ["DatabaseGuard", "GuardedUnitOfWork", "describe", "guarded", "is_unavailable"]
+__all__ = [
+    "DatabaseGuard",
+    "GuardedUnitOfWork",
+    "describe",
+    "guarded",
+    "guarded_unit_of_work",
+    "is_unavailable",
+]
 
 log = logging.getLogger("gophermart.database")
 
@@ -312,11 +319,16 @@ class GuardedUnitOfWork:
         return getattr(self._inner, name)
 
 
-def guarded_units_of_work(factory: UnitOfWorkFactory, guard: DatabaseGuard) -> UnitOfWorkFactory:
-    def make() -> UnitOfWork:
-        return cast(UnitOfWork, GuardedUnitOfWork(factory(), guard))
-
-    return make
+def guarded_unit_of_work(
+    own: Callable[[], UnitOfWork],
+    hosted: Callable[[HostConnection], UnitOfWork],
+    guard: DatabaseGuard,
+    within: HostConnection | None = None,
+) -> UnitOfWork:
+    """A store's unit of work (the ``UnitOfWorkFactory`` port, as a store container's
+    ``uow`` factory): its own transaction, or ``within`` a host's; guarded either way."""
+    inner = own() if within is None else hosted(within)
+    return cast(UnitOfWork, GuardedUnitOfWork(inner, guard))
 
 
 def guarded(port: T, guard: DatabaseGuard) -> T:

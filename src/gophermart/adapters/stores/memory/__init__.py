@@ -22,7 +22,7 @@ from gophermart.adapters.stores.memory.reads import (
 )
 from gophermart.adapters.stores.memory.state import MemoryDatabase
 from gophermart.adapters.stores.memory.throttle import MemoryThrottleCounters
-from gophermart.adapters.stores.memory.unit_of_work import MemoryUnitOfWork
+from gophermart.adapters.stores.memory.unit_of_work import memory_unit_of_work
 from gophermart.application.ports import PoolStats
 from gophermart.application.readiness import Readiness
 
@@ -76,7 +76,7 @@ class Store(containers.DeclarativeContainer):
     """Every port of the in-memory store. Never unavailable, so nothing is guarded."""
 
     database = providers.Singleton(MemoryDatabase)
-    uow = providers.Factory(MemoryUnitOfWork, database)
+    uow = providers.Factory(memory_unit_of_work, database)
     read_model = providers.Singleton(MemoryReadModel, database)
     cold = providers.Container(ColdPaths, database=database)
     readiness = providers.Singleton(AlwaysReady)

@@ -16,9 +16,9 @@ from typing import Self
 
 from gophermart.adapters.stores.memory.state import MemoryDatabase, MemoryState, QueuedOrder
 from gophermart.application.errors import ConcurrentUpdate
-from gophermart.application.ports import ClaimedOrder
+from gophermart.application.ports import ClaimedOrder, HostConnection
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
-from gophermart.domain.errors import InsufficientPoints, LoginTaken
+from gophermart.domain.errors import InsufficientPoints, InvalidInput, LoginTaken
 from gophermart.domain.orders import Order, OrderNumber
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, User, UserId
@@ -185,3 +185,12 @@ class MemoryUnitOfWork:
             self._store.fail_next_commit = False
             raise ConnectionError("simulated failure at commit")
         self._committed = True
+
+
+def memory_unit_of_work(
+    database: MemoryDatabase, within: HostConnection | None = None
+) -> MemoryUnitOfWork:
+    """The memory store's unit of work; it has no host transaction to join."""
+    if within is not None:
+        raise InvalidInput("connection= joins a host's SQL transaction; this store is memory://")
+    return MemoryUnitOfWork(database)

@@ -15,13 +15,13 @@ import asyncpg
 from dependency_injector import containers, providers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophermart.adapters.stores.guard import DatabaseGuard, GuardedUnitOfWork, guarded
+from gophermart.adapters.stores.guard import DatabaseGuard, guarded, guarded_unit_of_work
 from gophermart.adapters.stores.postgres.engine import borrowed_postgres, postgres_database
 from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit
 from gophermart.adapters.stores.postgres.listener import PgOrderListener
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.reads import PgReads
-from gophermart.adapters.stores.postgres.unit_of_work import PgUnitOfWork
+from gophermart.adapters.stores.postgres.unit_of_work import PgUnitOfWork, within
 from gophermart.adapters.stores.sql.cold import SqlColdPaths
 from gophermart.adapters.stores.sql.engine import Database
 from gophermart.adapters.stores.sql.lifecycle import SqlLifecycle
@@ -97,7 +97,10 @@ class Store(containers.DeclarativeContainer):
     )
 
     uow = providers.Factory(
-        GuardedUnitOfWork, providers.Factory(PgUnitOfWork, hot_pool, group_commit), guard
+        guarded_unit_of_work,
+        providers.Factory(PgUnitOfWork, hot_pool, group_commit).provider,
+        providers.Object(within),
+        guard,
     )
     read_model = providers.Singleton(guarded, providers.Singleton(PgReads, hot_pool), guard)
     cold = providers.Container(

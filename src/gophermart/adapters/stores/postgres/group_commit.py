@@ -41,13 +41,13 @@ from gophermart.adapters.stores.postgres import statements as pg
 from gophermart.adapters.stores.postgres.coalesce import Coalescer
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner
-from gophermart.adapters.stores.sql.runners import Conflict, Row
+from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner
 from gophermart.domain.accounts import LedgerEntry
 
 log = logging.getLogger("gophermart.group_commit")
 
 
-async def debit_one(runner: PgRunner, entry: LedgerEntry) -> bool:
+async def debit_one(runner: Runner, entry: LedgerEntry) -> bool:
     """One debit through the batch statement that waits for its account's lock (the
     debit rule's one statement here), on ``runner``'s connection, inside its transaction
     if one is open. ``True``: written; ``False``: the balance did not cover it (or no

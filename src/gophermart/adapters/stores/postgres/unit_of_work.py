@@ -31,7 +31,7 @@ Measured effect on ``POST /api/user/balance/withdraw``: docs/performance.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
@@ -41,11 +41,26 @@ from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit, debi
 from gophermart.adapters.stores.postgres.pool import PgPool, must_abandon
 from gophermart.adapters.stores.postgres.runner import PgRunner
 from gophermart.adapters.stores.sql import statements as st
-from gophermart.adapters.stores.sql.runners import Row
-from gophermart.adapters.stores.sql.session import Session, SessionUnitOfWork
+from gophermart.adapters.stores.sql.runners import Row, Runner
+from gophermart.adapters.stores.sql.session import HostUnitOfWork, Session, SessionUnitOfWork
+from gophermart.application.ports import HostConnection, UnitOfWork
 from gophermart.domain.accounts import LedgerEntry
 from gophermart.domain.orders import OrderNumber
 from gophermart.domain.users import UserId
+
+
+async def record_entry(runner: Runner, entry: LedgerEntry) -> bool:
+    """PostgreSQL's shape of a ledger entry: one statement, a credit's CTE or the debit
+    batch (of one)."""
+    if entry.is_debit:
+        return await debit_one(runner, entry)
+    return await runner.fetchval(pg.CREDIT_ENTRY, st.entry_params(entry)) is not None
+
+
+def within(conn: HostConnection) -> UnitOfWork:
+    """A unit of work in a host's own PostgreSQL transaction (``connection=``): the same
+    statements, run through the host's SQLAlchemy connection."""
+    return cast(UnitOfWork, HostUnitOfWork(conn, "postgresql", record_entry, pg.ADD_ORDER))
 
 
 class _LazyRunner:
@@ -99,9 +114,7 @@ class _PgSession(Session):
         await self._tx.commit()
 
     async def _record(self, entry: LedgerEntry) -> bool:
-        if entry.is_debit:
-            return await debit_one(PgRunner(await self._runner.connection()), entry)
-        return await self._runner.fetchval(pg.CREDIT_ENTRY, st.entry_params(entry)) is not None
+        return await record_entry(self._runner, entry)
 
     async def _record_alone(self, entry: LedgerEntry) -> bool:
         if self._group is not None and entry.is_debit:

@@ -14,15 +14,16 @@ the same error, so nothing of it is ever written.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Self
+from typing import Any, Self
 
 from gophermart.adapters.stores.sql import statements as st
-from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner
+from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner, SqlRunner
 from gophermart.application.errors import ConcurrentUpdate
-from gophermart.application.ports import ClaimedOrder
+from gophermart.application.ports import ClaimedOrder, HostConnection
 from gophermart.domain.accounts import Account, LedgerEntry
-from gophermart.domain.errors import InsufficientPoints, LoginTaken, UnknownUser
+from gophermart.domain.errors import InsufficientPoints, InvalidInput, LoginTaken, UnknownUser
 from gophermart.domain.orders import Order, OrderNumber
 from gophermart.domain.users import Login, User, UserId
 
@@ -115,6 +116,43 @@ class Session(ABC):
             error = ConcurrentUpdate(f"{entry.kind} for order {entry.order_number} exists")
         self._failed = error
         raise error from None
+
+
+#: How a store writes a ledger entry and its balance change on a runner (its dialect's
+#: statements): ``False`` when the account row refused the change.
+RecordEntry = Callable[[Runner, LedgerEntry], Awaitable[bool]]
+
+
+class HostSession(Session):
+    """A session inside a host's transaction (``connection=``): our writes go into a
+    savepoint of it, released at our commit (they then commit or roll back with the
+    host's own rows) and rolled back on our failure (the host's rows are untouched)."""
+
+    records_in_one_statement = False
+
+    def __init__(self, conn: Any, record: RecordEntry, add_order: st.Statement) -> None:
+        super().__init__(SqlRunner(conn))
+        self._conn = conn
+        self._record_with = record
+        self.add_order = add_order
+        self._savepoint: Any = None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._savepoint is not None
+
+    async def _begin(self) -> None:
+        self._savepoint = await self._conn.begin_nested()
+
+    async def _commit(self) -> None:
+        await self._savepoint.commit()
+
+    async def _record(self, entry: LedgerEntry) -> bool:
+        return await self._record_with(self._runner, entry)
+
+    async def abandon(self) -> None:
+        if self._savepoint is not None and not self.committed and self._savepoint.is_active:
+            await self._savepoint.rollback()
 
 
 class SqlUsers:
@@ -239,3 +277,25 @@ class SessionUnitOfWork(ABC):
 
     async def commit(self) -> None:
         await self._session.commit()
+
+
+class HostUnitOfWork(SessionUnitOfWork):
+    """A unit of work within a host's transaction (:class:`HostSession`)."""
+
+    def __init__(
+        self, conn: HostConnection, dialect: str, record: RecordEntry, add_order: st.Statement
+    ) -> None:
+        if conn.dialect.name != dialect:
+            raise InvalidInput(
+                f"connection= is a {conn.dialect.name} connection; this store is {dialect}"
+            )
+        self._conn = conn
+        self._record = record
+        self._add_order = add_order
+
+    async def _open(self) -> Session:
+        self._host = HostSession(self._conn, self._record, self._add_order)
+        return self._host
+
+    async def _close(self) -> None:
+        await self._host.abandon()

@@ -14,14 +14,14 @@ from dependency_injector import containers, providers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.stores import NoListener
-from gophermart.adapters.stores.guard import DatabaseGuard, GuardedUnitOfWork, guarded
+from gophermart.adapters.stores.guard import DatabaseGuard, guarded, guarded_unit_of_work
 from gophermart.adapters.stores.sql.cold import SqlColdPaths
 from gophermart.adapters.stores.sql.engine import Database
 from gophermart.adapters.stores.sql.lifecycle import SqlLifecycle
 from gophermart.adapters.stores.sql.readiness import SqlReadiness, revision_on_engine
 from gophermart.adapters.stores.sql.reads import SqlReads
 from gophermart.adapters.stores.sqlite.engine import borrowed_sqlite, sqlite_database
-from gophermart.adapters.stores.sqlite.unit_of_work import SqliteUnitOfWork
+from gophermart.adapters.stores.sqlite.unit_of_work import SqliteUnitOfWork, within
 
 __all__ = ["Store"]
 
@@ -45,7 +45,10 @@ class Store(containers.DeclarativeContainer):
     guard = providers.Singleton(DatabaseGuard, None)
 
     uow = providers.Factory(
-        GuardedUnitOfWork, providers.Factory(SqliteUnitOfWork, database.provided.write), guard
+        guarded_unit_of_work,
+        providers.Factory(SqliteUnitOfWork, database.provided.write).provider,
+        providers.Object(within),
+        guard,
     )
     read_model = providers.Singleton(
         guarded, providers.Singleton(SqlReads, database.provided.read), guard

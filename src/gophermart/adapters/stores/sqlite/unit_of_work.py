@@ -10,15 +10,31 @@ longer commit, so neither is ever written alone.
 
 from __future__ import annotations
 
+from typing import cast
+
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gophermart.adapters.stores.sql import statements as st
-from gophermart.adapters.stores.sql.runners import SqlRunner
-from gophermart.adapters.stores.sql.session import Session, SessionUnitOfWork
+from gophermart.adapters.stores.sql.runners import Runner, SqlRunner
+from gophermart.adapters.stores.sql.session import HostUnitOfWork, Session, SessionUnitOfWork
+from gophermart.application.ports import HostConnection, UnitOfWork
 from gophermart.domain.accounts import LedgerEntry
 
 ADD_ORDER = st.Statement(st.add_order(sqlite.insert))
+
+
+async def record_entry(runner: Runner, entry: LedgerEntry) -> bool:
+    """SQLite's shape of a ledger entry: the entry, then the balance change."""
+    params = st.entry_params(entry)
+    # The entry first: a duplicate (kind, order) fails before any balance moves.
+    await runner.execute(st.RECORD_ENTRY, params)
+    return await runner.execute(st.DEBIT if entry.is_debit else st.CREDIT, params) == 1
+
+
+def within(conn: HostConnection) -> UnitOfWork:
+    """A unit of work in a host's own SQLite transaction (``connection=``)."""
+    return cast(UnitOfWork, HostUnitOfWork(conn, "sqlite", record_entry, ADD_ORDER))
 
 
 class SqliteSession(Session):
@@ -40,10 +56,7 @@ class SqliteSession(Session):
         await self._conn.commit()
 
     async def _record(self, entry: LedgerEntry) -> bool:
-        params = st.entry_params(entry)
-        # The entry first: a duplicate (kind, order) fails before any balance moves.
-        await self._runner.execute(st.RECORD_ENTRY, params)
-        return await self._runner.execute(st.DEBIT if entry.is_debit else st.CREDIT, params) == 1
+        return await record_entry(self._runner, entry)
 
 
 class SqliteUnitOfWork(SessionUnitOfWork):
