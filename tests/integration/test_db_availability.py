@@ -41,6 +41,7 @@ from gophermart.application.errors import StoreUnavailable
 from gophermart.application.readiness import Readiness
 from gophermart.bootstrap import Container
 from gophermart.domain.errors import InsufficientPoints
+from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.app import http_app
 from gophermart.facade import Gophermart
@@ -119,7 +120,7 @@ def test_sqlite_locked_past_the_busy_timeout_is_an_outage(tmp_path: Path) -> Non
         asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
         sqlite3.IntegrityError("UNIQUE constraint failed: orders.number"),
         sqlalchemy.exc.IntegrityError("INSERT", None, sqlite3.IntegrityError("UNIQUE")),
-        InsufficientPoints("not enough"),
+        InsufficientPoints(Points(500), Points(100)),
         asyncio.CancelledError(),
     ],
     ids=repr,
@@ -328,7 +329,7 @@ async def test_errors_the_database_answered_pass_through_untouched() -> None:
     guard = DatabaseGuard(5.0)
     with pytest.raises(InsufficientPoints):
         async with guard.watch():
-            raise InsufficientPoints("not enough")
+            raise InsufficientPoints(Points(500), Points(100))
     assert not guard.is_down
 
 

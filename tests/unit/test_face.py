@@ -13,10 +13,15 @@ import pytest
 from gophermart import (
     BlockingGophermart,
     Gophermart,
+    InsufficientPoints,
     InvalidInput,
     InvalidOrderNumber,
+    LoginTaken,
     NotOpen,
+    OrderOwnedByAnotherUser,
+    Points,
     StoreUnavailable,
+    UnknownOrder,
     UnknownUser,
 )
 from gophermart.facade import Call, Delegate, Face
@@ -142,3 +147,40 @@ def test_odd_arguments_are_typed_errors(call: Any, error: type[Exception]) -> No
         twin.register("erin", "pw")
         with pytest.raises(error):
             call(twin)
+
+
+async def test_errors_carry_what_a_host_acts_on() -> None:
+    async with loyalty_for_tests() as loyalty:
+        frank = await loyalty.register("frank", "pw")
+        with pytest.raises(InsufficientPoints) as short:
+            await loyalty.withdraw(frank.user_id, "2377225624", "12.5")
+        assert (short.value.requested, short.value.available) == (Points(1250), Points(0))
+        with pytest.raises(LoginTaken) as taken:
+            await loyalty.register("frank", "pw")
+        assert taken.value.login == "frank"
+        with pytest.raises(UnknownOrder) as unknown:
+            await loyalty.record_accrual("79927398713", 1)
+        assert unknown.value.order == "79927398713"
+        grace = await loyalty.register("grace", "pw")
+        await loyalty.upload_order(frank.user_id, "12345678903")
+        with pytest.raises(OrderOwnedByAnotherUser) as owned:
+            await loyalty.upload_order(grace.user_id, "12345678903")
+        assert owned.value.order == "12345678903"
+        with pytest.raises(UnknownUser) as nobody:
+            await loyalty.balance(999)  # type: ignore[arg-type]
+        assert nobody.value.user_id == 999
+
+
+async def test_a_mounted_router_whose_instance_is_not_started_answers_503() -> None:
+    from litestar import Litestar
+    from litestar.testing import AsyncTestClient
+
+    from gophermart import http_router
+
+    app = Litestar(route_handlers=[http_router(loyalty_for_tests(), path="/loyalty")])
+    async with AsyncTestClient(app=app) as client:  # the host forgot loyalty_lifespan
+        answer = await client.post(
+            "/loyalty/api/user/register", json={"login": "h", "password": "pw"}
+        )
+    assert answer.status_code == 503
+    assert "start" in answer.json()["error"]

@@ -56,7 +56,7 @@ class Accounts:
         async with self._uow(connection) as uow:
             account, previous = await uow.accounts.for_withdrawal(user_id, number)
             if account is None:
-                raise UnknownUser(f"user {user_id} has no account")
+                raise UnknownUser(user_id)
             entry = account.withdraw(number, amount, self._clock.now(), previous)
             if entry is None:
                 return False

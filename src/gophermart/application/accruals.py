@@ -34,7 +34,7 @@ async def apply_verdict(
     """
     order = await uow.orders.get(number)
     if order is None:
-        raise UnknownOrder(f"order {number} was never uploaded")
+        raise UnknownOrder(number.value)
     if order.status.is_final:
         return None
     updated = order.apply(verdict, accrual)

@@ -44,7 +44,7 @@ class Orders:
             raise ConcurrentUpdate(f"order {number} vanished while uploading")
         if existing.owner == user_id:
             return UploadOutcome.ALREADY_YOURS
-        raise OrderOwnedByAnotherUser(f"order {number} was uploaded by another user")
+        raise OrderOwnedByAnotherUser(order.number.value)
 
     async def record_accrual(
         self,

@@ -19,7 +19,7 @@ V = TypeVar("V")
 
 def _of_a_user(user_id: UserId, view: V | None) -> V:
     if view is None:  # not "nothing to show": a credential naming no user
-        raise UnknownUser(f"user {user_id} has no account")
+        raise UnknownUser(user_id)
     return view
 
 

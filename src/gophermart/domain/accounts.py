@@ -87,9 +87,9 @@ class Account:
         if previous is not None:
             if previous.user_id == self.user_id and previous.amount == amount:
                 return None
-            raise WithdrawalConflict(f"order {order_number} was used for another withdrawal")
+            raise WithdrawalConflict(order_number.value)
         if amount > self.balance:
-            raise InsufficientPoints(f"balance {self.balance} is less than {amount}")
+            raise InsufficientPoints(amount, self.balance)
         entry = LedgerEntry(self.user_id, EntryKind.WITHDRAWAL, order_number, amount, at)
         # Both figures first: an overflow of ``withdrawn`` must leave the account as it was.
         balance, withdrawn = self.balance - amount, self.withdrawn + amount

@@ -1,8 +1,17 @@
 """Typed domain errors.
 
 Every rule violation has its own type so that one place at the edge
-(``entrypoints.http.errors``) can map it to a status code without parsing messages.
+(``entrypoints.http.errors``) can map it to a status code without parsing messages, and
+carries what a host needs to act on it as attributes (the amounts of a refused
+withdrawal, the order that conflicts), never only in its message.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gophermart.domain.points import Points
 
 
 class GophermartError(Exception):
@@ -34,6 +43,10 @@ class BalanceOverflow(DomainError):
 class LoginTaken(DomainError):
     """Another user registered this login first."""
 
+    def __init__(self, login: str) -> None:
+        super().__init__(f"login {login} is taken")
+        self.login = login
+
 
 class InvalidCredentials(DomainError):
     """The login/password pair does not match. Deliberately says no more."""
@@ -50,17 +63,32 @@ class TooManyAttempts(DomainError):
 class OrderOwnedByAnotherUser(DomainError):
     """The order number was uploaded by someone else first."""
 
+    def __init__(self, order: str) -> None:
+        super().__init__(f"order {order} was uploaded by another user")
+        self.order = order
+
 
 class IllegalStatusTransition(DomainError):
     """An order's status may only move forward; final is final."""
 
 
 class InsufficientPoints(DomainError):
-    """A withdrawal larger than the current balance."""
+    """A withdrawal larger than the current balance: ``requested`` and ``available``
+    (``None`` when the balance changed under a concurrent write and was not read)."""
+
+    def __init__(self, requested: Points, available: Points | None = None) -> None:
+        told = f"balance {available} is less than {requested}" if available is not None else ""
+        super().__init__(told or f"the balance no longer covers {requested}")
+        self.requested = requested
+        self.available = available
 
 
 class WithdrawalConflict(DomainError):
     """The order number was already used for a *different* withdrawal."""
+
+    def __init__(self, order: str) -> None:
+        super().__init__(f"order {order} was used for another withdrawal")
+        self.order = order
 
 
 class AlreadyCredited(DomainError):
@@ -70,6 +98,14 @@ class AlreadyCredited(DomainError):
 class UnknownUser(DomainError):
     """A credential names a user that does not exist (any more)."""
 
+    def __init__(self, user_id: object, why: str = "has no account") -> None:
+        super().__init__(f"user {user_id} {why}")
+        self.user_id = user_id
+
 
 class UnknownOrder(DomainError):
-    """No order with this number was ever uploaded."""
+    """No order with this number was ever uploaded (or none of the caller's)."""
+
+    def __init__(self, order: str, why: str = "was never uploaded") -> None:
+        super().__init__(f"order {order} {why}")
+        self.order = order

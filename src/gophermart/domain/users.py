@@ -25,7 +25,7 @@ def valid_user_id(value: object) -> UserId:
     if type(value) is not int:
         raise InvalidInput(f"a user id is a whole number, not {type(value).__name__}")
     if not 1 <= value <= MAX_USER_ID:
-        raise UnknownUser(f"no user {value}")
+        raise UnknownUser(value, "cannot exist")
     return UserId(value)
 
 

@@ -9,7 +9,12 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable, Unauthenticated
+from gophermart.application.errors import (
+    ConcurrentUpdate,
+    NotOpen,
+    StoreUnavailable,
+    Unauthenticated,
+)
 from gophermart.domain import errors as domain
 from gophermart.entrypoints.http.wire import Error, encoder
 
@@ -31,6 +36,7 @@ STATUS_OF: Mapping[type[Exception], int] = {
     Unauthenticated: 401,
     ConcurrentUpdate: 409,
     StoreUnavailable: 503,  # an outage, logged once by the adapters, not per request
+    NotOpen: 503,  # a mounted router whose Gophermart the host has not started (or closed)
 }
 
 
@@ -74,6 +80,7 @@ EXCEPTION_HANDLERS: Mapping[Any, Callable[..., Response[bytes]]] = {
     Unauthenticated: _domain_error,
     ConcurrentUpdate: _domain_error,
     StoreUnavailable: _domain_error,
+    NotOpen: _domain_error,
     HTTPException: _http_error,
     Exception: _unexpected,
 }

@@ -54,7 +54,7 @@ def _apply(s: MemoryState, entry: LedgerEntry) -> None:
     balance, withdrawn = s.balances[entry.user_id]
     if entry.is_debit:
         if balance < entry.amount.cents:  # the database's conditional update
-            raise InsufficientPoints("balance changed concurrently")
+            raise InsufficientPoints(entry.amount)
         balance, withdrawn = balance - entry.amount.cents, withdrawn + entry.amount.cents
     else:
         balance += entry.amount.cents
@@ -76,7 +76,7 @@ class _Repository:
 class MemoryUsers(_Repository):
     async def add(self, login: Login, password_hash: str) -> User:
         if login.value in self._s.logins:
-            raise LoginTaken(f"login {login} is taken")
+            raise LoginTaken(login.value)
         user = User(UserId(self._s.next_id), login, password_hash)
         self._s.next_id += 1
         self._s.users[user.id] = user

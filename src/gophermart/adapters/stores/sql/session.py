@@ -108,7 +108,7 @@ class Session(ABC):
             if await (self._record_alone(entry) if alone else self._record(entry)):
                 return
             error: Exception = (
-                InsufficientPoints("balance changed concurrently")
+                InsufficientPoints(entry.amount)
                 if entry.is_debit
                 else LookupError(f"user {entry.user_id} has no account")
             )
@@ -169,7 +169,7 @@ class SqlUsers:
         try:
             user_id = await db.fetchval(st.ADD_USER, params)
         except Conflict:
-            raise LoginTaken(f"login {login} is taken") from None
+            raise LoginTaken(login.value) from None
         return User(UserId(user_id), login, password_hash)
 
     async def by_login(self, login: Login) -> User | None:
@@ -187,7 +187,7 @@ class SqlOrders:
         try:  # a taken number is ON CONFLICT DO NOTHING: no row back
             inserted = await db.fetchval(self._s.add_order, st.order_params(order))
         except Conflict:  # so this is the owner's foreign key
-            raise UnknownUser(f"user {order.owner} does not exist") from None
+            raise UnknownUser(order.owner) from None
         return inserted is not None
 
     async def get(self, number: OrderNumber) -> Order | None:
