@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
+import pytest
 from sqlalchemy import text
 
-from gophermart.testing import loyalty_for_tests
+from gophermart import Gophermart, StoreUnavailable
+from gophermart.settings import Settings
+from gophermart.testing import TEST_SECRET, loyalty_for_tests
+from tests.pg_proxy import PgProxy
 from tests.sql_database import database_for
 
 ORDER, SPENT, OTHER = "9278923470", "2377225624", "12345678903"
@@ -69,3 +74,21 @@ async def test_the_command_lists_the_mismatches_and_exits_1(database_uri: str) -
     )
     assert "1 problem(s)" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.postgres
+async def test_an_audit_of_a_hung_database_ends_within_a_bound(postgres_uri: str) -> None:
+    """Before: reconcile never answered (> 40 s) with the database hung. Its statements
+    have no deadline (an audit may rightly run long), but probes notice a hung server."""
+    with PgProxy() as proxy:
+        settings = Settings.for_database(
+            proxy.uri_for(postgres_uri), secret=TEST_SECRET, db_timeout=0.5
+        )
+        async with Gophermart.from_settings(settings) as audited:
+            assert (await audited.reconcile()).ok
+            proxy.freeze()
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await audited.reconcile()
+            assert time.monotonic() - started < 5.0
+            proxy.resume()

@@ -101,6 +101,34 @@ class DatabaseGuard:
         inside it (or a deadline missed) leaves it as StoreUnavailable."""
         return _Watch(self)
 
+    async def long(self, work: Awaitable[T]) -> T:
+        """``work`` that may rightly run long (an audit of the whole ledger): no deadline,
+        but while it runs the database is probed every ``timeout`` seconds; a probe that
+        fails (a hung or vanished server) cancels it with StoreUnavailable, where a
+        frozen server would otherwise keep it waiting for ever."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.timeout or 5.0)
+                if done:
+                    break
+                if self._probe is not None:
+                    try:
+                        async with asyncio.timeout(self.timeout or 5.0):
+                            await self._probe()
+                    except Exception as exc:
+                        self._failed(exc)
+                        raise self._unavailable() from None
+            try:
+                return task.result()
+            except Exception as exc:
+                unavailable = self._went_wrong(exc)
+                if unavailable is not None:
+                    raise unavailable from exc
+                raise
+        finally:
+            task.cancel()
+
     def _unavailable(self) -> StoreUnavailable:
         return StoreUnavailable(self._reason, self.retry_after)
 
@@ -331,24 +359,26 @@ def guarded_unit_of_work(
     return cast(UnitOfWork, GuardedUnitOfWork(inner, guard))
 
 
-def guarded(port: T, guard: DatabaseGuard) -> T:
+def guarded(port: T, guard: DatabaseGuard, *, long: bool = False) -> T:
     """``port`` (a read model, the gate, the throttle's counters, an audit ...) with
     each of its public coroutine methods run under ``guard``; anything else is the
     port's own. One wrapper for every port: a method added to a port is guarded
-    without a line here."""
-    return cast(T, _Guarded(port, guard))
+    without a line here. ``long``: the methods may rightly run long (an audit): no
+    deadline, but the database is probed meanwhile (:meth:`DatabaseGuard.long`)."""
+    return cast(T, _Guarded(port, guard, long))
 
 
 class _Guarded:
-    def __init__(self, inner: object, guard: DatabaseGuard) -> None:
+    def __init__(self, inner: object, guard: DatabaseGuard, long: bool) -> None:
         self._inner = inner
+        wrap = _long if long else _watched
         for name in dir(type(inner)):
             if name.startswith("_"):
                 continue
             method = getattr(inner, name)
             if inspect.iscoroutinefunction(method):
                 # Bound once, here: a call costs the wrapper, not an attribute lookup.
-                setattr(self, name, _watched(method, guard))
+                setattr(self, name, wrap(method, guard))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -360,6 +390,17 @@ def _watched(
     async def call(*args: Any, **kwargs: Any) -> Any:
         async with guard.watch():
             return await method(*args, **kwargs)
+
+    call.__name__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
+
+
+def _long(
+    method: Callable[..., Awaitable[Any]], guard: DatabaseGuard
+) -> Callable[..., Awaitable[Any]]:
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return await guard.long(method(*args, **kwargs))
 
     call.__name__ = method.__name__
     call.__doc__ = method.__doc__

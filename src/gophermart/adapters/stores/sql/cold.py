@@ -25,6 +25,9 @@ class SqlColdPaths(containers.DeclarativeContainer):
     throttle_counters = providers.Singleton(
         guarded, providers.Singleton(SqlThrottleCounters, write), guard
     )
-    # Operators' tools: not guarded, an audit may rightly run long.
-    audit = providers.Singleton(SqlLedgerAudit, read)
-    queue_probe = providers.Singleton(SqlQueueProbe, read)
+    # Operators' tools: an audit may rightly run long, so it has no deadline, but a hung
+    # database is noticed by probes meanwhile; the queue probe answers a scrape.
+    audit = providers.Singleton(
+        guarded, providers.Singleton(SqlLedgerAudit, read), guard, long=True
+    )
+    queue_probe = providers.Singleton(guarded, providers.Singleton(SqlQueueProbe, read), guard)
