@@ -47,8 +47,8 @@ class BlockingGophermart(Face):
         self._pid = os.getpid()
 
     @classmethod
-    def _on(cls, settings: Settings, migrate: bool, container: Container | None = None) -> Self:
-        return cls(Gophermart._on(settings, migrate, container))
+    def _on(cls, settings: Settings, container: Container | None = None) -> Self:
+        return cls(Gophermart._on(settings, container))
 
     # --- life -------------------------------------------------------------------------
 

@@ -191,7 +191,12 @@ class Container(containers.DeclarativeContainer):
     accounts = providers.Singleton(Accounts, store.uow.provider, clock)
     queries = providers.Singleton(Queries, store.read_model)
     operations = providers.Singleton(
-        Operations, store.readiness, store.cold.audit, store.cold.queue_probe, clock
+        Operations,
+        store.readiness,
+        store.cold.audit,
+        store.cold.queue_probe,
+        store.lifecycle,
+        clock,
     )
 
     # --- the accrual worker ---------------------------------------------------------
@@ -231,6 +236,13 @@ async def settle(container: Container, *, migrate: bool = True) -> Settings:
             refuse("DATABASE_URI", f"migrating {display} failed: {exc}")
         if settings.backend != "memory":
             log.info("database %s is ready", display)
+    else:  # the operator migrates as a deployment step: refuse a database behind it
+        schema = await lifecycle.schema()
+        if not schema.is_current:
+            refuse(
+                "DATABASE_URI",
+                f"{display} is {schema}: run `gophermart migrate` first",
+            )
     # The operator's secret, else the one kept in the database (created by the first
     # process to ask, so every process of a deployment signs alike). The database's
     # identity, to which token keys are bound: a dropped and recreated database mints
@@ -238,6 +250,15 @@ async def settle(container: Container, *, migrate: bool = True) -> Settings:
     secret = settings.secret or await lifecycle.stored_secret()
     database_id = settings.database_id or await lifecycle.stored_database_id()
     return replace(settings, secret=secret, database_id=database_id)
+
+
+def migration_sql(settings: Settings) -> str:
+    """The SQL the store's migrations run on an empty database (``migrate --sql``)."""
+    if settings.backend == "memory":
+        refuse("DATABASE_URI", "memory:// has no schema to migrate")
+    from gophermart.adapters.stores.sql.migrate import upgrade_sql
+
+    return upgrade_sql(settings.backend)
 
 
 async def prepare(settings: Settings) -> Settings:
@@ -249,7 +270,7 @@ async def prepare(settings: Settings) -> Settings:
     """
     container = build(settings)
     try:
-        return await settle(container)
+        return await settle(container, migrate=settings.migrate)
     finally:
         shutdown = container.shutdown_resources()
         if shutdown is not None:

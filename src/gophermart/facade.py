@@ -123,7 +123,8 @@ class Options(TypedDict, total=False):
     accrual_concurrency: int
     #: Seconds a verb may wait for the database before it raises ``StoreUnavailable``.
     db_timeout: float
-    #: Bring the schema to this release's at start (default ``True``).
+    #: Bring the schema to this release's at start (default ``True``); with ``False`` a
+    #: database behind this release is refused at start (:meth:`Face.migrate` migrates).
     migrate: bool
 
 
@@ -145,6 +146,8 @@ class Face:
     readiness = Verb(Operations.readiness)
     reconcile = Verb(Operations.reconcile)
     queue_depth = Verb(Operations.queue_depth)
+    migrate = Verb(Operations.migrate)
+    schema = Verb(Operations.schema)
 
     # --- opening ---------------------------------------------------------------------
 
@@ -153,7 +156,7 @@ class Face:
         """On a database URL: ``sqlite:///shop.db``, ``postgresql://…`` (libpq
         parameters welcome) or ``memory://``. The schema is migrated at start unless
         ``migrate=False``."""
-        return cls._on(*_settings(url, options))
+        return cls._on(Settings.for_database(url, **options))
 
     @classmethod
     def in_memory(cls, **options: Unpack[Options]) -> Self:
@@ -172,8 +175,8 @@ class Face:
             uri = f"sqlite:///{url.database}"
         else:
             uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        settings, migrate = _settings(uri, options)
-        return cls._on(settings, migrate, build(settings, engine=engine))
+        settings = Settings.for_database(uri, **options)
+        return cls._on(settings, build(settings, engine=engine))
 
     @classmethod
     def on_asyncpg_pool(
@@ -190,26 +193,20 @@ class Face:
             dsn = connect_args[0] if connect_args and isinstance(connect_args[0], str) else None
         if not dsn:
             refuse("DATABASE_URI", "the pool was not created from a DSN; pass dsn= as well")
-        settings, migrate = _settings(dsn, options)
-        return cls._on(settings, migrate, build(settings, pool=pool))
+        settings = Settings.for_database(dsn, **options)
+        return cls._on(settings, build(settings, pool=pool))
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Self:
+    def from_settings(cls, settings: Settings) -> Self:
         """The service's own path: everything the operator configured."""
-        return cls._on(settings, migrate)
+        return cls._on(settings)
 
     @classmethod
-    def _on(cls, settings: Settings, migrate: bool, container: Container | None = None) -> Self:
+    def _on(cls, settings: Settings, container: Container | None = None) -> Self:
         raise NotImplementedError
 
     def _bind(self, verb: Delegate) -> Any:
         raise NotImplementedError
-
-
-def _settings(url: str, options: Options) -> tuple[Settings, bool]:
-    changes = dict(options)
-    migrate = bool(changes.pop("migrate", True))
-    return Settings.for_database(url, **changes), migrate
 
 
 class Gophermart(Face):
@@ -221,16 +218,15 @@ class Gophermart(Face):
     of :class:`gophermart.GophermartError`); none of them leaves anything half-written.
     """
 
-    def __init__(self, container: Container, *, migrate: bool = True) -> None:
+    def __init__(self, container: Container) -> None:
         """Prefer the named constructors; this one takes a ready (overridden) container."""
         self.container = container
-        self._migrate = migrate
         self._state = "new"
         self._bound: list[str] = []
 
     @classmethod
-    def _on(cls, settings: Settings, migrate: bool, container: Container | None = None) -> Self:
-        return cls(container or build(settings), migrate=migrate)
+    def _on(cls, settings: Settings, container: Container | None = None) -> Self:
+        return cls(container or build(settings))
 
     # --- life -------------------------------------------------------------------------
 
@@ -251,7 +247,7 @@ class Gophermart(Face):
         if self._state == "closed":
             raise NotOpen("this Gophermart was closed; open a new one")
         try:
-            settled = await settle(self.container, migrate=self._migrate)
+            settled = await settle(self.container, migrate=self.settings.migrate)
         except BaseException:
             await self.aclose()
             raise

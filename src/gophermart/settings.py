@@ -54,7 +54,8 @@ def refuse(setting: str, reason: str) -> NoReturn:
 SERVE: Final = "serve"  # `gophermart` with no sub-command
 WORKER: Final = "worker"
 RECONCILE: Final = "reconcile"
-EVERY_COMMAND: Final = (SERVE, WORKER, RECONCILE)
+MIGRATE: Final = "migrate"
+EVERY_COMMAND: Final = (SERVE, WORKER, RECONCILE, MIGRATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,6 +454,14 @@ class Settings:
         commands=(WORKER,),
         metavar="HOST:PORT",
         default_text="none: the worker serves no HTTP",
+    )
+    migrate: bool = setting(
+        True,
+        "GOPHERMART_MIGRATE",
+        _bool,
+        "migrate the database at start (0: migrations are a deployment step, `gophermart "
+        "migrate`; a database behind this release is then refused at start, in one line)",
+        commands=(SERVE, WORKER),
     )
     #: Settled at start (never set by an operator): the database's random identity,
     #: to which token signing keys are bound.

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from gophermart.application.ports import Clock, QueueDepth, QueueProbe
+from gophermart.application.ports import (
+    Clock,
+    QueueDepth,
+    QueueProbe,
+    SchemaState,
+    StoreLifecycle,
+)
 from gophermart.application.readiness import Readiness, ReadinessProbe
 from gophermart.application.reconcile import LedgerAudit, ReconcileReport
 
 
 class Operations:
     def __init__(
-        self, readiness: ReadinessProbe, audit: LedgerAudit, queue: QueueProbe, clock: Clock
+        self,
+        readiness: ReadinessProbe,
+        audit: LedgerAudit,
+        queue: QueueProbe,
+        lifecycle: StoreLifecycle,
+        clock: Clock,
     ) -> None:
         self._readiness = readiness
         self._audit = audit
         self._queue = queue
+        self._lifecycle = lifecycle
         self._clock = clock
 
     async def readiness(self) -> Readiness:
@@ -30,3 +42,13 @@ class Operations:
         ``overdue_after`` seconds (nobody keeps up), being polled (leased by a worker),
         and scheduled for later."""
         return await self._queue.depth(self._clock.now(), overdue_after)
+
+    async def migrate(self) -> SchemaState:
+        """Bring the store's schema to this release's (what starting with ``migrate=True``
+        does; idempotent, safe from many processes) and say where it stands."""
+        await self._lifecycle.migrate()
+        return await self._lifecycle.schema()
+
+    async def schema(self) -> SchemaState:
+        """Where the store's schema stands against this release's."""
+        return await self._lifecycle.schema()

@@ -383,6 +383,25 @@ class PoolStats:
     waiting: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """Where a store's schema stands: its revision (``None``: never migrated) and the
+    revision this release needs."""
+
+    current: str | None
+    head: str | None
+
+    @property
+    def is_current(self) -> bool:
+        return self.current == self.head
+
+    def __str__(self) -> str:
+        if self.is_current:
+            return f"at {self.current}, this release's"
+        found = f"at {self.current}" if self.current else "not migrated"
+        return f"{found}; this release needs {self.head}"
+
+
 class StoreLifecycle(Protocol):
     """Opening, migrating and closing a store, and the values kept in it."""
 
@@ -394,6 +413,8 @@ class StoreLifecycle(Protocol):
     async def migrate(self) -> None:
         """Bring the schema to this release's (idempotent, safe from many processes)."""
         ...
+
+    async def schema(self) -> SchemaState: ...
 
     async def stored_secret(self) -> str:
         """The token secret kept in the store (created by the first process to ask)."""

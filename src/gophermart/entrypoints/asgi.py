@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import msgspec
 from litestar import Litestar
@@ -66,7 +67,7 @@ def create() -> ASGIApp:
         refuse(RESOLVED_SETTINGS_ENV, "start the service with the `gophermart` command")
     settings = msgspec.json.decode(raw, type=Settings)
     configure_logging(settings.log_level, settings.log_format)
-    loyalty = Gophermart.from_settings(settings, migrate=False)  # the CLI migrated
+    loyalty = Gophermart.from_settings(replace(settings, migrate=False))  # the CLI did
     run_worker = settings.run_worker and settings.accrual_address is not None
     if settings.run_worker and not run_worker:
         import logging

@@ -3,6 +3,7 @@
     gophermart [-a ADDR] [-d URI] [-r URL] ...   serve the API (and the accrual worker)
     gophermart worker [...]                        run only the accrual worker
     gophermart reconcile [-d URI]                  check balances against the ledger
+    gophermart migrate [-d URI] [--sql]            migrate the schema (or print its SQL)
     gophermart accrual-sim [...]                   run the accrual system simulator
 
 Every setting comes from a flag, else its environment variable, else a default.
@@ -19,10 +20,12 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from gophermart.entrypoints.logs import configure_logging
 from gophermart.settings import (
+    MIGRATE,
     RECONCILE,
     SERVE,
     WORKER,
@@ -41,6 +44,8 @@ log = logging.getLogger("gophermart")
 COMMANDS = {
     WORKER: "run only the accrual worker (scale-out)",
     RECONCILE: "check every balance against the ledger; non-zero exit on mismatch",
+    MIGRATE: "bring the database's schema to this release's (what a start does unless "
+    "GOPHERMART_MIGRATE=0); --sql prints the SQL instead",
 }
 
 
@@ -88,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command, help_text in COMMANDS.items():
         _add_flags(sub.add_parser(command, help=help_text), command, top=False)
+    sub.choices[MIGRATE].add_argument(
+        "--sql",
+        action="store_true",
+        help="print the SQL that migrating an empty database runs, for a DBA; connect to nothing",
+    )
     sub.add_parser("accrual-sim", help="run the accrual system simulator", add_help=False)
     return parser
 
@@ -168,6 +178,22 @@ def run_worker(settings: Settings) -> int:
     return run(settings, listening)
 
 
+def run_migrate(settings: Settings, sql: bool) -> int:
+    from gophermart.bootstrap import migration_sql
+    from gophermart.facade import Gophermart
+
+    if sql:
+        print(migration_sql(settings), end="")
+        return 0
+
+    async def migrated() -> str:
+        async with Gophermart.from_settings(replace(settings, migrate=True)) as loyalty:
+            return str(await loyalty.schema())
+
+    print(f"{settings.database.display}: {asyncio.run(migrated())}")
+    return 0
+
+
 def run_reconcile(settings: Settings) -> int:
     from gophermart.entrypoints.reconcile import run
 
@@ -188,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_worker(settings)
         if args.command == "reconcile":
             return run_reconcile(settings)
+        if args.command == "migrate":
+            return run_migrate(settings, args.sql)
         return serve(settings)
     except ConfigError as exc:
         print(f"gophermart: {exc}", file=sys.stderr)

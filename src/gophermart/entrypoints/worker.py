@@ -19,6 +19,7 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 import uvicorn
 
@@ -78,7 +79,7 @@ async def _main(settings: Settings, listening: socket.socket | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loyalty = Gophermart.from_settings(settings, migrate=False)
+    loyalty = Gophermart.from_settings(replace(settings, migrate=False))  # prepare() did
     face = (
         _http_face(settings, loyalty, listening)
         if listening is not None

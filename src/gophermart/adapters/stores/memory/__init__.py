@@ -23,7 +23,7 @@ from gophermart.adapters.stores.memory.reads import (
 from gophermart.adapters.stores.memory.state import MemoryDatabase
 from gophermart.adapters.stores.memory.throttle import MemoryThrottleCounters
 from gophermart.adapters.stores.memory.unit_of_work import memory_unit_of_work
-from gophermart.application.ports import PoolStats
+from gophermart.application.ports import PoolStats, SchemaState
 from gophermart.application.readiness import Readiness
 
 __all__ = ["MemoryDatabase", "Store"]
@@ -42,6 +42,9 @@ class MemoryLifecycle:
 
     async def migrate(self) -> None:
         return None
+
+    async def schema(self) -> SchemaState:
+        return SchemaState("memory", "memory")
 
     async def stored_secret(self) -> str:
         return self._secret

@@ -9,8 +9,9 @@ from typing import Any, Protocol
 from gophermart.adapters.stores.guard import DatabaseGuard
 from gophermart.adapters.stores.sql.engine import Database
 from gophermart.adapters.stores.sql.migrate import migrate
+from gophermart.adapters.stores.sql.readiness import alembic_head, revision_on_engine
 from gophermart.adapters.stores.sql.secrets import stored_database_id, stored_token_secret
-from gophermart.application.ports import PoolStats
+from gophermart.application.ports import PoolStats, SchemaState
 
 
 class OwnPool(Protocol):
@@ -39,6 +40,9 @@ class SqlLifecycle:
         finally:
             if unbounded is not self._database:
                 await unbounded.dispose()
+
+    async def schema(self) -> SchemaState:
+        return SchemaState(await revision_on_engine(self._database.read), alembic_head())
 
     async def stored_secret(self) -> str:
         return await stored_token_secret(self._database.write)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from alembic import command
@@ -41,3 +42,13 @@ async def migrate(engine: AsyncEngine | Database) -> None:
         engine = engine.write
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
+
+
+def upgrade_sql(dialect: str) -> str:
+    """The SQL that :func:`migrate` runs on an empty database of ``dialect``
+    (``sqlite`` or ``postgresql``), for a DBA to read or run: Alembic's offline mode."""
+    config = alembic_config()
+    config.attributes["dialect"] = dialect
+    config.output_buffer = io.StringIO()
+    command.upgrade(config, "head", sql=True)
+    return str(config.output_buffer.getvalue())

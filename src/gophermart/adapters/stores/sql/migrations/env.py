@@ -1,18 +1,27 @@
-"""Alembic environment: always run on a connection handed in by ``migrate``."""
+"""Alembic environment: run by gophermart on a connection it hands in (``migrate``), or
+offline for ``gophermart migrate --sql`` (the dialect handed in, the SQL printed)."""
 
 from alembic import context
 
 from gophermart.adapters.stores.sql.schema import metadata
 
-connection = context.config.attributes.get("connection")
-if connection is None:
-    raise RuntimeError("run migrations through gophermart (it passes the connection)")
-
-context.configure(
-    connection=connection,
-    target_metadata=metadata,
-    render_as_batch=connection.dialect.name == "sqlite",
-    compare_type=True,
-)
+attributes = context.config.attributes
+if context.is_offline_mode():
+    context.configure(
+        dialect_name=attributes["dialect"],
+        target_metadata=metadata,
+        literal_binds=True,
+        render_as_batch=False,  # offline there is no table to copy: plain ALTERs
+    )
+else:
+    connection = attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through gophermart (it passes the connection)")
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
 with context.begin_transaction():
     context.run_migrations()
