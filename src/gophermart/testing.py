@@ -22,6 +22,7 @@ A host's test::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -59,7 +60,14 @@ class PlainPasswordHasher:
     async def hash(self, password: Password) -> str:
         return "plain$" + password.value
 
-    async def verify(self, password_hash: str | None, password: Password) -> bool:
+    async def verify(
+        self,
+        password_hash: str | None,
+        password: Password,
+        admitted: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        if admitted is not None:
+            await admitted()
         return password_hash == "plain$" + password.value
 
 
@@ -76,10 +84,16 @@ class CountingTokens:
 
 
 class NoThrottle:
-    async def attempt(self, login: str, client: str) -> None:
+    async def check(self, login: str, client: str, device: str | None = None) -> None:
         return None
 
-    async def succeeded(self, login: str, client: str) -> None:
+    async def attempt(self, login: str, client: str, device: str | None = None) -> None:
+        return None
+
+    async def succeeded(self, login: str, client: str, device: str | None = None) -> None:
+        return None
+
+    async def remember(self, login: str, client: str, device: str | None = None) -> None:
         return None
 
 

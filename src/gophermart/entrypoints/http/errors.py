@@ -9,7 +9,12 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable, Unauthenticated
+from gophermart.application.errors import (
+    ConcurrentUpdate,
+    Overloaded,
+    StoreUnavailable,
+    Unauthenticated,
+)
 from gophermart.domain import errors as domain
 from gophermart.entrypoints.http.wire import Error, encoder
 
@@ -31,6 +36,7 @@ STATUS_OF: Mapping[type[Exception], int] = {
     Unauthenticated: 401,
     ConcurrentUpdate: 409,
     StoreUnavailable: 503,  # an outage, logged once by the adapters, not per request
+    Overloaded: 503,  # a full line of password hashes: a fast refusal, not a long wait
 }
 
 
@@ -53,7 +59,7 @@ def _domain_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[
     else:  # pragma: no cover - every DomainError subclass is mapped
         return _unexpected(_request, exc)
     headers = None
-    if isinstance(exc, domain.TooManyAttempts | StoreUnavailable):
+    if isinstance(exc, domain.TooManyAttempts | StoreUnavailable | Overloaded):
         headers = {"Retry-After": str(exc.retry_after)}
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="gophermart"'}
@@ -74,6 +80,7 @@ EXCEPTION_HANDLERS: Mapping[Any, Callable[..., Response[bytes]]] = {
     Unauthenticated: _domain_error,
     ConcurrentUpdate: _domain_error,
     StoreUnavailable: _domain_error,
+    Overloaded: _domain_error,
     HTTPException: _http_error,
     Exception: _unexpected,
 }

@@ -23,7 +23,7 @@ class SqlColdPaths(containers.DeclarativeContainer):
     # What requests and the worker use: behind the guard.
     gate = providers.Singleton(guarded, providers.Singleton(SqlAccrualGate, write), guard)
     throttle_counters = providers.Singleton(
-        guarded, providers.Singleton(SqlThrottleCounters, write), guard
+        guarded, providers.Singleton(SqlThrottleCounters, write, read), guard
     )
     # Operators' tools: not guarded, an audit may rightly run long.
     audit = providers.Singleton(SqlLedgerAudit, read)
