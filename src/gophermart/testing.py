@@ -22,14 +22,13 @@ A host's test::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from dependency_injector import providers
 
 from gophermart.application.errors import Unauthenticated
-from gophermart.application.ports import AccrualAnswer, AccrualReply
+from gophermart.application.ports import AccrualAnswer, AccrualReply, Admitted
 from gophermart.bootstrap import Container, build
 from gophermart.domain.orders import AccrualVerdict, OrderNumber
 from gophermart.domain.points import Points
@@ -61,10 +60,7 @@ class PlainPasswordHasher:
         return "plain$" + password.value
 
     async def verify(
-        self,
-        password_hash: str | None,
-        password: Password,
-        admitted: Callable[[], Awaitable[None]] | None = None,
+        self, password_hash: str | None, password: Password, admitted: Admitted = None
     ) -> bool:
         if admitted is not None:
             await admitted()

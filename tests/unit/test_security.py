@@ -364,65 +364,70 @@ async def _settle() -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_full_line_is_refused_at_once() -> None:
-    pool = ThreadPoolExecutor(1)
-    queue, work = HashQueue(running=1, waiting=2), Blocked()
-    try:
-        line = [asyncio.ensure_future(queue.run(pool, work, f"h{i}")) for i in range(3)]
-        await _settle()
-        started = time.monotonic()
-        with pytest.raises(Overloaded):
-            await queue.run(pool, work, "one too many")
-        assert time.monotonic() - started < 0.05  # refused, not queued
-        work.gate.set()
-        assert await asyncio.gather(*line) == ["h0", "h1", "h2"]
-        assert await queue.run(pool, work, "later") == "later"  # room again
-    finally:
-        work.gate.set()
-        pool.shutdown()
+@pytest.fixture
+def one_thread() -> Iterator[tuple[ThreadPoolExecutor, Blocked]]:
+    """A pool of one hashing thread, and work that holds it until released."""
+    pool, work = ThreadPoolExecutor(1), Blocked()
+    yield pool, work
+    work.gate.set()
+    pool.shutdown()
 
 
-async def test_a_cancelled_wait_takes_its_work_with_it() -> None:
-    pool = ThreadPoolExecutor(1)
-    queue, work = HashQueue(running=1, waiting=8), Blocked()
-    try:
-        running = asyncio.ensure_future(queue.run(pool, work, "running"))
-        waiting = [asyncio.ensure_future(queue.run(pool, work, f"gone{i}")) for i in range(5)]
-        kept = asyncio.ensure_future(queue.run(pool, work, "kept"))
-        await _settle()
-        for task in waiting:  # their clients hung up
-            task.cancel()
-        await _settle()
-        work.gate.set()
-        assert await running == "running" and await kept == "kept"
-        assert work.ran == ["running", "kept"]  # nothing hashed for those who left
-    finally:
-        work.gate.set()
-        pool.shutdown()
+async def test_a_full_line_is_refused_at_once(
+    one_thread: tuple[ThreadPoolExecutor, Blocked],
+) -> None:
+    pool, work = one_thread
+    queue = HashQueue(running=1, waiting=2)
+    line = [asyncio.ensure_future(queue.run(pool, work, f"h{i}")) for i in range(3)]
+    await _settle()
+    started = time.monotonic()
+    with pytest.raises(Overloaded):
+        await queue.run(pool, work, "one too many")
+    assert time.monotonic() - started < 0.05  # refused, not queued
+    work.gate.set()
+    assert await asyncio.gather(*line) == ["h0", "h1", "h2"]
+    assert await queue.run(pool, work, "later") == "later"  # room again
 
 
-async def test_a_turn_is_given_back_when_the_thread_is_done() -> None:
+async def test_a_cancelled_wait_takes_its_work_with_it(
+    one_thread: tuple[ThreadPoolExecutor, Blocked],
+) -> None:
+    pool, work = one_thread
+    queue = HashQueue(running=1, waiting=8)
+    running = asyncio.ensure_future(queue.run(pool, work, "running"))
+    waiting = [asyncio.ensure_future(queue.run(pool, work, f"gone{i}")) for i in range(5)]
+    kept = asyncio.ensure_future(queue.run(pool, work, "kept"))
+    await _settle()
+    for task in waiting:  # their clients hung up
+        task.cancel()
+    await _settle()
+    work.gate.set()
+    assert await running == "running" and await kept == "kept"
+    assert work.ran == ["running", "kept"]  # nothing hashed for those who left
+
+
+async def test_a_turn_is_given_back_when_the_thread_is_done(
+    one_thread: tuple[ThreadPoolExecutor, Blocked],
+) -> None:
     """Cancelling a hash that already runs cannot stop its thread: the turn stays taken
     until it ends, so the pool never holds more than its threads."""
-    pool = ThreadPoolExecutor(1)
-    queue, work = HashQueue(running=1, waiting=8), Blocked()
-    try:
-        running = asyncio.ensure_future(queue.run(pool, work, "running"))
-        await _settle()
-        running.cancel()
-        after = asyncio.ensure_future(queue.run(pool, work, "after"))
-        await _settle()
-        assert work.ran == ["running"]  # still its thread's
-        work.gate.set()
-        assert await after == "after"
-    finally:
-        work.gate.set()
-        pool.shutdown()
+    pool, work = one_thread
+    queue = HashQueue(running=1, waiting=8)
+    running = asyncio.ensure_future(queue.run(pool, work, "running"))
+    await _settle()
+    running.cancel()
+    after = asyncio.ensure_future(queue.run(pool, work, "after"))
+    await _settle()
+    assert work.ran == ["running"]  # still its thread's
+    work.gate.set()
+    assert await after == "after"
 
 
-async def test_first_runs_in_the_turn_and_can_call_the_work_off() -> None:
-    pool = ThreadPoolExecutor(1)
-    queue, work = HashQueue(running=1, waiting=8), Blocked()
+async def test_first_runs_in_the_turn_and_can_call_the_work_off(
+    one_thread: tuple[ThreadPoolExecutor, Blocked],
+) -> None:
+    pool, work = one_thread
+    queue = HashQueue(running=1, waiting=8)
     work.gate.set()
     seen: list[str] = []
 
@@ -432,14 +437,11 @@ async def test_first_runs_in_the_turn_and_can_call_the_work_off() -> None:
     async def refuse() -> None:
         raise RuntimeError("locked meanwhile")
 
-    try:
-        assert await queue.run(pool, work, "checked", first=count) == "checked"
-        with pytest.raises(RuntimeError):
-            await queue.run(pool, work, "never", first=refuse)
-        assert (seen, work.ran) == (["counted"], ["checked"])
-        assert await queue.run(pool, work, "next") == "next"  # the refused turn came back
-    finally:
-        pool.shutdown()
+    assert await queue.run(pool, work, "checked", first=count) == "checked"
+    with pytest.raises(RuntimeError):
+        await queue.run(pool, work, "never", first=refuse)
+    assert (seen, work.ran) == (["counted"], ["checked"])
+    assert await queue.run(pool, work, "next") == "next"  # the refused turn came back
 
 
 async def test_the_hashers_line_is_sized_by_its_threads(cheap_hasher: Argon2Hasher) -> None:

@@ -3,17 +3,17 @@
 Issue 15, finding 2: 21 wrong guesses from 5 addresses locked the owner out, and one
 guess per lock period kept them out (the owner got in 0 of 287 times in a simulated
 24 h). An address or device that logged in before is now held to its pair's lock only:
-the simulation below is that attack, and the owner at home gets in every time. The
-rest: what a success clears and what it leaves (a guesser's count), what a known
-address is still held to, how long and how many successes are remembered, and a
-property: no schedule of guesses from other addresses ever refuses the owner.
+the simulation (``benchmarks/lockout_simulation.py``) is that attack, and the owner at
+home gets in every time. The rest: what a success clears and what it leaves (a
+guesser's count), what a known address is still held to, how long and how many
+successes are remembered, and a property: no schedule of guesses from other addresses
+ever refuses the owner.
 """
 
 from __future__ import annotations
 
-import heapq
-
 import pytest
+from benchmarks.lockout_simulation import ELSEWHERE, HOME, day
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,48 +58,21 @@ async def log_in(
     return await t.succeeded(login, client, device)
 
 
-async def simulate(owner: str, device: bool) -> tuple[int, int]:
-    """A day of the attack of finding 2: 21 guesses from 5 addresses, then one guess per
-    lock period (each address in turn); the owner logs in every 5 minutes from
-    ``owner`` (with the device cookie of their first login if ``device``), after one
-    login from home before the attack. Returns (owner's successes, owner's tries)."""
-    clock = Clock()
-    t = throttle(clock)
-    start = clock.now
-    home_device = await log_in(t, "198.51.100.1", right=True)
-    assert isinstance(home_device, str)
-    cookie = home_device if device else None
-    events = [(start + 300.0 * i, "owner", i) for i in range(1, 289)]
-    events += [(start + 0.01 * i, "guess", i) for i in range(21)]
-    heapq.heapify(events)
-    successes = tries = guesses = 0
-    while events:
-        at, who, _ = heapq.heappop(events)
-        if at > start + DAY:
-            break
-        clock.now = at
-        if who == "owner":
-            tries += 1
-            successes += isinstance(await log_in(t, owner, right=True, device=cookie), str)
-            continue
-        guesses += 1
-        answer = await log_in(t, ATTACKERS[guesses % 5], right=False)
-        if isinstance(answer, int) and answer != 401 and guesses > 21:
-            heapq.heappush(events, (at + answer, "guess", guesses))  # when the lock ends
-        elif guesses >= 21:
-            heapq.heappush(events, (at + 1.0, "guess", guesses))
-    return successes, tries
-
-
 async def test_guesses_from_many_addresses_do_not_keep_the_owner_out() -> None:
-    """Before: 0 of 287 (the issue's figure, measured on 79de1f7). Now the owner at the
-    address they logged in from before, or on the device they did, gets in every time;
-    from a new address with no device cookie they are still locked out (the trade-off
-    that keeps the login's lock: README, "Login throttling")."""
-    assert await simulate("198.51.100.1", device=False) == (288, 288)  # home
-    assert await simulate("192.0.2.77", device=True) == (288, 288)  # the phone, elsewhere
-    new_place, tries = await simulate("192.0.2.77", device=False)
-    assert new_place <= tries // 10  # only in the odd gap between two locks
+    """A day of the attack of finding 2 (``benchmarks/lockout_simulation.py``): 21
+    guesses from 5 addresses, then one each time the lock ends; the owner, who logged in
+    once from home before it began, tries every 5 minutes. Before: 0 of 288 wherever
+    the owner was (the issue's own run: 0 of 287). Now the owner at home, or on the
+    device they logged in with, gets in every time; from a new address with no device
+    cookie they are still locked out (the trade-off that keeps the login's lock:
+    README, "Login throttling")."""
+    home = await day(HOME, with_device=False)
+    assert (home["owner_got_in"], home["owner_tries"]) == (288, 288)
+    assert home["guesses"] > 200  # the attack went on all day
+    phone = await day(ELSEWHERE, with_device=True)
+    assert (phone["owner_got_in"], phone["owner_tries"]) == (288, 288)
+    new_place = await day(ELSEWHERE, with_device=False)
+    assert new_place["owner_got_in"] == 0
 
 
 @settings(max_examples=60, deadline=None)

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +37,7 @@ from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gophermart.application.errors import Overloaded, Unauthenticated
+from gophermart.application.ports import Admitted
 from gophermart.domain.users import Password, UserId
 
 
@@ -70,7 +71,7 @@ class HashQueue:
         pool: ThreadPoolExecutor,
         work: Callable[..., T],
         *args: object,
-        first: Callable[[], Awaitable[None]] | None = None,
+        first: Admitted = None,
     ) -> T:
         """``work(*args)`` on ``pool`` in its turn; ``first`` is awaited once the turn
         has come, before the work starts (if it raises, the work never runs)."""
@@ -123,10 +124,7 @@ class Argon2Hasher:
         return await self._queue.run(self._pool, self._argon2.hash, password.value)
 
     async def verify(
-        self,
-        password_hash: str | None,
-        password: Password,
-        admitted: Callable[[], Awaitable[None]] | None = None,
+        self, password_hash: str | None, password: Password, admitted: Admitted = None
     ) -> bool:
         target = password_hash if password_hash is not None else self._dummy_hash
         ok = await self._queue.run(self._pool, self._verify, target, password.value, first=admitted)

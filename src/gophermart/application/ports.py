@@ -24,6 +24,10 @@ class Clock(Protocol):
         ...
 
 
+#: What :meth:`PasswordHasher.verify` awaits when a check gets its turn on the hasher.
+Admitted = Callable[[], Awaitable[None]] | None
+
+
 class PasswordHasher(Protocol):
     """Slow, salted password hashes. Both verbs wait their turn in a bounded line and
     raise :class:`~gophermart.application.errors.Overloaded` at once when it is full;
@@ -32,10 +36,7 @@ class PasswordHasher(Protocol):
     async def hash(self, password: Password) -> str: ...
 
     async def verify(
-        self,
-        password_hash: str | None,
-        password: Password,
-        admitted: Callable[[], Awaitable[None]] | None = None,
+        self, password_hash: str | None, password: Password, admitted: Admitted = None
     ) -> bool:
         """Check ``password`` against ``password_hash``.
 

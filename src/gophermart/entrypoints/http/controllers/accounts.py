@@ -39,34 +39,27 @@ T = TypeVar("T")
 #: long absence is recognised again from its next successful login.
 DEVICE_COOKIE: Final = "device"
 _DEVICE_MAX_AGE: Final = 365 * 86400
+_LOGIN: Final = "api/user/login"  # the login route, below the mount's path
 #: The status an answer nobody will read is logged with (nginx's "client closed request").
 CLIENT_CLOSED: Final = 499
 
 
+def _cookie(mount: Mount, key: str, value: str, max_age: int, path: str = "") -> Cookie:
+    return Cookie(
+        key=key,
+        value=value,
+        httponly=True,
+        samesite="lax",
+        secure=mount.cookie_secure,
+        max_age=max_age,
+        path=mount.cookie_path + path,
+    )
+
+
 def _signed_in(mount: Mount, auth: Authenticated) -> Response[bytes]:
-    cookies = [
-        Cookie(
-            key=TOKEN_COOKIE,
-            value=auth.token,
-            httponly=True,
-            samesite="lax",
-            secure=mount.cookie_secure,
-            max_age=mount.token_ttl_seconds,
-            path=mount.cookie_path,
-        )
-    ]
+    cookies = [_cookie(mount, TOKEN_COOKIE, auth.token, mount.token_ttl_seconds)]
     if auth.device:
-        cookies.append(
-            Cookie(
-                key=DEVICE_COOKIE,
-                value=auth.device,
-                httponly=True,
-                samesite="lax",
-                secure=mount.cookie_secure,
-                max_age=_DEVICE_MAX_AGE,
-                path=mount.cookie_path + "api/user/login",
-            )
-        )
+        cookies.append(_cookie(mount, DEVICE_COOKIE, auth.device, _DEVICE_MAX_AGE, _LOGIN))
     return Response(
         content=b"",
         status_code=200,
