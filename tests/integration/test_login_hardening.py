@@ -181,6 +181,32 @@ def test_lookalike_logins_are_folded_or_refused(server: tuple[Service, Path]) ->
         assert owners_login(svc.url, fullwidth, "198.51.100.2") == 200  # folds to the account
 
 
+def test_logins_registered_before_still_log_in_as_typed(server: tuple[Service, Path]) -> None:
+    """Rows as the older release stored them (NFC only): a fullwidth login beside the
+    plain one it now folds to, and one that mixes scripts."""
+    svc, db = server
+    tag = uuid.uuid4().hex[:6]
+    fullwidth = "".join(chr(ord(ch) + 0xFEE0) for ch in f"legacy{tag}")
+    mixed = f"\u0430lice{tag}"  # a Cyrillic a
+    for name, stored in ((f"old{tag}", fullwidth), (f"mixed{tag}", mixed)):
+        with httpx.Client(base_url=svc.url, timeout=30) as c:
+            body = {"login": name, "password": "old pw"}
+            assert c.post("/api/user/register", json=body).status_code == 200
+        with sqlite3.connect(db) as conn:  # what the older release would have stored
+            conn.execute("UPDATE users SET login = ? WHERE login = ?", (stored, name))
+    with httpx.Client(base_url=svc.url, timeout=30) as c:
+
+        def status(path: str, login: str, password: str) -> int:
+            return c.post(path, json={"login": login, "password": password}).status_code
+
+        assert status("/api/user/register", f"legacy{tag}", "new pw") == 200  # the plain name
+        assert status("/api/user/login", fullwidth, "old pw") == 200  # as typed: the old one
+        assert status("/api/user/login", f"legacy{tag}", "new pw") == 200
+        assert status("/api/user/login", fullwidth, "new pw") == 401
+        assert status("/api/user/login", mixed, "old pw") == 200  # refused now, still in
+        assert status("/api/user/register", mixed, "pw") == 400
+
+
 def test_the_documented_login_policy_is_the_real_one(server: tuple[Service, Path]) -> None:
     svc, _ = server
     schema = httpx.get(svc.url + "/schema/openapi.json", timeout=30).json()
