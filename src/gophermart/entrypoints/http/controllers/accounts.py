@@ -131,7 +131,16 @@ _SIGNED_IN: Final[dict[str, Any]] = {
             httponly=True,
             samesite="lax",
             description="The same token as an HttpOnly cookie",
-        )
+        ),
+        Cookie(
+            key=DEVICE_COOKIE,
+            documentation_only=True,
+            httponly=True,
+            samesite="lax",
+            path="/api/user/login",
+            description="This device, recognised at later logins (sent back only to "
+            "the login route): an attempt carrying it is not held to the login's lock",
+        ),
     ],
     "dependencies": body_of(Credentials),
     "operation_class": documented(
