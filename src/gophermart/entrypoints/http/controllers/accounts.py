@@ -96,6 +96,8 @@ async def _unless_hung_up(
         if not task.done() and watch.result():
             task.cancel()
             await asyncio.wait((task,))  # its clean-up done (a turn handed on)
+            if not task.cancelled():
+                task.exception()  # it ended first after all: nobody is there to be told
             return None
         return await task
     finally:
