@@ -190,6 +190,12 @@ async def test_a_success_deletes_the_counters_it_empties(
     await b.succeeded("alice", "1.1.1.1")
     left = {key for (key,) in await rows(databases[0], login_failures)}
     assert left == {"pair:2.2.2.2 alice", "login:alice", "client:2.2.2.2"}
+    assert await outcome(a, "carol", "1.1.1.1") is None  # an address known to alice only
+    await a.succeeded("carol", "1.1.1.1")
+    assert await outcome(a, "carol", "1.1.1.1") is None  # known now: not counted in carol's
+    await a.succeeded("carol", "1.1.1.1")
+    left = {key for (key,) in await rows(databases[0], login_failures)}
+    assert left == {"pair:2.2.2.2 alice", "login:alice", "client:2.2.2.2"}  # no empty rows
 
 
 async def test_successes_are_bounded_per_login_and_forgotten(

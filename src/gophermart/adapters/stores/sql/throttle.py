@@ -118,9 +118,13 @@ class SqlThrottleCounters:
             fresh = {"failures": 0, "last_at": _EPOCH, "locked_until": _EPOCH}
             await conn.execute(_touch(conn), [{"key": k, **fresh} for k in ordered])
             rows = await conn.execute(_SELECT.with_for_update(), {"keys": ordered})
-            decision = decide(Seen(_counters(rows), await _known(conn, keys)))
+            seen = Seen(_counters(rows), await _known(conn, keys))
+            decision = decide(seen)
             if decision.retry_after is not None:
                 raise _Refused(decision)
+            # Rows made only to be locked, that the decision left alone, go again.
+            made = {k for k, c in seen.counters.items() if c.failures == 0 and c.last_at == 0}
+            dropped = (decision.dropped | made) - decision.counters.keys()
             if decision.counters:
                 await conn.execute(
                     _WRITE,
@@ -129,8 +133,8 @@ class SqlThrottleCounters:
                         for key, c in sorted(decision.counters.items())
                     ],
                 )
-            if decision.dropped:
-                await conn.execute(_DROP, {"keys": sorted(decision.dropped)})
+            if dropped:
+                await conn.execute(_DROP, {"keys": sorted(dropped)})
         return decision
 
     async def remember(self, keys: ThrottleKeys, at: float, keep: int) -> None:
