@@ -20,6 +20,7 @@ drivers at the edges (:mod:`gophermart.adapters`, :mod:`gophermart.entrypoints`)
 from gophermart.application.errors import (
     ConcurrentUpdate,
     NotOpen,
+    Overloaded,
     StoreUnavailable,
     Unauthenticated,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "OrderOwnedByAnotherUser",
     "OrderStatus",
     "OrderView",
+    "Overloaded",
     "Points",
     "ReconcileReport",
     "StoreUnavailable",

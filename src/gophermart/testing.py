@@ -28,7 +28,7 @@ from decimal import Decimal
 from dependency_injector import providers
 
 from gophermart.application.errors import Unauthenticated
-from gophermart.application.ports import AccrualAnswer, AccrualReply
+from gophermart.application.ports import AccrualAnswer, AccrualReply, Admitted
 from gophermart.bootstrap import Container, build
 from gophermart.domain.orders import AccrualVerdict, OrderNumber
 from gophermart.domain.points import Points
@@ -59,7 +59,11 @@ class PlainPasswordHasher:
     async def hash(self, password: Password) -> str:
         return "plain$" + password.value
 
-    async def verify(self, password_hash: str | None, password: Password) -> bool:
+    async def verify(
+        self, password_hash: str | None, password: Password, admitted: Admitted = None
+    ) -> bool:
+        if admitted is not None:
+            await admitted()
         return password_hash == "plain$" + password.value
 
 
@@ -76,10 +80,16 @@ class CountingTokens:
 
 
 class NoThrottle:
-    async def attempt(self, login: str, client: str) -> None:
+    async def check(self, login: str, client: str, device: str | None = None) -> None:
         return None
 
-    async def succeeded(self, login: str, client: str) -> None:
+    async def attempt(self, login: str, client: str, device: str | None = None) -> None:
+        return None
+
+    async def succeeded(self, login: str, client: str, device: str | None = None) -> None:
+        return None
+
+    async def remember(self, login: str, client: str, device: str | None = None) -> None:
         return None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 
 from gophermart.adapters.stores.sql.engine import Database
 from gophermart.adapters.stores.sql.migrate import migrate
-from gophermart.adapters.stores.sql.schema import login_failures
+from gophermart.adapters.stores.sql.schema import login_failures, login_successes
 from gophermart.adapters.stores.sql.throttle import SqlThrottleCounters
 from gophermart.application.throttling import LoginThrottle, ThrottlePolicy
 from gophermart.domain.errors import TooManyAttempts
@@ -62,16 +63,23 @@ def throttles(
     """The policy over each process's own view of the shared counters."""
     return (
         LoginThrottle(
-            SqlThrottleCounters(d.write), ThrottlePolicy(**policy), clock=clock, sleep=sleeps
+            SqlThrottleCounters(d.write, d.read),
+            ThrottlePolicy(**policy),
+            clock=clock,
+            sleep=sleeps,
         )
         for d in databases
     )  # type: ignore[return-value]
 
 
-async def outcome(throttle: LoginThrottle, login: str, client: str) -> int | None:
-    """``None`` when the attempt may go on to the password check, else its Retry-After."""
+async def outcome(
+    throttle: LoginThrottle, login: str, client: str, device: str | None = None
+) -> int | None:
+    """``None`` when the attempt may go on to the password check, else its Retry-After:
+    checked before it queues for the hasher, counted when its turn comes."""
     try:
-        await throttle.attempt(login, client)
+        await throttle.check(login, client, device)
+        await throttle.attempt(login, client, device)
     except TooManyAttempts as exc:
         return exc.retry_after
     return None
@@ -147,6 +155,68 @@ async def test_forgotten_counters_are_deleted(databases: tuple[Database, Databas
         count = await conn.scalar(select(func.count()).select_from(login_failures))
     assert keys == {"pair:2.2.2.2 new", "login:new", "client:2.2.2.2"}, keys
     assert count == 3
+
+
+async def rows(database: Database, table: Any) -> set[tuple[Any, ...]]:
+    async with database.read.connect() as conn:
+        return {tuple(r) for r in await conn.execute(select(*table.primary_key.columns))}
+
+
+async def test_a_login_locked_from_many_addresses_spares_its_owner_in_every_process(
+    databases: tuple[Database, Database],
+) -> None:
+    """Issue 15, finding 2: the successes are shared like the counters, so the process
+    that answers the owner knows where they logged in from before."""
+    clock, sleeps = Clock(), Sleeps()
+    a, b = throttles(databases, clock, sleeps, free_per_pair=5, free_per_login=8)
+    assert await outcome(a, "alice", "1.1.1.1") is None
+    device = await a.succeeded("alice", "1.1.1.1")
+    for i in range(9):
+        assert await outcome((a, b)[i % 2], "alice", f"10.0.0.{i}") is None
+    assert await outcome(b, "alice", "10.9.9.9") == 2  # locked for everyone else
+    assert await outcome(b, "alice", "1.1.1.1") is None  # not for the owner at home
+    assert await outcome(b, "alice", "192.0.2.1", device) is None  # nor on their device
+    assert await outcome(a, "alice", "192.0.2.1") == 2  # the same place without it: locked
+    assert await outcome(a, "alice", "192.0.2.1", "someone else's device token") == 2
+
+
+async def test_a_success_deletes_the_counters_it_empties(
+    databases: tuple[Database, Database],
+) -> None:
+    clock, sleeps = Clock(), Sleeps()
+    a, b = throttles(databases, clock, sleeps)
+    assert await outcome(a, "alice", "1.1.1.1") is None
+    assert await outcome(a, "alice", "2.2.2.2") is None
+    await b.succeeded("alice", "1.1.1.1")
+    left = {key for (key,) in await rows(databases[0], login_failures)}
+    assert left == {"pair:2.2.2.2 alice", "login:alice", "client:2.2.2.2"}
+    assert await outcome(a, "carol", "1.1.1.1") is None  # an address known to alice only
+    await a.succeeded("carol", "1.1.1.1")
+    assert await outcome(a, "carol", "1.1.1.1") is None  # known now: not counted in carol's
+    await a.succeeded("carol", "1.1.1.1")
+    left = {key for (key,) in await rows(databases[0], login_failures)}
+    assert left == {"pair:2.2.2.2 alice", "login:alice", "client:2.2.2.2"}  # no empty rows
+
+
+async def test_successes_are_bounded_per_login_and_forgotten(
+    databases: tuple[Database, Database],
+) -> None:
+    clock, sleeps = Clock(), Sleeps()
+    a, b = throttles(databases, clock, sleeps, known_per_login=3, remember_for=3600)
+    devices = []
+    for i in range(4):
+        clock.now += 1
+        devices.append(await (a, b)[i % 2].succeeded("alice", f"10.0.0.{i}"))
+    clock.now += 1800
+    await a.succeeded("bob", "10.0.0.0")
+    kept = await rows(databases[0], login_successes)
+    assert len([r for r in kept if r[0] == "alice"]) == 3  # the newest of 8 keys
+    assert ("alice", "addr:10.0.0.3") in kept and ("alice", "addr:10.0.0.0") not in kept
+    assert len([r for r in kept if r[0] == "bob"]) == 2  # its address and its device
+    assert all(device not in str(kept) for device in devices)  # only their digests
+    clock.now += 1801  # alice's are all older than an hour now, bob's not yet
+    await b.counters.forget(clock.now - 900, clock.now - 3600)
+    assert {r[0] for r in await rows(databases[0], login_successes)} == {"bob"}
 
 
 # --- the service ------------------------------------------------------------------

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import argon2
@@ -21,8 +23,8 @@ import jwt
 import pytest
 
 from gophermart.adapters import security
-from gophermart.adapters.security import Argon2Hasher, JwtTokens
-from gophermart.application.errors import Unauthenticated
+from gophermart.adapters.security import Argon2Hasher, HashQueue, JwtTokens
+from gophermart.application.errors import Overloaded, Unauthenticated
 from gophermart.domain.users import Password, UserId
 
 SECRET = "s" * 40 + "-unit-test-signing-secret-for-hs256"
@@ -197,6 +199,24 @@ def test_the_largest_user_id_is_a_subject(tokens: JwtTokens) -> None:
     assert tokens.verify(token) == 2**63 - 1
 
 
+def test_a_token_issued_a_little_in_the_future_is_taken(tokens: JwtTokens) -> None:
+    """Issue 15, finding 4: a token whose ``iat`` was 1 s ahead (another process's clock
+    a little ahead of this one's) was 401."""
+    now = int(time.time())
+    for ahead in (1, 5, JwtTokens.CLOCK_SKEW - 2):
+        claims = {"sub": "7", "iat": now + ahead, "exp": now + 3600}
+        assert tokens.verify(jwt.encode(claims, SECRET, algorithm="HS256")) == 7
+
+
+@pytest.mark.parametrize("iat", [JwtTokens.CLOCK_SKEW + 5, 3600, 10**9, "soon", True])
+def test_a_token_from_the_far_future_is_refused(tokens: JwtTokens, iat: object) -> None:
+    now = int(time.time())
+    issued = now + iat if isinstance(iat, int) and not isinstance(iat, bool) else iat
+    claims = {"sub": "7", "iat": issued, "exp": now + 10**10}
+    with pytest.raises(Unauthenticated):
+        tokens.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
 def test_tokens_are_bound_to_their_database() -> None:
     """Issue 9, finding 5: with a fixed secret, a token minted before the database was
     reset named user 1 of the new database."""
@@ -321,3 +341,115 @@ async def test_default_cost_hashing_does_not_block_the_event_loop() -> None:
     assert elapsed > 0.05, f"hashing took only {elapsed:.3f}s: not the default cost?"
     assert ticks >= 5
     assert best_gap <= 0.05, f"event loop stalled for {best_gap * 1000:.1f} ms: {runs}"
+
+
+# --- the hash queue (issue 15, finding 1) -------------------------------------------
+
+
+class Blocked:
+    """Work for a hashing thread that holds it until released, recording who ran."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.gate = threading.Event()
+
+    def __call__(self, name: str) -> str:
+        self.ran.append(name)
+        self.gate.wait(5)
+        return name
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[tuple[ThreadPoolExecutor, Blocked]]:
+    """A pool of one hashing thread, and work that holds it until released."""
+    pool, work = ThreadPoolExecutor(1), Blocked()
+    yield pool, work
+    work.gate.set()
+    pool.shutdown()
+
+
+async def test_a_full_line_is_refused_at_once(
+    one_thread: tuple[ThreadPoolExecutor, Blocked],
+) -> None:
+    pool, work = one_thread
+    queue = HashQueue(running=1, waiting=2)
+    line = [asyncio.ensure_future(queue.run(pool, work, f"h{i}")) for i in range(3)]
+    await _settle()
+    started = time.monotonic()
+    with pytest.raises(Overloaded):
+        await queue.run(pool, work, "one too many")
+    assert time.monotonic() - started < 0.05  # refused, not queued
+    work.gate.set()
+    assert await asyncio.gather(*line) == ["h0", "h1", "h2"]
+    assert await queue.run(pool, work, "later") == "later"  # room again
+
+
+async def test_a_cancelled_wait_takes_its_work_with_it(
+    one_thread: tuple[ThreadPoolExecutor, Blocked],
+) -> None:
+    pool, work = one_thread
+    queue = HashQueue(running=1, waiting=8)
+    running = asyncio.ensure_future(queue.run(pool, work, "running"))
+    waiting = [asyncio.ensure_future(queue.run(pool, work, f"gone{i}")) for i in range(5)]
+    kept = asyncio.ensure_future(queue.run(pool, work, "kept"))
+    await _settle()
+    for task in waiting:  # their clients hung up
+        task.cancel()
+    await _settle()
+    work.gate.set()
+    assert await running == "running" and await kept == "kept"
+    assert work.ran == ["running", "kept"]  # nothing hashed for those who left
+
+
+async def test_a_turn_is_given_back_when_the_thread_is_done(
+    one_thread: tuple[ThreadPoolExecutor, Blocked],
+) -> None:
+    """Cancelling a hash that already runs cannot stop its thread: the turn stays taken
+    until it ends, so the pool never holds more than its threads."""
+    pool, work = one_thread
+    queue = HashQueue(running=1, waiting=8)
+    running = asyncio.ensure_future(queue.run(pool, work, "running"))
+    await _settle()
+    running.cancel()
+    after = asyncio.ensure_future(queue.run(pool, work, "after"))
+    await _settle()
+    assert work.ran == ["running"]  # still its thread's
+    work.gate.set()
+    assert await after == "after"
+
+
+async def test_first_runs_in_the_turn_and_can_call_the_work_off(
+    one_thread: tuple[ThreadPoolExecutor, Blocked],
+) -> None:
+    pool, work = one_thread
+    queue = HashQueue(running=1, waiting=8)
+    work.gate.set()
+    seen: list[str] = []
+
+    async def count() -> None:
+        seen.append("counted")
+
+    async def refuse() -> None:
+        raise RuntimeError("locked meanwhile")
+
+    assert await queue.run(pool, work, "checked", first=count) == "checked"
+    with pytest.raises(RuntimeError):
+        await queue.run(pool, work, "never", first=refuse)
+    assert (seen, work.ran) == (["counted"], ["checked"])
+    assert await queue.run(pool, work, "next") == "next"  # the refused turn came back
+
+
+async def test_the_hashers_line_is_sized_by_its_threads(cheap_hasher: Argon2Hasher) -> None:
+    line = 2 * (1 + Argon2Hasher.QUEUED_PER_THREAD)  # two threads, each with its waiters
+    results = await asyncio.gather(
+        *(cheap_hasher.hash(Password.parse(f"pw {i}")) for i in range(line + 20)),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    assert len(refused) == 20
+    assert all(isinstance(r, str) for r in results if not isinstance(r, Overloaded))

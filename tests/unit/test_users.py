@@ -29,6 +29,8 @@ from gophermart.application.throttling import LoginThrottle, ThrottlePolicy
 from gophermart.application.users import Authenticated
 from gophermart.bootstrap import Container
 from gophermart.domain.errors import InvalidCredentials, InvalidInput, LoginTaken, TooManyAttempts
+from gophermart.domain.scripts import mixes_scripts
+from gophermart.domain.users import _INVISIBLE as INVISIBLE
 from gophermart.domain.users import MAX_LOGIN_LENGTH, MAX_PASSWORD_LENGTH, Login, Password
 from gophermart.settings import MEMORY_URI, Settings
 from gophermart.testing import TEST_SECRET, CountingTokens, PlainPasswordHasher, use_test_doubles
@@ -102,17 +104,101 @@ def test_logins_are_case_sensitive() -> None:
 
 
 @given(st.text(min_size=1, max_size=MAX_LOGIN_LENGTH))
-def test_accepted_logins_are_nfc_trimmed_and_printable(raw: str) -> None:
+def test_accepted_logins_are_nfkc_trimmed_printable_and_one_script(raw: str) -> None:
     try:
         login = Login.parse(raw)
     except InvalidInput:
-        normal = unicodedata.normalize("NFC", raw)
+        normal = unicodedata.normalize("NFKC", raw)
         assert (
-            normal != normal.strip() or not normal.isprintable() or len(normal) > MAX_LOGIN_LENGTH
+            normal != normal.strip()
+            or not normal.isprintable()
+            or not 0 < len(normal) <= MAX_LOGIN_LENGTH
+            or "  " in normal
+            or mixes_scripts(normal)
+            or any(ord(ch) in INVISIBLE for ch in normal)
         )
         return
-    assert login.value == unicodedata.normalize("NFC", raw)
+    assert login.value == unicodedata.normalize("NFKC", raw)
     assert login.value == login.value.strip() and login.value.isprintable()
+    assert Login.parse(login.value) == login  # a registered login reads back as itself
+    assert login in Login.candidates(raw)  # and what was typed at register reaches it
+
+
+# --- look-alike logins (issue 15, finding 3) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "registered"),
+    [
+        ("\uff41\uff44\uff4d\uff49\uff4e", "admin"),  # fullwidth
+        ("\ufb01sh", "fish"),  # the fi ligature
+        ("\U0001d41a\U0001d41d\U0001d426\U0001d422\U0001d427", "admin"),  # mathematical bold
+        ("caf\u00e9", "caf\u00e9"),
+        ("cafe\u0301", "caf\u00e9"),
+        ("a\u00a0b", "a b"),  # a no-break space inside is a space
+        ("\uff76\uff9e", "\u30ac"),  # halfwidth katakana and its voicing mark
+    ],
+)
+def test_lookalike_forms_fold_to_one_login(typed: str, registered: str) -> None:
+    assert Login.parse(typed).value == registered
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u0430dmin",  # Cyrillic a, Latin dmin
+        "p\u0430yp\u0430l",
+        "\u03b1lice",  # Greek alpha
+        "admin\u13a0",  # a Cherokee letter
+        "ad\u3164min",  # HANGUL FILLER: prints as nothing
+        "\u3164",
+        "\uffa0admin",  # HALFWIDTH HANGUL FILLER
+        "a\u115fb",
+        "a\u1160b",
+        "admin\ufe0f",  # a variation selector
+        "ad\u034fmin",  # combining grapheme joiner
+        "ad\u200dmin",  # zero-width joiner (format character)
+        "ad\u2060min",  # word joiner
+        "ad\u00admin",  # soft hyphen
+        "ad\u202emin",  # right-to-left override
+        "a\u2800b",  # blank Braille pattern
+        "alice  smith",  # a run of spaces: HTML shows one
+        "alice\u2003\u2003smith",  # em spaces: NFKC makes them a run of spaces
+    ],
+)
+def test_lookalike_logins_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidInput):
+        Login.parse(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u540d\u524d",  # Han
+        "\u3072\u3089\u304c\u306a\u6f22\u5b57abc",  # Japanese: Hiragana + Han + Latin
+        "\u30ab\u30bf\u30ab\u30ca\u30fc",  # Katakana with the (Common) prolonged sound mark
+        "\ud55c\uad6d\uc5b4 \u97d3\u570b",  # Korean: Hangul + Han
+        "\u043c\u043e\u0441\u043a\u0432\u0430-2024",  # Cyrillic with Common digits
+        "\u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac",  # Greek
+        "user.name+tag@example.com",
+        "alice smith",
+        "x\u0301y",  # a combining mark (Inherited) goes with any script
+    ],
+)
+def test_one_script_logins_are_accepted(raw: str) -> None:
+    assert Login.parse(raw).value == unicodedata.normalize("NFKC", raw)
+
+
+def test_candidates_try_the_login_as_typed_then_as_registered_now() -> None:
+    fullwidth = "\uff41\uff44\uff4d\uff49\uff4e"
+    assert Login.candidates("admin") == (Login("admin"),)
+    assert Login.candidates(fullwidth) == (Login(fullwidth), Login("admin"))
+    # refused now, accepted before: the old form alone, so its owner still gets in
+    assert Login.candidates("\u0430dmin") == (Login("\u0430dmin"),)
+    # refused before (a no-break space is not printable), folded now
+    assert Login.candidates("a\u00a0b") == (Login("a b"),)
+    with pytest.raises(InvalidInput):
+        Login.candidates(" admin")
 
 
 # --- Password --------------------------------------------------------------------
@@ -285,6 +371,95 @@ async def test_failed_register_commit_leaves_no_user(store: MemoryDatabase) -> N
     # the login is still free: the rolled-back attempt reserved nothing
     again = await register_for(store)("alice", "pw")
     assert (await login_for(store)("alice", "pw", "c")).user_id == again.user_id
+
+
+# --- logins registered before issue 15 -------------------------------------------------
+
+FULLWIDTH_ADMIN = "\uff41\uff44\uff4d\uff49\uff4e"
+CYRILLIC_A_ADMIN = "\u0430dmin"
+FILLED_ADMIN = "ad\u3164min"
+
+
+async def registered_before(store: MemoryDatabase, login: str, password: str) -> int:
+    """A user stored the way register stored them before issue 15 (NFC, no look-alike
+    rules): what a database that has run the older release holds."""
+    async with _wired(store).store.uow() as uow:
+        user = await uow.users.add(Login(login), "plain$" + password)
+        await uow.accounts.open(user.id)
+        await uow.commit()
+    return int(user.id)
+
+
+async def test_lookalikes_of_a_taken_login_are_taken(store: MemoryDatabase) -> None:
+    register = register_for(store)
+    await register("admin", "pw")
+    await register("fish", "pw")
+    for lookalike in (FULLWIDTH_ADMIN, "\U0001d41a\U0001d41d\U0001d426\U0001d422\U0001d427"):
+        with pytest.raises(LoginTaken):
+            await register(lookalike, "pw")
+    with pytest.raises(LoginTaken):
+        await register("\ufb01sh", "pw")
+    for lookalike in (CYRILLIC_A_ADMIN, FILLED_ADMIN):
+        with pytest.raises(InvalidInput):
+            await register(lookalike, "pw")
+    assert sorted(store.state.logins) == ["admin", "fish"]
+
+
+async def test_a_login_typed_in_another_form_reaches_its_account(store: MemoryDatabase) -> None:
+    user = await register_for(store)(FULLWIDTH_ADMIN, "pw")  # registered as "admin"
+    assert list(store.state.logins) == ["admin"]
+    assert (await login_for(store)("admin", "pw", "c")).user_id == user.user_id
+    assert (await login_for(store)(FULLWIDTH_ADMIN, "pw", "c")).user_id == user.user_id
+
+
+@pytest.mark.parametrize(
+    ("legacy", "now"),
+    [
+        (FULLWIDTH_ADMIN, LoginTaken),  # folded now: registering it is registering "admin"
+        (CYRILLIC_A_ADMIN, InvalidInput),  # refused now
+        (FILLED_ADMIN, InvalidInput),
+        ("a  b", InvalidInput),
+    ],
+)
+async def test_logins_registered_before_still_log_in_as_typed(
+    store: MemoryDatabase, legacy: str, now: type[Exception]
+) -> None:
+    """Issue 15, finding 3: logins the new rules fold or refuse were registered before;
+    their owners keep getting in by typing exactly what they registered, even beside
+    the account that the folded form names."""
+    admin = await register_for(store)("admin", "admin's")
+    old = await registered_before(store, legacy, "theirs")
+    login = login_for(store)
+    assert (await login(legacy, "theirs", "c")).user_id == old
+    assert (await login("admin", "admin's", "c")).user_id == admin.user_id
+    with pytest.raises(InvalidCredentials):  # the exact form reaches the old account only
+        await login(legacy, "admin's", "c")
+    with pytest.raises(now):  # and cannot be registered again by anyone
+        await register_for(store)(legacy, "pw")
+
+
+async def test_what_reaches_an_older_account_cannot_be_registered(store: MemoryDatabase) -> None:
+    old = await registered_before(store, FULLWIDTH_ADMIN, "theirs")
+    with pytest.raises(LoginTaken):  # would register "admin", unreachable by this typing
+        await register_for(store)(FULLWIDTH_ADMIN, "pw")
+    plain = await register_for(store)("admin", "pw")  # the plain name is free
+    assert (await login_for(store)("admin", "pw", "c")).user_id == plain.user_id
+    assert (await login_for(store)(FULLWIDTH_ADMIN, "theirs", "c")).user_id == old
+
+
+async def test_lookalike_guesses_count_against_one_login(store: MemoryDatabase) -> None:
+    """Throttled under the account's login: typing it in other forms opens no fresh
+    budget of guesses."""
+    clock = FakeClock()
+    throttle, _ = throttle_for(clock, free_per_pair=1000, free_per_login=3)
+    await register_for(store)("admin", "right")
+    login = login_for(store, throttle)
+    forms = ["admin", FULLWIDTH_ADMIN, "\uff41dmin", "a\uff44min"]
+    for i, typed in enumerate(forms):
+        with pytest.raises(InvalidCredentials):
+            await login(typed, "guess", f"10.0.0.{i}")
+    with pytest.raises(TooManyAttempts):
+        await login("\uff41\uff44min", "right", "10.9.9.9")
 
 
 # --- throttling ------------------------------------------------------------------

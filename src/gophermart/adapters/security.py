@@ -8,6 +8,12 @@ Off the loop is not enough on a busy machine: hashing threads compete with the e
 loop (and PostgreSQL) for the same cores. They run at the lowest CPU priority (nice
 19, per thread on Linux; the argon2 lane threads they start inherit it), so a storm
 of logins slows logins, not every other request.
+
+Nor is a pool enough on its own: its queue had no bound, so a hundred logins sent and
+abandoned in 10 ms held the owner's next login for 12 s, hashing for clients that had
+hung up (issue 15). Hashes now wait their turn in a :class:`HashQueue` on the event
+loop: a bounded line, past which a hash is refused at once (``Overloaded``: 503), and
+from which a cancelled wait (the client hung up, ``entrypoints/http``) simply leaves.
 """
 
 from __future__ import annotations
@@ -20,16 +26,18 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final
+from typing import Final, TypeVar
 
 import jwt
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from gophermart.application.errors import Unauthenticated
+from gophermart.application.errors import Overloaded, Unauthenticated
+from gophermart.application.ports import Admitted
 from gophermart.domain.users import Password, UserId
 
 
@@ -39,26 +47,87 @@ def _lowest_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
+T = TypeVar("T")
+
+
+class HashQueue:
+    """Turns on ``running`` hashing threads, and a line of at most ``waiting`` hashes.
+
+    The line is on the event loop, not in the thread pool's queue, because a waiter on
+    the loop can leave it: a cancelled wait (its client hung up) takes its hash with
+    it, where a pool's queued work item would still be hashed for nobody. Past a full
+    line a hash is refused at once: a storm costs its senders a retry (503), not every
+    login a wait. A turn is given back when the thread has finished, not when its
+    waiter stops waiting, so the pool never holds more than ``running`` hashes.
+    """
+
+    def __init__(self, running: int, waiting: int) -> None:
+        self._turns = asyncio.Semaphore(running)
+        self._waiting = waiting
+        self._in_line = 0
+
+    async def run(
+        self,
+        pool: ThreadPoolExecutor,
+        work: Callable[..., T],
+        *args: object,
+        first: Admitted = None,
+    ) -> T:
+        """``work(*args)`` on ``pool`` in its turn; ``first`` is awaited once the turn
+        has come, before the work starts (if it raises, the work never runs)."""
+        if self._turns.locked() and self._in_line >= self._waiting:
+            raise Overloaded("too many password checks queued")
+        self._in_line += 1
+        try:
+            await self._turns.acquire()
+        finally:
+            self._in_line -= 1
+        try:
+            if first is not None:
+                await first()
+            running = pool.submit(work, *args)
+        except BaseException:
+            self._turns.release()
+            raise
+        running.add_done_callback(self._give_back(asyncio.get_running_loop()))
+        return await asyncio.wrap_future(running)
+
+    def _give_back(self, loop: asyncio.AbstractEventLoop) -> Callable[[Future[T]], None]:
+        def given_back(_done: Future[T]) -> None:  # on the hashing thread
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(self._turns.release)
+
+        return given_back
+
+
 class Argon2Hasher:
-    """argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile)."""
+    """argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile).
+
+    ``threads`` hash at once; ``QUEUED_PER_THREAD`` times as many may wait their turn.
+    A hash takes ~110 ms, so the last in a full line starts within about half a second
+    (4 x 110 ms): a login either gets a prompt check or a prompt 503.
+    """
+
+    QUEUED_PER_THREAD: Final = 4
 
     def __init__(self, threads: int = 2, hasher: _Argon2 | None = None) -> None:
         self._argon2 = hasher or _Argon2()
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="argon2", initializer=_lowest_priority
         )
+        self._queue = HashQueue(threads, threads * self.QUEUED_PER_THREAD)
         # Verifying against this costs what verifying a real hash costs: used for
         # unknown logins, so their answer time does not reveal that they are unknown.
         self._dummy_hash = self._argon2.hash("not a real password, only a timing decoy")
 
     async def hash(self, password: Password) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._argon2.hash, password.value)
+        return await self._queue.run(self._pool, self._argon2.hash, password.value)
 
-    async def verify(self, password_hash: str | None, password: Password) -> bool:
-        loop = asyncio.get_running_loop()
+    async def verify(
+        self, password_hash: str | None, password: Password, admitted: Admitted = None
+    ) -> bool:
         target = password_hash if password_hash is not None else self._dummy_hash
-        ok = await loop.run_in_executor(self._pool, self._verify, target, password.value)
+        ok = await self._queue.run(self._pool, self._verify, target, password.value, first=admitted)
         return ok and password_hash is not None
 
     def _verify(self, password_hash: str, password: str) -> bool:
@@ -106,6 +175,11 @@ class JwtTokens:
     """
 
     ALGORITHM: Final = "HS256"
+    #: How far ahead of this process's clock another's may be: a token issued up to this
+    #: many seconds "in the future" is taken (PyJWT refused one issued 1 s ahead: 401),
+    #: one issued further ahead is not. Expiry stays exact: a late clock only shortens
+    #: a token's life by the skew, it never makes a token unusable from birth.
+    CLOCK_SKEW: Final = 30
 
     def __init__(
         self,
@@ -138,8 +212,9 @@ class JwtTokens:
                 token,
                 self._secret,
                 algorithms=[self.ALGORITHM],
-                options={"require": ["sub", "exp"]},
+                options={"require": ["sub", "exp"], "verify_iat": False},
             )
+            _issued_by(claims.get("iat"), time.time() + self.CLOCK_SKEW)
             user_id = _user_id(claims["sub"])
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise Unauthenticated("invalid token") from exc
@@ -147,6 +222,16 @@ class JwtTokens:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return user_id
+
+
+def _issued_by(issued_at: object, latest: float) -> None:
+    """ValueError unless ``iat`` is absent or a number of seconds no later than ``latest``."""
+    if issued_at is None:
+        return
+    if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+        raise ValueError("the issue time is not a number")
+    if issued_at > latest:
+        raise ValueError("the token was issued in the future")
 
 
 def _user_id(subject: object) -> UserId:

@@ -28,3 +28,14 @@ class StoreUnavailable(GophermartError):
 
 class NotOpen(GophermartError):
     """A verb of a library instance that is not open: not started yet, or closed."""
+
+
+class Overloaded(GophermartError):
+    """Too much of one costly kind of work is already queued (password hashes): refused
+    at once, so that a storm costs its senders a retry instead of costing everyone a
+    wait. Nothing was done; the caller answers "try again" (HTTP 503 with
+    ``Retry-After``)."""
+
+    def __init__(self, reason: str, retry_after: int = 1) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after

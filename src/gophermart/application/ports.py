@@ -6,7 +6,7 @@ these protocols only, so the core is tested with in-memory fakes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -24,14 +24,26 @@ class Clock(Protocol):
         ...
 
 
+#: What :meth:`PasswordHasher.verify` awaits when a check gets its turn on the hasher.
+Admitted = Callable[[], Awaitable[None]] | None
+
+
 class PasswordHasher(Protocol):
+    """Slow, salted password hashes. Both verbs wait their turn in a bounded line and
+    raise :class:`~gophermart.application.errors.Overloaded` at once when it is full;
+    a caller cancelled while waiting leaves the line, and its hash is never computed."""
+
     async def hash(self, password: Password) -> str: ...
 
-    async def verify(self, password_hash: str | None, password: Password) -> bool:
+    async def verify(
+        self, password_hash: str | None, password: Password, admitted: Admitted = None
+    ) -> bool:
         """Check ``password`` against ``password_hash``.
 
         ``None`` (no such user) must cost the same as a wrong password, so the answer
-        time does not reveal which logins exist.
+        time does not reveal which logins exist. ``admitted`` is awaited when the check
+        gets its turn, just before it runs (the login throttle counts the attempt
+        there); if it raises, nothing is hashed.
         """
         ...
 
@@ -48,20 +60,33 @@ class LoginThrottle(Protocol):
     """Slows down password guessing (the policy: :mod:`gophermart.application.throttling`).
 
     Production keeps the counters in the database, so every process of a deployment
-    counts the same guesses.
+    counts the same guesses. ``client`` is the caller's address, ``device`` the token
+    its device cookie carries (``None`` without one).
     """
 
-    async def attempt(self, login: str, client: str) -> None:
-        """Count an attempt, before its password is checked, as a failure.
+    async def check(self, login: str, client: str, device: str | None = None) -> None:
+        """Before the attempt queues for its password check; counts nothing.
 
-        Raises :class:`~gophermart.domain.errors.TooManyAttempts` (and counts nothing)
-        when the login, or this address's attempts on it, is locked out; may wait a
-        little first when the address has failed a lot (slowed, never locked).
+        Raises :class:`~gophermart.domain.errors.TooManyAttempts` when the login, or
+        this address's attempts on it, is locked out (the login's lock spares the
+        addresses and devices that logged in to it before); may wait a little first
+        when the address has failed a lot (slowed, never locked).
         """
         ...
 
-    async def succeeded(self, login: str, client: str) -> None:
-        """The password was right: clear the login's failures, un-count the attempt."""
+    async def attempt(self, login: str, client: str, device: str | None = None) -> None:
+        """Count the attempt, as a failure, just before its password is checked;
+        :class:`~gophermart.domain.errors.TooManyAttempts` (nothing counted) if a lock
+        began since :meth:`check`."""
+        ...
+
+    async def succeeded(self, login: str, client: str, device: str | None = None) -> str | None:
+        """The password was right: clear the pair's failures, un-count the attempt,
+        remember the address and the device; the device token to hand back."""
+        ...
+
+    async def remember(self, login: str, client: str, device: str | None = None) -> str | None:
+        """A new account: remember its address and device; the device token."""
         ...
 
 

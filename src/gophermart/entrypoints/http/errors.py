@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException
 from gophermart.application.errors import (
     ConcurrentUpdate,
     NotOpen,
+    Overloaded,
     StoreUnavailable,
     Unauthenticated,
 )
@@ -37,6 +38,7 @@ STATUS_OF: Mapping[type[Exception], int] = {
     ConcurrentUpdate: 409,
     StoreUnavailable: 503,  # an outage, logged once by the adapters, not per request
     NotOpen: 503,  # a mounted router whose Gophermart the host has not started (or closed)
+    Overloaded: 503,  # a full line of password hashes: a fast refusal, not a long wait
 }
 
 
@@ -59,7 +61,7 @@ def _domain_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[
     else:  # pragma: no cover - every DomainError subclass is mapped
         return _unexpected(_request, exc)
     headers = None
-    if isinstance(exc, domain.TooManyAttempts | StoreUnavailable):
+    if isinstance(exc, domain.TooManyAttempts | StoreUnavailable | Overloaded):
         headers = {"Retry-After": str(exc.retry_after)}
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="gophermart"'}
@@ -81,6 +83,7 @@ EXCEPTION_HANDLERS: Mapping[Any, Callable[..., Response[bytes]]] = {
     ConcurrentUpdate: _domain_error,
     StoreUnavailable: _domain_error,
     NotOpen: _domain_error,
+    Overloaded: _domain_error,
     HTTPException: _http_error,
     Exception: _unexpected,
 }

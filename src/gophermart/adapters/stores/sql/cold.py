@@ -23,7 +23,7 @@ class SqlColdPaths(containers.DeclarativeContainer):
     # What requests and the worker use: behind the guard.
     gate = providers.Singleton(guarded, providers.Singleton(SqlAccrualGate, write), guard)
     throttle_counters = providers.Singleton(
-        guarded, providers.Singleton(SqlThrottleCounters, write), guard
+        guarded, providers.Singleton(SqlThrottleCounters, write, read), guard
     )
     # Operators' tools: an audit may rightly run long, so it has no deadline, but a hung
     # database is noticed by probes meanwhile; the queue probe answers a scrape.

@@ -131,3 +131,16 @@ login_failures = Table(
     Column("last_at", UtcDateTime, nullable=False),
     Column("locked_until", UtcDateTime, nullable=False),
 )
+
+# Where each login was logged in to successfully from (application.throttling): keys are
+# "addr:<address>" and "device:<sha256 of a device token>". Such an address or device is
+# the owner's, exempt from the login's lock (not from its pair's). A few per login (the
+# policy's ``known_per_login``, most recent kept); forgotten after ``remember_for``.
+login_successes = Table(
+    "login_successes",
+    metadata,
+    Column("login", String(256), primary_key=True),
+    Column("key", String(160), primary_key=True),
+    Column("last_at", UtcDateTime, nullable=False),
+    Index("ix_login_successes_last_at", "last_at"),
+)
