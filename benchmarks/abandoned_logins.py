@@ -113,7 +113,7 @@ def main() -> None:
         rows = None
         if not a.database:
             with sqlite3.connect(db_file) as conn:
-                rows = conn.execute("SELECT count(*) FROM login_failures").fetchone()[0]
+                rows = conn.execute("SELECT count(*) FROM gophermart_login_failures").fetchone()[0]
         print(
             json.dumps(
                 {

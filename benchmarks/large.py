@@ -65,7 +65,7 @@ def _orders_sql(users_from: str, orders_per_user: int, prefix: int) -> str:
     ``prefix``, the user id in 9 digits and the order's index in 4, plus its check digit."""
     base = f"({prefix}::bigint * 10000000000000 + u::bigint * 10000 + n)"
     return (
-        "INSERT INTO orders (number, user_id, status, accrual, uploaded_at,"
+        "INSERT INTO gophermart_orders (number, user_id, status, accrual, uploaded_at,"
         " next_attempt_at, attempts)"
         f" SELECT {luhn_sql(base, 14)}, u, 'PROCESSED', {SHARE_CENTS},"
         " $1::timestamptz - make_interval(days => n, secs => u % 3600), NULL, 1"
@@ -80,9 +80,9 @@ async def seed_large(cfg: Config, args: argparse.Namespace, dsn: str) -> dict[st
     try:
         await conn.execute("SET synchronous_commit = off")  # the seed only; not the service
         password_hash = await conn.fetchval(
-            "SELECT password_hash FROM users WHERE login = $1", PROBE_LOGIN
+            "SELECT password_hash FROM gophermart_users WHERE login = $1", PROBE_LOGIN
         )
-        first = int(await conn.fetchval("SELECT max(id) FROM users")) + 1
+        first = int(await conn.fetchval("SELECT max(id) FROM gophermart_users")) + 1
         last = first + args.users - 1
         now = datetime.now(UTC)
         started = time.monotonic()
@@ -92,7 +92,7 @@ async def seed_large(cfg: Config, args: argparse.Namespace, dsn: str) -> dict[st
             t0 = time.monotonic()
             async with conn.transaction():
                 await conn.execute(
-                    "INSERT INTO users (id, login, password_hash, created_at)"
+                    "INSERT INTO gophermart_users (id, login, password_hash, created_at)"
                     " SELECT g, 'bench-' || lpad(g::text, 7, '0'), $1, $2"
                     " FROM generate_series($3::bigint, $4::bigint) AS g",
                     password_hash,
@@ -101,7 +101,7 @@ async def seed_large(cfg: Config, args: argparse.Namespace, dsn: str) -> dict[st
                     high,
                 )
                 await conn.execute(
-                    "INSERT INTO accounts (user_id, balance, withdrawn)"
+                    "INSERT INTO gophermart_accounts (user_id, balance, withdrawn)"
                     " SELECT g, $1::bigint, 0 FROM generate_series($2::bigint, $3::bigint) AS g",
                     SHARE_CENTS * args.orders_per_user,
                     low,
@@ -116,8 +116,10 @@ async def seed_large(cfg: Config, args: argparse.Namespace, dsn: str) -> dict[st
                     now,
                 )
                 await conn.execute(
-                    "INSERT INTO ledger (user_id, kind, order_number, amount, created_at)"
-                    " SELECT user_id, 'accrual', number, accrual, uploaded_at FROM orders"
+                    "INSERT INTO gophermart_ledger (user_id, kind,"
+                    " order_number, amount, created_at)"
+                    " SELECT user_id, 'accrual', number, accrual,"
+                    " uploaded_at FROM gophermart_orders"
                     " WHERE user_id BETWEEN $1 AND $2",
                     low,
                     high,
@@ -133,14 +135,15 @@ async def seed_large(cfg: Config, args: argparse.Namespace, dsn: str) -> dict[st
         heavy = last + 1
         async with conn.transaction():
             await conn.execute(
-                "INSERT INTO users (id, login, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO gophermart_users (id, login,"
+                " password_hash, created_at) VALUES ($1, $2, $3, $4)",
                 heavy,
                 HEAVY_LOGIN,
                 password_hash,
                 now,
             )
             await conn.execute(
-                "INSERT INTO accounts (user_id, balance, withdrawn) VALUES ($1, $2, 0)",
+                "INSERT INTO gophermart_accounts (user_id, balance, withdrawn) VALUES ($1, $2, 0)",
                 heavy,
                 SHARE_CENTS * args.heavy_orders,
             )
@@ -148,12 +151,14 @@ async def seed_large(cfg: Config, args: argparse.Namespace, dsn: str) -> dict[st
                 _orders_sql(f"(SELECT {heavy}::bigint AS u) AS h", args.heavy_orders, 5), now
             )
             await conn.execute(
-                "INSERT INTO ledger (user_id, kind, order_number, amount, created_at)"
-                " SELECT user_id, 'accrual', number, accrual, uploaded_at FROM orders"
+                "INSERT INTO gophermart_ledger (user_id, kind, order_number, amount, created_at)"
+                " SELECT user_id, 'accrual', number, accrual, uploaded_at FROM gophermart_orders"
                 " WHERE user_id = $1",
                 heavy,
             )
-            await conn.execute("SELECT setval(pg_get_serial_sequence('users', 'id'), $1)", heavy)
+            await conn.execute(
+                "SELECT setval(pg_get_serial_sequence('gophermart_users', 'id'), $1)", heavy
+            )
         timings["heavy_user_s"] = round(time.monotonic() - t0, 1)
 
         t0 = time.monotonic()
@@ -165,7 +170,8 @@ async def seed_large(cfg: Config, args: argparse.Namespace, dsn: str) -> dict[st
         timings["checkpoint_s"] = round(time.monotonic() - t0, 1)
         sizes = await conn.fetch(
             "SELECT relname, pg_total_relation_size(oid) AS bytes, reltuples::bigint AS rows"
-            " FROM pg_class WHERE relname IN ('users', 'accounts', 'orders', 'ledger')"
+            " FROM pg_class WHERE relname IN ('gophermart_users',"
+            " 'gophermart_accounts', 'gophermart_orders', 'gophermart_ledger')"
         )
         timings["database_bytes"] = int(
             await conn.fetchval("SELECT pg_database_size(current_database())")
@@ -184,7 +190,8 @@ async def explain(dsn: str, user_id: int, heavy_id: int) -> dict[str, str]:
     conn = await asyncpg.connect(dsn)
     try:
         last_heavy = await conn.fetchval(
-            "SELECT number FROM orders WHERE user_id = $1 ORDER BY uploaded_at DESC, id DESC"
+            "SELECT number FROM gophermart_orders WHERE user_id ="
+            " $1 ORDER BY uploaded_at DESC, id DESC"
             " OFFSET 49 LIMIT 1",
             heavy_id,
         )
@@ -324,7 +331,7 @@ async def main_async(args: argparse.Namespace, cfg: Config, procs: Processes) ->
         conn = await asyncpg.connect(large.dbs.dsn(large.dbs.bench))
         try:
             heavy_id = int(
-                await conn.fetchval("SELECT id FROM users WHERE login = $1", HEAVY_LOGIN)
+                await conn.fetchval("SELECT id FROM gophermart_users WHERE login = $1", HEAVY_LOGIN)
             )
         finally:
             await conn.close()

@@ -649,11 +649,11 @@ async def seed(cfg: Config, dbs: Databases, service: Service) -> Seeded:
     conn = await asyncpg.connect(dbs.dsn(dbs.bench))
     try:
         password_hash = await conn.fetchval(
-            "SELECT password_hash FROM users WHERE login = $1", PROBE_LOGIN
+            "SELECT password_hash FROM gophermart_users WHERE login = $1", PROBE_LOGIN
         )
         async with conn.transaction():
             rows = await conn.fetch(
-                "INSERT INTO users (login, password_hash, created_at)"
+                "INSERT INTO gophermart_users (login, password_hash, created_at)"
                 " SELECT 'bench-' || lpad(g::text, 6, '0'), $1, $2"
                 " FROM generate_series(1, $3) AS g RETURNING id, login",
                 password_hash,
@@ -662,7 +662,7 @@ async def seed(cfg: Config, dbs: Databases, service: Service) -> Seeded:
             )
             users = sorted((int(r["id"]), str(r["login"])) for r in rows)
             await conn.copy_records_to_table(
-                "accounts",
+                "gophermart_accounts",
                 records=[(uid, BALANCE_CENTS, 0) for uid, _ in users],
                 columns=["user_id", "balance", "withdrawn"],
             )
@@ -677,7 +677,7 @@ async def seed(cfg: Config, dbs: Databases, service: Service) -> Seeded:
                     orders.append((number, uid, "PROCESSED", amount, at, None, 1))
                     ledger.append((uid, "accrual", number, amount, at))
             await conn.copy_records_to_table(
-                "orders",
+                "gophermart_orders",
                 records=orders,
                 columns=[
                     "number",
@@ -690,7 +690,7 @@ async def seed(cfg: Config, dbs: Databases, service: Service) -> Seeded:
                 ],
             )
             await conn.copy_records_to_table(
-                "ledger",
+                "gophermart_ledger",
                 records=ledger,
                 columns=["user_id", "kind", "order_number", "amount", "created_at"],
             )

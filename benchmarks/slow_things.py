@@ -83,9 +83,13 @@ async def sign_up(url: str, login: str) -> str:
 async def fund(dsn: str, login: str, cents: int) -> int:
     conn = await asyncpg.connect(dsn)
     try:
-        user_id: int = await conn.fetchval("SELECT id FROM users WHERE login = $1", login)
+        user_id: int = await conn.fetchval(
+            "SELECT id FROM gophermart_users WHERE login = $1", login
+        )
         await conn.execute(
-            "UPDATE accounts SET balance = balance + $2 WHERE user_id = $1", user_id, cents
+            "UPDATE gophermart_accounts SET balance = balance + $2 WHERE user_id = $1",
+            user_id,
+            cents,
         )
         return user_id
     finally:
@@ -99,7 +103,9 @@ async def row_locked(dsn: str, user_id: int) -> AsyncIterator[None]:
     tx = conn.transaction()
     await tx.start()
     try:
-        await conn.execute("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE", user_id)
+        await conn.execute(
+            "SELECT 1 FROM gophermart_accounts WHERE user_id = $1 FOR UPDATE", user_id
+        )
         yield
     finally:
         await tx.rollback()
@@ -142,10 +148,11 @@ async def seed_heavy(dsn: str, orders: int) -> int:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET synchronous_commit = off")
-        heavy: int = await conn.fetchval("SELECT id FROM users WHERE login = $1", HEAVY)
+        heavy: int = await conn.fetchval("SELECT id FROM gophermart_users WHERE login = $1", HEAVY)
         base = "(7::bigint * 10000000000000 + n)"
         await conn.execute(
-            "INSERT INTO orders (number, user_id, status, uploaded_at, next_attempt_at, attempts)"
+            "INSERT INTO gophermart_orders (number, user_id, status,"
+            " uploaded_at, next_attempt_at, attempts)"
             f" SELECT {luhn_sql(base, 14)}, $1, 'INVALID',"
             " $2::timestamptz - make_interval(secs => n), NULL, 1"
             " FROM generate_series(0, $3 - 1) AS n",

@@ -175,10 +175,10 @@ def reconcile(database_uri: str) -> subprocess.CompletedProcess[str]:
 # --- looking into the database ------------------------------------------------------
 
 _LEDGER_SQL = (
-    "SELECT order_number, count(*), sum(amount) FROM ledger "
+    "SELECT order_number, count(*), sum(amount) FROM gophermart_ledger "
     "WHERE kind = 'accrual' GROUP BY order_number"
 )
-_BALANCES_SQL = "SELECT coalesce(sum(balance), 0) FROM accounts"
+_BALANCES_SQL = "SELECT coalesce(sum(balance), 0) FROM gophermart_accounts"
 
 
 @dataclass(frozen=True)
@@ -706,7 +706,7 @@ CRASH_PICKUP = 15.0
 async def _pg_leased(uri: str) -> list[str]:
     conn = await asyncpg.connect(uri, timeout=10)
     try:
-        rows = await conn.fetch("SELECT number FROM orders WHERE open_claims > 0")
+        rows = await conn.fetch("SELECT number FROM gophermart_orders WHERE open_claims > 0")
     finally:
         await conn.close()
     return [r[0] for r in rows]
@@ -718,7 +718,7 @@ def leased(database_uri: str) -> list[str]:
         return asyncio.run(_pg_leased(database_uri))
     conn = sqlite3.connect(database_uri.removeprefix("sqlite:///"))
     try:
-        rows = conn.execute("SELECT number FROM orders WHERE open_claims > 0").fetchall()
+        rows = conn.execute("SELECT number FROM gophermart_orders WHERE open_claims > 0").fetchall()
     finally:
         conn.close()
     return [n for (n,) in rows]

@@ -441,7 +441,9 @@ async def test_readiness_wants_the_database_at_this_codes_migration(tmp_path: Pa
         assert verdict.ready, verdict
         assert verdict.checks["migrations"] == f"current ({alembic_head()})"
         async with database.write.begin() as conn:
-            await conn.execute(text("UPDATE alembic_version SET version_num = 'from_the_future'"))
+            await conn.execute(
+                text("UPDATE gophermart_alembic_version SET version_num = 'from_the_future'")
+            )
         verdict = await readiness()
         assert not verdict.ready
         assert verdict.checks["migrations"] == f"database at from_the_future, {needs}"

@@ -211,7 +211,8 @@ def database_orders(uri: str) -> set[str]:
         conn = await asyncpg.connect(uri, timeout=10)
         try:
             rows = await conn.fetch(
-                "SELECT number FROM orders UNION SELECT order_number FROM ledger"
+                "SELECT number FROM gophermart_orders UNION SELECT"
+                " order_number FROM gophermart_ledger"
             )
         finally:
             await conn.close()

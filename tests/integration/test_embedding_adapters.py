@@ -144,6 +144,6 @@ async def test_a_borrowed_postgresql_engine_serves_the_cold_paths(postgres_uri: 
         finally:
             await _closed(container)
         async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT count(*) FROM users"))).scalar() == 1
+            assert (await conn.execute(text("SELECT count(*) FROM gophermart_users"))).scalar() == 1
     finally:
         await engine.dispose()

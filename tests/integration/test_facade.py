@@ -217,7 +217,7 @@ async def test_a_host_engine_is_used_and_left_open(host_engine_url: str) -> None
             assert await loyalty.withdraw(frank.user_id, SPEND, "1")
             assert (await loyalty.balance(frank.user_id)).current == Points(200)
         async with engine.connect() as conn:  # still the host's, still open, data in it
-            assert await conn.scalar(text("SELECT balance FROM accounts")) == 200
+            assert await conn.scalar(text("SELECT balance FROM gophermart_accounts")) == 200
     finally:
         await engine.dispose()
 
@@ -234,7 +234,7 @@ async def test_a_host_asyncpg_pool_serves_the_requests_and_is_left_open(
             assert await loyalty.withdraw(ivan.user_id, SPEND, "1")
             assert (await loyalty.balance(ivan.user_id)).current == Points(200)
             assert await loyalty.container.store.hot_pool().get() is pool  # the hot paths use it
-        assert await pool.fetchval("SELECT balance FROM accounts") == 200  # still open
+        assert await pool.fetchval("SELECT balance FROM gophermart_accounts") == 200  # still open
     finally:
         await pool.close()
 

@@ -214,7 +214,9 @@ async def test_a_row_locked_elsewhere_holds_up_only_its_own_withdrawals(
     try:
         locking = holder.transaction()
         await locking.start()
-        await holder.execute("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE", alice)
+        await holder.execute(
+            "SELECT 1 FROM gophermart_accounts WHERE user_id = $1 FOR UPDATE", alice
+        )
         hers = asyncio.create_task(answer(group, entry(alice, 100)))
         started = time.monotonic()
         others = await asyncio.gather(*(answer(group, entry(bob, 100)) for _ in range(3)))

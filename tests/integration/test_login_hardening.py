@@ -63,7 +63,9 @@ def hang_up_on(url: str, logins: list[str], client: str, wait: float = 0.0) -> N
 
 def counted(db: Path, prefix: str) -> list[str]:
     with sqlite3.connect(db) as conn:
-        keys = conn.execute("SELECT key FROM login_failures WHERE key LIKE ?", (prefix + "%",))
+        keys = conn.execute(
+            "SELECT key FROM gophermart_login_failures WHERE key LIKE ?", (prefix + "%",)
+        )
         return [k for (k,) in keys]
 
 
@@ -193,7 +195,7 @@ def test_logins_registered_before_still_log_in_as_typed(server: tuple[Service, P
             body = {"login": name, "password": "old pw"}
             assert c.post("/api/user/register", json=body).status_code == 200
         with sqlite3.connect(db) as conn:  # what the older release would have stored
-            conn.execute("UPDATE users SET login = ? WHERE login = ?", (stored, name))
+            conn.execute("UPDATE gophermart_users SET login = ? WHERE login = ?", (stored, name))
     with httpx.Client(base_url=svc.url, timeout=30) as c:
 
         def status(path: str, login: str, password: str) -> int:

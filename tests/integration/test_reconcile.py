@@ -40,9 +40,9 @@ async def test_a_tampered_ledger_is_reported_item_by_item(database_uri: str) -> 
         assert (await loyalty.reconcile()).ok
         await _tamper(
             database_uri,
-            "UPDATE accounts SET balance = balance + 5000",
-            f"UPDATE orders SET accrual = 72999 WHERE number = '{ORDER}'",
-            "INSERT INTO ledger (user_id, kind, order_number, amount, created_at) "
+            "UPDATE gophermart_accounts SET balance = balance + 5000",
+            f"UPDATE gophermart_orders SET accrual = 72999 WHERE number = '{ORDER}'",
+            "INSERT INTO gophermart_ledger (user_id, kind, order_number, amount, created_at) "
             f"VALUES ({alice.user_id}, 'accrual', '{OTHER}', 700, CURRENT_TIMESTAMP)",
         )
         report = await loyalty.reconcile()
@@ -60,7 +60,7 @@ async def test_a_tampered_ledger_is_reported_item_by_item(database_uri: str) -> 
 async def test_the_command_lists_the_mismatches_and_exits_1(database_uri: str) -> None:
     async with loyalty_for_tests(database_uri=database_uri) as loyalty:
         bob = await loyalty.register("bob", "pw")
-    await _tamper(database_uri, "UPDATE accounts SET balance = balance + 5000")
+    await _tamper(database_uri, "UPDATE gophermart_accounts SET balance = balance + 5000")
     result = subprocess.run(
         [sys.executable, "-m", "gophermart", "reconcile", "-d", database_uri],
         capture_output=True,

@@ -605,14 +605,14 @@ async def _pauses_then_paces(gate: AccrualGate) -> None:
 @pytest.mark.parametrize(
     "statement",
     [
-        "UPDATE accounts SET balance = -1",
-        "INSERT INTO ledger (user_id, kind, order_number, amount, created_at) "
+        "UPDATE gophermart_accounts SET balance = -1",
+        "INSERT INTO gophermart_ledger (user_id, kind, order_number, amount, created_at) "
         "VALUES (:u, 'accrual', '1', 0, CURRENT_TIMESTAMP)",
-        "INSERT INTO ledger (user_id, kind, order_number, amount, created_at) "
+        "INSERT INTO gophermart_ledger (user_id, kind, order_number, amount, created_at) "
         "VALUES (:u, 'bonus', '1', 5, CURRENT_TIMESTAMP)",
-        "UPDATE orders SET status = 'PROCESSED', next_attempt_at = NULL, accrual = 0",
-        "UPDATE orders SET status = 'DONE'",
-        "UPDATE orders SET next_attempt_at = NULL",
+        "UPDATE gophermart_orders SET status = 'PROCESSED', next_attempt_at = NULL, accrual = 0",
+        "UPDATE gophermart_orders SET status = 'DONE'",
+        "UPDATE gophermart_orders SET next_attempt_at = NULL",
     ],
 )
 async def test_schema_constraints_refuse_corrupt_rows(sql_backend: Backend, statement: str) -> None:

@@ -65,10 +65,10 @@ def test_sqlite_gets_exactly_the_statements_parameters(name: str) -> None:
 
 def test_postgresql_writes_an_entry_and_its_balance_change_in_one_statement() -> None:
     sql = compiled(pg.CREDIT_ENTRY).sql
-    assert sql.startswith("WITH moved AS") and "UPDATE accounts" in sql
-    assert "INSERT INTO ledger" in sql and sql.endswith("RETURNING ledger.id")
+    assert sql.startswith("WITH moved AS") and "UPDATE gophermart_accounts" in sql
+    assert "INSERT INTO gophermart_ledger" in sql and sql.endswith("RETURNING gophermart_ledger.id")
     batch = compiled(pg.WITHDRAW_BATCH).sql
-    assert "UPDATE accounts" in batch and "INSERT INTO ledger" in batch
+    assert "UPDATE gophermart_accounts" in batch and "INSERT INTO gophermart_ledger" in batch
     assert "pg_notify" in compiled(pg.ADD_ORDER).sql
     assert "pg_notify" not in str(ADD_ORDER_SQLITE.core.compile(dialect=sqlite.dialect()))
 

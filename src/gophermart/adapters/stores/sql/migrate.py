@@ -11,6 +11,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.stores.sql.engine import Database
+from gophermart.adapters.stores.sql.legacy import adopt_legacy
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -36,6 +37,7 @@ async def migrate(engine: AsyncEngine | Database) -> None:
     def upgrade(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        adopt_legacy(connection)  # a database an earlier release migrated: our names
         command.upgrade(alembic_config(connection), "head")
 
     if isinstance(engine, Database):

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.stores.outages import describe, is_unavailable
 from gophermart.adapters.stores.sql.migrate import alembic_config
+from gophermart.adapters.stores.sql.schema import VERSION_TABLE
 from gophermart.application.readiness import Readiness
 
 
@@ -66,4 +67,4 @@ async def revision_on_engine(engine: AsyncEngine) -> str | None:
     return str(value) if value is not None else None
 
 
-REVISION = "SELECT version_num FROM alembic_version"
+REVISION = f"SELECT version_num FROM {VERSION_TABLE}"

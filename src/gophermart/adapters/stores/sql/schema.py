@@ -23,6 +23,21 @@ from sqlalchemy import (
 
 from gophermart.adapters.stores.sql.types import Id, UtcDateTime
 
+#: Every table of ours is named with this prefix: Gophermart shares a database with a
+#: shop's own tables (``users``, ``orders``, ``accounts`` ...) and never touches them
+#: (SPEC "Embedding"). The Python names (``users``, ``orders`` ...) stay short.
+PREFIX = "gophermart_"
+
+#: Alembic's version table of ours, beside the shop's own ``alembic_version``.
+VERSION_TABLE = PREFIX + "alembic_version"
+
+
+def named(table: str) -> str:
+    return PREFIX + table
+
+
+USERS_ID = named("users") + ".id"
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -34,7 +49,7 @@ metadata = MetaData(
 )
 
 users = Table(
-    "users",
+    named("users"),
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("login", String(256), nullable=False, unique=True),
@@ -43,9 +58,9 @@ users = Table(
 )
 
 accounts = Table(
-    "accounts",
+    named("accounts"),
     metadata,
-    Column("user_id", Id, ForeignKey("users.id"), primary_key=True, autoincrement=False),
+    Column("user_id", Id, ForeignKey(USERS_ID), primary_key=True, autoincrement=False),
     Column("balance", BigInteger, nullable=False, server_default="0"),
     Column("withdrawn", BigInteger, nullable=False, server_default="0"),
     CheckConstraint("balance >= 0", name="balance_not_negative"),
@@ -55,11 +70,11 @@ accounts = Table(
 ORDER_STATUSES = ("NEW", "PROCESSING", "INVALID", "PROCESSED")
 
 orders = Table(
-    "orders",
+    named("orders"),
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("number", String(64), nullable=False, unique=True),
-    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("user_id", Id, ForeignKey(USERS_ID), nullable=False),
     Column("status", String(16), nullable=False),
     Column("accrual", BigInteger, nullable=True),
     Column("uploaded_at", UtcDateTime, nullable=False),
@@ -75,9 +90,9 @@ orders = Table(
     CheckConstraint(
         "(status IN ('INVALID', 'PROCESSED')) = (next_attempt_at IS NULL)", name="final_not_queued"
     ),
-    Index("ix_orders_user_id_uploaded_at", "user_id", "uploaded_at", "id"),
+    Index(f"ix_{named('orders')}_user_id_uploaded_at", "user_id", "uploaded_at", "id"),
     Index(
-        "ix_orders_due",
+        f"ix_{named('orders')}_due",
         "next_attempt_at",
         postgresql_where=text("next_attempt_at IS NOT NULL"),
         sqlite_where=text("next_attempt_at IS NOT NULL"),
@@ -87,10 +102,10 @@ orders = Table(
 ENTRY_KINDS = ("accrual", "withdrawal")
 
 ledger = Table(
-    "ledger",
+    named("ledger"),
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("user_id", Id, ForeignKey(USERS_ID), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("order_number", String(64), nullable=False),
     Column("amount", BigInteger, nullable=False),
@@ -98,18 +113,18 @@ ledger = Table(
     CheckConstraint("kind IN ('accrual', 'withdrawal')", name="kind_known"),
     CheckConstraint("amount > 0", name="amount_positive"),
     UniqueConstraint("kind", "order_number"),
-    Index("ix_ledger_user_id_kind_created_at", "user_id", "kind", "created_at", "id"),
+    Index(f"ix_{named('ledger')}_user_id_kind_created_at", "user_id", "kind", "created_at", "id"),
 )
 
 service_state = Table(
-    "service_state",
+    named("service_state"),
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
 
 accrual_gate = Table(
-    "accrual_gate",
+    named("accrual_gate"),
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("paused_until", UtcDateTime, nullable=True),
@@ -124,7 +139,7 @@ accrual_gate = Table(
 # "pair:<address> <login>", "login:<login>", "client:<address>"; rows are forgotten
 # (and deleted now and then) once quiet for the policy's window.
 login_failures = Table(
-    "login_failures",
+    named("login_failures"),
     metadata,
     Column("key", String(160), primary_key=True),
     Column("failures", Integer, nullable=False),
@@ -137,10 +152,10 @@ login_failures = Table(
 # the owner's, exempt from the login's lock (not from its pair's). A few per login (the
 # policy's ``known_per_login``, most recent kept); forgotten after ``remember_for``.
 login_successes = Table(
-    "login_successes",
+    named("login_successes"),
     metadata,
     Column("login", String(256), primary_key=True),
     Column("key", String(160), primary_key=True),
     Column("last_at", UtcDateTime, nullable=False),
-    Index("ix_login_successes_last_at", "last_at"),
+    Index(f"ix_{named('login_successes')}_last_at", "last_at"),
 )

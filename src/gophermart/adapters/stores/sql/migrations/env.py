@@ -3,7 +3,7 @@ offline for ``gophermart migrate --sql`` (the dialect handed in, the SQL printed
 
 from alembic import context
 
-from gophermart.adapters.stores.sql.schema import metadata
+from gophermart.adapters.stores.sql.schema import VERSION_TABLE, metadata
 
 attributes = context.config.attributes
 if context.is_offline_mode():
@@ -12,6 +12,7 @@ if context.is_offline_mode():
         target_metadata=metadata,
         literal_binds=True,
         render_as_batch=False,  # offline there is no table to copy: plain ALTERs
+        version_table=VERSION_TABLE,
     )
 else:
     connection = attributes.get("connection")
@@ -22,6 +23,7 @@ else:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        version_table=VERSION_TABLE,  # beside a shop's own alembic_version
     )
 with context.begin_transaction():
     context.run_migrations()

@@ -21,11 +21,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("accrual_gate") as batch:
+    with op.batch_alter_table("gophermart_accrual_gate") as batch:
         batch.add_column(sa.Column("rate_expires_at", UtcDateTime, nullable=True))
-    op.execute("UPDATE accrual_gate SET per_minute = NULL, next_slot = NULL")
+    op.execute("UPDATE gophermart_accrual_gate SET per_minute = NULL, next_slot = NULL")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("accrual_gate") as batch:
+    with op.batch_alter_table("gophermart_accrual_gate") as batch:
         batch.drop_column("rate_expires_at")

@@ -18,14 +18,14 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "login_failures",
+        "gophermart_login_failures",
         sa.Column("key", sa.String(160), nullable=False),
         sa.Column("failures", sa.Integer, nullable=False),
         sa.Column("last_at", UtcDateTime, nullable=False),
         sa.Column("locked_until", UtcDateTime, nullable=False),
-        sa.PrimaryKeyConstraint("key", name="pk_login_failures"),
+        sa.PrimaryKeyConstraint("key", name="pk_gophermart_login_failures"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("login_failures")
+    op.drop_table("gophermart_login_failures")

@@ -24,10 +24,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("orders") as batch:
+    with op.batch_alter_table("gophermart_orders") as batch:
         batch.add_column(sa.Column("open_claims", sa.Integer, nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("orders") as batch:
+    with op.batch_alter_table("gophermart_orders") as batch:
         batch.drop_column("open_claims")

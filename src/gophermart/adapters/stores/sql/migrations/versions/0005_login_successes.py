@@ -23,15 +23,17 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "login_successes",
+        "gophermart_login_successes",
         sa.Column("login", sa.String(256), nullable=False),
         sa.Column("key", sa.String(160), nullable=False),
         sa.Column("last_at", UtcDateTime, nullable=False),
-        sa.PrimaryKeyConstraint("login", "key", name="pk_login_successes"),
+        sa.PrimaryKeyConstraint("login", "key", name="pk_gophermart_login_successes"),
     )
-    op.create_index("ix_login_successes_last_at", "login_successes", ["last_at"])
+    op.create_index(
+        "ix_gophermart_login_successes_last_at", "gophermart_login_successes", ["last_at"]
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_login_successes_last_at", table_name="login_successes")
-    op.drop_table("login_successes")
+    op.drop_index("ix_gophermart_login_successes_last_at", table_name="gophermart_login_successes")
+    op.drop_table("gophermart_login_successes")
