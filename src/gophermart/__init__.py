@@ -21,6 +21,7 @@ from gophermart.application.errors import (
     ConcurrentUpdate,
     NotOpen,
     Overloaded,
+    StoreMisconfigured,
     StoreUnavailable,
     Unauthenticated,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "Overloaded",
     "Points",
     "ReconcileReport",
+    "StoreMisconfigured",
     "StoreUnavailable",
     "TooManyAttempts",
     "Unauthenticated",

@@ -37,7 +37,7 @@ from gophermart.adapters.security import Argon2Hasher, JwtTokens
 from gophermart.adapters.stores import memory, postgres, sqlite
 from gophermart.application.accounts import Accounts
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
-from gophermart.application.errors import StoreUnavailable
+from gophermart.application.errors import StoreMisconfigured, StoreUnavailable
 from gophermart.application.operations import Operations
 from gophermart.application.orders import Orders
 from gophermart.application.ports import NoWorkerMetrics, StoreLifecycle
@@ -71,6 +71,7 @@ def _store(
             dsn=target.location,
             display=target.display,
             timeout=timeout,
+            schema=settings.db_schema,
             engine=engine,
             pool=pool,
         )
@@ -232,12 +233,17 @@ async def settle(container: Container, *, migrate: bool = True) -> Settings:
     if migrate:
         try:
             await lifecycle.migrate()
+        except StoreMisconfigured as exc:
+            refuse("GOPHERMART_DB_SCHEMA", str(exc))
         except Exception as exc:
             refuse("DATABASE_URI", f"migrating {display} failed: {exc}")
         if settings.backend != "memory":
             log.info("database %s is ready", display)
     else:  # the operator migrates as a deployment step: refuse a database behind it
-        schema = await lifecycle.schema()
+        try:
+            schema = await lifecycle.schema()
+        except StoreMisconfigured as exc:
+            refuse("GOPHERMART_DB_SCHEMA", str(exc))
         if not schema.is_current:
             refuse(
                 "DATABASE_URI",
@@ -258,7 +264,7 @@ def migration_sql(settings: Settings) -> str:
         refuse("DATABASE_URI", "memory:// has no schema to migrate")
     from gophermart.adapters.stores.sql.migrate import upgrade_sql
 
-    return upgrade_sql(settings.backend)
+    return upgrade_sql(settings.backend, settings.db_schema)
 
 
 async def prepare(settings: Settings) -> Settings:

@@ -126,6 +126,8 @@ class Options(TypedDict, total=False):
     #: Bring the schema to this release's at start (default ``True``); with ``False`` a
     #: database behind this release is refused at start (:meth:`Face.migrate` migrates).
     migrate: bool
+    #: PostgreSQL: the schema our tables live in, beside a shop's own (created if absent).
+    db_schema: str
 
 
 class Face:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
@@ -239,6 +240,21 @@ def _log_format(name: str, value: str) -> str:
 
 # --- the database ---------------------------------------------------------------------
 
+#: A PostgreSQL schema name we accept: lower-case, unquoted, not one of PostgreSQL's own.
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _schema_name(name: str, value: str) -> str | None:
+    schema = value.strip()
+    if not schema:
+        return None
+    if not _SCHEMA_NAME.fullmatch(schema) or schema.startswith("pg_"):
+        refuse(name, f"expected a lower-case schema name (a-z, 0-9, _; not pg_*), got {value!r}")
+    if schema == "information_schema":
+        refuse(name, "information_schema is PostgreSQL's own")
+    return schema
+
+
 Backend = Literal["memory", "sqlite", "postgresql"]
 
 #: The database URI of the in-memory backend (nothing is kept after the process ends).
@@ -455,6 +471,17 @@ class Settings:
         metavar="HOST:PORT",
         default_text="none: the worker serves no HTTP",
     )
+    db_schema: str | None = setting(
+        None,
+        "GOPHERMART_DB_SCHEMA",
+        _schema_name,
+        "PostgreSQL only: keep our tables in this schema (created if absent), beside a "
+        "shop's own; every connection we open uses it",
+        flags=("--db-schema",),
+        commands=_ALL,
+        metavar="NAME",
+        default_text="none: the connection's own search_path (normally public)",
+    )
     migrate: bool = setting(
         True,
         "GOPHERMART_MIGRATE",
@@ -466,6 +493,10 @@ class Settings:
     #: Settled at start (never set by an operator): the database's random identity,
     #: to which token signing keys are bound.
     database_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.db_schema is not None and self.database.kind != "postgresql":
+            refuse("GOPHERMART_DB_SCHEMA", f"only PostgreSQL has schemas, not {self.database.kind}")
 
     @classmethod
     def for_database(cls, uri: str, **changes: Any) -> Settings:

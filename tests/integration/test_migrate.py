@@ -63,3 +63,11 @@ def test_migrate_sql_prints_the_schema_without_connecting() -> None:
         printed = gophermart("migrate", "--sql", "-d", uri)
         assert printed.returncode == 0, printed.stderr
         assert "CREATE TABLE" in printed.stdout and marker in printed.stdout
+    in_schema = gophermart(
+        "migrate", "--sql", "--db-schema", "loyalty", "-d", "postgresql://nobody@127.0.0.1:1/x"
+    )
+    assert in_schema.returncode == 0, in_schema.stderr
+    script = in_schema.stdout
+    assert script.index('CREATE SCHEMA IF NOT EXISTS "loyalty"') < script.index("CREATE TABLE")
+    assert 'SET SESSION search_path TO "loyalty"' in script
+    assert "CREATE TABLE loyalty.gophermart_alembic_version" in script

@@ -49,6 +49,10 @@ def test_the_database_uri_is_parsed_once_into_a_target() -> None:
         ({"GOPHERMART_SECRET": "short"}, "GOPHERMART_SECRET"),
         ({"GOPHERMART_TRUSTED_PROXIES": "not-an-ip"}, "GOPHERMART_TRUSTED_PROXIES"),
         ({"GOPHERMART_DB_TIMEOUT": "nan"}, "GOPHERMART_DB_TIMEOUT"),
+        ({"GOPHERMART_DB_SCHEMA": "Loyalty"}, "GOPHERMART_DB_SCHEMA"),
+        ({"GOPHERMART_DB_SCHEMA": "pg_temp"}, "GOPHERMART_DB_SCHEMA"),
+        ({"GOPHERMART_DB_SCHEMA": 'a"; DROP'}, "GOPHERMART_DB_SCHEMA"),
+        ({"GOPHERMART_DB_SCHEMA": "loyalty"}, "GOPHERMART_DB_SCHEMA"),  # on SQLite
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_its_setting(env: dict[str, str], named: str) -> None:

@@ -39,3 +39,9 @@ class Overloaded(GophermartError):
     def __init__(self, reason: str, retry_after: int = 1) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class StoreMisconfigured(GophermartError):
+    """The store's connections disagree about where our tables are: a host's engine or
+    pool set up differently from the configuration (another ``search_path`` than the
+    ``db_schema`` option). Found at start; nothing was written."""

@@ -13,6 +13,7 @@ from functools import partial
 
 import asyncpg
 from dependency_injector import containers, providers
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.stores.guard import DatabaseGuard, guarded, guarded_unit_of_work
@@ -21,11 +22,15 @@ from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit
 from gophermart.adapters.stores.postgres.listener import PgOrderListener
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.reads import PgReads
+from gophermart.adapters.stores.postgres.runner import PgRunner
+from gophermart.adapters.stores.postgres.statements import orders_channel
 from gophermart.adapters.stores.postgres.unit_of_work import PgUnitOfWork, within
 from gophermart.adapters.stores.sql.cold import SqlColdPaths
 from gophermart.adapters.stores.sql.engine import Database
 from gophermart.adapters.stores.sql.lifecycle import SqlLifecycle
-from gophermart.adapters.stores.sql.readiness import REVISION, SqlReadiness
+from gophermart.adapters.stores.sql.readiness import SqlReadiness
+from gophermart.adapters.stores.sql.statements import REVISION
+from gophermart.application.errors import StoreMisconfigured
 
 __all__ = ["Store"]
 
@@ -33,29 +38,35 @@ __all__ = ["Store"]
 COMMIT_CONNECTIONS = 2
 
 
-def _database(dsn: str, display: str, timeout: float, engine: AsyncEngine | None) -> Database:
+def _database(
+    dsn: str, display: str, timeout: float, schema: str | None, engine: AsyncEngine | None
+) -> Database:
     if engine is not None:
-        return borrowed_postgres(engine, display)
-    return postgres_database(dsn, display, timeout)
+        return borrowed_postgres(engine, display, schema)
+    return postgres_database(dsn, display, timeout, schema)
 
 
-def _hot_pool(dsn: str, timeout: float, borrowed: asyncpg.Pool | None) -> PgPool:
+def _hot_pool(
+    dsn: str, timeout: float, schema: str | None, borrowed: asyncpg.Pool | None
+) -> PgPool:
     if borrowed is not None:
         return PgPool(pool=borrowed, timeout=timeout)
-    return PgPool(dsn, timeout=timeout)
+    return PgPool(dsn, timeout=timeout, schema=schema)
 
 
-def _commit_pool(dsn: str, timeout: float) -> PgPool:
+def _commit_pool(dsn: str, timeout: float, schema: str | None) -> PgPool:
     """The group commit's own connections: a unit of work waiting for its batch holds
     one of the hot pool's, so sharing it could leave a batch no connection to run on.
     All opened at once: none to open under load."""
     size = COMMIT_CONNECTIONS
-    return PgPool(dsn, min_size=size, max_size=size, timeout=timeout, name="asyncpg_commit")
+    return PgPool(
+        dsn, min_size=size, max_size=size, timeout=timeout, schema=schema, name="asyncpg_commit"
+    )
 
 
 async def answers(dsn: str, timeout: float) -> None:  # noqa: ASYNC109 - asyncpg's own
     """The guard's probe: a fresh connection (not the pool's, which stuck statements may
-    hold) answers ``SELECT 1``."""
+    hold) answers ``SELECT 1`` (no table named: no schema needed)."""
     conn = await asyncpg.connect(dsn, timeout=timeout)
     try:
         await conn.fetchval("SELECT 1", timeout=timeout)
@@ -67,10 +78,32 @@ async def revision_on_pool(pool: PgPool) -> str | None:
     """The database's Alembic revision through the hot pool (``None``: never migrated)."""
     async with pool.connection() as conn:
         try:
-            value = await conn.fetchval(REVISION)
+            value = await PgRunner(conn).fetchval(REVISION, {})
         except asyncpg.UndefinedTableError:
             return None
     return str(value) if value is not None else None
+
+
+async def agree(database: Database, pool: PgPool) -> None:
+    """The hot paths (asyncpg, compiled once, unqualified names) find our tables where
+    the cold paths (SQLAlchemy) and the migrations put them: a host's engine or pool
+    with another ``search_path`` would otherwise split our data across two schemas."""
+    hot = await pool.current_schema()
+    if database.schema is not None:
+        if hot != database.schema:
+            raise StoreMisconfigured(
+                f"the asyncpg pool's connections find tables in schema {hot!r}, not "
+                f"{database.schema!r}: create it with "
+                f"server_settings={{'search_path': {database.schema!r}}}"
+            )
+        return
+    async with database.read.connect() as conn:
+        cold = await conn.scalar(select(func.current_schema()))
+    if cold != hot:
+        raise StoreMisconfigured(
+            f"the engine's connections find tables in schema {cold!r}, the asyncpg "
+            f"pool's in {hot!r}: set the db_schema option to the schema meant"
+        )
 
 
 class Store(containers.DeclarativeContainer):
@@ -83,12 +116,17 @@ class Store(containers.DeclarativeContainer):
     dsn = providers.Dependency(instance_of=str)
     display = providers.Dependency(instance_of=str)
     timeout = providers.Dependency(instance_of=float)
+    #: Our tables' schema (``None``: the connections' own ``search_path``).
+    schema: providers.Dependency[str | None] = providers.Dependency(default=None)
     engine: providers.Dependency[AsyncEngine | None] = providers.Dependency(default=None)
     pool: providers.Dependency[asyncpg.Pool | None] = providers.Dependency(default=None)
 
-    database = providers.Singleton(_database, dsn, display, timeout, engine)
-    hot_pool = providers.Singleton(_hot_pool, dsn, timeout, pool)
-    commit_pool = providers.Singleton(_commit_pool, dsn, timeout)
+    #: Uploads are announced on the channel of our schema (channels are per database).
+    channel = providers.Callable(orders_channel, schema)
+
+    database = providers.Singleton(_database, dsn, display, timeout, schema, engine)
+    hot_pool = providers.Singleton(_hot_pool, dsn, timeout, schema, pool)
+    commit_pool = providers.Singleton(_commit_pool, dsn, timeout, schema)
     group_commit = providers.Singleton(
         PgGroupCommit, commit_pool, read_pool=hot_pool, connections=COMMIT_CONNECTIONS
     )
@@ -98,8 +136,8 @@ class Store(containers.DeclarativeContainer):
 
     uow = providers.Factory(
         guarded_unit_of_work,
-        providers.Factory(PgUnitOfWork, hot_pool, group_commit).provider,
-        providers.Object(within),
+        providers.Factory(PgUnitOfWork, hot_pool, group_commit, channel).provider,
+        providers.Callable(partial, within, schema=schema),
         guard,
     )
     read_model = providers.Singleton(guarded, providers.Singleton(PgReads, hot_pool), guard)
@@ -109,7 +147,11 @@ class Store(containers.DeclarativeContainer):
     readiness = providers.Singleton(
         SqlReadiness, providers.Callable(partial, revision_on_pool, hot_pool), timeout
     )
-    listener = providers.Singleton(PgOrderListener, dsn, timeout=timeout)
+    listener = providers.Singleton(PgOrderListener, dsn, channel, timeout=timeout)
     lifecycle = providers.Singleton(
-        SqlLifecycle, database, guard, providers.List(hot_pool, commit_pool)
+        SqlLifecycle,
+        database,
+        guard,
+        providers.List(hot_pool, commit_pool),
+        providers.Callable(partial, agree, database, hot_pool),
     )

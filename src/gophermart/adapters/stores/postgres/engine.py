@@ -14,7 +14,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gophermart.adapters.stores.postgres.pool import bounded_connect_kwargs, must_abandon
+from gophermart.adapters.stores.postgres.pool import connect_kwargs, must_abandon
 from gophermart.adapters.stores.sql.engine import Database
 
 
@@ -29,28 +29,40 @@ class PoolSettings:
     timeout: float = 30.0
 
 
-def postgres_database(dsn: str, display: str, timeout: float | None) -> Database:
+def postgres_database(
+    dsn: str, display: str, timeout: float | None, schema: str | None = None
+) -> Database:
     """Our own engine on ``dsn`` (a libpq URI, opened by asyncpg as given: every libpq
-    parameter asyncpg knows works). ``timeout`` bounds connecting and waiting for a
-    pooled connection (``None``: 30 s, for start-up work)."""
+    parameter asyncpg knows works), its connections' ``search_path`` set to ``schema``
+    when given. ``timeout`` bounds connecting and waiting for a pooled connection
+    (``None``: 30 s, for start-up work)."""
     return Database(
-        _postgres_engine(dsn, PoolSettings(), timeout),
+        _postgres_engine(dsn, PoolSettings(), timeout, schema),
         display=display,
-        unbounded=(lambda: postgres_database(dsn, display, None)) if timeout is not None else None,
+        schema=schema,
+        unbounded=(
+            (lambda: postgres_database(dsn, display, None, schema)) if timeout is not None else None
+        ),
     )
 
 
-def borrowed_postgres(engine: AsyncEngine, display: str) -> Database:
-    """Around a host's existing engine, borrowed: never disposed here."""
-    return Database(engine, display=display, owned=False)
+def borrowed_postgres(engine: AsyncEngine, display: str, schema: str | None = None) -> Database:
+    """Around a host's existing engine, borrowed: never disposed here. With ``schema``
+    our tables are named in it on every statement (a schema translation on our own
+    view of the engine), whatever ``search_path`` the host's connections have."""
+    if schema is not None:
+        engine = engine.execution_options(schema_translate_map={None: schema})
+    return Database(engine, display=display, owned=False, schema=schema)
 
 
-def _postgres_engine(dsn: str, pool: PoolSettings, timeout: float | None) -> AsyncEngine:
-    connect_kwargs = bounded_connect_kwargs(timeout, statement_timeout=False)
+def _postgres_engine(
+    dsn: str, pool: PoolSettings, timeout: float | None, schema: str | None
+) -> AsyncEngine:
+    kwargs = connect_kwargs(timeout, schema=schema)
 
     def connect() -> Awaitable[Any]:
         # asyncpg parses libpq URIs itself, query parameters included.
-        return asyncpg.connect(dsn, **connect_kwargs)  # type: ignore[no-any-return]
+        return asyncpg.connect(dsn, **kwargs)  # type: ignore[no-any-return]
 
     engine = create_async_engine(
         "postgresql+asyncpg://",

@@ -28,11 +28,13 @@ class PgOrderListener:
     def __init__(
         self,
         dsn: str,
+        channel: str = ORDERS_CHANNEL,
         retry: float = 2.0,
         timeout: float = 5.0,
         probe_every: float = 30.0,
     ) -> None:
         self._dsn = dsn
+        self._channel = channel
         self._wakeup = asyncio.Event()
         self._retry = retry
         self._timeout = timeout
@@ -58,9 +60,9 @@ class PgOrderListener:
                 conn = await asyncpg.connect(self._dsn, timeout=self._timeout)
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(ORDERS_CHANNEL, self._notified)
+                await conn.add_listener(self._channel, self._notified)
                 if failing:
-                    log.warning("LISTEN %s works again", ORDERS_CHANNEL)
+                    log.warning("LISTEN %s works again", self._channel)
                     failing = False
                 self._wakeup.set()  # uploads made while we were not listening
                 await self._hold(conn, lost)
@@ -70,7 +72,7 @@ class PgOrderListener:
                 log.log(
                     logging.DEBUG if failing else logging.WARNING,
                     "LISTEN %s failed (%s: %s); retrying every %gs",
-                    ORDERS_CHANNEL,
+                    self._channel,
                     type(exc).__name__,
                     exc,
                     self._retry,

@@ -78,6 +78,7 @@ class PgPool:
         *,
         pool: asyncpg.Pool | None = None,
         timeout: float | None = None,
+        schema: str | None = None,
         name: str = "asyncpg",
     ) -> None:
         if (dsn is None) == (pool is None):
@@ -88,6 +89,7 @@ class PgPool:
         self._pool: asyncpg.Pool | None = pool
         self._owned = pool is None
         self._timeout = timeout
+        self._schema = schema
         self._lock = asyncio.Lock()
         self.name = name
 
@@ -96,15 +98,24 @@ class PgPool:
             logging.getLogger("asyncpg.pool").addFilter(_QUIET_FLOOR_RESTORE)  # once: a set
             async with self._lock:
                 if self._pool is None:
+                    bounds = connect_kwargs(
+                        self._timeout, schema=self._schema, statement_timeout=True
+                    )
                     self._pool = await asyncpg.create_pool(
                         self._dsn,
                         min_size=self._min_size,
                         max_size=self._max_size,
                         reset=_cheap_reset,
                         max_inactive_connection_lifetime=300,
-                        **bounded_connect_kwargs(self._timeout, statement_timeout=True),
+                        **bounds,
                     )
         return self._pool
+
+    async def current_schema(self) -> str:
+        """The schema our unqualified table names resolve to on this pool's connections
+        (its own pool: ``schema``; a borrowed one: whatever its host set)."""
+        async with self.connection() as conn:
+            return str(await conn.fetchval("SELECT current_schema()"))
 
     def stats(self) -> PoolStats | None:
         """Connections in use and idle, and callers waiting (``None`` before it opens)."""
@@ -154,12 +165,22 @@ class _Borrowed:
         await self.pool.release(self.conn)
 
 
-def bounded_connect_kwargs(timeout: float | None, *, statement_timeout: bool) -> dict[str, object]:
-    """asyncpg connection arguments for a bound of ``timeout`` seconds (none for None):
-    the connect timeout and, with ``statement_timeout``, the server's as well."""
-    if timeout is None:
-        return {}
-    kwargs: dict[str, object] = {"timeout": timeout}
-    if statement_timeout:
-        kwargs["server_settings"] = {"statement_timeout": str(max(1, round(timeout * 1000)))}
+def connect_kwargs(
+    timeout: float | None, *, schema: str | None = None, statement_timeout: bool = False
+) -> dict[str, object]:
+    """asyncpg connection arguments: a bound of ``timeout`` seconds (none for None) on
+    connecting and, with ``statement_timeout``, on each statement at the server; with
+    ``schema``, a ``search_path`` of that schema alone, so our unqualified table names
+    (the statements are compiled once, without a schema) resolve there and nowhere else.
+    """
+    kwargs: dict[str, object] = {}
+    server: dict[str, str] = {}
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+        if statement_timeout:
+            server["statement_timeout"] = str(max(1, round(timeout * 1000)))
+    if schema is not None:
+        server["search_path"] = f'"{schema}"'
+    if server:
+        kwargs["server_settings"] = server
     return kwargs

@@ -5,6 +5,7 @@ the coalesced reads and of the group commit.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -51,9 +52,21 @@ from gophermart.domain.accounts import EntryKind
 #: The channel a committed upload is announced on (LISTEN/NOTIFY).
 ORDERS_CHANNEL = "gophermart_orders"
 
-#: The upload announces itself in its own RETURNING: the wake-up costs no round trip,
-#: and PostgreSQL delivers it only if the insert commits.
-ADD_ORDER = Statement(add_order(postgresql.insert).returning(func.pg_notify(ORDERS_CHANNEL, "")))
+
+def orders_channel(schema: str | None) -> str:
+    """The channel of the deployment whose tables are in ``schema``: channels are per
+    database, not per schema, and another deployment's uploads are not ours to poll."""
+    return ORDERS_CHANNEL if schema is None else f"{ORDERS_CHANNEL}_{schema}"
+
+
+@cache  # one per channel: compiled once (runner.py), like every statement
+def adding_order(channel: str) -> Statement:
+    """The upload, announcing itself on ``channel`` in its own RETURNING: the wake-up
+    costs no round trip, and PostgreSQL delivers it only if the insert commits."""
+    return Statement(add_order(postgresql.insert).returning(func.pg_notify(channel, "")))
+
+
+ADD_ORDER = adding_order(ORDERS_CHANNEL)
 
 
 def _entry_moving(change: Update) -> Insert:

@@ -57,10 +57,14 @@ async def record_entry(runner: Runner, entry: LedgerEntry) -> bool:
     return await runner.fetchval(pg.CREDIT_ENTRY, st.entry_params(entry)) is not None
 
 
-def within(conn: HostConnection) -> UnitOfWork:
+def within(conn: HostConnection, schema: str | None = None) -> UnitOfWork:
     """A unit of work in a host's own PostgreSQL transaction (``connection=``): the same
-    statements, run through the host's SQLAlchemy connection."""
-    return cast(UnitOfWork, HostUnitOfWork(conn, "postgresql", record_entry, pg.ADD_ORDER))
+    statements, run through the host's SQLAlchemy connection (our tables named in
+    ``schema`` on each statement, the host's ``search_path`` left as it is)."""
+    add_order = pg.adding_order(pg.orders_channel(schema))
+    return cast(
+        UnitOfWork, HostUnitOfWork(conn, "postgresql", record_entry, add_order, schema=schema)
+    )
 
 
 class _LazyRunner:
@@ -93,12 +97,14 @@ class _LazyRunner:
 
 class _PgSession(Session):
     records_in_one_statement = True
-    add_order = pg.ADD_ORDER
     _runner: _LazyRunner
 
-    def __init__(self, runner: _LazyRunner, group: PgGroupCommit | None = None) -> None:
+    def __init__(
+        self, runner: _LazyRunner, group: PgGroupCommit | None, add_order: st.Statement
+    ) -> None:
         super().__init__(runner)
         self._group = group
+        self.add_order = add_order
         self._tx: Transaction | None = None
 
     @property
@@ -140,13 +146,16 @@ class PgUnitOfWork(SessionUnitOfWork):
     connection of its own; without it, both on this unit of work's connection.
     """
 
-    def __init__(self, pool: PgPool, group: PgGroupCommit | None = None) -> None:
+    def __init__(
+        self, pool: PgPool, group: PgGroupCommit | None = None, channel: str = pg.ORDERS_CHANNEL
+    ) -> None:
         self._pool = pool
         self._group = group
+        self._add_order = pg.adding_order(channel)
 
     async def _open(self) -> Session:
         self._lazy = _LazyRunner(self._pool)
-        self._pg = _PgSession(self._lazy, self._group)
+        self._pg = _PgSession(self._lazy, self._group, self._add_order)
         return self._pg
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -23,7 +23,9 @@ class Database:
     """A *write* engine and a *read* engine (the same one unless the store wants two),
     shown as ``display`` in messages.
 
-    ``owned``: ours to dispose; a host's borrowed engine is left alone. ``unbounded``
+    ``schema``: PostgreSQL's schema of our tables, when configured (the engines already
+    resolve our table names there; migrations create it). ``owned``: ours to dispose; a
+    host's borrowed engine is left alone. ``unbounded``
     makes this database again without our timeouts, for start-up work (a migration may
     wait for another process's); ``None`` when the engines are a host's, whose settings
     are the host's.
@@ -37,10 +39,12 @@ class Database:
         display: str,
         owned: bool = True,
         unbounded: Callable[[], Database] | None = None,
+        schema: str | None = None,
     ) -> None:
         self.write = write
         self.read = read or write
         self.display = display
+        self.schema = schema
         self._owned = owned
         self._unbounded = unbounded
 

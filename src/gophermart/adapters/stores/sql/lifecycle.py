@@ -3,7 +3,7 @@ its pools' state, and closing, shared by SQLite's and PostgreSQL's stores."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from gophermart.adapters.stores.guard import DatabaseGuard
@@ -23,12 +23,21 @@ class OwnPool(Protocol):
 
 
 class SqlLifecycle:
+    """``agreement``: raises when the store's connections disagree about where our
+    tables are (PostgreSQL's schema); checked once they exist, after migrating or on
+    finding the schema current."""
+
     def __init__(
-        self, database: Database, guard: DatabaseGuard, pools: Sequence[OwnPool] = ()
+        self,
+        database: Database,
+        guard: DatabaseGuard,
+        pools: Sequence[OwnPool] = (),
+        agreement: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._database = database
         self._guard = guard
         self._pools = pools
+        self._agreement = agreement
 
     async def open(self) -> None:
         await self._database.check()
@@ -40,9 +49,14 @@ class SqlLifecycle:
         finally:
             if unbounded is not self._database:
                 await unbounded.dispose()
+        if self._agreement is not None:
+            await self._agreement()
 
     async def schema(self) -> SchemaState:
-        return SchemaState(await revision_on_engine(self._database.read), alembic_head())
+        state = SchemaState(await revision_on_engine(self._database.read), alembic_head())
+        if state.is_current and self._agreement is not None:
+            await self._agreement()
+        return state
 
     async def stored_secret(self) -> str:
         return await stored_token_secret(self._database.write)

@@ -6,12 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.stores.outages import describe, is_unavailable
 from gophermart.adapters.stores.sql.migrate import alembic_config
-from gophermart.adapters.stores.sql.schema import VERSION_TABLE
+from gophermart.adapters.stores.sql.statements import REVISION
 from gophermart.application.readiness import Readiness
 
 
@@ -59,12 +58,9 @@ async def revision_on_engine(engine: AsyncEngine) -> str | None:
     """The database's Alembic revision; ``None`` if it was never migrated."""
     async with engine.connect() as conn:
         try:
-            value = await conn.scalar(text(REVISION))
+            value = await conn.scalar(REVISION.core)
         except Exception as exc:
             if is_unavailable(exc):
                 raise
             return None  # no alembic_version table
     return str(value) if value is not None else None
-
-
-REVISION = f"SELECT version_num FROM {VERSION_TABLE}"

@@ -48,14 +48,19 @@ _SQLITE_CONFLICTS = frozenset(
 
 
 class SqlRunner:
-    """Through SQLAlchemy, which applies the column types both ways."""
+    """Through SQLAlchemy, which applies the column types both ways. With ``schema``
+    (PostgreSQL) our tables are named in it on each statement, leaving the connection's
+    own ``search_path`` alone: it may be a host's."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, schema: str | None = None) -> None:
         self._conn = conn
+        self._options = {"schema_translate_map": {None: schema}} if schema is not None else None
 
     async def _run(self, statement: Statement, params: Params) -> CursorResult[Any]:
         try:
-            return await self._conn.execute(statement.core, statement.params(params))
+            return await self._conn.execute(
+                statement.core, statement.params(params), execution_options=self._options
+            )
         except IntegrityError as exc:
             if getattr(exc.orig, "sqlite_errorname", None) in _SQLITE_CONFLICTS:
                 raise Conflict(str(exc.orig)) from exc

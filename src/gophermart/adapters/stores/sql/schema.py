@@ -159,3 +159,8 @@ login_successes = Table(
     Column("last_at", UtcDateTime, nullable=False),
     Index(f"ix_{named('login_successes')}_last_at", "last_at"),
 )
+
+
+#: Alembic's table (created and kept by Alembic, so outside ``metadata``), as Core, so
+#: that reading the revision follows a schema translation like every other statement.
+alembic_versions = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32)))

@@ -130,8 +130,10 @@ class HostSession(Session):
 
     records_in_one_statement = False
 
-    def __init__(self, conn: Any, record: RecordEntry, add_order: st.Statement) -> None:
-        super().__init__(SqlRunner(conn))
+    def __init__(
+        self, conn: Any, record: RecordEntry, add_order: st.Statement, schema: str | None = None
+    ) -> None:
+        super().__init__(SqlRunner(conn, schema))
         self._conn = conn
         self._record_with = record
         self.add_order = add_order
@@ -283,7 +285,13 @@ class HostUnitOfWork(SessionUnitOfWork):
     """A unit of work within a host's transaction (:class:`HostSession`)."""
 
     def __init__(
-        self, conn: HostConnection, dialect: str, record: RecordEntry, add_order: st.Statement
+        self,
+        conn: HostConnection,
+        dialect: str,
+        record: RecordEntry,
+        add_order: st.Statement,
+        *,
+        schema: str | None = None,
     ) -> None:
         if conn.dialect.name != dialect:
             raise InvalidInput(
@@ -292,9 +300,10 @@ class HostUnitOfWork(SessionUnitOfWork):
         self._conn = conn
         self._record = record
         self._add_order = add_order
+        self._schema = schema
 
     async def _open(self) -> Session:
-        self._host = HostSession(self._conn, self._record, self._add_order)
+        self._host = HostSession(self._conn, self._record, self._add_order, self._schema)
         return self._host
 
     async def _close(self) -> None:

@@ -40,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
-from gophermart.adapters.stores.sql.schema import accounts, ledger, orders, users
+from gophermart.adapters.stores.sql.schema import accounts, alembic_versions, ledger, orders, users
 from gophermart.adapters.stores.sql.types import Id, UtcDateTime
 from gophermart.application.ports import BalanceView, ClaimedOrder, OrderView, WithdrawalView
 from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
@@ -375,3 +375,9 @@ def order_view(row: Sequence[Any]) -> OrderView:
 def withdrawal_view(row: Sequence[Any]) -> WithdrawalView:
     """From a WITHDRAWALS_OF row."""
     return WithdrawalView(row[0], Points(row[1]), row[2])
+
+
+# --- operations -------------------------------------------------------------------
+
+#: The database's Alembic revision (no row, or no table: never migrated).
+REVISION = Statement(select(alembic_versions.c.version_num))

@@ -6,6 +6,8 @@ from alembic import context
 from gophermart.adapters.stores.sql.schema import VERSION_TABLE, metadata
 
 attributes = context.config.attributes
+#: PostgreSQL's schema of ours, when configured (the transaction's search_path is it).
+schema = attributes.get("schema")
 if context.is_offline_mode():
     context.configure(
         dialect_name=attributes["dialect"],
@@ -13,6 +15,7 @@ if context.is_offline_mode():
         literal_binds=True,
         render_as_batch=False,  # offline there is no table to copy: plain ALTERs
         version_table=VERSION_TABLE,
+        version_table_schema=schema,
     )
 else:
     connection = attributes.get("connection")
@@ -24,6 +27,7 @@ else:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         version_table=VERSION_TABLE,  # beside a shop's own alembic_version
+        version_table_schema=schema,
     )
 with context.begin_transaction():
     context.run_migrations()
