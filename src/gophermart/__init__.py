@@ -18,7 +18,7 @@ drivers at the edges (:mod:`gophermart.adapters`, :mod:`gophermart.entrypoints`)
 """
 
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gophermart.application.errors import (
     ConcurrentUpdate,
@@ -107,15 +107,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``gophermart.http_router`` & co. (PEP 562): Litestar is imported when one is first
-    asked for, and a host without the http extra is told which extra to install."""
-    if name not in _HTTP_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        from gophermart.entrypoints.http import app
-    except ModuleNotFoundError as exc:
-        if not is_from("http", exc):
-            raise
-        raise ModuleNotFoundError(needs_extra(f"gophermart.{name}", "http"), name=exc.name) from exc
-    return getattr(app, name)
+# Hidden from type checkers: a module __getattr__ would let them accept any name imported
+# from gophermart (as Any); they see the three names through the TYPE_CHECKING import.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        """``gophermart.http_router`` & co. (PEP 562): Litestar is imported when one is first
+        asked for, and a host without the http extra is told which extra to install."""
+        if name not in _HTTP_NAMES:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:
+            from gophermart.entrypoints.http import app
+        except ModuleNotFoundError as exc:
+            if not is_from("http", exc):
+                raise
+            raise ModuleNotFoundError(
+                needs_extra(f"gophermart.{name}", "http"), name=exc.name
+            ) from exc
+        return getattr(app, name)
