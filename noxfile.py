@@ -5,21 +5,53 @@ nox -s lint       ruff (lint + format check) and the import-layer contracts
 nox -s types      mypy (strict on domain and application)
 nox -s tests      the whole test suite: unit, SQLite, PostgreSQL, end to end
 nox -s examples   examples/ against the installed wheel (not the source tree), mypy --strict
+nox -s bare       the wheel installed with no extras: no server stack, and the examples run
 nox -s bench      the benchmark suite against PostgreSQL (not part of `nox`)
 nox -s pairs -- --baseline REF   back-to-back pairs: REF's tree vs the working tree
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import sys
 
 import nox
 
-nox.options.sessions = ["lint", "types", "tests", "examples"]
+nox.options.sessions = ["lint", "types", "tests", "examples", "bare"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 DEV = ".[dev]"
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: What `pip install gophermart` must not bring: the HTTP server's stack and the
+#: PostgreSQL driver are extras (pyproject.toml; README, "Installing").
+EXTRAS_ONLY = (
+    "litestar",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "swagger-ui-py",
+    "prometheus-client",
+    "structlog",
+    "asyncpg",
+)
+
+#: Run by the bare venv's Python: fails naming whichever of its arguments is installed.
+ABSENT = """
+import sys
+from importlib import metadata
+
+present = []
+for name in sys.argv[1:]:
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        continue
+    present.append(name)
+sys.exit(f"pip install gophermart (no extras) pulled {present}" if present else 0)
+"""
 
 
 @nox.session
@@ -44,9 +76,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def examples(session: nox.Session) -> None:
-    """What a host gets from `pip install gophermart`: each example runs against the
+    """What a host gets from `pip install gophermart[http]`: each example runs against the
     installed package, from a scratch directory, and type-checks under mypy --strict."""
-    session.install(".", "pytest>=8", "mypy==2.4.1")
+    session.install(".[http]", "pytest>=8", "mypy==2.4.1")  # mounted_api.py mounts the API
     scratch = os.path.abspath(session.create_tmp())
     examples_dir = os.path.abspath("examples")
     session.chdir(scratch)
@@ -55,12 +87,7 @@ def examples(session: nox.Session) -> None:
     )
     if where is None or "site-packages" not in str(where):
         session.error(f"gophermart is not the installed package here: {where}")
-    for script in ("quickstart.py", "blocking_shop.py", "mounted_api.py"):
-        db = os.path.join(scratch, script.replace(".py", ".db"))
-        for leftover in (db, db + "-wal", db + "-shm"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
-        session.run("python", os.path.join(examples_dir, script), f"sqlite:///{db}")
+    _run_examples(session, "python", scratch, "quickstart.py", "blocking_shop.py", "mounted_api.py")
     ini = os.path.join(scratch, "pytest.ini")  # not the project's: no source-tree settings
     with open(ini, "w") as f:
         f.write("[pytest]\n")
@@ -69,8 +96,38 @@ def examples(session: nox.Session) -> None:
 
 
 @nox.session
+def bare(session: nox.Session) -> None:
+    """`pip install gophermart` with no extras, from the built wheel, in a fresh venv:
+    none of EXTRAS_ONLY is installed, and the examples that need no extra run."""
+    scratch = os.path.abspath(session.create_tmp())
+    wheels, venv = os.path.join(scratch, "wheel"), os.path.join(scratch, "bare")
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels, ".")
+    (wheel,) = glob.glob(os.path.join(wheels, "gophermart-*.whl"))
+    session.run("python", "-m", "venv", "--clear", venv)
+    python = os.path.join(venv, "Scripts" if sys.platform == "win32" else "bin", "python")
+    session.run(python, "-m", "pip", "install", "-q", wheel, external=True)
+    session.run(python, "-c", ABSENT, *EXTRAS_ONLY, external=True)
+    session.log(f"pip install gophermart (no extras) pulled none of: {', '.join(EXTRAS_ONLY)}")
+    session.chdir(scratch)
+    session.run(python, "-m", "gophermart", "--version", external=True)
+    _run_examples(session, python, scratch, "quickstart.py", "blocking_shop.py")
+
+
+def _run_examples(session: nox.Session, python: str, scratch: str, *scripts: str) -> None:
+    """Each of examples/``scripts`` on a fresh SQLite file of its own in ``scratch``."""
+    for script in scripts:
+        db = os.path.join(scratch, script.replace(".py", ".db"))
+        for leftover in (db, db + "-wal", db + "-shm"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        example = os.path.join(HERE, "examples", script)
+        session.run(python, example, f"sqlite:///{db}", external=True)
+
+
+@nox.session
 def serve(session: nox.Session) -> None:
-    session.install("-e", ".")
+    session.install("-e", ".[server]")
     session.run("gophermart", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
 
 

@@ -17,6 +17,9 @@ drivers at the edges (:mod:`gophermart.adapters`, :mod:`gophermart.entrypoints`)
 :mod:`gophermart.bootstrap` wires them; :mod:`gophermart.facade` is the face.
 """
 
+from importlib import metadata
+from typing import TYPE_CHECKING
+
 from gophermart.application.errors import (
     ConcurrentUpdate,
     NotOpen,
@@ -49,11 +52,21 @@ from gophermart.domain.errors import (
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
-from gophermart.entrypoints.http.app import http_app, http_router, loyalty_lifespan
+from gophermart.extras import is_from, needs_extra
 from gophermart.facade import Gophermart
 from gophermart.settings import ConfigError
 
-__version__ = "0.2.0"
+if TYPE_CHECKING:  # imported on first use (__getattr__): Litestar is the http extra's
+    from gophermart.entrypoints.http.app import http_app, http_router, loyalty_lifespan
+
+try:  # one definition, pyproject.toml's, read from the installed package's metadata
+    __version__ = metadata.version("gophermart")
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
+#: The names that need the ``http`` extra (Litestar), imported when first asked for, so
+#: that ``import gophermart`` works with the core alone.
+_HTTP_NAMES = ("http_app", "http_router", "loyalty_lifespan")
 
 __all__ = [
     "AccrualVerdict",
@@ -96,3 +109,23 @@ __all__ = [
     "http_router",
     "loyalty_lifespan",
 ]
+
+
+# Hidden from type checkers: a module __getattr__ would let them accept any name imported
+# from gophermart (as Any); they see the three names through the TYPE_CHECKING import.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        """``gophermart.http_router`` & co. (PEP 562): Litestar is imported when one is first
+        asked for, and a host without the http extra is told which extra to install."""
+        if name not in _HTTP_NAMES:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:
+            from gophermart.entrypoints.http import app
+        except ModuleNotFoundError as exc:
+            if not is_from("http", exc):
+                raise
+            raise ModuleNotFoundError(
+                needs_extra(f"gophermart.{name}", "http"), name=exc.name
+            ) from exc
+        return getattr(app, name)

@@ -25,16 +25,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from dependency_injector import containers, providers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.accrual_http import HttpAccrualClient
 from gophermart.adapters.clock import SystemClock
 from gophermart.adapters.security import Argon2Hasher, JwtTokens
-from gophermart.adapters.stores import memory, postgres, sqlite
+from gophermart.adapters.stores import memory, sqlite
 from gophermart.application.accounts import Accounts
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.errors import StoreMisconfigured, StoreUnavailable
@@ -44,7 +43,11 @@ from gophermart.application.ports import NoWorkerMetrics, StoreLifecycle
 from gophermart.application.queries import Queries
 from gophermart.application.throttling import LoginThrottle
 from gophermart.application.users import Users
+from gophermart.extras import needs_extra
 from gophermart.settings import Settings, refuse
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logging.getLogger("gophermart")
 
@@ -67,6 +70,12 @@ def _store(
     """The one place that chooses the backend."""
     target, timeout = settings.database, settings.db_timeout
     if target.kind == "postgresql":
+        try:  # imported only when chosen: asyncpg comes with the postgres extra
+            from gophermart.adapters.stores import postgres
+        except ModuleNotFoundError as exc:
+            if exc.name != "asyncpg":
+                raise
+            refuse("DATABASE_URI", needs_extra("PostgreSQL", "postgres"))
         return postgres.Store(
             dsn=target.location,
             display=target.display,

@@ -38,7 +38,6 @@ from typing import (
     overload,
 )
 
-import asyncpg
 from dependency_injector import providers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -52,6 +51,8 @@ from gophermart.bootstrap import Container, WorkerTask, build, settle
 from gophermart.settings import DEFAULT_DATABASE_URI, MEMORY_URI, Backend, Settings, refuse
 
 if TYPE_CHECKING:
+    import asyncpg  # annotations only: asyncpg is the postgres extra's
+
     from gophermart.blocking import BlockingGophermart
 
 P = ParamSpec("P")

@@ -21,7 +21,13 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from gophermart.entrypoints.accrual_sim import SimSettings, _parse_address, create_sim_app, main
+from gophermart.entrypoints.accrual_sim import (
+    SimSettings,
+    _parse_address,
+    _parser,
+    create_sim_app,
+    main,
+)
 from tests.ports import free_port
 
 Client = AsyncTestClient[Any]
@@ -415,17 +421,7 @@ def test_main_serves_over_a_real_socket_and_exits_0_on_signal(
             [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=env
         )
         try:
-            deadline = time.monotonic() + 15
-            while True:
-                assert proc.poll() is None, (
-                    f"simulator died early:\n{(tmp_path / 'sim.log').read_text()}"
-                )
-                try:
-                    if httpx.get(f"{base}/__sim/stats", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, "simulator never answered"
-                    time.sleep(0.05)
+            wait_until_it_answers(proc, base, tmp_path / "sim.log")
             order = {"order": ORDER, "goods": [{"description": "Bork kettle", "price": 7297.75}]}
             assert httpx.post(f"{base}/api/orders", json=order).status_code == 202
             polled = httpx.get(f"{base}/api/orders/{ORDER}")
@@ -435,5 +431,64 @@ def test_main_serves_over_a_real_socket_and_exits_0_on_signal(
             assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "5")
         finally:
             proc.send_signal(stop)
+            returncode = proc.wait(timeout=15)
+    assert returncode == 0, (tmp_path / "sim.log").read_text()
+
+
+def wait_until_it_answers(proc: subprocess.Popen[Any], base: str, log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        assert proc.poll() is None, f"simulator died early:\n{log.read_text()}"
+        try:
+            if httpx.get(f"{base}/__sim/stats", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "simulator never answered"
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, ("localhost", 8081)),
+        ([], {"RUN_ADDRESS": ":9001"}, ("0.0.0.0", 9001)),
+        ([], {"RUN_ADDRESS": ":9001", "ACCRUAL_RUN_ADDRESS": ":9002"}, ("0.0.0.0", 9002)),
+        (
+            ["-a", ":9003"],
+            {"RUN_ADDRESS": ":9001", "ACCRUAL_RUN_ADDRESS": ":9002"},
+            ("0.0.0.0", 9003),
+        ),
+    ],
+)
+def test_the_address_is_the_flag_else_accrual_run_address_else_run_address(
+    argv: list[str],
+    env: dict[str, str],
+    expected: tuple[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RUN_ADDRESS", raising=False)
+    monkeypatch.delenv("ACCRUAL_RUN_ADDRESS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _parser().parse_args(argv).address == expected
+
+
+def test_started_like_the_reference_binary_with_run_address_only(tmp_path: Path) -> None:
+    """A client of the reference accrual binary starts it with RUN_ADDRESS and nothing
+    else: `gophermart accrual-sim` in its place listens there."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "ACCRUAL_RUN_ADDRESS"}
+    env["RUN_ADDRESS"] = f"127.0.0.1:{port}"
+    with (tmp_path / "sim.log").open("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gophermart", "accrual-sim"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            wait_until_it_answers(proc, f"http://127.0.0.1:{port}", tmp_path / "sim.log")
+        finally:
+            proc.send_signal(signal.SIGTERM)
             returncode = proc.wait(timeout=15)
     assert returncode == 0, (tmp_path / "sim.log").read_text()

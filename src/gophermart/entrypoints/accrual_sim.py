@@ -539,24 +539,30 @@ def _non_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
-#: The simulator's flags: (flags, parser, metavar, environment variable, default, help).
-_OPTIONS: tuple[tuple[tuple[str, ...], Callable[[str], Any], str, str, str, str], ...] = (
+#: A flag: (flags, parser, metavar, environment variables, default, help).
+_Option = tuple[tuple[str, ...], Callable[[str], Any], str, tuple[str, ...], str, str]
+
+#: The simulator's flags. Of several variables the first one set wins. The address also
+#: reads RUN_ADDRESS because that is all a client of the reference accrual binary sets
+#: (it starts the binary with only that): the simulator is then a drop-in for it.
+#: ACCRUAL_RUN_ADDRESS, more specific, keeps the two apart when one shell runs both.
+_OPTIONS: tuple[_Option, ...] = (
     (
-        ("-a", "--address"), _parse_address, "HOST:PORT", "ACCRUAL_RUN_ADDRESS", "localhost:8081",
-        "listen address: host:port, :port (all interfaces) or http://host:port",
+        ("-a", "--address"), _parse_address, "HOST:PORT", ("ACCRUAL_RUN_ADDRESS", "RUN_ADDRESS"),
+        "localhost:8081", "listen address: host:port, :port (all interfaces) or http://host:port",
     ),
     (
-        ("--delay",), _non_negative(float), "SECONDS", "ACCRUAL_CALC_DELAY", "0",
+        ("--delay",), _non_negative(float), "SECONDS", ("ACCRUAL_CALC_DELAY",), "0",
         "seconds an order stays REGISTERED (first half) then PROCESSING before its final "
         "status; 0 answers final at once",
     ),
     (
-        ("--rate-limit",), _non_negative(int), "N", "ACCRUAL_RATE_LIMIT", "0",
+        ("--rate-limit",), _non_negative(int), "N", ("ACCRUAL_RATE_LIMIT",), "0",
         "allow at most N GET /api/orders/{number} per rolling minute, answer 429 beyond; "
         "0 means unlimited",
     ),
     (
-        ("--retry-after",), _non_negative(int), "SECONDS", "ACCRUAL_RETRY_AFTER", "60",
+        ("--retry-after",), _non_negative(int), "SECONDS", ("ACCRUAL_RETRY_AFTER",), "60",
         "Retry-After header value sent with 429",
     ),
 )  # fmt: skip
@@ -571,13 +577,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Test hooks: GET /__sim/stats, POST /__sim/fail, POST /__sim/reset-stats, "
         "POST /__sim/orders (see the module docstring).",
     )
-    for flags, parse, metavar, env_name, default, help_text in _OPTIONS:
+    for flags, parse, metavar, env_names, default, help_text in _OPTIONS:
         parser.add_argument(
             *flags,
             type=parse,
             metavar=metavar,
-            default=env(env_name) or default,
-            help=f"{help_text} (env {env_name}; default {default})",
+            default=next(filter(None, map(env, env_names)), default),
+            help=f"{help_text} (env {', else '.join(env_names)}; default {default})",
         )
     return parser
 

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from gophermart.entrypoints.logs import configure_logging
+from gophermart import __version__
+from gophermart.extras import is_from, needs_extra
 from gophermart.settings import (
     MIGRATE,
     RECONCILE,
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the SQL that migrating an empty database runs, for a DBA; connect to nothing",
     )
     sub.add_parser("accrual-sim", help="run the accrual system simulator", add_help=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
@@ -200,8 +202,27 @@ def run_reconcile(settings: Settings) -> int:
     return run(settings)
 
 
+#: What needs the server extra, by command, for the one line that says so.
+_SERVER_PARTS = {
+    SERVE: "the HTTP server",
+    WORKER: "the accrual worker",
+    "accrual-sim": "the accrual simulator",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except ModuleNotFoundError as exc:
+        if not is_from("server", exc):
+            raise
+        command = next((arg for arg in argv if arg in _SERVER_PARTS), SERVE)
+        print(f"gophermart: {needs_extra(_SERVER_PARTS[command], 'server')}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] == ["accrual-sim"]:
         from gophermart.entrypoints.accrual_sim import main as sim_main
 
@@ -209,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = resolve_settings(args, dict(os.environ))
-        configure_logging(settings.log_level, settings.log_format)
+        _configure_logging(settings)
         if args.command == "worker":
             return run_worker(settings)
         if args.command == "reconcile":
@@ -222,3 +243,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def _configure_logging(settings: Settings) -> None:
+    """structlog's lines (entrypoints/logs.py), which come with the server extra; without
+    it (a host running `gophermart migrate` beside the library) the standard library's."""
+    try:
+        from gophermart.entrypoints.logs import configure_logging
+    except ModuleNotFoundError as exc:
+        if not is_from("server", exc):
+            raise
+        if settings.log_format != "text":
+            refuse("GOPHERMART_LOG_FORMAT", needs_extra(f"{settings.log_format!r}", "server"))
+        logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s %(message)s")
+        return
+    configure_logging(settings.log_level, settings.log_format)

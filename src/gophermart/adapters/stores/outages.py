@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import enum
 import sqlite3
+import sys
 
-import asyncpg
 import sqlalchemy.exc
 
 from gophermart.application.errors import StoreUnavailable
@@ -83,9 +83,12 @@ def _kind(e: BaseException) -> Outage | None:
         return Outage.DOWN  # refused, reset, unreachable, name not resolved
     if isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated:
         return Outage.DOWN
-    if isinstance(e, asyncpg.PostgresError):
+    # Not imported here: asyncpg comes with the postgres extra, and until the PostgreSQL
+    # store has imported it nothing can raise one of its errors.
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is not None and isinstance(e, asyncpg.PostgresError):
         return _by_sqlstate(str(getattr(e, "sqlstate", "") or ""))
-    if isinstance(e, asyncpg.InterfaceError) and "closed" in str(e):
+    if asyncpg is not None and isinstance(e, asyncpg.InterfaceError) and "closed" in str(e):
         return Outage.DOWN  # "connection is closed": lost under our feet
     if isinstance(e, sqlite3.OperationalError):
         code = getattr(e, "sqlite_errorcode", None)
