@@ -162,3 +162,34 @@ def test_bytes_after_a_gzip_stream_are_refused(app_client: TestClient[Any], tail
     )
     assert response.status_code == 400, response.text
     assert response.json() == {"error": "malformed gzip body"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=1e3",  # before: 1000
+        "limit=1.0",
+        "limit=+5",
+        "limit=%205",
+        "limit=5&limit=6",  # before: 6
+        "limit=5&before=1&before=2",
+        "before=12&%62efore=13",  # the same name, percent-encoded
+        "limit=&limit=5",
+    ],
+)
+def test_a_limit_is_plain_digits_and_no_parameter_comes_twice(
+    app_client: TestClient[Any], signed_up: dict[str, str], query: str
+) -> None:
+    response = app_client.get(f"/api/user/orders?{query}", headers=signed_up)
+    assert response.status_code == 400, (query, response.status_code, response.text)
+    assert "error" in response.json()
+
+
+def test_plain_pages_still_work(app_client: TestClient[Any], signed_up: dict[str, str]) -> None:
+    for number in ("9278923470", "12345678903"):
+        upload = app_client.post("/api/user/orders", content=number, headers=signed_up)
+        assert upload.status_code == 202
+    page = app_client.get("/api/user/orders?limit=1", headers=signed_up)
+    assert [o["number"] for o in page.json()] == ["12345678903"]
+    rest = app_client.get("/api/user/orders?limit=10&before=12345678903", headers=signed_up)
+    assert [o["number"] for o in rest.json()] == ["9278923470"]

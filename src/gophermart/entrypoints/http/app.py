@@ -28,6 +28,7 @@ from gophermart.entrypoints.http.gzip_request import GzipRequestMiddleware
 from gophermart.entrypoints.http.head import HeadAsGet
 from gophermart.entrypoints.http.mount import Mount
 from gophermart.entrypoints.http.openapi import API_DESCRIPTION, openapi_config
+from gophermart.entrypoints.http.query import StrictQuery
 from gophermart.facade import Gophermart
 
 MAX_BODY = 64 * 1024
@@ -38,8 +39,9 @@ def http_router(
 ) -> Router:
     """The whole API as one Litestar ``Router``, to mount in a host's app under ``path``
     (``/loyalty`` gives ``/loyalty/api/user/...``). It carries its own error mapping,
-    gzip request bodies and body limit; response compression is the app's setting.
-    ``loyalty`` must be started: put :func:`loyalty_lifespan` in the host's lifespan."""
+    strict query strings, gzip request bodies and body limit; response compression is
+    the app's setting. ``loyalty`` must be started: put :func:`loyalty_lifespan` in the
+    host's lifespan."""
     settings = loyalty.settings
     mount = Mount(
         loyalty,
@@ -52,7 +54,7 @@ def http_router(
         route_handlers=[AccountsController, OrdersController, PointsController, HealthController],
         opt=mount.opt(),  # how the handlers find the facade (mount.py)
         exception_handlers=dict(EXCEPTION_HANDLERS),
-        middleware=[DefineMiddleware(GzipRequestMiddleware)],
+        middleware=[DefineMiddleware(StrictQuery), DefineMiddleware(GzipRequestMiddleware)],
         request_max_body_size=MAX_BODY,
     )
 

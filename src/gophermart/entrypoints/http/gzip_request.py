@@ -12,6 +12,8 @@ from typing import Any, Final
 
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from gophermart.entrypoints.http.errors import send_error
+
 MAX_INFLATED: Final = 1 << 20  # 1 MiB: far more than any request of this API
 _FEED: Final = 1024  # bytes of compressed input per decompress call (see inflate)
 
@@ -34,7 +36,7 @@ class GzipRequestMiddleware:
             await self.app(scope, receive, send)
             return
         if encoding not in (b"gzip", b"x-gzip"):
-            await _reject(send, 415, b"unsupported Content-Encoding")
+            await send_error(send, 415, "unsupported Content-Encoding")
             return
         compressed = bytearray()
         while True:
@@ -43,17 +45,17 @@ class GzipRequestMiddleware:
                 return
             compressed += message.get("body", b"")
             if len(compressed) > self.max_inflated:
-                await _reject(send, 413, b"request body too large")
+                await send_error(send, 413, "request body too large")
                 return
             if not message.get("more_body", False):
                 break
         try:
             body = inflate(bytes(compressed), self.max_inflated)
         except _TooLarge:
-            await _reject(send, 413, b"request body too large")
+            await send_error(send, 413, "request body too large")
             return
         except zlib.error:
-            await _reject(send, 400, b"malformed gzip body")
+            await send_error(send, 400, "malformed gzip body")
             return
         headers = [
             (n, v) for n, v in scope["headers"] if n not in (b"content-encoding", b"content-length")
@@ -100,17 +102,3 @@ def inflate(compressed: bytes, limit: int) -> bytes:
             position += len(piece) - len(inflater.unused_data)
         if position == len(view):
             return bytes(inflated)
-
-
-async def _reject(send: Send, status: int, text: bytes) -> None:
-    body = b'{"error":"' + text + b'"}'
-    start: Any = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": body, "more_body": False})
