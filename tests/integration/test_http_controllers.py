@@ -193,3 +193,17 @@ def test_plain_pages_still_work(app_client: TestClient[Any], signed_up: dict[str
     assert [o["number"] for o in page.json()] == ["12345678903"]
     rest = app_client.get("/api/user/orders?limit=10&before=12345678903", headers=signed_up)
     assert [o["number"] for o in rest.json()] == ["9278923470"]
+
+
+async def test_the_worker_s_health_app_serves_no_schema_and_answers_errors_in_json() -> None:
+    """Before: ``/schema`` (Swagger UI from a CDN) and ``{"status_code": 404, ...}``."""
+    loyalty = Gophermart.in_memory(secret="s" * 40)
+    async with loyalty, AsyncTestClient(health_app(loyalty)) as client:
+        for path in ("/schema", "/schema/openapi.json", "/api/user/balance", "/nope"):
+            response = await client.get(path)
+            assert response.status_code == 404, path
+            assert response.headers["content-type"] == "application/json"
+            assert response.json() == {"error": "Not Found"}, path
+        refused = await client.post("/livez")
+        assert refused.status_code == 405
+        assert "error" in refused.json()

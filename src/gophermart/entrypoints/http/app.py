@@ -115,7 +115,13 @@ def http_app(
 def health_app(loyalty: Gophermart) -> Litestar:
     """Only the health routes (``/livez``, ``/healthz``, ``/readyz``): the HTTP face of a
     process that serves no API (``gophermart worker --address``). ``loyalty`` is opened
-    and closed by its owner, not by this app."""
+    and closed by its owner, not by this app. No ``/schema`` (Litestar's default would
+    serve a Swagger UI loaded from a CDN, documenting nothing of this face), and every
+    error is the API's ``{"error": ...}``."""
     return Litestar(
-        route_handlers=[HealthController], opt=Mount(loyalty).opt(), logging_config=None
+        route_handlers=[HealthController],
+        opt=Mount(loyalty).opt(),
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        openapi_config=None,
+        logging_config=None,
     )
