@@ -1,8 +1,9 @@
 """The server's eyes: one plain ASGI wrapper around the app that, per request, sets the
-request id (``X-Request-ID``: the client's if it is sane, a new one otherwise; echoed in
-the answer and carried by every log line of the request), records the HTTP metrics,
-writes the access log line (at INFO with GOPHERMART_ACCESS_LOG=1, else at DEBUG: it
-measured up to ~10 % of a hot read's server CPU), and answers ``GET /metrics``.
+request id (``X-Request-ID``: the client's if it is sane and not shaped like a
+credential, a new one otherwise; echoed in the answer and carried by every log line of
+the request), records the HTTP metrics, writes the access log line (at INFO with
+GOPHERMART_ACCESS_LOG=1, else at DEBUG: it measured up to ~10 % of a hot read's server
+CPU), and answers ``GET /metrics``.
 
 One wrapper rather than framework middleware or plugins: it runs once per request with
 no per-request objects beyond a closure, which is what keeps its cost on the hot reads
@@ -22,7 +23,12 @@ from typing import Any, Final
 
 from litestar.types import ASGIApp, Message, Receive, Send
 
-from gophermart.entrypoints.logs import REQUEST_ID, access_line, access_logger
+from gophermart.entrypoints.logs import (
+    REQUEST_ID,
+    access_line,
+    access_logger,
+    looks_like_credential,
+)
 from gophermart.entrypoints.metrics import CONTENT_TYPE, Metrics
 
 _SANE_ID: Final = re.compile(rb"[A-Za-z0-9._~:@+=/-]{1,128}")
@@ -61,7 +67,9 @@ class Observed:
             if name == _HEADER:
                 raw_id = value
                 break
-        if raw_id is not None and _SANE_ID.fullmatch(raw_id):
+        # A token sent as the id (by mistake or to plant it) would be written into every
+        # line of the request: such an id is replaced like an insane one.
+        if raw_id is not None and _SANE_ID.fullmatch(raw_id) and not looks_like_credential(raw_id):
             request_id = raw_id.decode("ascii")
         else:
             raw_id = None
