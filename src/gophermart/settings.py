@@ -454,6 +454,40 @@ class Settings:
         metavar="HOST:PORT",
         default_text="none: the worker serves no HTTP",
     )
+    header_timeout: float = setting(
+        10.0,
+        "GOPHERMART_HEADER_TIMEOUT",
+        seconds(0.5, 600),
+        "seconds a client may take to send a request's line and headers, from their first "
+        "byte (0.5-600); then 408 and the connection is closed",
+        commands=_ACCRUAL,
+    )
+    idle_timeout: float = setting(
+        75.0,
+        "GOPHERMART_IDLE_TIMEOUT",
+        seconds(1, 3600),
+        "seconds a connection may stay open with no request in progress, from its start or "
+        "the last answer, or with a request body that stopped coming (1-3600); longer than "
+        "a proxy's keep-alive (nginx's upstream default: 60)",
+        commands=_ACCRUAL,
+    )
+    max_header_bytes: int = setting(
+        32 * 1024,
+        "GOPHERMART_MAX_HEADER_BYTES",
+        whole_number(1024, 1 << 20),
+        "most bytes of one request's line and headers (1024-1048576); more is 431 and the "
+        "connection is closed",
+        commands=_ACCRUAL,
+    )
+    max_connections: int | None = setting(
+        None,
+        "GOPHERMART_MAX_CONNECTIONS",
+        whole_number(1, 1 << 20),
+        "open client connections per server process; past it the longest-idle ones are "
+        "closed to make room, and when all are busy a new client gets 503 with Retry-After",
+        commands=_ACCRUAL,
+        default_text="the open-file limit (ulimit -n) less 128",
+    )
     #: Settled at start (never set by an operator): the database's random identity,
     #: to which token signing keys are bound.
     database_id: str | None = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,18 +17,10 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLWhlcmU"
 
 
 @pytest.fixture
-def logged() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    sink = io.StringIO()
+def logged(captured: io.StringIO) -> io.StringIO:
     configure_logging("INFO", "text")
-    root.handlers[0].setStream(sink)  # type: ignore[attr-defined]
-    yield sink
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved_handlers:
-        root.addHandler(handler)
-    root.setLevel(saved_level)
+    logging.getLogger().handlers[0].setStream(captured)  # type: ignore[attr-defined]
+    return captured
 
 
 class Inner:

@@ -122,6 +122,7 @@ def serve(settings: Settings) -> int:
 
     from gophermart.bootstrap import prepare
     from gophermart.entrypoints.asgi import export_settings
+    from gophermart.entrypoints.connections import ConnectionLimits
     from gophermart.entrypoints.metrics import multiprocess_dir
     from gophermart.entrypoints.serving import clean_exit_on_stop_signals
 
@@ -140,8 +141,9 @@ def serve(settings: Settings) -> int:
             port=port,
             workers=settings.workers if settings.workers > 1 else None,
             loop="uvloop",
-            # httptools, with a response's head and body in one write (serving.py)
-            http="gophermart.entrypoints.serving:OneWriteHttpToolsProtocol",
+            # httptools, with a response's head and body in one write (serving.py), and
+            # bounded work per client: timeouts, header size, connections (connections.py)
+            **ConnectionLimits.of(settings).uvicorn_options(),
             log_level=settings.log_level.lower(),
             log_config=None,  # our handler (entrypoints/logs.py) renders uvicorn's lines too
             access_log=False,  # ours is entrypoints/observe.py's, with the request id
