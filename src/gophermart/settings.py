@@ -488,6 +488,14 @@ class Settings:
         commands=_ACCRUAL,
         default_text="the open-file limit (ulimit -n) less 128",
     )
+    metrics_address: str | None = setting(
+        None,
+        "GOPHERMART_METRICS_ADDRESS",
+        _listen_address,
+        "serve /metrics on host:port instead of the API's address (which then answers 404 "
+        "there); still summed over the -w processes",
+        default_text="none: /metrics is on the API's address",
+    )
     #: Settled at start (never set by an operator): the database's random identity,
     #: to which token signing keys are bound.
     database_id: str | None = None

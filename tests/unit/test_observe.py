@@ -84,3 +84,75 @@ async def test_a_sane_request_id_is_still_taken(logged: io.StringIO) -> None:
     flush_access_lines()
     assert echoed(sent) == "edge-42.a:b" == inner.seen[0]
     assert "request_id=edge-42.a:b" in logged.getvalue()
+
+
+# --- /metrics ----------------------------------------------------------------------
+
+
+class Scrapes:
+    """A scrape that counts its calls and answers a fixed body."""
+
+    def __init__(self, body: bytes = b"# metrics\ngophermart_up 1\n") -> None:
+        self.body = body
+        self.calls = 0
+
+    async def __call__(self) -> bytes:
+        self.calls += 1
+        return self.body
+
+
+def content_length(sent: list[dict[str, Any]]) -> int:
+    return int(dict(sent[0]["headers"])[b"content-length"])
+
+
+async def test_head_metrics_says_the_length_of_the_get() -> None:
+    """Before: ``HEAD /metrics`` said ``Content-Length: 0``."""
+    scrapes = Scrapes()
+    app = Observed(Inner(), scrape=scrapes)
+    got = await call(app, "/metrics")
+    head = await call(app, "/metrics", method="HEAD")
+    assert got[0]["status"] == head[0]["status"] == 200
+    assert content_length(head) == content_length(got) == len(scrapes.body)
+    assert got[1]["body"] == scrapes.body and head[1]["body"] == b""
+
+
+def server_scope(port: int, path: str, method: str = "GET") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [],
+        "server": ("127.0.0.1", port),
+    }
+
+
+async def _send_scope(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_with_a_metrics_address_metrics_leave_the_api_address() -> None:
+    """``GOPHERMART_METRICS_ADDRESS``: the scrape is answered on that listener only; the
+    API's ``/metrics`` is the app's (a 404 there), and the metrics listener answers
+    nothing else (404, the API's JSON error)."""
+    scrapes, inner = Scrapes(), Inner()
+    app = Observed(inner, scrape=scrapes, metrics_port=9100)
+    on_metrics = await _send_scope(app, server_scope(9100, "/metrics"))
+    assert on_metrics[0]["status"] == 200 and on_metrics[1]["body"] == scrapes.body
+    head = await _send_scope(app, server_scope(9100, "/metrics", "HEAD"))
+    assert content_length(head) == len(scrapes.body)
+    elsewhere = await _send_scope(app, server_scope(9100, "/api/user/balance"))
+    assert elsewhere[0]["status"] == 404
+    assert elsewhere[1]["body"] == b'{"error":"Not Found"}'
+    assert inner.seen == []  # the API never saw them
+    on_api = await _send_scope(app, server_scope(8080, "/metrics"))
+    assert on_api[0]["status"] == 401 and len(inner.seen) == 1  # the app answered
+    assert scrapes.calls == 2

@@ -3,7 +3,7 @@ request id (``X-Request-ID``: the client's if it is sane and not shaped like a
 credential, a new one otherwise; echoed in the answer and carried by every log line of
 the request), records the HTTP metrics, writes the access log line (at INFO with
 GOPHERMART_ACCESS_LOG=1, else at DEBUG: it measured up to ~10 % of a hot read's server
-CPU), and answers ``GET /metrics``.
+CPU), and answers ``GET /metrics`` (on every listener, or only on the metrics address's).
 
 One wrapper rather than framework middleware or plugins: it runs once per request with
 no per-request objects beyond a closure, which is what keeps its cost on the hot reads
@@ -49,17 +49,26 @@ class Observed:
         metrics: Metrics | None = None,
         scrape: Callable[[], Awaitable[bytes]] | None = None,
         access_log_enabled: bool = False,
+        metrics_port: int | None = None,
     ) -> None:
+        """``scrape`` answers ``/metrics``: on every listener, or with ``metrics_port``
+        (``GOPHERMART_METRICS_ADDRESS``'s) only on that one, which answers nothing else."""
         self.app = app
         self._metrics = metrics
         self._scrape = scrape
         self._access = access_log_enabled
+        self._metrics_port = metrics_port if scrape is not None else None
+        self._metrics_here = scrape is not None and metrics_port is None
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._scrape is not None and scope["path"] == "/metrics":
+        if self._metrics_port is not None:
+            if scope["server"][1] == self._metrics_port:  # the metrics listener
+                await self._serve_metrics(scope, send)
+                return
+        elif self._metrics_here and scope["path"] == "/metrics":
             await self._serve_metrics(scope, send)
             return
         raw_id = None
@@ -104,14 +113,24 @@ class Observed:
 
     async def _serve_metrics(self, scope: Any, send: Send) -> None:
         assert self._scrape is not None
+        if scope["path"] != "/metrics":  # on the metrics listener: nothing else there
+            await _answer(send, 404, _NOT_FOUND, _JSON, head=scope["method"] == "HEAD")
+            return
         if scope["method"] not in ("GET", "HEAD"):
             await _answer(send, 405, b"method not allowed\n", b"text/plain; charset=utf-8")
             return
         body = await self._scrape()
-        await _answer(send, 200, body if scope["method"] == "GET" else b"", CONTENT_TYPE.encode())
+        await _answer(send, 200, body, CONTENT_TYPE.encode(), head=scope["method"] == "HEAD")
 
 
-async def _answer(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+_NOT_FOUND: Final = b'{"error":"Not Found"}'  # the API's own 404 body
+_JSON: Final = b"application/json"
+
+
+async def _answer(
+    send: Send, status: int, body: bytes, content_type: bytes, *, head: bool = False
+) -> None:
+    """The answer; for ``HEAD`` its headers, ``Content-Length`` included, without it."""
     headers: Any = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send({"type": "http.response.body", "body": b"" if head else body, "more_body": False})
