@@ -458,17 +458,18 @@ class Settings:
         10.0,
         "GOPHERMART_HEADER_TIMEOUT",
         seconds(0.5, 600),
-        "seconds a client may take to send a request's line and headers, from their first "
-        "byte (0.5-600); then 408 and the connection is closed",
+        "seconds a client may take to send a request's line and headers: the first "
+        "request's from the connection's start, a later one's from its first byte "
+        "(0.5-600); then 408 and the connection is closed",
         commands=_ACCRUAL,
     )
     idle_timeout: float = setting(
         75.0,
         "GOPHERMART_IDLE_TIMEOUT",
         seconds(1, 3600),
-        "seconds a connection may stay open with no request in progress, from its start or "
-        "the last answer, or with a request body that stopped coming (1-3600); longer than "
-        "a proxy's keep-alive (nginx's upstream default: 60)",
+        "seconds a connection may stay open between two requests, or with a request body "
+        "that stopped coming (1-3600); longer than a proxy's keep-alive (nginx's upstream "
+        "default: 60)",
         commands=_ACCRUAL,
     )
     max_header_bytes: int = setting(

@@ -70,13 +70,22 @@ def served(svc: Service) -> int:
     return httpx.get(svc.url + "/livez", timeout=5).status_code
 
 
-def test_a_connection_that_never_sends_is_closed_after_the_idle_timeout(
+def test_a_connection_that_never_sends_is_closed_after_the_header_timeout(
     bounded: Service,
 ) -> None:
     with connect(bounded) as sock:
-        received, after = read_until_closed(sock, IDLE_TIMEOUT + SLACK + 5)
+        received, after = read_until_closed(sock, HEADER_TIMEOUT + SLACK + 5)
     assert received == b""  # nothing was asked: closed without an answer
-    assert IDLE_TIMEOUT - 0.2 <= after <= IDLE_TIMEOUT + SLACK, after
+    assert HEADER_TIMEOUT - 0.2 <= after <= HEADER_TIMEOUT + SLACK, after
+
+
+def test_a_first_request_s_deadline_runs_from_the_connection_s_start(bounded: Service) -> None:
+    with connect(bounded) as sock:
+        time.sleep(HEADER_TIMEOUT * 0.7)
+        sock.sendall(b"GET /livez HTTP/1.1\r\n")  # late, then slow: cut at the deadline
+        answer, after = read_until_closed(sock, HEADER_TIMEOUT + SLACK + 5)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert after <= HEADER_TIMEOUT * 0.3 + SLACK, after
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(

@@ -10,11 +10,11 @@ descriptor to accept anyone with.
 
 :class:`BoundedHttpToolsProtocol` adds, per connection:
 
-- an **idle timeout** from the moment it is accepted (uvicorn's keep-alive timer, set to
-  the same value, covers the time between requests), and for a request body that stops
-  coming: the connection is closed;
-- a **header timeout** from the first byte of a request to the end of its headers:
-  ``408`` and close;
+- a **header timeout**: the first request's line and headers must have come within it
+  of the connection's start (nginx's ``client_header_timeout``), a later request's within
+  it of its first byte: ``408`` and close (a close alone if not a byte came);
+- an **idle timeout** for a request body that stops coming (the connection is closed);
+  between two requests it is uvicorn's keep-alive timer, set to the same value;
 - a **header size cap**: ``431`` and close, as soon as the bytes received for one request
   head pass it (at most one read, 256 KiB, past it is ever held);
 - a **connection cap** per process: at the cap the longest-idle connections (no request
@@ -241,8 +241,10 @@ class BoundedHttpToolsProtocol(OneWriteHttpToolsProtocol):
                 _feed(self, data)
                 return
             head = 0  # the last request is whole: this is the next one's head
-        if head == 0:
-            self.since = self._clock()  # a head's first byte: its deadline starts
+        if head == 0 and self.cycle is not None:
+            # A later request's first byte: its deadline starts (the first request's
+            # started when the connection was accepted).
+            self.since = self._clock()
         self._head = head + len(data)
         _feed(self, data)
         if self._head > self._cap:  # still the same head, and too long
@@ -290,13 +292,14 @@ class BoundedHttpToolsProtocol(OneWriteHttpToolsProtocol):
     def expire(self, now: float) -> None:
         """Close this connection if it is past its deadline (called by the sweep)."""
         head, waited, limits = self._head, now - self.since, self.limits
-        if head > 0:
+        if head >= 0:
+            if head == 0 and self.cycle is not None:
+                return  # between two requests: uvicorn's keep-alive timer (idle timeout)
             if waited > limits.header_timeout:
-                self._refuse(_TIMEOUT)
-        elif head == 0:
-            # Never a request yet (between two requests, uvicorn's keep-alive timer).
-            if self.cycle is None and waited > limits.idle_timeout:
-                self.transport.close()
+                if head > 0:
+                    self._refuse(_TIMEOUT)
+                else:
+                    self.transport.close()  # not a byte since it was accepted: no answer
         elif head == _BODY:
             cycle = self.cycle
             if cycle is not None and cycle.more_body and waited > limits.idle_timeout:
