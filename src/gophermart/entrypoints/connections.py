@@ -51,7 +51,7 @@ LINGER: Final = 2.0
 MAX_LINGERING: Final = 64
 #: File descriptors kept for everything but clients: the database pools, the accrual
 #: client's connections, the log and metric files, the event loop's own (a PostgreSQL
-#: server process used ~40 under load; see docs/operations.md).
+#: server process used ~40 under load; docs/failure-behaviour.md, "Hostile clients").
 RESERVED_FDS: Final = 128
 
 # ``_head`` of a connection: >= 0 while a request head is awaited or arriving (the bytes
@@ -118,7 +118,11 @@ class ConnectionLimits:
 async def _headers_too_large(_scope: Any, _receive: Any, send: Any) -> None:
     """The app of a request whose complete head arrived in one read, over the cap."""
     body = _TOO_LARGE.partition(b"\r\n\r\n")[2]
-    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": 431, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
