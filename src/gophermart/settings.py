@@ -458,34 +458,31 @@ class Settings:
         10.0,
         "GOPHERMART_HEADER_TIMEOUT",
         seconds(0.5, 600),
-        "seconds a client may take to send a request's line and headers: the first "
-        "request's from the connection's start, a later one's from its first byte "
-        "(0.5-600); then 408 and the connection is closed",
+        "seconds a request's line and headers may take (0.5-600): the first request's from "
+        "the connection's start, a later one's from its first byte; then 408 and close",
         commands=_ACCRUAL,
     )
     idle_timeout: float = setting(
         75.0,
         "GOPHERMART_IDLE_TIMEOUT",
         seconds(1, 3600),
-        "seconds a connection may stay open between two requests, or with a request body "
-        "that stopped coming (1-3600); longer than a proxy's keep-alive (nginx's upstream "
-        "default: 60)",
+        "seconds a connection may idle between requests, or a request body stall (1-3600); "
+        "keep it above a proxy's keep-alive (nginx's upstream default: 60)",
         commands=_ACCRUAL,
     )
     max_header_bytes: int = setting(
         32 * 1024,
         "GOPHERMART_MAX_HEADER_BYTES",
         whole_number(1024, 1 << 20),
-        "most bytes of one request's line and headers (1024-1048576); more is 431 and the "
-        "connection is closed",
+        "most bytes of a request's line and headers (1024-1048576); more is 431 and close",
         commands=_ACCRUAL,
     )
     max_connections: int | None = setting(
         None,
         "GOPHERMART_MAX_CONNECTIONS",
         whole_number(1, 1 << 20),
-        "open client connections per server process; past it the longest-idle ones are "
-        "closed to make room, and when all are busy a new client gets 503 with Retry-After",
+        "client connections per server process: past it the longest-idle are closed, or, "
+        "all busy, a new client gets 503 with Retry-After",
         commands=_ACCRUAL,
         default_text="the open-file limit (ulimit -n) less 128",
     )
@@ -493,8 +490,7 @@ class Settings:
         None,
         "GOPHERMART_METRICS_ADDRESS",
         _listen_address,
-        "serve /metrics on host:port instead of the API's address (which then answers 404 "
-        "there); still summed over the -w processes",
+        "serve /metrics (summed over the -w processes) on host:port, not the API's address",
         default_text="none: /metrics is on the API's address",
     )
     #: Settled at start (never set by an operator): the database's random identity,
