@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -140,10 +140,12 @@ def start_service(
     env: dict[str, str] | None = None,
     secret: str | None = TEST_SECRET,
     address_flag: str | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> Service:
     """Start ``python -m gophermart *args`` on a free port and wait until it answers.
 
-    ``address_flag`` (e.g. ``":{port}"``) passes the address as ``-a`` instead of env.
+    ``address_flag`` (e.g. ``":{port}"``) passes the address as ``-a`` instead of env;
+    ``preexec`` runs in the child before it starts (e.g. to lower its open-file limit).
     """
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GOPHERMART_")}
@@ -165,6 +167,7 @@ def start_service(
             env=full_env,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec,  # e.g. a resource limit, set before exec
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -325,7 +325,53 @@ _DAY = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class ConnectionLimits:
+    """The HTTP server's bounds on each client connection (part of :class:`Settings`,
+    declared apart: they are one concern, read by the server's protocol only)."""
+
+    header_timeout: float = setting(
+        10.0,
+        "GOPHERMART_HEADER_TIMEOUT",
+        seconds(0.5, 600),
+        "seconds a request's line and headers may take (0.5-600): the first request's from "
+        "the connection's start, a later one's from its first byte; then 408 and close",
+        commands=_ACCRUAL,
+    )
+    idle_timeout: float = setting(
+        75.0,
+        "GOPHERMART_IDLE_TIMEOUT",
+        seconds(1, 3600),
+        "seconds a connection may idle between requests, or a request body stall (1-3600); "
+        "keep it above a proxy's keep-alive (nginx's upstream default: 60)",
+        commands=_ACCRUAL,
+    )
+    max_header_bytes: int = setting(
+        32 * 1024,
+        "GOPHERMART_MAX_HEADER_BYTES",
+        whole_number(1024, 1 << 20),
+        "most bytes of a request's line and headers (1024-1048576); more is 431 and close",
+        commands=_ACCRUAL,
+    )
+    max_connections: int | None = setting(
+        None,
+        "GOPHERMART_MAX_CONNECTIONS",
+        whole_number(1, 1 << 20),
+        "client connections per server process: past it the longest-idle are closed, or, "
+        "all busy, a new client gets 503 with Retry-After",
+        commands=_ACCRUAL,
+        default_text="the open-file limit (ulimit -n) less 128",
+    )
+    metrics_address: str | None = setting(
+        None,
+        "GOPHERMART_METRICS_ADDRESS",
+        _listen_address,
+        "serve /metrics (summed over the -w processes) on host:port, not the API's address",
+        default_text="none: /metrics is on the API's address",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings(ConnectionLimits):
     """What an operator can set (each field declared once, see the module docstring),
     and the two values settled at start by the composition root."""
 

@@ -67,16 +67,25 @@ def _busy_processes(directory: Path) -> dict[str, float]:
     return {name: n for name, n in per_process.items() if n > 0}
 
 
+@pytest.mark.parametrize("own_address", [False, True], ids=["api-address", "metrics-address"])
 def test_metrics_sum_the_requests_of_every_process(
-    tmp_path: Path, stopped_cleanly: list[Service]
+    tmp_path: Path, stopped_cleanly: list[Service], own_address: bool
 ) -> None:
-    svc = start_service(f"sqlite:///{tmp_path / 'm.db'}", "-w", "2", secret=SECRET)
+    """With ``GOPHERMART_METRICS_ADDRESS`` the scrape there sums both processes too, and
+    the API's address no longer answers ``/metrics`` (issue 15)."""
+    env = {"GOPHERMART_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"} if own_address else {}
+    svc = start_service(f"sqlite:///{tmp_path / 'm.db'}", "-w", "2", secret=SECRET, env=env)
     stopped_cleanly.append(svc)
+    metrics_url = f"http://{env['GOPHERMART_METRICS_ADDRESS']}" if own_address else svc.url
+    if own_address:
+        on_api = httpx.get(svc.url + "/metrics", timeout=10)
+        assert on_api.status_code == 404 and on_api.json() == {"error": "Not Found"}
+        assert httpx.get(metrics_url + "/livez", timeout=10).status_code == 404
     workers = _children(svc.proc.pid)
     assert len(workers) >= 2, workers
     directory = _metrics_dir(workers[0])
     before = value(
-        scrape(svc.url),
+        scrape(metrics_url),
         "gophermart_http_requests_total",
         method="GET",
         route="/api/user/balance",
@@ -100,7 +109,7 @@ def test_metrics_sum_the_requests_of_every_process(
     # Each process publishes its tally every second: within two, the scrape has them all.
     deadline = time.monotonic() + 10
     while True:
-        samples = scrape(svc.url)
+        samples = scrape(metrics_url)
         counted = value(
             samples,
             "gophermart_http_requests_total",
@@ -145,7 +154,7 @@ def test_metrics_sum_the_requests_of_every_process(
     # The other process may have served them: its tally is published within a second.
     deadline = time.monotonic() + 10
     while True:
-        text = httpx.get(svc.url + "/metrics", timeout=10).text
+        text = httpx.get(metrics_url + "/metrics", timeout=10).text
         if 'route="unmatched"' in text and 'method="OTHER"' in text:
             break
         if time.monotonic() > deadline:
@@ -156,12 +165,35 @@ def test_metrics_sum_the_requests_of_every_process(
     assert 'method="OTHER"' in text
 
     # The pools are published by each process.
-    samples = scrape(svc.url)
+    samples = scrape(metrics_url)
     assert value(samples, "gophermart_db_pool_max_connections", pool="sqlalchemy_read") >= 2
     assert value(samples, "gophermart_accrual_queue_scrape_ok") == 1
 
     assert svc.stop() == 0
     assert not directory.exists(), "the run's metric files must be removed at exit"
+
+
+def test_a_metrics_address_taken_or_the_api_s_port_is_one_line(tmp_path: Path) -> None:
+    from tests.integration.test_cli import run_cli
+
+    database = f"sqlite:///{tmp_path}/t.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            "-d", database, "-a", f"127.0.0.1:{free_port()}",
+            env={"GOPHERMART_METRICS_ADDRESS": f"127.0.0.1:{port}"},
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "GOPHERMART_METRICS_ADDRESS" in result.stderr and str(port) in result.stderr
+    api = free_port()
+    same = run_cli(
+        "-d", database, "-a", f"127.0.0.1:{api}",
+        env={"GOPHERMART_METRICS_ADDRESS": f"0.0.0.0:{api}"},
+    )  # fmt: skip
+    assert same.returncode == 2 and "GOPHERMART_METRICS_ADDRESS" in same.stderr, same.stderr
 
 
 def test_metrics_can_be_switched_off(tmp_path: Path, stopped_cleanly: list[Service]) -> None:

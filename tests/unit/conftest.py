@@ -3,6 +3,10 @@ doubles (:func:`gophermart.testing.use_test_doubles`), never by hand."""
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 from gophermart.bootstrap import Container, build
@@ -26,3 +30,17 @@ def container() -> Container:
         accrual=ScriptedAccrual(),
         events=EventCounter(),
     )
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """A sink for log lines; the root logger's handlers and level are put back after."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    sink = io.StringIO()
+    yield sink
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in saved_handlers:
+        root.addHandler(handler)
+    root.setLevel(saved_level)

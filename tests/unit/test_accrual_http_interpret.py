@@ -380,3 +380,33 @@ async def test_the_client_asks_for_an_uncompressed_answer() -> None:
     finally:
         await client.aclose()
     assert seen == ["identity"]
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "unreachable"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), "network", True),
+        (httpx.ConnectError("[Errno -2] Name or service not known"), "network", True),
+        (httpx.ConnectTimeout("timed out"), "timeout", True),
+        (httpx.ReadTimeout("timed out"), "timeout", False),  # reached, then slow
+        (httpx.ReadError("reset"), "network", False),
+        (httpx.RemoteProtocolError("garbage"), "network", False),
+    ],
+)
+async def test_failures_to_reach_the_system_are_told_apart(
+    error: httpx.HTTPError, kind: str, unreachable: bool
+) -> None:
+    """Not reaching the accrual system at all (refused, DNS, connect timeout) is an
+    outage of the whole system, logged once (accrual_sync); the rest is one answer's."""
+
+    def failing(request: httpx.Request) -> httpx.Response:
+        error.request = request
+        raise error
+
+    client = HttpAccrualClient("http://accrual.test", transport=httpx.MockTransport(failing))
+    try:
+        answer = await client.fetch(NUMBER)
+    finally:
+        await client.aclose()
+    assert isinstance(answer, Unavailable)
+    assert (answer.kind, answer.unreachable) == (kind, unreachable)

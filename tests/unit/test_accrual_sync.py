@@ -622,6 +622,55 @@ async def test_an_unusable_answer_is_retried_and_logged_once(
     assert "not a JSON number" in lines[0].getMessage()
 
 
+async def test_an_unreachable_accrual_system_is_one_warning_per_outage(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: "connection refused" was an INFO line per order (and again whenever an
+    order's reason changed). Now: one WARNING when the outage starts, one when the system
+    answers again, whatever the number of orders and retries in between."""
+    caplog.set_level(logging.INFO, logger="gophermart.worker")
+    alice = await world.user()
+    numbers = [with_check_digit(f"71{i:08d}") for i in range(5)]
+    refused = Unavailable("ConnectError: [Errno 111] Connection refused", "network", True)
+    unknown_host = Unavailable(
+        "ConnectError: [Errno -2] Name or service not known", "network", True
+    )
+    for number in numbers:
+        await world.upload(alice, number)
+        world.accrual.will_answer(number, refused, refused, unknown_host, unknown_host)
+    sync = world.sync()
+    for _ in range(4):
+        assert await sync.run_once() == len(numbers)
+        world.clock.advance(60)
+    assert all(world.status(n) is OrderStatus.NEW for n in numbers)
+    for number in numbers:
+        world.accrual.script[number] = [AccrualReply(PROCESSED, Points(1_00))]
+    assert await sync.run_once() == len(numbers)
+    assert world.balance(alice) == (5_00, 0)
+    lines = [r for r in caplog.records if "accrual system" in r.getMessage()]
+    assert [(r.levelno, r.getMessage().split(":")[0]) for r in lines] == [
+        (logging.WARNING, "accrual system unreachable"),
+        (logging.WARNING, "accrual system reachable again after 240s (20 polls failed)"),
+    ], [r.getMessage() for r in lines]
+    assert "Connection refused" in lines[0].getMessage()
+    assert not [r for r in caplog.records if "no usable answer" in r.getMessage()]
+
+
+async def test_one_order_s_bad_answers_are_no_outage(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gophermart.worker")
+    alice = await world.user()
+    await world.upload(alice, ORDER)
+    world.accrual.will_answer(ORDER, Unavailable("ReadTimeout: timed out", "timeout"))
+    sync = world.sync()
+    for _ in range(3):
+        assert await sync.run_once() == 1
+        world.clock.advance(60)
+    assert not [r for r in caplog.records if "accrual system unreachable" in r.getMessage()]
+    assert len([r for r in caplog.records if ORDER in r.getMessage()]) == 1
+
+
 #: What a BIGINT column of hundredths holds.
 BIGINT_MAX = 2**63 - 1
 

@@ -1,12 +1,17 @@
 """The request tally: what is recorded per request in plain Python is what Prometheus
-shows after publishing (counts, cumulative buckets, sums), with bounded labels."""
+shows after publishing (counts, cumulative buckets, sums), with bounded labels; and the
+scrape: one render and one queue read shared by concurrent scrapes."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gophermart.entrypoints.metrics import Metrics
+from gophermart.application.ports import QueueDepth
+from gophermart.entrypoints.metrics import Metrics, Scraper
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -48,3 +53,53 @@ def test_tallied_requests_become_counts_buckets_and_sums() -> None:
     # publishing again adds only what came since
     metrics.observe_request("/api/user/balance", "GET", 200, 0.003)
     assert samples(metrics)[("gophermart_http_requests_total", ok)] == 7
+
+
+class CountingLoyalty:
+    """What the scrape asks of the facade: the queue depth (counted, slow), the pools."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.container = self.store = self  # loyalty.container.store.lifecycle()
+
+    def lifecycle(self) -> CountingLoyalty:
+        return self
+
+    def pool_stats(self) -> list[object]:
+        return []
+
+    async def queue_depth(self, _overdue_after: float) -> QueueDepth:
+        self.reads += 1
+        await asyncio.sleep(0.05)  # a database round trip
+        return QueueDepth(due=self.reads, overdue=0, scheduled=0, leased=0)
+
+
+async def test_concurrent_scrapes_share_one_render_and_one_queue_read() -> None:
+    """Before: every scrape read the queue depth from the database and rendered anew
+    (16 clients scraping moved a bystander's p50 from 2.4 to 71 ms)."""
+    now = [0.0]
+    loyalty = CountingLoyalty()
+    scraper = Scraper(Metrics(), loyalty, clock=lambda: now[0])  # type: ignore[arg-type]
+    bodies = await asyncio.gather(*(scraper() for _ in range(16)))
+    assert loyalty.reads == 1
+    assert len(set(bodies)) == 1
+    assert b'gophermart_accrual_queue_orders{state="due"} 1.0' in bodies[0]
+    now[0] += Scraper.FRESH / 2
+    assert await scraper() is bodies[0]  # rendered a moment ago: the same bytes
+    now[0] += Scraper.FRESH
+    await scraper()  # rendered again, the queue depth still cached
+    assert loyalty.reads == 1
+    now[0] += Scraper.QUEUE_FRESH
+    assert b'state="due"} 2.0' in await scraper()
+    assert loyalty.reads == 2
+
+
+async def test_a_client_scraping_in_a_loop_is_paced() -> None:
+    """At most one answer per ``SPACING``: a loop of scrapes waits, it does not take the
+    process's CPU from the API."""
+    scraper = Scraper(Metrics(), CountingLoyalty())  # type: ignore[arg-type]
+    await scraper()
+    started = time.monotonic()
+    for _ in range(20):
+        await scraper()
+    assert time.monotonic() - started >= 20 * Scraper.SPACING * 0.9

@@ -100,9 +100,12 @@ class HttpAccrualClient:
         except _TooLarge:
             return Unavailable(f"answer too large (over {self._max_body} bytes)", BAD)
         except httpx.TimeoutException as exc:
-            return Unavailable(f"{type(exc).__name__}: {exc}", "timeout")
+            unreachable = isinstance(exc, httpx.ConnectTimeout)
+            return Unavailable(f"{type(exc).__name__}: {exc}", "timeout", unreachable)
         except httpx.HTTPError as exc:
-            return Unavailable(f"{type(exc).__name__}: {exc}", "network")
+            # ConnectError: refused, unreachable, or a name that does not resolve.
+            unreachable = isinstance(exc, httpx.ConnectError)
+            return Unavailable(f"{type(exc).__name__}: {exc}", "network", unreachable)
         return interpret(number, response.status_code, response.headers, body)
 
     async def _read(self, response: httpx.Response) -> bytes:

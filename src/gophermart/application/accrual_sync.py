@@ -15,9 +15,10 @@ network:
 3. *apply*: one transaction re-reads the order, moves its status if it is still where
    we left it, and for PROCESSED writes the status and the ledger credit together.
 
-Problems are logged once per order, not once per retry: an answer that cannot be used
-(garbage, a value that cannot be an accrual) is retried with backoff, and a credit that
-cannot be applied (past what a balance can hold) *parks* the order: it is asked about
+An accrual system that cannot be reached at all is one WARNING per outage, and one when
+it answers again. Problems are logged once per order, not once per retry: an answer that
+cannot be used (garbage, a value that cannot be an accrual) is retried with backoff, and a
+credit that cannot be applied (past what a balance can hold) *parks* the order: it is asked about
 again only every ``park`` seconds, and counted in :class:`SyncStats`.
 """
 
@@ -139,6 +140,49 @@ class _OncePerOrder:
         return self._last.get(number.value)
 
 
+class _Reachability:
+    """Whether the accrual system can be reached at all. Not reaching it (connection
+    refused, DNS, connect timeout) is an outage of every poll: logged as one WARNING when
+    it starts and one when an answer comes again, not once per order or per retry.
+
+    Only a poll started after the outage began can end it: an answer already on its way
+    when the system went down says nothing about now.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._polls = 0  # polls started so far
+        self._down: tuple[int, datetime] | None = None  # (polls started then, since)
+        self._failed = 0
+
+    def poll_started(self) -> int:
+        self._polls += 1
+        return self._polls
+
+    def heard(self, poll: int, answer: AccrualAnswer) -> bool:
+        """Note ``answer`` to poll number ``poll``; True if it was a failure to reach the
+        system (logged here, as part of the outage)."""
+        if isinstance(answer, Unavailable) and answer.unreachable:
+            self._failed += 1
+            if self._down is None:
+                self._down = (self._polls, self._clock.now())
+                log.warning(
+                    "accrual system unreachable: %s; orders wait and are polled again with "
+                    "backoff (logged once per outage)",
+                    answer.reason,
+                )
+            return True
+        if self._down is not None and poll > self._down[0]:
+            seconds = (self._clock.now() - self._down[1]).total_seconds()
+            log.warning(
+                "accrual system reachable again after %.0fs (%d polls failed)",
+                seconds,
+                self._failed,
+            )
+            self._down, self._failed = None, 0
+        return False
+
+
 class _Pacing:
     """This worker's side of the fleet-wide gate: when the next request may go, and
     what a 429 changes (shared with every process through the gate)."""
@@ -223,13 +267,16 @@ class _OrderPoll:
         self._clock = sync.clock
         self._stats = sync.stats
         self._noted = sync.noted
+        self._reach = _Reachability(sync.clock)
         self._metrics = sync.metrics
         self._client = client
         self._pacing = pacing
         self._policy = policy
 
     async def __call__(self, order: ClaimedOrder) -> None:
+        poll = self._reach.poll_started()
         answer = await self._poll(order.number)
+        unreachable = self._reach.heard(poll, answer)
         if isinstance(answer, AccrualReply):
             self._metrics.polled(
                 "204"
@@ -244,7 +291,7 @@ class _OrderPoll:
             await self._reschedule(order, until)
         else:
             self._metrics.polled(answer.kind)
-            if self._noted.first(order.number, answer.reason):
+            if not unreachable and self._noted.first(order.number, answer.reason):
                 log.info(
                     "order %s: no usable answer from the accrual system (%s); retrying "
                     "with backoff (logged once while it repeats)",

@@ -299,6 +299,9 @@ class Unavailable:
     #: ``timeout``, ``network`` or ``bad_answer`` (unreadable, unknown status, another
     #: order's answer, an accrual that cannot be credited); ``error`` when unknown.
     kind: str = "error"
+    #: The system itself could not be reached (connection refused, DNS, connect
+    #: timeout): an outage of every poll, not this order's trouble.
+    unreachable: bool = False
 
 
 AccrualAnswer = AccrualReply | RateLimited | Unavailable

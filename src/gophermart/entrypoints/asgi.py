@@ -21,7 +21,7 @@ from gophermart.entrypoints.logs import configure_logging, flush_access_lines
 from gophermart.entrypoints.metrics import Metrics, instrument, publishing
 from gophermart.entrypoints.observe import Observed
 from gophermart.facade import Gophermart
-from gophermart.settings import Settings, refuse
+from gophermart.settings import Settings, parse_listen_address, refuse
 
 RESOLVED_SETTINGS_ENV = "_GOPHERMART_RESOLVED_SETTINGS"
 
@@ -92,6 +92,13 @@ def create() -> ASGIApp:
             _settle_garbage_collector,
         ],
     )
+    metrics_port = None
+    if settings.metrics_address is not None:  # bound by the CLI, which knows its port
+        metrics_port = parse_listen_address(settings.metrics_address)[1]
     return Observed(
-        app, metrics=metrics, scrape=scrape_metrics, access_log_enabled=settings.access_log
+        app,
+        metrics=metrics,
+        scrape=scrape_metrics,
+        access_log_enabled=settings.access_log,
+        metrics_port=metrics_port,
     )

@@ -129,43 +129,78 @@ def listening_socket(host: str, port: int, name: str = "RUN_ADDRESS") -> socket.
     return sock
 
 
+def _sockets(settings: Settings) -> tuple[list[socket.socket], Settings]:
+    """The API's listening socket and, with ``GOPHERMART_METRICS_ADDRESS``, the metrics'
+    (bound here, before anything starts: an unusable address is one line; uvicorn's
+    processes inherit them). The settings say which port the metrics got."""
+    host, port = parse_listen_address(settings.run_address)
+    sockets = [listening_socket(host, port)]
+    if settings.metrics and settings.metrics_address is not None:
+        name = "GOPHERMART_METRICS_ADDRESS"
+        metrics_host, metrics_port = parse_listen_address(settings.metrics_address, name)
+        if metrics_port == port:  # requests are told apart by the port they came to
+            refuse(name, f"port {port} is RUN_ADDRESS's; give the metrics a port of their own")
+        sockets.append(listening_socket(metrics_host, metrics_port, name))
+        bound = sockets[-1].getsockname()[1]
+        settings = replace(settings, metrics_address=f"{metrics_host}:{bound}")
+    for sock in sockets:
+        sock.set_inheritable(True)
+    return sockets, settings
+
+
+def _uvicorn_config(settings: Settings) -> Any:
+    import uvicorn
+
+    from gophermart.entrypoints.connections import ConnectionLimits
+
+    return uvicorn.Config(
+        "gophermart.entrypoints.asgi:create",
+        factory=True,
+        workers=settings.workers,
+        loop="uvloop",
+        # httptools, with a response's head and body in one write (serving.py), and
+        # bounded work per client: timeouts, header size, connections (connections.py)
+        **ConnectionLimits.of(settings).uvicorn_options(),
+        log_level=settings.log_level.lower(),
+        log_config=None,  # our handler (entrypoints/logs.py) renders uvicorn's lines too
+        access_log=False,  # ours is entrypoints/observe.py's, with the request id
+        timeout_graceful_shutdown=15,
+        lifespan="on",
+        server_header=False,
+        # X-Forwarded-For only from configured proxies (uvicorn's default trusts
+        # any local peer, which lets a client choose the address it is counted as).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
+    )
+
+
 def serve(settings: Settings) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from gophermart.bootstrap import prepare
     from gophermart.entrypoints.asgi import export_settings
     from gophermart.entrypoints.metrics import multiprocess_dir
     from gophermart.entrypoints.serving import clean_exit_on_stop_signals
 
-    host, port = parse_listen_address(settings.run_address)
-    listening_socket(host, port).close()  # uvicorn binds its own, in each process
+    sockets, settings = _sockets(settings)
     settings = asyncio.run(prepare(settings))
     export_settings(settings)
+    host, port = sockets[0].getsockname()[:2]
     log.info("serving on http://%s:%d with %d process(es)", host, port, settings.workers)
+    if len(sockets) > 1:
+        log.info("metrics on http://%s/metrics", settings.metrics_address)
+    config = _uvicorn_config(settings)
     # Metrics of all server processes meet in one fresh directory, removed at exit.
     metrics_dir = multiprocess_dir() if settings.metrics else contextlib.nullcontext()
     with metrics_dir, clean_exit_on_stop_signals():
-        uvicorn.run(
-            "gophermart.entrypoints.asgi:create",
-            factory=True,
-            host=host,
-            port=port,
-            workers=settings.workers if settings.workers > 1 else None,
-            loop="uvloop",
-            # httptools, with a response's head and body in one write (serving.py)
-            http="gophermart.entrypoints.serving:OneWriteHttpToolsProtocol",
-            log_level=settings.log_level.lower(),
-            log_config=None,  # our handler (entrypoints/logs.py) renders uvicorn's lines too
-            access_log=False,  # ours is entrypoints/observe.py's, with the request id
-            timeout_graceful_shutdown=15,
-            lifespan="on",
-            server_header=False,
-            # X-Forwarded-For only from configured proxies (uvicorn's default trusts
-            # any local peer, which lets a client choose the address it is counted as).
-            proxy_headers=bool(settings.trusted_proxies),
-            forwarded_allow_ips=list(settings.trusted_proxies) or None,
-        )
-    return 0
+        # uvicorn.run's own two ways, on the sockets bound above (it binds only one).
+        if config.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+            return 0
+        server = uvicorn.Server(config)
+        server.run(sockets=sockets)
+    return 0 if server.started else 3  # uvicorn's STARTUP_FAILURE
 
 
 def run_worker(settings: Settings) -> int:

@@ -39,6 +39,15 @@ _BEARER: Final = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
 REDACTED: Final = "[redacted]"
 
 
+_JWT_BYTES: Final = re.compile(_JWT.pattern.encode())
+
+
+def looks_like_credential(raw: bytes) -> bool:
+    """Whether a value a client chose (a request id) is shaped like a credential: a JWT
+    anywhere in it, or the word "bearer". Such a value is never written into a log line."""
+    return (b"eyJ" in raw and _JWT_BYTES.search(raw) is not None) or b"bearer" in raw.lower()
+
+
 def _drop_noise(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     return event

@@ -44,6 +44,7 @@ async def _http_face(
 ) -> AsyncIterator[None]:
     """Serve the health routes (and the metrics) on ``listening`` while the block runs.
     Enter it before the worker starts: the worker reports to the metrics installed here."""
+    from gophermart.entrypoints.connections import ConnectionLimits
     from gophermart.entrypoints.http.app import health_app
     from gophermart.entrypoints.metrics import instrument, publishing
     from gophermart.entrypoints.observe import Observed
@@ -57,6 +58,7 @@ async def _http_face(
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=5,
+        **ConnectionLimits.of(settings).uvicorn_options(),
     )
     server = _Server(config)
     serving = asyncio.create_task(server.serve([listening]), name="worker-http")

@@ -15,6 +15,7 @@ from litestar import Litestar, Router
 from litestar.config.compression import CompressionConfig
 from litestar.middleware import DefineMiddleware
 
+from gophermart.entrypoints.http.compression import WeightedCompression
 from gophermart.entrypoints.http.controllers import (
     METRICS_PATH,
     AccountsController,
@@ -27,6 +28,7 @@ from gophermart.entrypoints.http.gzip_request import GzipRequestMiddleware
 from gophermart.entrypoints.http.head import HeadAsGet
 from gophermart.entrypoints.http.mount import Mount
 from gophermart.entrypoints.http.openapi import API_DESCRIPTION, openapi_config
+from gophermart.entrypoints.http.query import StrictQuery
 from gophermart.facade import Gophermart
 
 MAX_BODY = 64 * 1024
@@ -37,8 +39,9 @@ def http_router(
 ) -> Router:
     """The whole API as one Litestar ``Router``, to mount in a host's app under ``path``
     (``/loyalty`` gives ``/loyalty/api/user/...``). It carries its own error mapping,
-    gzip request bodies and body limit; response compression is the app's setting.
-    ``loyalty`` must be started: put :func:`loyalty_lifespan` in the host's lifespan."""
+    strict query strings, gzip request bodies and body limit; response compression is
+    the app's setting. ``loyalty`` must be started: put :func:`loyalty_lifespan` in the
+    host's lifespan."""
     settings = loyalty.settings
     mount = Mount(
         loyalty,
@@ -51,7 +54,7 @@ def http_router(
         route_handlers=[AccountsController, OrdersController, PointsController, HealthController],
         opt=mount.opt(),  # how the handlers find the facade (mount.py)
         exception_handlers=dict(EXCEPTION_HANDLERS),
-        middleware=[DefineMiddleware(GzipRequestMiddleware)],
+        middleware=[DefineMiddleware(StrictQuery), DefineMiddleware(GzipRequestMiddleware)],
         request_max_body_size=MAX_BODY,
     )
 
@@ -92,7 +95,9 @@ def http_app(
     app = Litestar(
         route_handlers=[http_router(loyalty)],
         exception_handlers=dict(EXCEPTION_HANDLERS),
-        compression_config=CompressionConfig(backend="gzip", minimum_size=1),
+        compression_config=CompressionConfig(
+            backend="gzip", minimum_size=1, middleware_class=WeightedCompression
+        ),
         lifespan=[loyalty_lifespan(loyalty, run_worker=run_worker), *lifespan],
         openapi_config=openapi_config(
             title="Gophermart", version=_version(), description=API_DESCRIPTION
@@ -110,7 +115,13 @@ def http_app(
 def health_app(loyalty: Gophermart) -> Litestar:
     """Only the health routes (``/livez``, ``/healthz``, ``/readyz``): the HTTP face of a
     process that serves no API (``gophermart worker --address``). ``loyalty`` is opened
-    and closed by its owner, not by this app."""
+    and closed by its owner, not by this app. No ``/schema`` (Litestar's default would
+    serve a Swagger UI loaded from a CDN, documenting nothing of this face), and every
+    error is the API's ``{"error": ...}``."""
     return Litestar(
-        route_handlers=[HealthController], opt=Mount(loyalty).opt(), logging_config=None
+        route_handlers=[HealthController],
+        opt=Mount(loyalty).opt(),
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        openapi_config=None,
+        logging_config=None,
     )

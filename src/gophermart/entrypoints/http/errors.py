@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.types import Send
 
 from gophermart.application.errors import (
     ConcurrentUpdate,
@@ -51,6 +52,15 @@ def error_response(
         media_type="application/json",
         headers=headers,
     )
+
+
+async def send_error(send: Send, status: int, message: str) -> None:
+    """The same ``{"error": ...}`` answer, sent by a plain ASGI middleware (which runs
+    before Litestar's exception handlers could map an exception)."""
+    body = encoder.encode(Error(message))
+    headers: Any = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _domain_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -111,7 +111,8 @@ METRICS_PATH: Final = (
                     },
                 ),
                 "404": OpenAPIResponse(
-                    description="Metrics are off (`GOPHERMART_METRICS=0`)",
+                    description="Metrics are off (`GOPHERMART_METRICS=0`), or served on "
+                    "their own address (`GOPHERMART_METRICS_ADDRESS`)",
                     content={
                         JSON: OpenAPIMediaType(schema=Reference("#/components/schemas/Error"))
                     },

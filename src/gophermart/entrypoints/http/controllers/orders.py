@@ -155,7 +155,8 @@ class OrdersController(Controller):
             200: json_doc(list[Order], "The caller's orders, newest upload first", _ORDERS_EXAMPLE),
             204: empty_doc("No orders yet"),
             400: error_doc(
-                "`limit` outside 1..10000, or `before` not an order number",
+                "`limit` outside 1..10000 or not in plain digits, `before` not an order "
+                "number, or a parameter given twice",
                 "limit must be between 1 and 10000",
             ),
             **AUTH_ERRORS,
