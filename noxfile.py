@@ -74,11 +74,35 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["-q"]), env={"PYTHONUTF8": "1"})
 
 
+#: Run by the examples venv's Python: creates (``create NAME``) or drops (``drop NAME``)
+#: a throwaway PostgreSQL database through the admin DSN; fails loudly if unreachable.
+THROWAWAY = """
+import asyncio, os, sys
+import asyncpg
+
+async def main(verb, name):
+    dsn = os.environ.get("GOPHERMART_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        if verb == "create":
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+#: The examples run on PostgreSQL as well as SQLite (they take the URL).
+ON_POSTGRES = ("shop_checkout.py",)
+
+
 @nox.session
 def examples(session: nox.Session) -> None:
-    """What a host gets from `pip install gophermart[http]`: each example runs against the
-    installed package, from a scratch directory, and type-checks under mypy --strict."""
-    session.install(".[http]", "pytest>=8", "mypy==2.4.1")  # mounted_api.py mounts the API
+    """What a host gets from `pip install gophermart[http,postgres]`: each example runs
+    against the installed package, from a scratch directory (on SQLite; ON_POSTGRES on
+    a throwaway PostgreSQL database too), and type-checks under mypy --strict."""
+    session.install(".[http,postgres]", "starlette", "pytest>=8", "mypy==2.4.1")
     scratch = os.path.abspath(session.create_tmp())
     examples_dir = os.path.abspath("examples")
     session.chdir(scratch)
@@ -87,7 +111,26 @@ def examples(session: nox.Session) -> None:
     )
     if where is None or "site-packages" not in str(where):
         session.error(f"gophermart is not the installed package here: {where}")
-    _run_examples(session, "python", scratch, "quickstart.py", "blocking_shop.py", "mounted_api.py")
+    _run_examples(
+        session,
+        "python",
+        scratch,
+        "quickstart.py",
+        "blocking_shop.py",
+        "mounted_api.py",
+        "shop_checkout.py",
+        "starlette_mount.py",
+    )
+    for script in ON_POSTGRES:
+        name = f"gm_example_{os.getpid()}"
+        session.run("python", "-c", THROWAWAY, "create", name)
+        try:
+            url = os.environ.get("GOPHERMART_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/x")
+            session.run(
+                "python", os.path.join(examples_dir, script), url.rsplit("/", 1)[0] + "/" + name
+            )
+        finally:
+            session.run("python", "-c", THROWAWAY, "drop", name)
     ini = os.path.join(scratch, "pytest.ini")  # not the project's: no source-tree settings
     with open(ini, "w") as f:
         f.write("[pytest]\n")

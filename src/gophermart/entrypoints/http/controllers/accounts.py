@@ -44,7 +44,7 @@ _LOGIN: Final = "api/user/login"  # the login route, below the mount's path
 CLIENT_CLOSED: Final = 499
 
 
-def _cookie(mount: Mount, key: str, value: str, max_age: int, path: str = "") -> Cookie:
+def _cookie(mount: Mount, root: str, key: str, value: str, max_age: int, path: str = "") -> Cookie:
     return Cookie(
         key=key,
         value=value,
@@ -52,14 +52,20 @@ def _cookie(mount: Mount, key: str, value: str, max_age: int, path: str = "") ->
         samesite="lax",
         secure=mount.cookie_secure,
         max_age=max_age,
-        path=mount.cookie_path + path,
+        path=root + mount.cookie_path + path,
     )
 
 
-def _signed_in(mount: Mount, auth: Authenticated) -> Response[bytes]:
-    cookies = [_cookie(mount, TOKEN_COOKIE, auth.token, mount.token_ttl_seconds)]
+def _signed_in(
+    request: Request[Any, Any, Any], mount: Mount, auth: Authenticated
+) -> Response[bytes]:
+    # Below the ASGI root_path too: an app mounted in a Starlette or FastAPI host's
+    # Mount("/loyalty", ...) is told its prefix only there.
+    root = request.scope.get("root_path", "").rstrip("/")
+    cookies = [_cookie(mount, root, TOKEN_COOKIE, auth.token, mount.token_ttl_seconds)]
     if auth.device:
-        cookies.append(_cookie(mount, DEVICE_COOKIE, auth.device, _DEVICE_MAX_AGE, _LOGIN))
+        device = _cookie(mount, root, DEVICE_COOKIE, auth.device, _DEVICE_MAX_AGE, _LOGIN)
+        cookies.append(device)
     return Response(
         content=b"",
         status_code=200,
@@ -197,7 +203,7 @@ class AccountsController(Controller):
         device = request.cookies.get(DEVICE_COOKIE)
         work = mount.loyalty.register(login, password, _client(request), device)
         auth = await _unless_hung_up(request, work)
-        return _gone() if auth is None else _signed_in(mount, auth)
+        return _gone() if auth is None else _signed_in(request, mount, auth)
 
     @post(
         "/login",
@@ -224,4 +230,4 @@ class AccountsController(Controller):
         device = request.cookies.get(DEVICE_COOKIE)
         work = mount.loyalty.log_in(login, password, _client(request), device)
         auth = await _unless_hung_up(request, work)
-        return _gone() if auth is None else _signed_in(mount, auth)
+        return _gone() if auth is None else _signed_in(request, mount, auth)
