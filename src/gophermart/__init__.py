@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from gophermart.application.errors import (
     ConcurrentUpdate,
+    MigrationFailed,
     NotOpen,
     Overloaded,
     StoreMisconfigured,
@@ -29,11 +30,20 @@ from gophermart.application.errors import (
     Unauthenticated,
 )
 from gophermart.application.orders import UploadOutcome
-from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
+from gophermart.application.ports import (
+    AccrualReply,
+    BalanceView,
+    OrderView,
+    QueueDepth,
+    SchemaState,
+    WithdrawalView,
+)
+from gophermart.application.readiness import Readiness
 from gophermart.application.reconcile import ReconcileReport
 from gophermart.application.users import Authenticated
 from gophermart.blocking import BlockingGophermart
 from gophermart.domain.errors import (
+    BalanceOverflow,
     DomainError,
     GophermartError,
     IllegalStatusTransition,
@@ -54,7 +64,7 @@ from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 from gophermart.extras import is_from, needs_extra
 from gophermart.facade import Gophermart
-from gophermart.settings import ConfigError
+from gophermart.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # imported on first use (__getattr__): Litestar is the http extra's
     from gophermart.entrypoints.http.app import http_app, http_router, loyalty_lifespan
@@ -69,8 +79,10 @@ except metadata.PackageNotFoundError:  # run from a source tree that was never i
 _HTTP_NAMES = ("http_app", "http_router", "loyalty_lifespan")
 
 __all__ = [
+    "AccrualReply",
     "AccrualVerdict",
     "Authenticated",
+    "BalanceOverflow",
     "BalanceView",
     "BlockingGophermart",
     "ConcurrentUpdate",
@@ -85,6 +97,7 @@ __all__ = [
     "InvalidInput",
     "InvalidOrderNumber",
     "LoginTaken",
+    "MigrationFailed",
     "NotOpen",
     "Order",
     "OrderNumber",
@@ -93,7 +106,11 @@ __all__ = [
     "OrderView",
     "Overloaded",
     "Points",
+    "QueueDepth",
+    "Readiness",
     "ReconcileReport",
+    "SchemaState",
+    "Settings",
     "StoreMisconfigured",
     "StoreUnavailable",
     "TooManyAttempts",

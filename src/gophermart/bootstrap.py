@@ -36,7 +36,7 @@ from gophermart.adapters.security import Argon2Hasher, JwtTokens
 from gophermart.adapters.stores import memory, sqlite
 from gophermart.application.accounts import Accounts
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
-from gophermart.application.errors import StoreMisconfigured, StoreUnavailable
+from gophermart.application.errors import MigrationFailed, StoreMisconfigured, StoreUnavailable
 from gophermart.application.operations import Operations
 from gophermart.application.orders import Orders
 from gophermart.application.ports import NoWorkerMetrics, StoreLifecycle
@@ -244,7 +244,7 @@ async def settle(container: Container, *, migrate: bool = True) -> Settings:
             await lifecycle.migrate()
         except StoreMisconfigured as exc:
             refuse("GOPHERMART_DB_SCHEMA", str(exc))
-        except Exception as exc:
+        except (MigrationFailed, StoreUnavailable) as exc:
             refuse("DATABASE_URI", f"migrating {display} failed: {exc}")
         if settings.backend != "memory":
             log.info("database %s is ready", display)
@@ -253,6 +253,8 @@ async def settle(container: Container, *, migrate: bool = True) -> Settings:
             schema = await lifecycle.schema()
         except StoreMisconfigured as exc:
             refuse("GOPHERMART_DB_SCHEMA", str(exc))
+        except StoreUnavailable as exc:
+            refuse("DATABASE_URI", str(exc))
         if not schema.is_current:
             refuse(
                 "DATABASE_URI",

@@ -195,6 +195,31 @@ def test_plain_pages_still_work(app_client: TestClient[Any], signed_up: dict[str
     assert [o["number"] for o in rest.json()] == ["9278923470"]
 
 
+async def test_withdrawals_come_in_pages_too() -> None:
+    loyalty = Gophermart.in_memory(secret="s" * 40)
+    with TestClient(http_app(loyalty)) as client:
+        signed = client.post("/api/user/register", json={"login": "payer", "password": "pw"})
+        headers = {"Authorization": signed.headers["authorization"]}
+        client.cookies.clear()
+        assert (
+            client.post("/api/user/orders", content="9278923470", headers=headers).status_code
+            == 202
+        )
+        await loyalty.record_accrual("9278923470", 100)
+        for number in ("2377225624", "12345678903", "79927398713"):
+            body = {"order": number, "sum": 1}
+            assert (
+                client.post("/api/user/balance/withdraw", json=body, headers=headers).status_code
+                == 200
+            )
+        page = client.get("/api/user/withdrawals?limit=2", headers=headers).json()
+        assert [w["order"] for w in page] == ["79927398713", "12345678903"]
+        rest = client.get("/api/user/withdrawals?before=12345678903", headers=headers).json()
+        assert [w["order"] for w in rest] == ["2377225624"]
+        bad = client.get("/api/user/withdrawals?limit=0", headers=headers)
+        assert bad.status_code == 400 and "error" in bad.json()
+
+
 async def test_the_worker_s_health_app_serves_no_schema_and_answers_errors_in_json() -> None:
     """Before: ``/schema`` (Swagger UI from a CDN) and ``{"status_code": 404, ...}``."""
     loyalty = Gophermart.in_memory(secret="s" * 40)

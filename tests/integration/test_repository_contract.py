@@ -537,6 +537,35 @@ async def test_orders_come_in_pages_after_a_cursor(backend: Backend) -> None:
     assert await backend.read.orders(UserId(999_999), 3, NUMBERS[0]) is None
 
 
+async def test_withdrawals_come_in_pages_after_a_cursor(backend: Backend) -> None:
+    """The same paging for withdrawals: ``before`` names the order a withdrawal paid
+    for; ties on the time included; another user's order as a cursor lists nothing."""
+    alice, bob = await new_user(backend, "alice"), await new_user(backend, "bob")
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 10_000)
+    account = Account(alice, Points(10_000), Points(0))
+    spent = [with_check_digit(str(2000 + i)) for i in range(7)]
+    for i, number in enumerate(spent):  # pairs of equal times
+        account.withdraw(OrderNumber(number), Points(10), T0 + timedelta(seconds=i // 2))
+    async with backend.uow() as uow:
+        await uow.accounts.save(account)
+        await uow.commit()
+    everything = [w.order for w in await backend.read.withdrawals(alice) or []]
+    assert sorted(everything) == sorted(spent)
+    pages: list[list[str]] = []
+    before = None
+    while page := await backend.read.withdrawals(alice, 3, before):
+        pages.append([w.order for w in page])
+        before = page[-1].order
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [n for p in pages for n in p] == everything
+    rest = await backend.read.withdrawals(alice, None, everything[1])
+    assert rest is not None and [w.order for w in rest] == everything[2:]
+    assert await backend.read.withdrawals(alice, 3, NUMBERS[0]) == []  # an order, not spent
+    assert await backend.read.withdrawals(bob, 3, everything[0]) == []  # alice's, not bob's
+    assert await backend.read.withdrawals(UserId(999_999), 3, None) is None
+
+
 async def test_concurrent_reads_each_get_their_own_answer(backend: Backend) -> None:
     """Reads arriving together (coalesced into one query on PostgreSQL) answer exactly
     what each would alone: own balance, own orders, None for no such user."""

@@ -45,3 +45,8 @@ class StoreMisconfigured(GophermartError):
     """The store's connections disagree about where our tables are: a host's engine or
     pool set up differently from the configuration (another ``search_path`` than the
     ``db_schema`` option). Found at start; nothing was written."""
+
+
+class MigrationFailed(GophermartError):
+    """The database answered but refused a migration (a permission, a conflicting object
+    of someone else's): nothing of it was applied; the reason is the database's."""

@@ -11,6 +11,10 @@ from gophermart.application.ports import (
 )
 from gophermart.application.readiness import Readiness, ReadinessProbe
 from gophermart.application.reconcile import LedgerAudit, ReconcileReport
+from gophermart.domain.errors import InvalidInput
+
+#: The longest "overdue" a queue-depth question may mean: a year, in seconds.
+MAX_OVERDUE = 365 * 86400
 
 
 class Operations:
@@ -41,6 +45,9 @@ class Operations:
         """How many non-final orders are due for polling, due for longer than
         ``overdue_after`` seconds (nobody keeps up), being polled (leased by a worker),
         and scheduled for later."""
+        if type(overdue_after) not in (int, float) or not 0 <= overdue_after <= MAX_OVERDUE:
+            shown = f"{overdue_after!r:.40}"
+            raise InvalidInput(f"overdue_after is seconds from 0 to {MAX_OVERDUE}, got {shown}")
         return await self._queue.depth(self._clock.now(), overdue_after)
 
     async def migrate(self) -> SchemaState:

@@ -8,7 +8,11 @@ from decimal import Decimal
 from gophermart.application.accruals import apply_verdict
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import Clock, HostConnection, OrderEvents, UnitOfWorkFactory
-from gophermart.domain.errors import IllegalStatusTransition, OrderOwnedByAnotherUser
+from gophermart.domain.errors import (
+    IllegalStatusTransition,
+    InvalidInput,
+    OrderOwnedByAnotherUser,
+)
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId, valid_user_id
@@ -62,6 +66,8 @@ class Orders:
         :class:`~gophermart.domain.errors.IllegalStatusTransition` (final is final).
         ``connection``: the host's open transaction, which the credit joins."""
         number = OrderNumber.parse(order)
+        if not isinstance(verdict, AccrualVerdict):
+            raise InvalidInput(f"verdict is an AccrualVerdict, not {verdict!r:.40}")
         points = None
         if accrual is not None:
             points = accrual if isinstance(accrual, Points) else Points.rounded(accrual)

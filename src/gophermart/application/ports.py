@@ -266,8 +266,11 @@ class ReadModel(Protocol):
         """
         ...
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
-        """Newest first; ``None`` if there is no such user."""
+    async def withdrawals(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[WithdrawalView] | None:
+        """Newest first; ``None`` if there is no such user. Pages as :meth:`orders`
+        does, ``before`` naming the withdrawal's order number."""
         ...
 
 

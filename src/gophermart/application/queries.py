@@ -47,15 +47,23 @@ class Queries:
         :class:`gophermart.InvalidInput` for a limit out of range or a ``before`` that
         is not digits."""
         user_id = valid_user_id(user_id)
+        self._check_page(limit, before)
+        return _of_a_user(user_id, await self._read.orders(user_id, limit, before))
+
+    async def withdrawals(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[WithdrawalView]:
+        """The user's withdrawals, newest first: all of them, or pages as :meth:`orders`
+        gives them (``before``: the order number of the last withdrawal of the page
+        before)."""
+        user_id = valid_user_id(user_id)
+        self._check_page(limit, before)
+        return _of_a_user(user_id, await self._read.withdrawals(user_id, limit, before))
+
+    def _check_page(self, limit: object, before: object) -> None:
         if limit is not None and (type(limit) is not int or not 1 <= limit <= self.MAX_LIMIT):
             raise InvalidInput(f"limit must be a whole number between 1 and {self.MAX_LIMIT}")
         if before is not None and not (
             isinstance(before, str) and before.isascii() and before.isdigit()
         ):
             raise InvalidInput("before must be an order number (digits)")
-        return _of_a_user(user_id, await self._read.orders(user_id, limit, before))
-
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView]:
-        """The user's withdrawals, newest first."""
-        user_id = valid_user_id(user_id)
-        return _of_a_user(user_id, await self._read.withdrawals(user_id))

@@ -6,7 +6,7 @@ import contextlib
 import functools
 from dataclasses import dataclass
 
-from gophermart.application.errors import StoreUnavailable
+from gophermart.application.errors import StoreUnavailable, Unauthenticated
 from gophermart.application.ports import (
     HostConnection,
     LoginThrottle,
@@ -15,7 +15,7 @@ from gophermart.application.ports import (
     UnitOfWorkFactory,
     UserRepository,
 )
-from gophermart.domain.errors import InvalidCredentials, LoginTaken
+from gophermart.domain.errors import InvalidCredentials, InvalidInput, LoginTaken
 from gophermart.domain.users import Login, Password, User, UserId, valid_user_id
 
 
@@ -58,6 +58,7 @@ class Users:
         the host's open transaction, which the new user joins."""
         valid_login = Login.parse(login)
         secret = Password.parse(password)
+        client, device = _caller(client, device)
         # Hash before opening the transaction: ~100 ms of CPU must not hold a connection.
         password_hash = await self._hasher.hash(secret)
         async with self._uow(connection) as uow:
@@ -83,6 +84,7 @@ class Users:
         feed the login throttle."""
         candidates = Login.candidates(login)
         secret = Password.parse(password)
+        client, device = _caller(client, device)
         async with self._uow() as uow:
             user = await _first(uow.users, candidates)
         # Throttled under the account's own login: typing it another way (fullwidth,
@@ -103,11 +105,23 @@ class Users:
 
     def authenticate(self, token: str) -> UserId:
         """The user a token speaks for; :class:`gophermart.Unauthenticated` otherwise."""
+        if type(token) is not str:
+            raise Unauthenticated(f"a token is text, not {type(token).__name__}")
         return self._tokens.verify(token)
 
     def issue_token(self, user_id: UserId) -> str:
         """A token for a user the host authenticated by its own means."""
         return self._tokens.issue(valid_user_id(user_id))
+
+
+def _caller(client: object, device: object) -> tuple[str, str | None]:
+    """The caller's address and device token as a host hands them in: text, and text or
+    ``None`` (anything else would reach the login throttle's keys)."""
+    if type(client) is not str or not client.isprintable():
+        raise InvalidInput(f"client is an address as printable text, not {client!r:.40}")
+    if device is not None and (type(device) is not str or not device.isprintable()):
+        raise InvalidInput(f"device is a token as printable text, not {device!r:.40}")
+    return client, device
 
 
 async def _first(users: UserRepository, logins: tuple[Login, ...]) -> User | None:

@@ -29,9 +29,12 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, Self, TypeVar, cast
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from gophermart.adapters.stores.outages import Outage, describe, is_unavailable, outage_of
 from gophermart.application.errors import StoreUnavailable
 from gophermart.application.ports import HostConnection, UnitOfWork
+from gophermart.domain.errors import InvalidInput
 
 __all__ = [
     "DatabaseGuard",
@@ -355,6 +358,10 @@ def guarded_unit_of_work(
 ) -> UnitOfWork:
     """A store's unit of work (the ``UnitOfWorkFactory`` port, as a store container's
     ``uow`` factory): its own transaction, or ``within`` a host's; guarded either way."""
+    if within is not None and not isinstance(within, AsyncConnection):
+        raise InvalidInput(
+            f"connection= takes the host's SQLAlchemy AsyncConnection, not {type(within).__name__}"
+        )
     inner = own() if within is None else hosted(within)
     return cast(UnitOfWork, GuardedUnitOfWork(inner, guard))
 

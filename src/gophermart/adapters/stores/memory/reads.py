@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from gophermart.adapters.stores.memory.state import MemoryDatabase
 from gophermart.application.ports import BalanceView, OrderView, QueueDepth, WithdrawalView
@@ -12,6 +13,8 @@ from gophermart.domain.accounts import EntryKind
 from gophermart.domain.orders import OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
+
+V = TypeVar("V")
 
 
 class MemoryReadModel:
@@ -31,18 +34,15 @@ class MemoryReadModel:
             return None
         mine = [q for q in self._store.state.orders.values() if q.order.owner == user_id]
         mine.sort(key=lambda q: (q.order.uploaded_at, q.seq), reverse=True)
-        if before is not None:
-            cursor = next((q for q in mine if q.order.number.value == before), None)
-            after = (cursor.order.uploaded_at, cursor.seq) if cursor is not None else None
-            mine = [q for q in mine if after is not None and (q.order.uploaded_at, q.seq) < after]
-        if limit is not None:
-            mine = mine[:limit]
-        return [
+        views = [
             OrderView(q.order.number.value, q.order.status, q.order.accrual, q.order.uploaded_at)
             for q in mine
         ]
+        return _page(views, [v.number for v in views], limit, before)
 
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
+    async def withdrawals(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[WithdrawalView] | None:
         if user_id not in self._store.state.balances:
             return None
         mine = [
@@ -53,7 +53,16 @@ class MemoryReadModel:
         # dicts keep insertion order, so the reversed list is newest first on equal times
         mine.reverse()
         mine.sort(key=lambda e: e.at, reverse=True)
-        return [WithdrawalView(e.order_number.value, e.amount, e.at) for e in mine]
+        views = [WithdrawalView(e.order_number.value, e.amount, e.at) for e in mine]
+        return _page(views, [v.order for v in views], limit, before)
+
+
+def _page(views: list[V], numbers: list[str], limit: int | None, before: str | None) -> list[V]:
+    """The page of ``views`` (newest first) after the one numbered ``before`` (none if
+    no view is), of at most ``limit``."""
+    if before is not None:
+        views = views[numbers.index(before) + 1 :] if before in numbers else []
+    return views[:limit] if limit is not None else views
 
 
 class MemoryLedgerAudit:

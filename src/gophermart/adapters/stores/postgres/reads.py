@@ -22,7 +22,7 @@ from gophermart.adapters.stores.postgres.coalesce import Coalescer
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner
 from gophermart.adapters.stores.sql import statements as st
-from gophermart.adapters.stores.sql.reads import CHUNK, Reads
+from gophermart.adapters.stores.sql.reads import CHUNK, ORDERS, Reads
 from gophermart.adapters.stores.sql.runners import Row
 from gophermart.application.ports import BalanceView, OrderView
 from gophermart.domain.users import UserId
@@ -61,7 +61,7 @@ class PgReads(Reads):
         first = await self._orders.get(user_id)
         if limit is not None:
             return first[:limit] if first is not None else None
-        return await self._whole(list(first) if first is not None else None, user_id)
+        return await self._whole(ORDERS, list(first) if first is not None else None, user_id)
 
     async def _balances_of(self, user_ids: Sequence[UserId]) -> Mapping[UserId, BalanceView]:
         rows = await self._fetch(pg.ACCOUNTS_OF, {"user_ids": user_ids})

@@ -7,11 +7,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from gophermart.adapters.stores.guard import DatabaseGuard
+from gophermart.adapters.stores.outages import describe, is_unavailable
 from gophermart.adapters.stores.sql.engine import Database
 from gophermart.adapters.stores.sql.migrate import migrate
 from gophermart.adapters.stores.sql.readiness import alembic_head, revision_on_engine
 from gophermart.adapters.stores.sql.secrets import stored_database_id, stored_token_secret
+from gophermart.application.errors import MigrationFailed, StoreUnavailable
 from gophermart.application.ports import PoolStats, SchemaState
+from gophermart.domain.errors import GophermartError
 
 
 class OwnPool(Protocol):
@@ -46,6 +49,10 @@ class SqlLifecycle:
         unbounded = self._database.unbounded()  # a migration may wait for another's
         try:
             await migrate(unbounded)
+        except GophermartError:
+            raise
+        except Exception as exc:
+            raise self._typed(exc) from exc
         finally:
             if unbounded is not self._database:
                 await unbounded.dispose()
@@ -53,10 +60,22 @@ class SqlLifecycle:
             await self._agreement()
 
     async def schema(self) -> SchemaState:
-        state = SchemaState(await revision_on_engine(self._database.read), alembic_head())
+        try:
+            revision = await revision_on_engine(self._database.read)
+        except GophermartError:
+            raise
+        except Exception as exc:
+            raise self._typed(exc) from exc
+        state = SchemaState(revision, alembic_head())
         if state.is_current and self._agreement is not None:
             await self._agreement()
         return state
+
+    def _typed(self, exc: Exception) -> GophermartError:
+        """A driver's error as ours: an outage, or the database refusing a migration."""
+        if is_unavailable(exc):
+            return StoreUnavailable(f"cannot use {self._database.display}: {describe(exc)}")
+        return MigrationFailed(describe(exc))
 
     async def stored_secret(self) -> str:
         return await stored_token_secret(self._database.write)

@@ -9,7 +9,9 @@ engine), PostgreSQL's store straight through asyncpg (stores/postgres/reads.py).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +25,28 @@ from gophermart.domain.users import UserId
 #: the orders index, each chunk after the last number of the one before), so a user with
 #: 300,000 orders never becomes one statement whose rows the event loop maps in one go.
 CHUNK = Queries.CHUNK
+
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[V]):
+    """One of a user's listings: its first page, a page after a cursor, how a row
+    becomes a view, and the order number a view is a cursor by."""
+
+    first: st.Statement
+    after: st.Statement
+    view: Callable[[Row], V]
+    number: Callable[[V], str]
+
+
+ORDERS: Listing[OrderView] = Listing(
+    st.ORDERS_PAGE, st.ORDERS_PAGE_BEFORE, st.order_view, lambda v: v.number
+)
+WITHDRAWALS: Listing[WithdrawalView] = Listing(
+    st.WITHDRAWALS_PAGE, st.WITHDRAWALS_PAGE_BEFORE, st.withdrawal_view, lambda v: v.order
+)
 
 
 class Reads(ABC):
@@ -42,37 +66,42 @@ class Reads(ABC):
     async def orders(
         self, user_id: UserId, limit: int | None = None, before: str | None = None
     ) -> Sequence[OrderView] | None:
+        return await self._listing(ORDERS, user_id, limit, before)
+
+    async def withdrawals(
+        self, user_id: UserId, limit: int | None = None, before: str | None = None
+    ) -> Sequence[WithdrawalView] | None:
+        return await self._listing(WITHDRAWALS, user_id, limit, before)
+
+    async def _listing(
+        self, listing: Listing[V], user_id: UserId, limit: int | None, before: str | None
+    ) -> list[V] | None:
         if limit is None:  # the whole list: a chunk at a time (CHUNK)
-            return await self._whole(await self._page(user_id, CHUNK, before), user_id)
-        return await self._page(user_id, limit, before)
+            first = await self._page(listing, user_id, CHUNK, before)
+            return await self._whole(listing, first, user_id)
+        return await self._page(listing, user_id, limit, before)
 
     async def _page(
-        self, user_id: UserId, limit: int, before: str | None
-    ) -> list[OrderView] | None:
+        self, listing: Listing[V], user_id: UserId, limit: int, before: str | None
+    ) -> list[V] | None:
         if before is None:
-            rows = await self._fetch(st.ORDERS_PAGE, {"user_id": user_id, "limit": limit})
+            rows = await self._fetch(listing.first, {"user_id": user_id, "limit": limit})
         else:
             params = {"user_id": user_id, "limit": limit, "before": before}
-            rows = await self._fetch(st.ORDERS_PAGE_BEFORE, params)
+            rows = await self._fetch(listing.after, params)
         if not rows:  # not even the account's row: no such user
             return None
-        return [st.order_view(row) for row in rows if st.is_listed(row)]
+        return [listing.view(row) for row in rows if st.is_listed(row)]
 
     async def _whole(
-        self, first: list[OrderView] | None, user_id: UserId
-    ) -> list[OrderView] | None:
+        self, listing: Listing[V], first: list[V] | None, user_id: UserId
+    ) -> list[V] | None:
         """``first`` (a chunk) and the chunks after it, each read by its own statement."""
         listed, chunk = first, first
         while listed is not None and chunk is not None and len(chunk) == CHUNK:
-            chunk = await self._page(user_id, CHUNK, chunk[-1].number)
+            chunk = await self._page(listing, user_id, CHUNK, listing.number(chunk[-1]))
             listed.extend(chunk or ())
         return listed
-
-    async def withdrawals(self, user_id: UserId) -> Sequence[WithdrawalView] | None:
-        rows = await self._fetch(st.WITHDRAWALS_OF, {"user_id": user_id})
-        if not rows:
-            return None
-        return [st.withdrawal_view(row) for row in rows if st.is_listed(row)]
 
 
 class SqlReads(Reads):

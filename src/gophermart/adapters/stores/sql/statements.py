@@ -234,6 +234,7 @@ CREDIT = Statement(CREDIT_CHANGE)
 #: What a listed order shows (order_view reads these), and the listing's order: newest
 #: upload first, ties broken by the row id (the index's order, so pages are stable).
 ORDER_VIEW = (orders.c.number, orders.c.status, orders.c.accrual, orders.c.uploaded_at)
+WITHDRAWAL_VIEW = (ledger.c.order_number, ledger.c.amount, ledger.c.created_at)
 
 
 def newest_first(table: Any) -> tuple[Any, Any]:
@@ -250,50 +251,65 @@ def newest_first(table: Any) -> tuple[Any, Any]:
 # them), then outer-joined to the account. PostgreSQL's coalesced list of many users
 # (stores/postgres/statements.py) reads the same columns in the same order.
 
-_cursor = orders.alias("cursor")
+_order_cursor = orders.alias("cursor")
+_withdrawal_cursor = ledger.alias("cursor")
 
 
-def _of_cursor(column: str) -> Any:
-    return (
-        select(_cursor.c[column])
-        .where(
-            and_(_cursor.c.number == bindparam("before"), _cursor.c.user_id == bindparam("user_id"))
-        )
-        .scalar_subquery()
+def _place_of(cursor: Any, when: str, match: Any) -> Any:
+    """The (time, id) of the cursor row: where a page after it starts."""
+    return tuple_(
+        select(cursor.c[when]).where(match).scalar_subquery(),
+        select(cursor.c.id).where(match).scalar_subquery(),
     )
 
 
-def _orders_listing(*, after_cursor: bool) -> Select[Any]:
-    mine = orders.c.user_id == bindparam("user_id")
-    if after_cursor:
-        cursor = tuple_(_of_cursor("uploaded_at"), _of_cursor("id"))
-        mine = and_(mine, tuple_(orders.c.uploaded_at, orders.c.id) < cursor)
+def _page_of(
+    table: Table, columns: Sequence[Any], when: Any, mine: Any, place: Any | None
+) -> Select[Any]:
+    """At most ``limit`` of the user's rows (``mine``), newest first, below ``place``;
+    in a derived table outer-joined to the account (one row of NULLs: a user with no
+    rows; no row: no such user)."""
+    if place is not None:
+        mine = and_(mine, tuple_(when, table.c.id) < place)
     listed = (
-        select(*ORDER_VIEW, orders.c.id)
+        select(*columns, table.c.id, when.label("listed_at"))
         .where(mine)
-        .order_by(*newest_first(orders))
+        .order_by(when.desc(), table.c.id.desc())
         .limit(bindparam("limit", type_=BigInteger))
         .subquery("page")
     )
     return (
-        select(*(listed.c[c.name] for c in ORDER_VIEW))
+        select(*(listed.c[c.name] for c in columns))
         .select_from(accounts.outerjoin(listed, true()))
         .where(accounts.c.user_id == bindparam("user_id"))
-        .order_by(*newest_first(listed))
+        .order_by(listed.c.listed_at.desc(), listed.c.id.desc())
     )
+
+
+def _orders_listing(*, after_cursor: bool) -> Select[Any]:
+    cursor = _order_cursor
+    match = and_(cursor.c.number == bindparam("before"), cursor.c.user_id == bindparam("user_id"))
+    place = _place_of(cursor, "uploaded_at", match) if after_cursor else None
+    mine = orders.c.user_id == bindparam("user_id")
+    return _page_of(orders, ORDER_VIEW, orders.c.uploaded_at, mine, place)
+
+
+def _withdrawals_listing(*, after_cursor: bool) -> Select[Any]:
+    cursor = _withdrawal_cursor
+    match = and_(
+        cursor.c.order_number == bindparam("before"),
+        cursor.c.user_id == bindparam("user_id"),
+        cursor.c.kind == EntryKind.WITHDRAWAL.value,
+    )
+    place = _place_of(cursor, "created_at", match) if after_cursor else None
+    mine = and_(ledger.c.user_id == bindparam("user_id"), IS_WITHDRAWAL)
+    return _page_of(ledger, WITHDRAWAL_VIEW, ledger.c.created_at, mine, place)
 
 
 ORDERS_PAGE = Statement(_orders_listing(after_cursor=False))
 ORDERS_PAGE_BEFORE = Statement(_orders_listing(after_cursor=True))
-
-WITHDRAWALS_OF = Statement(
-    select(ledger.c.order_number, ledger.c.amount, ledger.c.created_at)
-    .select_from(
-        accounts.outerjoin(ledger, and_(ledger.c.user_id == accounts.c.user_id, IS_WITHDRAWAL))
-    )
-    .where(accounts.c.user_id == bindparam("user_id"))
-    .order_by(ledger.c.created_at.desc(), ledger.c.id.desc())
-)
+WITHDRAWALS_PAGE = Statement(_withdrawals_listing(after_cursor=False))
+WITHDRAWALS_PAGE_BEFORE = Statement(_withdrawals_listing(after_cursor=True))
 
 # --- rows back to the domain: indexes, which SQLAlchemy Rows and asyncpg Records share
 
@@ -362,7 +378,7 @@ def balance_view(row: Sequence[Any]) -> BalanceView:
 
 
 def is_listed(row: Sequence[Any]) -> bool:
-    """An ORDERS_PAGE or WITHDRAWALS_OF row that lists something (not the account's
+    """An ORDERS_PAGE or WITHDRAWALS_PAGE row that lists something (not the account's
     row of NULLs)."""
     return row[0] is not None
 
@@ -373,7 +389,7 @@ def order_view(row: Sequence[Any]) -> OrderView:
 
 
 def withdrawal_view(row: Sequence[Any]) -> WithdrawalView:
-    """From a WITHDRAWALS_OF row."""
+    """From a WITHDRAWALS_PAGE row (WITHDRAWAL_VIEW)."""
     return WithdrawalView(row[0], Points(row[1]), row[2])
 
 

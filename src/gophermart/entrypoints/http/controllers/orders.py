@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any, Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 from litestar import Controller, Request, get, post
-from litestar.params import QueryParameter
 from litestar.response.base import ASGIResponse
-from litestar.response.streaming import ASGIStreamingResponse
 
 from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import OrderView
-from gophermart.application.queries import Queries
 from gophermart.domain.errors import InvalidInput
-from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.auth import USER_TOKEN, requires
 from gophermart.entrypoints.http.controllers.common import (
     AUTH_ERRORS,
     BODY_ERRORS,
-    JSON,
     OPERATION,
     TEXT,
     body_of,
@@ -28,46 +23,16 @@ from gophermart.entrypoints.http.controllers.common import (
     empty_response,
     error_doc,
     json_doc,
-    json_response,
     text_body,
+)
+from gophermart.entrypoints.http.controllers.listing import (
+    BAD_PAGE,
+    PageBefore,
+    PageLimit,
+    listing_response,
 )
 from gophermart.entrypoints.http.mount import mount_of
 from gophermart.entrypoints.http.wire import Order, encoder
-from gophermart.facade import Gophermart
-
-#: ``?limit=`` and ``?before=`` of ``GET /api/user/orders`` (optional pages).
-OrdersLimit = Annotated[
-    int | None,
-    QueryParameter(
-        ge=1,
-        le=Queries.MAX_LIMIT,
-        description="At most this many orders (a page); all of them without it.",
-    ),
-]
-OrdersBefore = Annotated[
-    str | None,
-    QueryParameter(
-        description=(
-            "Only the orders listed after this one: the number of the last order "
-            "of the previous page. With `limit`, the next page."
-        ),
-    ),
-]
-
-
-async def _stream(
-    loyalty: Gophermart, user: UserId, first: Sequence[OrderView]
-) -> AsyncIterator[bytes]:
-    """The JSON array of every order, a chunk at a time: ``[`` + the first chunk's items,
-    then ``,`` + each next chunk's (read after the last number of the one before)."""
-    chunk, opening = first, b"["
-    while chunk:
-        yield opening + _orders_json(chunk)[1:-1]
-        opening = b","
-        if len(chunk) < Queries.CHUNK:
-            break
-        chunk = await loyalty.orders(user, Queries.CHUNK, chunk[-1].number)
-    yield b"]"
 
 
 def _orders_json(views: Sequence[OrderView]) -> bytes:
@@ -154,30 +119,19 @@ class OrdersController(Controller):
         responses={
             200: json_doc(list[Order], "The caller's orders, newest upload first", _ORDERS_EXAMPLE),
             204: empty_doc("No orders yet"),
-            400: error_doc(
-                "`limit` outside 1..10000 or not in plain digits, `before` not an order "
-                "number, or a parameter given twice",
-                "limit must be between 1 and 10000",
-            ),
+            400: BAD_PAGE,
             **AUTH_ERRORS,
         },
         operation_class=OPERATION,
     )
     async def list_orders(
-        self,
-        request: Request[Any, Any, Any],
-        limit: OrdersLimit = None,
-        before: OrdersBefore = None,
+        self, request: Request[Any, Any, Any], limit: PageLimit = None, before: PageBefore = None
     ) -> ASGIResponse:
-        loyalty = mount_of(request).loyalty
-        # The whole list is read and rendered a chunk at a time (Queries.CHUNK): a first
-        # chunk answers most users in one go; a longer list is streamed, so that 300,000
-        # orders never hold the event loop (SPEC: one slow thing stays one slow thing).
-        first = await loyalty.orders(request.user, limit or Queries.CHUNK, before)
-        if not first:
-            return empty_response(204)
-        if limit is not None or len(first) < Queries.CHUNK:
-            return json_response(_orders_json(first))
-        return ASGIStreamingResponse(
-            iterator=_stream(loyalty, request.user, first), media_type=JSON
+        loyalty, user = mount_of(request).loyalty, request.user
+        return await listing_response(
+            lambda n, after: loyalty.orders(user, n, after),
+            limit,
+            before,
+            _orders_json,
+            lambda v: v.number,
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.response.base import ASGIResponse
 
+from gophermart.application.ports import WithdrawalView
 from gophermart.entrypoints.http.auth import USER_TOKEN, requires
 from gophermart.entrypoints.http.controllers.common import (
     AUTH_ERRORS,
@@ -21,6 +23,12 @@ from gophermart.entrypoints.http.controllers.common import (
     error_doc,
     json_doc,
     json_response,
+)
+from gophermart.entrypoints.http.controllers.listing import (
+    BAD_PAGE,
+    PageBefore,
+    PageLimit,
+    listing_response,
 )
 from gophermart.entrypoints.http.mount import mount_of
 from gophermart.entrypoints.http.wire import (
@@ -108,14 +116,23 @@ class PointsController(Controller):
                 [{"order": "2377225624", "sum": 500, "processed_at": "2020-12-09T16:09:57+03:00"}],
             ),
             204: empty_doc("No withdrawals yet"),
+            400: BAD_PAGE,
             **AUTH_ERRORS,
         },
         operation_class=OPERATION,
     )
-    async def list_withdrawals(self, request: Request[Any, Any, Any]) -> ASGIResponse:
-        views = await mount_of(request).loyalty.withdrawals(request.user)
-        if not views:
-            return empty_response(204)
-        return json_response(
-            encoder.encode([Withdrawal(v.order, v.sum.as_decimal(), v.processed_at) for v in views])
+    async def list_withdrawals(
+        self, request: Request[Any, Any, Any], limit: PageLimit = None, before: PageBefore = None
+    ) -> ASGIResponse:
+        loyalty, user = mount_of(request).loyalty, request.user
+        return await listing_response(
+            lambda n, after: loyalty.withdrawals(user, n, after),
+            limit,
+            before,
+            _withdrawals_json,
+            lambda v: v.order,
         )
+
+
+def _withdrawals_json(views: Sequence[WithdrawalView]) -> bytes:
+    return encoder.encode([Withdrawal(v.order, v.sum.as_decimal(), v.processed_at) for v in views])
