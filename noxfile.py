@@ -39,7 +39,9 @@ def types(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     session.install("-e", DEV)
-    session.run("pytest", *(session.posargs or ["-q"]), env={"PYTHONUTF8": "1"})
+    # Three xdist workers: the end-to-end tests mostly wait (servers starting, workers
+    # polling, timeouts running out), so three keep two cores busy. `-- -n 0` for one process.
+    session.run("pytest", "-n", "3", *(session.posargs or ["-q"]), env={"PYTHONUTF8": "1"})
 
 
 @nox.session

@@ -186,6 +186,49 @@ def service(database_uri: str) -> Iterator[Service]:
         assert code == 0, f"service exited with {code}:\n{svc.output()}"
 
 
+# --- scheduling over pytest-xdist workers ------------------------------------------
+#
+# The suite mostly waits (servers starting, workers polling, timeouts running out), so it
+# runs on several xdist workers (pyproject: -n, --dist loadgroup). Each work unit goes to
+# one worker whole, in the order below, so the longest units start first and a module's
+# shared servers (module-scoped fixtures) start once, not once per worker.
+
+_SHARED_SCOPES = frozenset({"module", "package", "class"})
+
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        str(definition.scope) in _SHARED_SCOPES
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
+
+
+def _unit(item: pytest.Item) -> tuple[int, str]:
+    """(rank, work unit): slow scenarios alone and first; then modules whose tests share
+    a server, whole; then the other integration tests one by one; unit tests last."""
+    module = item.nodeid.split("::", 1)[0]
+    if item.get_closest_marker("slow"):
+        return 0, item.nodeid
+    if "tests/unit/" in module:
+        return 3, module
+    if _shares_a_fixture(item):
+        return 1, module
+    return 2, item.nodeid
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    units = {id(item): _unit(item) for item in items}
+    items.sort(key=lambda item: units[id(item)][0])  # stable: pytest's order within a rank
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            item.add_marker(pytest.mark.xdist_group(units[id(item)][1]))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI a skipped test is a failure: nothing may silently not run."""
     if os.environ.get("GOPHERMART_FORBID_SKIPS") != "1":

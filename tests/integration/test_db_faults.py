@@ -258,6 +258,7 @@ def assert_worker_alive(rig: Rig, user: User) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_postgres_stopped_for_10s_answers_503_at_once_and_recovers(rig: Rig) -> None:
     user = sign_up(rig.svc.url)
     seed_points(rig.direct_uri, user.login, 1_000_00)
@@ -304,6 +305,7 @@ def test_postgres_stopped_for_10s_answers_503_at_once_and_recovers(rig: Rig) -> 
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_postgres_frozen_answers_503_within_the_bound_and_recovers(rig: Rig) -> None:
     user = sign_up(rig.svc.url)
     seed_points(rig.direct_uri, user.login, 1_000_00)
