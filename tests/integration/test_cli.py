@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gophermart.entrypoints.cli import build_parser, resolve_settings
+from gophermart.settings import ConfigError
 from tests.conftest import start_service, wait_until_up
 from tests.ports import free_port
 
@@ -60,9 +62,39 @@ def test_help_explains_every_setting() -> None:
         assert needle in result.stdout, needle
 
 
+#: Settings the command refuses before anything starts: (flags, env, the setting named).
+REFUSED_SETTINGS = [
+    (["-a", "localhost:http"], {}, "RUN_ADDRESS"),
+    (["-a", "localhost:99999"], {}, "RUN_ADDRESS"),
+    (["-r", "ftp://x"], {}, "ACCRUAL_SYSTEM_ADDRESS"),
+    ([], {"GOPHERMART_SECRET": "short"}, "GOPHERMART_SECRET"),
+    ([], {"GOPHERMART_WORKERS": "zero"}, "GOPHERMART_WORKERS"),
+    ([], {"GOPHERMART_LOG_FORMAT": "xml"}, "GOPHERMART_LOG_FORMAT"),
+    ([], {"GOPHERMART_METRICS": "maybe"}, "GOPHERMART_METRICS"),
+    ([], {"GOPHERMART_ACCESS_LOG": "loud"}, "GOPHERMART_ACCESS_LOG"),
+    ([], {"GOPHERMART_ACCRUAL_TIMEOUT": "soon"}, "GOPHERMART_ACCRUAL_TIMEOUT"),
+    (["--accrual-timeout", "0.1"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
+    (["--accrual-timeout", "nan"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "names"), REFUSED_SETTINGS)
+def test_unusable_settings_are_refused_in_one_line_naming_the_setting(
+    args: list[str], env: dict[str, str], names: str
+) -> None:
+    """Each refusal, in this process: the settings are read before anything starts, and
+    the command prints the refusal as its one line (the process test below)."""
+    parsed = build_parser().parse_args(["-a", "127.0.0.1:8080", *args])
+    with pytest.raises(ConfigError) as refused:
+        resolve_settings(parsed, {"DATABASE_URI": "sqlite:///ok.db", **env})
+    assert names in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("args", "env", "names"),
     [
+        # the database, found unusable as the command starts: each way it can be
         (["-d", "mysql://root@localhost/db"], {}, "DATABASE_URI"),
         (["-d", "sqlite:///no/such/dir/x.db"], {}, "DATABASE_URI"),
         (["-d", "not a uri"], {}, "DATABASE_URI"),
@@ -72,16 +104,8 @@ def test_help_explains_every_setting() -> None:
             "DATABASE_URI",
         ),
         (["-d", "postgres://postgres@127.0.0.1:5432/db?sslmode=bogus"], {}, "DATABASE_URI"),
-        (["-a", "localhost:http"], {}, "RUN_ADDRESS"),
-        (["-a", "localhost:99999"], {}, "RUN_ADDRESS"),
-        (["-r", "ftp://x"], {}, "ACCRUAL_SYSTEM_ADDRESS"),
-        ([], {"GOPHERMART_SECRET": "short"}, "GOPHERMART_SECRET"),
+        # the settings refused above, through the real command: one by env, one by flag
         ([], {"GOPHERMART_WORKERS": "zero"}, "GOPHERMART_WORKERS"),
-        ([], {"GOPHERMART_LOG_FORMAT": "xml"}, "GOPHERMART_LOG_FORMAT"),
-        ([], {"GOPHERMART_METRICS": "maybe"}, "GOPHERMART_METRICS"),
-        ([], {"GOPHERMART_ACCESS_LOG": "loud"}, "GOPHERMART_ACCESS_LOG"),
-        ([], {"GOPHERMART_ACCRUAL_TIMEOUT": "soon"}, "GOPHERMART_ACCRUAL_TIMEOUT"),
-        (["--accrual-timeout", "0.1"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
         (["--accrual-timeout", "nan"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
     ],
 )
