@@ -82,7 +82,10 @@ def test_connections_opening_a_fresh_file_together_all_succeed(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_servers_started_together_on_a_fresh_file_all_come_up(tmp_path: Path) -> None:
-    for n in range(3):
+    """The processes' side of it: three started at once on a fresh file all come up and
+    settle on one stored secret. Whether the race is fixed is the 100-round test above
+    (with its control): one round here, not three (each costs three server starts)."""
+    for n in range(1):
         uri = f"sqlite:///{tmp_path / f'fresh-{n}.db'}"
         with ThreadPoolExecutor(3) as pool:
             futures = [pool.submit(start_service, uri, secret=None) for _ in range(3)]
