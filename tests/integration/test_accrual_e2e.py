@@ -32,7 +32,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import Service, start_service, throwaway_postgres
+from gophermart import Gophermart, ReconcileReport
+from tests.conftest import TEST_SECRET, Service, start_service, throwaway_postgres
 from tests.integration.prometheus import scrape, value
 from tests.integration.simulator import Simulator, running_simulator
 from tests.luhn_reference import luhn_ok, with_check_digit
@@ -161,7 +162,21 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def assert_reconciled(database_uri: str) -> None:
+    """Every balance matches the ledger and every credit its order: the audit that
+    ``gophermart reconcile`` runs, through the library face in this process (a process
+    costs a second of imports; the command itself: ``reconcile`` below)."""
+
+    async def audit() -> ReconcileReport:
+        async with Gophermart.open(database_uri, secret=TEST_SECRET) as loyalty:
+            return await loyalty.reconcile()
+
+    report = asyncio.run(audit())
+    assert report.ok, report.summary()
+
+
 def reconcile(database_uri: str) -> subprocess.CompletedProcess[str]:
+    """``gophermart reconcile`` as an operator runs it."""
     return subprocess.run(
         [sys.executable, "-m", "gophermart", "reconcile", "-d", database_uri],
         env=clean_env(),
@@ -688,8 +703,7 @@ def test_kill_9_mid_processing_then_restart_loses_nothing_and_credits_once(
                 svc.proc.kill()
 
     assert_credited_exactly_once(database_uri, {n: o.points for n, o in plan.items()})
-    result = reconcile(database_uri)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_reconciled(database_uri)
     print(
         f"\nkill -9 with {left} of {orders} orders not final ({polls_before} polls before "
         f"it); all final {recovered:.1f}s after the kill, {after_restart:.1f}s after the restart"
@@ -782,8 +796,7 @@ def test_kill_9_between_poll_and_commit_loses_nothing_and_credits_once(
                 svc.proc.kill()
 
     assert_credited_exactly_once(database_uri, {n: o.points for n, o in plan.items()})
-    result = reconcile(database_uri)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_reconciled(database_uri)
     print(
         f"\nkill -9 with {len(held)} order(s) held mid-poll: all {orders} final "
         f"{recovered:.1f}s after the kill, {after_restart:.1f}s after the restart"
