@@ -188,12 +188,16 @@ def service(database_uri: str) -> Iterator[Service]:
 
 # --- scheduling over pytest-xdist workers ------------------------------------------
 #
-# The suite mostly waits (servers starting, workers polling, timeouts running out), so it
-# runs on several xdist workers (pyproject: -n, --dist loadgroup). Each work unit goes to
-# one worker whole, in the order below, so the longest units start first and a module's
-# shared servers (module-scoped fixtures) start once, not once per worker.
+# The suite mostly waits (servers starting, workers polling, timeouts running out), so nox
+# runs it on several xdist workers with --dist loadscope (pyproject addopts, inert without
+# -n): each module goes to one worker whole, so a module's shared servers (module-scoped
+# fixtures) start once. The modules go out in the order below, longest first.
+# (--dist loadgroup would allow finer units, but pytest-xdist 3.8 cannot tag pytest 9's
+# node ids with a group: it falls back to one test per unit.)
 
 _SHARED_SCOPES = frozenset({"module", "package", "class"})
+#: Long modules whose scenarios carry no slow mark (a minute of server processes each).
+_LONG_MODULES = frozenset({"tests/integration/test_login_throttle.py"})
 
 
 def _shares_a_fixture(item: pytest.Item) -> bool:
@@ -207,26 +211,23 @@ def _shares_a_fixture(item: pytest.Item) -> bool:
     )
 
 
-def _unit(item: pytest.Item) -> tuple[int, str]:
-    """(rank, work unit): slow scenarios alone and first; then modules whose tests share
-    a server, whole; then the other integration tests one by one; unit tests last."""
-    module = item.nodeid.split("::", 1)[0]
-    if item.get_closest_marker("slow"):
-        return 0, item.nodeid
-    if "tests/unit/" in module:
-        return 3, module
-    if _shares_a_fixture(item):
-        return 1, module
-    return 2, item.nodeid
-
-
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    units = {id(item): _unit(item) for item in items}
-    items.sort(key=lambda item: units[id(item)][0])  # stable: pytest's order within a rank
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            item.add_marker(pytest.mark.xdist_group(units[id(item)][1]))
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow scenarios first, then modules whose tests share a server, then
+    the other integration modules, unit tests last; pytest's order within a module."""
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        if "tests/unit/" in module:
+            here = 3
+        elif item.get_closest_marker("slow") or module in _LONG_MODULES:
+            here = 0
+        elif _shares_a_fixture(item):
+            here = 1
+        else:
+            here = 2
+        rank[module] = min(rank.get(module, here), here)
+    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
