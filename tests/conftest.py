@@ -198,6 +198,15 @@ def service(database_uri: str) -> Iterator[Service]:
 _SHARED_SCOPES = frozenset({"module", "package", "class"})
 #: Long modules whose scenarios carry no slow mark (a minute of server processes each).
 _LONG_MODULES = frozenset({"tests/integration/test_login_throttle.py"})
+#: The first modules out, in this order: the longest (the rate limit's minute, mostly
+#: idle), beside it the outage and fault scenarios, whose bounds are timings (better not
+#: beside the crash scenarios' 300 orders and 20 argon2 sign-ups, which come next).
+_FIRST_MODULES = (
+    "tests/integration/test_accrual_rate_limit.py",
+    "tests/integration/test_db_faults.py",
+    "tests/integration/test_accrual_faults.py",
+    "tests/integration/test_accrual_crash.py",
+)
 
 
 def _shares_a_fixture(item: pytest.Item) -> bool:
@@ -227,7 +236,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         else:
             here = 2
         rank[module] = min(rank.get(module, here), here)
-    items.sort(key=lambda item: rank[item.nodeid.split("::", 1)[0]])
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        module = item.nodeid.split("::", 1)[0]
+        first = _FIRST_MODULES.index(module) if module in _FIRST_MODULES else len(_FIRST_MODULES)
+        return rank[module], first
+
+    items.sort(key=order)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
