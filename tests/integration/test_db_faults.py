@@ -259,7 +259,10 @@ def assert_worker_alive(rig: Rig, user: User) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_postgres_stopped_for_10s_answers_503_at_once_and_recovers(rig: Rig) -> None:
+def test_postgres_stopped_for_5s_answers_503_at_once_and_recovers(rig: Rig) -> None:
+    """Five seconds down (several of the guard's one-per-second probes, and of /readyz's
+    checks below): every request of it answered 503 at once, and served again within 2 s
+    of the return."""
     user = sign_up(rig.svc.url)
     seed_points(rig.direct_uri, user.login, 1_000_00)
     traffic = Traffic(rig.svc.url, user)
@@ -269,7 +272,7 @@ def test_postgres_stopped_for_10s_answers_503_at_once_and_recovers(rig: Rig) -> 
     rig.proxy.stop()
     stopped_at = time.monotonic()
     health = []
-    while time.monotonic() - stopped_at < 10:
+    while time.monotonic() - stopped_at < 5:
         health.append(("livez", *probe(rig.svc.url + "/livez")))
         health.append(("readyz", *probe(rig.svc.url + "/readyz")))
         time.sleep(0.5)
