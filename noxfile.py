@@ -26,9 +26,6 @@ nox.options.error_on_missing_interpreters = True
 nox.options.parallel = 3
 
 DEV = ".[dev]"
-#: pip byte-compiles every module it installs (a third of a fresh install's time); without
-#: it, Python compiles what a session imports, once, as it imports it.
-NO_COMPILE = ("--no-compile",)
 
 
 def dev_requirements(*names: str) -> list[str]:
@@ -44,7 +41,7 @@ def dev_requirements(*names: str) -> list[str]:
 
 @nox.session(allow_parallel=True)
 def lint(session: nox.Session) -> None:
-    session.install(*NO_COMPILE, "-e", ".", *dev_requirements("ruff", "import-linter"))
+    session.install("-e", ".", *dev_requirements("ruff", "import-linter"))
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("lint-imports")
@@ -52,13 +49,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(allow_parallel=True)
 def types(session: nox.Session) -> None:
-    session.install(*NO_COMPILE, "-e", ".", *dev_requirements("mypy"))
+    session.install("-e", ".", *dev_requirements("mypy"))
     session.run("mypy")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    session.install(*NO_COMPILE, "-e", DEV)
+    session.install("-e", DEV)
     # Three xdist workers: the end-to-end tests mostly wait (servers starting, workers
     # polling, timeouts running out), so three keep two cores busy. `-- -n 0` for one process.
     session.run("pytest", "-n", "3", *(session.posargs or ["-q"]), env={"PYTHONUTF8": "1"})
@@ -68,7 +65,7 @@ def tests(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """What a host gets from `pip install gophermart`: each example runs against the
     installed package, from a scratch directory, and type-checks under mypy --strict."""
-    session.install(*NO_COMPILE, ".", "pytest>=8", "mypy==2.4.1")
+    session.install(".", "pytest>=8", "mypy==2.4.1")
     scratch = os.path.abspath(session.create_tmp())
     examples_dir = os.path.abspath("examples")
     session.chdir(scratch)
