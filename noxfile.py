@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import sys
+import tomllib
 
 import nox
 
-nox.options.sessions = ["lint", "types", "tests", "examples", "bare"]
+nox.options.sessions = ["lint", "types", "examples", "bare", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
+# lint, types and examples run side by side (each in its own virtualenv, output printed as
+# each ends); the tests run alone after them, so no timing test shares the cores with a
+# pip install or mypy. `nox -j 1` runs everything one after another.
+nox.options.parallel = 3
 
 DEV = ".[dev]"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,24 +60,40 @@ sys.exit(f"pip install gophermart (no extras) pulled {present}" if present else 
 """
 
 
-@nox.session
+def dev_requirements(*names: str) -> list[str]:
+    """The dev extra's pinned requirement of each of ``names``: pyproject.toml stays the
+    one place the pins live, and a session installs only the tools it runs."""
+    with open("pyproject.toml", "rb") as f:
+        dev = tomllib.load(f)["project"]["optional-dependencies"]["dev"]
+    picked = [req for req in dev if re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0] in names]
+    if len(picked) != len(names):
+        raise ValueError(f"not all of {names} are in the dev extra: {picked}")
+    return picked
+
+
+@nox.session(allow_parallel=True)
 def lint(session: nox.Session) -> None:
-    session.install("-e", DEV)
+    session.install("-e", ".", *dev_requirements("ruff", "import-linter"))
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
     session.run("lint-imports")
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def types(session: nox.Session) -> None:
-    session.install("-e", DEV)
+    session.install("-e", ".", *dev_requirements("mypy"))
     session.run("mypy")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     session.install("-e", DEV)
-    session.run("pytest", *(session.posargs or ["-q"]), env={"PYTHONUTF8": "1"})
+    # Two xdist workers: the end-to-end tests mostly wait (servers starting, workers
+    # polling, timeouts running out), and some hold the service to timings (outages,
+    # leases, pacing), which a third worker's load on two shared cores broke in runs on
+    # a busy machine. `-- -n 0` for one process. The slowest 25 are listed at the end.
+    args = session.posargs or ["-q", "--durations=25"]
+    session.run("pytest", "-n", "2", *args, env={"PYTHONUTF8": "1"})
 
 
 #: Run by the examples venv's Python: creates (``create NAME``) or drops (``drop NAME``)
@@ -97,7 +119,7 @@ asyncio.run(main(*sys.argv[1:]))
 ON_POSTGRES = ("shop_checkout.py",)
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def examples(session: nox.Session) -> None:
     """What a host gets from `pip install gophermart[http,postgres]`: each example runs
     against the installed package, from a scratch directory (on SQLite; ON_POSTGRES on
@@ -138,7 +160,7 @@ def examples(session: nox.Session) -> None:
     session.run("mypy", "--strict", "--no-incremental", examples_dir)
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def bare(session: nox.Session) -> None:
     """`pip install gophermart` with no extras, from the built wheel, in a fresh venv:
     none of EXTRAS_ONLY is installed, and the examples that need no extra run."""

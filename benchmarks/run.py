@@ -1194,7 +1194,7 @@ WITH l AS (
            COALESCE(SUM(amount) FILTER (WHERE kind = 'accrual'), 0) AS credits,
            COALESCE(SUM(amount) FILTER (WHERE kind = 'withdrawal'), 0) AS debits,
            COUNT(*) FILTER (WHERE kind = 'withdrawal') AS withdrawals
-    FROM ledger GROUP BY user_id
+    FROM gophermart_ledger GROUP BY user_id
 )
 SELECT COUNT(*) AS accounts,
        COUNT(*) FILTER (WHERE a.balance < 0) AS negative,
@@ -1203,7 +1203,7 @@ SELECT COUNT(*) AS accounts,
        ) AS balance_mismatch,
        COUNT(*) FILTER (WHERE a.withdrawn <> COALESCE(l.debits, 0)) AS withdrawn_mismatch,
        COALESCE(SUM(l.withdrawals), 0) AS withdrawals
-FROM accounts a LEFT JOIN l ON l.user_id = a.user_id
+FROM gophermart_accounts a LEFT JOIN l ON l.user_id = a.user_id
 """
 
 

@@ -189,6 +189,65 @@ def service(database_uri: str) -> Iterator[Service]:
         assert code == 0, f"service exited with {code}:\n{svc.output()}"
 
 
+# --- scheduling over pytest-xdist workers ------------------------------------------
+#
+# The suite mostly waits (servers starting, workers polling, timeouts running out), so nox
+# runs it on several xdist workers with --dist loadscope (pyproject addopts, inert without
+# -n): each module goes to one worker whole, so a module's shared servers (module-scoped
+# fixtures) start once. The modules go out in the order below, longest first.
+# (--dist loadgroup would allow finer units, but pytest-xdist 3.8 cannot tag pytest 9's
+# node ids with a group: it falls back to one test per unit.)
+
+_SHARED_SCOPES = frozenset({"module", "package", "class"})
+#: Long modules whose scenarios carry no slow mark (a minute of server processes each).
+_LONG_MODULES = frozenset({"tests/integration/test_login_throttle.py"})
+#: The first modules out, in this order: the longest (the rate limit's minute, mostly
+#: idle), beside it the outage and fault scenarios, whose bounds are timings (better not
+#: beside the crash scenarios' 300 orders and 20 argon2 sign-ups, which come next).
+_FIRST_MODULES = (
+    "tests/integration/test_accrual_rate_limit.py",
+    "tests/integration/test_db_faults.py",
+    "tests/integration/test_accrual_faults.py",
+    "tests/integration/test_accrual_crash.py",
+)
+
+
+def _shares_a_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        str(definition.scope) in _SHARED_SCOPES
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with slow scenarios first, then modules whose tests share a server, then
+    the other integration modules, unit tests last; pytest's order within a module."""
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        if "tests/unit/" in module:
+            here = 3
+        elif item.get_closest_marker("slow") or module in _LONG_MODULES:
+            here = 0
+        elif _shares_a_fixture(item):
+            here = 1
+        else:
+            here = 2
+        rank[module] = min(rank.get(module, here), here)
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        module = item.nodeid.split("::", 1)[0]
+        first = _FIRST_MODULES.index(module) if module in _FIRST_MODULES else len(_FIRST_MODULES)
+        return rank[module], first
+
+    items.sort(key=order)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI a skipped test is a failure: nothing may silently not run."""
     if os.environ.get("GOPHERMART_FORBID_SKIPS") != "1":

@@ -144,14 +144,25 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float) -> Any
 # --- one slow answer --------------------------------------------------------------
 
 
+#: The poll deadline of the stuck-answer test: what the service does with its own (5 s by
+#: default, GOPHERMART_ACCRUAL_TIMEOUT) is the same code with a shorter wait; the operator's
+#: setting reaching the worker is test_the_poll_deadline_is_the_operators_to_set below.
+STUCK_DEADLINE = 1.5
+
+
 @pytest.mark.parametrize("fault", ["drip", "hang"])
 async def test_one_stuck_answer_does_not_hold_up_the_other_orders(
     database_uri: str, accrual: FaultyAccrual, fault: str
 ) -> None:
-    """Finding 1: an answer dripping a byte every 4 s stopped all crediting."""
+    """Finding 1: an answer dripping a byte every 4 s stopped all crediting. Here the drip
+    is a byte every third of the deadline (the finding's 4 s against 5 s, scaled): each
+    byte comes well within any per-read timeout, so only a deadline on the whole poll
+    cuts it."""
     stuck = new_number()
-    accrual.script(stuck, drip(processed(stuck, "5"), every=4.0) if fault == "drip" else hang())
-    async with stack(database_uri, accrual.url) as s, working(s.sync) as wakeup:
+    every = STUCK_DEADLINE / 3
+    accrual.script(stuck, drip(processed(stuck, "5"), every=every) if fault == "drip" else hang())
+    policy = RetryPolicy.for_deadline(STUCK_DEADLINE)
+    async with stack(database_uri, accrual.url, policy) as s, working(s.sync) as wakeup:
         alice = await s.shopper()
         await s.upload(alice, stuck)
         wakeup.set()
@@ -174,10 +185,12 @@ async def test_one_stuck_answer_does_not_hold_up_the_other_orders(
 
         # and the stuck poll itself was cut at the deadline, then asked again
         await eventually(
-            lambda: len(accrual.polls(stuck)) >= 2, "a second poll of the stuck order", 9
+            lambda: len(accrual.polls(stuck)) >= 2,
+            "a second poll of the stuck order",
+            STUCK_DEADLINE + 4,
         )
         first, second = accrual.polls(stuck)[:2]
-        deadline = RetryPolicy().deadline
+        deadline = policy.deadline
         assert deadline - 0.2 <= second - first <= deadline + 2.0, second - first
         print(f"\n{fault}: 10 other orders PROCESSED in {took * 1000:.0f} ms meanwhile")
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gophermart import Gophermart
+from gophermart.entrypoints.cli import build_parser, resolve_settings
+from gophermart.settings import ConfigError, parse_listen_address
 from tests.conftest import start_service, wait_until_up
 from tests.ports import free_port
 
@@ -60,9 +63,39 @@ def test_help_explains_every_setting() -> None:
         assert needle in result.stdout, needle
 
 
+#: Settings the command refuses before anything starts: (flags, env, the setting named).
+REFUSED_SETTINGS = [
+    (["-a", "localhost:http"], {}, "RUN_ADDRESS"),
+    (["-a", "localhost:99999"], {}, "RUN_ADDRESS"),
+    (["-r", "ftp://x"], {}, "ACCRUAL_SYSTEM_ADDRESS"),
+    ([], {"GOPHERMART_SECRET": "short"}, "GOPHERMART_SECRET"),
+    ([], {"GOPHERMART_WORKERS": "zero"}, "GOPHERMART_WORKERS"),
+    ([], {"GOPHERMART_LOG_FORMAT": "xml"}, "GOPHERMART_LOG_FORMAT"),
+    ([], {"GOPHERMART_METRICS": "maybe"}, "GOPHERMART_METRICS"),
+    ([], {"GOPHERMART_ACCESS_LOG": "loud"}, "GOPHERMART_ACCESS_LOG"),
+    ([], {"GOPHERMART_ACCRUAL_TIMEOUT": "soon"}, "GOPHERMART_ACCRUAL_TIMEOUT"),
+    (["--accrual-timeout", "0.1"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
+    (["--accrual-timeout", "nan"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "names"), REFUSED_SETTINGS)
+def test_unusable_settings_are_refused_in_one_line_naming_the_setting(
+    args: list[str], env: dict[str, str], names: str
+) -> None:
+    """Each refusal, in this process: the settings are read before anything starts, and
+    the command prints the refusal as its one line (the process test below)."""
+    parsed = build_parser().parse_args(["-a", "127.0.0.1:8080", *args])
+    with pytest.raises(ConfigError) as refused:
+        resolve_settings(parsed, {"DATABASE_URI": "sqlite:///ok.db", **env})
+    assert names in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("args", "env", "names"),
     [
+        # the database, found unusable as the command starts: each way it can be
         (["-d", "mysql://root@localhost/db"], {}, "DATABASE_URI"),
         (["-d", "sqlite:///no/such/dir/x.db"], {}, "DATABASE_URI"),
         (["-d", "not a uri"], {}, "DATABASE_URI"),
@@ -72,16 +105,8 @@ def test_help_explains_every_setting() -> None:
             "DATABASE_URI",
         ),
         (["-d", "postgres://postgres@127.0.0.1:5432/db?sslmode=bogus"], {}, "DATABASE_URI"),
-        (["-a", "localhost:http"], {}, "RUN_ADDRESS"),
-        (["-a", "localhost:99999"], {}, "RUN_ADDRESS"),
-        (["-r", "ftp://x"], {}, "ACCRUAL_SYSTEM_ADDRESS"),
-        ([], {"GOPHERMART_SECRET": "short"}, "GOPHERMART_SECRET"),
+        # the settings refused above, through the real command: one by env, one by flag
         ([], {"GOPHERMART_WORKERS": "zero"}, "GOPHERMART_WORKERS"),
-        ([], {"GOPHERMART_LOG_FORMAT": "xml"}, "GOPHERMART_LOG_FORMAT"),
-        ([], {"GOPHERMART_METRICS": "maybe"}, "GOPHERMART_METRICS"),
-        ([], {"GOPHERMART_ACCESS_LOG": "loud"}, "GOPHERMART_ACCESS_LOG"),
-        ([], {"GOPHERMART_ACCRUAL_TIMEOUT": "soon"}, "GOPHERMART_ACCRUAL_TIMEOUT"),
-        (["--accrual-timeout", "0.1"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
         (["--accrual-timeout", "nan"], {}, "GOPHERMART_ACCRUAL_TIMEOUT"),
     ],
 )
@@ -150,9 +175,24 @@ def test_flags_win_over_environment(tmp_path: Path) -> None:
         assert proc.wait(20) == 0
 
 
-@pytest.mark.parametrize("form", [":{port}", "http://127.0.0.1:{port}", "127.0.0.1:{port}"])
-def test_run_address_forms(tmp_path: Path, form: str) -> None:
-    svc = start_service(f"sqlite:///{tmp_path}/a.db", address_flag=form)
+@pytest.mark.parametrize(
+    ("form", "where"),
+    [
+        (":8080", ("0.0.0.0", 8080)),  # all interfaces
+        ("http://127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+    ],
+)
+def test_run_address_forms(form: str, where: tuple[str, int]) -> None:
+    """Each form of -a, read as the command reads it (the flag winning over a bogus
+    RUN_ADDRESS) and turned into the address the server binds."""
+    settings = resolve_settings(build_parser().parse_args(["-a", form]), {"RUN_ADDRESS": "bogus"})
+    assert parse_listen_address(settings.run_address) == where
+
+
+def test_run_address_of_all_interfaces_serves(tmp_path: Path) -> None:
+    """The real command on ":port" (every interface), reached on 127.0.0.1."""
+    svc = start_service(f"sqlite:///{tmp_path}/a.db", address_flag=":{port}")
     try:
         assert httpx.get(svc.url + "/healthz").status_code == 200
     finally:
@@ -175,26 +215,16 @@ def test_postgres_uri_as_operators_pass_it(postgres_uri: str) -> None:
         assert svc.stop() == 0
 
 
-def test_generated_secret_survives_a_restart(tmp_path: Path) -> None:
-    """Without GOPHERMART_SECRET the key is kept in the database: restarts keep sessions."""
+async def test_generated_secret_survives_a_restart(tmp_path: Path) -> None:
+    """Without GOPHERMART_SECRET the key is kept in the database: restarts keep sessions.
+    Two openings of the store as the command's start-up settles it (no secret given);
+    the command itself with a generated key: test_two_processes_share_the_port_and_the_secret."""
     uri = f"sqlite:///{tmp_path}/secret.db"
-    first = start_service(uri, secret=None)
-    try:
-        token = httpx.post(
-            first.url + "/api/user/register", json={"login": "k", "password": "pw"}
-        ).headers["authorization"]
-    finally:
-        assert first.stop(signal.SIGINT) == 0
-    second = start_service(uri, secret=None)
-    try:
-        assert (
-            httpx.get(
-                second.url + "/api/user/balance", headers={"Authorization": token}
-            ).status_code
-            == 200
-        )
-    finally:
-        assert second.stop() == 0
+    async with Gophermart.open(uri) as first:
+        registered = await first.register("k", "pw")
+    async with Gophermart.open(uri) as second:
+        assert second.authenticate(registered.token) == registered.user_id
+        assert await second.balance(registered.user_id) is not None
 
 
 def test_two_processes_share_the_port_and_the_secret(tmp_path: Path) -> None:

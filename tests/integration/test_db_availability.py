@@ -43,9 +43,10 @@ from gophermart.bootstrap import Container
 from gophermart.domain.errors import InsufficientPoints
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
+from gophermart.entrypoints.cli import build_parser, resolve_settings
 from gophermart.entrypoints.http.app import http_app
 from gophermart.facade import Gophermart
-from gophermart.settings import MEMORY_URI, Settings
+from gophermart.settings import MEMORY_URI, ConfigError, Settings
 from gophermart.testing import TEST_SECRET, loyalty_for_tests, use_test_doubles
 from tests.integration.test_cli import run_cli
 from tests.sql_database import database_for
@@ -468,10 +469,19 @@ async def test_readiness_of_an_unreachable_database_is_not_ready_and_quick() -> 
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "100000"])
-def test_an_unusable_db_timeout_stops_the_start_with_one_line(tmp_path: Path, value: str) -> None:
+def test_an_unusable_db_timeout_is_refused_in_one_line(tmp_path: Path, value: str) -> None:
+    parsed = build_parser().parse_args(["reconcile"])
+    env = {"DATABASE_URI": f"sqlite:///{tmp_path}/x.db", "GOPHERMART_DB_TIMEOUT": value}
+    with pytest.raises(ConfigError) as refused:
+        resolve_settings(parsed, env)
+    assert "GOPHERMART_DB_TIMEOUT" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_an_unusable_db_timeout_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    """The refusal above, through the real command (each value: in this process, above)."""
     result = run_cli(
         "reconcile",
-        env={"DATABASE_URI": f"sqlite:///{tmp_path}/x.db", "GOPHERMART_DB_TIMEOUT": value},
+        env={"DATABASE_URI": f"sqlite:///{tmp_path}/x.db", "GOPHERMART_DB_TIMEOUT": "soon"},
     )
     assert result.returncode == 2, result
     assert result.stderr.count("\n") == 1 and "GOPHERMART_DB_TIMEOUT" in result.stderr, result

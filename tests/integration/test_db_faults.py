@@ -30,7 +30,7 @@ import pytest
 from tests.conftest import Service, start_service, throwaway_postgres
 from tests.integration.seeding import luhn, seed_points
 from tests.integration.simulator import Simulator, running_simulator
-from tests.integration.test_accrual_e2e import reconcile
+from tests.integration.test_accrual_e2e import assert_reconciled, reconcile
 from tests.pg_proxy import PgProxy
 
 BOUND = 1.5  # GOPHERMART_DB_TIMEOUT of the service under test, seconds
@@ -259,7 +259,11 @@ def assert_worker_alive(rig: Rig, user: User) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_stopped_for_10s_answers_503_at_once_and_recovers(rig: Rig) -> None:
+@pytest.mark.slow
+def test_postgres_stopped_for_5s_answers_503_at_once_and_recovers(rig: Rig) -> None:
+    """Five seconds down (several of the guard's one-per-second probes, and of /readyz's
+    checks below): every request of it answered 503 at once, and served again within 2 s
+    of the return."""
     user = sign_up(rig.svc.url)
     seed_points(rig.direct_uri, user.login, 1_000_00)
     traffic = Traffic(rig.svc.url, user)
@@ -269,7 +273,7 @@ def test_postgres_stopped_for_10s_answers_503_at_once_and_recovers(rig: Rig) -> 
     rig.proxy.stop()
     stopped_at = time.monotonic()
     health = []
-    while time.monotonic() - stopped_at < 10:
+    while time.monotonic() - stopped_at < 5:
         health.append(("livez", *probe(rig.svc.url + "/livez")))
         health.append(("readyz", *probe(rig.svc.url + "/readyz")))
         time.sleep(0.5)
@@ -305,6 +309,7 @@ def test_postgres_stopped_for_10s_answers_503_at_once_and_recovers(rig: Rig) -> 
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_postgres_frozen_answers_503_within_the_bound_and_recovers(rig: Rig) -> None:
     user = sign_up(rig.svc.url)
     seed_points(rig.direct_uri, user.login, 1_000_00)
@@ -348,8 +353,7 @@ def test_postgres_frozen_answers_503_within_the_bound_and_recovers(rig: Rig) -> 
     assert acknowledged <= stored, acknowledged - stored
 
     assert_worker_alive(rig, user)
-    audit = reconcile(rig.direct_uri)
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert_reconciled(rig.direct_uri)  # the command itself: the stop test above
     assert_quiet_log(rig.svc)
 
 

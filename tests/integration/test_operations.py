@@ -67,6 +67,7 @@ def _busy_processes(directory: Path) -> dict[str, float]:
     return {name: n for name, n in per_process.items() if n > 0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("own_address", [False, True], ids=["api-address", "metrics-address"])
 def test_metrics_sum_the_requests_of_every_process(
     tmp_path: Path, stopped_cleanly: list[Service], own_address: bool
@@ -236,6 +237,7 @@ def _upload_processed(url: str, token: str, sim: Simulator, count: int, accrual:
     return numbers
 
 
+@pytest.mark.slow
 def test_worker_gauges_move_against_a_rate_limited_accrual_system(
     tmp_path: Path, stopped_cleanly: list[Service]
 ) -> None:
@@ -276,6 +278,7 @@ def test_worker_gauges_move_against_a_rate_limited_accrual_system(
         assert value(samples, "gophermart_accrual_queue_orders", state="overdue") == 0
 
 
+@pytest.mark.slow
 def test_a_standalone_worker_serves_health_and_its_own_metrics(
     tmp_path: Path, stopped_cleanly: list[Service]
 ) -> None:
