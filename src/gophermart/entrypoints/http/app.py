@@ -108,7 +108,10 @@ def http_app(
     app.asgi_handler = HeadAsGet(app.asgi_handler)  # before routing: HEAD is GET sans body
     # Listed, not served: the server's ASGI wrapper answers /metrics before Litestar.
     path, item = METRICS_PATH
-    app.openapi_schema.paths = {**(app.openapi_schema.paths or {}), path: item}
+    # In path order: Litestar keeps a handler's several paths in a set, whose order
+    # changes with each process's hash seed, and the document should not.
+    paths = {**(app.openapi_schema.paths or {}), path: item}
+    app.openapi_schema.paths = dict(sorted(paths.items()))
     return app
 
 
