@@ -64,7 +64,7 @@ async def main(url: str) -> None:
         print("upload", uploaded.status_code, "balance", balance.json())
         print("home", (await web.get("/")).text)
         assert uploaded.status_code == 202
-        assert balance.json() == {"current": 0, "withdrawn": 0}
+        assert balance.json() == {"current": 0, "withdrawn": 0, "held": 0, "owed": 0}
 
 
 if __name__ == "__main__":

@@ -33,9 +33,11 @@ from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import (
     AccrualReply,
     BalanceView,
+    OrderState,
     OrderView,
     QueueDepth,
     SchemaState,
+    UserAccountView,
     WithdrawalView,
 )
 from gophermart.application.readiness import Readiness
@@ -53,12 +55,15 @@ from gophermart.domain.errors import (
     InvalidInput,
     InvalidOrderNumber,
     LoginTaken,
+    OrderIsFinal,
     OrderOwnedByAnotherUser,
     TooManyAttempts,
+    UnknownLogin,
     UnknownOrder,
     UnknownUser,
     WithdrawalConflict,
 )
+from gophermart.domain.operators import OperatorExists, OperatorName, UnknownOperator
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
@@ -99,9 +104,13 @@ __all__ = [
     "LoginTaken",
     "MigrationFailed",
     "NotOpen",
+    "OperatorExists",
+    "OperatorName",
     "Order",
+    "OrderIsFinal",
     "OrderNumber",
     "OrderOwnedByAnotherUser",
+    "OrderState",
     "OrderStatus",
     "OrderView",
     "Overloaded",
@@ -115,9 +124,12 @@ __all__ = [
     "StoreUnavailable",
     "TooManyAttempts",
     "Unauthenticated",
+    "UnknownLogin",
+    "UnknownOperator",
     "UnknownOrder",
     "UnknownUser",
     "UploadOutcome",
+    "UserAccountView",
     "UserId",
     "WithdrawalConflict",
     "WithdrawalView",

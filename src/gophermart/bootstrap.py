@@ -6,7 +6,7 @@
 :class:`Container` is written once for all of them, against ``store``:
 
 * use cases come one per capability (``users``, ``orders``, ``accounts``,
-  ``queries``, ``operations``), singletons handed the store's unit-of-work factory
+  ``queries``, ``operations``, ``operators``), singletons handed the store's unit-of-work factory
   (``store.uow.provider``) and ports;
 * everything with a life (the store's opening and closing, the argon2 thread pool, the
   accrual HTTP client, the upload listener, the worker task) is a ``Resource``: started
@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +38,16 @@ from gophermart.adapters.stores import memory, sqlite
 from gophermart.application.accounts import Accounts
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.errors import MigrationFailed, StoreMisconfigured, StoreUnavailable
+from gophermart.application.ledger import Corrections, Holds
 from gophermart.application.operations import Operations
+from gophermart.application.operators import Operators
 from gophermart.application.orders import Orders
 from gophermart.application.ports import NoWorkerMetrics, StoreLifecycle
 from gophermart.application.queries import Queries
 from gophermart.application.throttling import LoginThrottle
 from gophermart.application.users import Users
 from gophermart.extras import needs_extra
-from gophermart.settings import Settings, refuse
+from gophermart.settings import ConfigError, Settings, refuse
 
 if TYPE_CHECKING:
     import asyncpg
@@ -155,10 +158,24 @@ class WorkerTask:
 
 
 async def _worker(
-    sync: AccrualSync, wakeup: WakeUp, _listening: object, grace: float = 10.0
+    sync: Callable[[], Any],
+    holds: Holds,
+    wakeup: WakeUp,
+    listening: Callable[[], Any],
+    grace: float = 10.0,
 ) -> AsyncIterator[WorkerTask]:
+    """The worker: expiring holds always, and polling the accrual system when there is
+    one (without its address, orders stay NEW)."""
     stop = asyncio.Event()
-    task = asyncio.create_task(sync.run_until(stop, wakeup.event), name="accrual-sync")
+    jobs = [holds.sweep_until(stop)]
+    try:
+        accrual_sync: AccrualSync | None = await _ready(sync())
+    except ConfigError:  # no accrual system to poll (ACCRUAL_SYSTEM_ADDRESS unset)
+        accrual_sync = None
+    if accrual_sync is not None:
+        await _ready(listening())
+        jobs.append(accrual_sync.run_until(stop, wakeup.event))
+    task = asyncio.create_task(_all(jobs), name="worker")
     try:
         yield WorkerTask(task, stop)
     finally:
@@ -167,6 +184,17 @@ async def _worker(
             await asyncio.wait_for(task, grace)
         except TimeoutError:
             log.warning("accrual worker did not stop within %.0fs; leases will expire", grace)
+
+
+async def _ready(provided: Any) -> Any:
+    """A provider's value: awaited when it has an async resource behind it."""
+    return await provided if inspect.isawaitable(provided) else provided
+
+
+async def _all(jobs: list[Coroutine[Any, Any, None]]) -> None:
+    async with asyncio.TaskGroup() as group:
+        for job in jobs:
+            group.create_task(job)
 
 
 def _token_secret(settings: Settings) -> str:
@@ -178,8 +206,9 @@ def _token_secret(settings: Settings) -> str:
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     #: The chosen store's container (:func:`build`): its ports, and its ``cold`` paths
-    #: (the gate, the throttle's counters, the audit, the queue probe). Typed ``Any``:
-    #: the store container's attributes are only known once one is chosen.
+    #: (the gate, the throttle's counters, the audit, the queue probe, the operators'
+    #: keys). Typed ``Any``: the store container's attributes are only known once one
+    #: is chosen.
     store: Any = providers.DependenciesContainer(cold=providers.DependenciesContainer())
     opened = providers.Resource(_opened, store.lifecycle)
 
@@ -200,6 +229,8 @@ class Container(containers.DeclarativeContainer):
     orders = providers.Singleton(Orders, store.uow.provider, clock, wakeup)
     accounts = providers.Singleton(Accounts, store.uow.provider, clock)
     queries = providers.Singleton(Queries, store.read_model)
+    holds = providers.Singleton(Holds, store.uow.provider, store.read_model, clock)
+    corrections = providers.Singleton(Corrections, store.uow.provider, clock)
     operations = providers.Singleton(
         Operations,
         store.readiness,
@@ -208,6 +239,7 @@ class Container(containers.DeclarativeContainer):
         store.lifecycle,
         clock,
     )
+    operators = providers.Singleton(Operators, store.cold.operators, clock)
 
     # --- the accrual worker ---------------------------------------------------------
     #: What the worker reports; the server overrides it with Prometheus counters.
@@ -226,7 +258,12 @@ class Container(containers.DeclarativeContainer):
     )
     listening = providers.Resource(_listening, store.listener, wakeup)
     worker = providers.Resource(
-        _worker, accrual_sync, wakeup, listening, grace=retry_policy.provided.lease
+        _worker,
+        accrual_sync.provider,
+        holds,
+        wakeup,
+        listening.provider,
+        grace=retry_policy.provided.lease,
     )
 
 

@@ -43,7 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.application.accounts import Accounts
 from gophermart.application.errors import NotOpen
+from gophermart.application.ledger import Corrections, Holds
 from gophermart.application.operations import Operations
+from gophermart.application.operators import Operators
 from gophermart.application.orders import Orders
 from gophermart.application.queries import Queries
 from gophermart.application.users import Users
@@ -146,11 +148,26 @@ class Face:
     balance = Verb(Queries.balance)
     orders = Verb(Queries.orders)
     withdrawals = Verb(Queries.withdrawals)
+    history = Verb(Queries.history)
+    hold = Verb(Holds.hold)
+    capture = Verb(Holds.capture)
+    release = Verb(Holds.release)
+    open_holds = Verb(Holds.open_holds)
+    expire_holds = Verb(Holds.expire_holds)
+    reverse = Verb(Corrections.reverse)
+    refund = Verb(Corrections.refund)
+    adjust = Verb(Corrections.adjust)
     readiness = Verb(Operations.readiness)
     reconcile = Verb(Operations.reconcile)
     queue_depth = Verb(Operations.queue_depth)
     migrate = Verb(Operations.migrate)
     schema = Verb(Operations.schema)
+    add_operator = Verb(Operators.add)
+    revoke_operator = Verb(Operators.revoke)
+    authenticate_operator = Verb(Operators.authenticate)
+    user_by_login = Verb(Queries.user_by_login)
+    order_state = Verb(Queries.order_state)
+    retry_order = Verb(Orders.retry)
 
     # --- opening ---------------------------------------------------------------------
 
@@ -295,11 +312,12 @@ class Gophermart(Face):
     # --- the accrual worker -----------------------------------------------------------
 
     async def start_worker(self) -> asyncio.Task[None]:
-        """Start polling the accrual system (``accrual_address``) in the background of
-        the running event loop. Returns the task; :meth:`stop_worker` ends it."""
+        """Start the worker in the background of the running event loop: it expires
+        holds past their ``expires_at``, and polls the accrual system when
+        ``accrual_address`` is set. Returns the task; :meth:`stop_worker` ends it."""
         if self._state != "open":
             raise NotOpen(_why_not_open(self._state))
-        worker: WorkerTask = await self.container.worker()  # type: ignore[misc]
+        worker: WorkerTask = await self.container.worker()
         return worker.task
 
     async def stop_worker(self) -> None:

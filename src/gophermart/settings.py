@@ -56,7 +56,8 @@ SERVE: Final = "serve"  # `gophermart` with no sub-command
 WORKER: Final = "worker"
 RECONCILE: Final = "reconcile"
 MIGRATE: Final = "migrate"
-EVERY_COMMAND: Final = (SERVE, WORKER, RECONCILE, MIGRATE)
+OPERATOR: Final = "operator"  # `gophermart operator add|revoke NAME`
+EVERY_COMMAND: Final = (SERVE, WORKER, RECONCILE, MIGRATE, OPERATOR)
 
 
 @dataclass(frozen=True, slots=True)

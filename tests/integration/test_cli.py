@@ -54,6 +54,7 @@ def test_help_explains_every_setting() -> None:
         "-r",
         "worker",
         "reconcile",
+        "operator",
         "accrual-sim",
         "GOPHERMART_METRICS",
         "GOPHERMART_LOG_FORMAT",
@@ -241,3 +242,63 @@ def test_two_processes_share_the_port_and_the_secret(tmp_path: Path) -> None:
         assert codes == {200}
     finally:
         assert svc.stop() == 0
+
+
+# --- operators (issue 17) -------------------------------------------------------------
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip() and "[info]" not in line]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_operator_add_prints_the_key_last_and_it_opens_the_admin_routes(tmp_path: Path) -> None:
+    """The real command beside a real server on one database: the key is the last line
+    of what `operator add` prints, alone; the server takes it at once, for /api/admin/
+    only, and refuses it once `operator revoke` ran. Names taken or unknown: one line."""
+    uri = f"sqlite:///{tmp_path}/ops.db"
+    svc = start_service(uri)
+    try:
+        added = run_cli("operator", "add", "night shift", "-d", uri)
+        assert added.returncode == 0, added.stderr
+        *before, key = added.stdout.splitlines()
+        assert key.startswith("gmo_") and len(key) == 47 and key.strip() == key
+        assert key not in "\n".join(before) and key not in added.stderr
+        operator = {"Authorization": f"Bearer {key}"}
+        admin = httpx.get(f"{svc.url}/api/admin/users/nobody", headers=operator, timeout=10)
+        assert admin.status_code == 404, admin.text  # let in: there is no such user
+        shopper = httpx.get(f"{svc.url}/api/user/balance", headers=operator, timeout=10)
+        assert shopper.status_code == 401
+
+        taken = run_cli("operator", "add", "night shift", "-d", uri)
+        assert taken.returncode == 1 and "night shift" in _one_line(taken.stderr)
+        assert "gmo_" not in taken.stdout
+
+        revoked = run_cli("operator", "-d", uri, "revoke", "night shift")
+        assert revoked.returncode == 0, revoked.stderr
+        refused = httpx.get(f"{svc.url}/api/admin/users/nobody", headers=operator, timeout=10)
+        assert refused.status_code == 401
+        unknown = run_cli("operator", "revoke", "night shift", "-d", uri)
+        assert unknown.returncode == 1 and "night shift" in _one_line(unknown.stderr)
+    finally:
+        assert svc.stop() == 0, svc.output()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["add", "ops", "-d", "mysql://root@localhost/db"], "DATABASE_URI"),
+        (["add", "ops", "-d", "memory://"], "DATABASE_URI"),
+        (["revoke", "ops", "--db-timeout", "never"], "GOPHERMART_DB_TIMEOUT"),
+        (["add", "ops"], "gophermart migrate"),  # a database never migrated
+    ],
+)
+def test_operator_refuses_unusable_settings_in_one_line(
+    tmp_path: Path, args: list[str], named: str
+) -> None:
+    result = run_cli("operator", *args, env={"DATABASE_URI": f"sqlite:///{tmp_path}/new.db"})
+    assert result.returncode == 2, result.stderr
+    assert named in _one_line(result.stderr)
+    assert result.stdout == ""

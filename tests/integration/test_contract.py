@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.generation.case import Case
 
-from gophermart import Gophermart
+from gophermart import BlockingGophermart, Gophermart
 from gophermart.entrypoints.http.app import http_app
-from tests.conftest import Service, start_service, throwaway_postgres
+from tests.conftest import TEST_SECRET, Service, start_service, throwaway_postgres
 from tests.integration.seeding import luhn, seed_points
 
 #: Per operation and engine; GOPHERMART_FUZZ_EXAMPLES=1000 for a deeper hunt by hand.
@@ -48,10 +48,13 @@ CHECKS = [
 class Live:
     service: Service
     token: str
+    #: An operator's key (issue 17), made on the service's database: the admin routes'.
+    key: str
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+    def headers_for(self, path: str) -> dict[str, str]:
+        """The credential a route takes: an operator key under /api/admin/, else a token."""
+        credential = self.key if path.startswith("/api/admin/") else self.token
+        return {"Authorization": f"Bearer {credential}"}
 
 
 def _register(url: str, login: str, password: str) -> str:
@@ -67,7 +70,9 @@ def _live(svc: Service) -> Iterator[Live]:
         login = f"fuzz-{uuid.uuid4().hex[:8]}"
         token = _register(svc.url, login, "fuzz password")
         seed_points(svc.database_uri, login, 10**12)  # 10 billion points: withdrawals succeed
-        yield Live(svc, token)
+        with BlockingGophermart.open(svc.database_uri, secret=TEST_SECRET) as beside:
+            key = beside.add_operator(f"fuzz-{uuid.uuid4().hex[:8]}")
+        yield Live(svc, token, key)
     finally:
         code = svc.stop()
         assert code == 0, f"service exited with {code}:\n{svc.output()}"
@@ -122,8 +127,10 @@ def test_the_live_service_serves_the_fuzzed_document(live: Live) -> None:
     database=None,
 )
 def test_every_operation_conforms_to_the_schema(case: Case, live: Live) -> None:
-    # The real token, unless the generated case deliberately sends its own credentials.
-    headers = {} if case.headers and "Authorization" in case.headers else live.headers
+    # The real credential, unless the generated case deliberately sends its own.
+    headers = (
+        {} if case.headers and "Authorization" in case.headers else live.headers_for(case.path)
+    )
     response = case.call(base_url=live.service.url, headers=headers, timeout=30)
     case.validate_response(response, checks=CHECKS, headers=headers)
 
@@ -139,6 +146,17 @@ def test_every_spec_operation_is_fuzzed(api_schema: schemathesis.schemas.BaseSch
         ("GET", "/api/user/balance"),
         ("POST", "/api/user/balance/withdraw"),
         ("GET", "/api/user/withdrawals"),
+        ("GET", "/api/user/history"),
+        ("POST", "/api/user/balance/holds"),
+        ("POST", "/api/user/balance/holds/{hold_id}/capture"),
+        ("POST", "/api/user/balance/holds/{hold_id}/release"),
+        ("GET", "/api/admin/users/{login}"),
+        ("GET", "/api/admin/orders/{number}"),
+        ("POST", "/api/admin/orders/{number}/retry"),
+        ("GET", "/api/admin/users/{login}/history"),
+        ("POST", "/api/admin/users/{login}/adjustments"),
+        ("POST", "/api/admin/orders/{number}/reversals"),
+        ("POST", "/api/admin/withdrawals/{number}/refunds"),
         ("GET", "/livez"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
@@ -175,9 +193,26 @@ def test_the_register_upload_balance_withdraw_flow_conforms(
     step("GET", "/api/user/orders", 200, auth)
     step("GET", "/api/user/withdrawals", 204, auth)
     seed_points(live.service.database_uri, login, 100_000)
-    assert step("GET", "/api/user/balance", 200, auth).json() == {"current": 1000, "withdrawn": 0}
+    assert step("GET", "/api/user/balance", 200, auth).json() == {
+        "current": 1000,
+        "withdrawn": 0,
+        "held": 0,
+        "owed": 0,
+    }
     spend = luhn("8" + uuid.uuid4().int.__str__()[:12])
     step("POST", "/api/user/balance/withdraw", 200, auth, body={"order": spend, "sum": 751})
     step("POST", "/api/user/balance/withdraw", 402, auth, body={"order": luhn("91"), "sum": 751})
-    assert step("GET", "/api/user/balance", 200, auth).json() == {"current": 249, "withdrawn": 751}
+    assert step("GET", "/api/user/balance", 200, auth).json() == {
+        "current": 249,
+        "withdrawn": 751,
+        "held": 0,
+        "owed": 0,
+    }
     step("GET", "/api/user/withdrawals", 200, auth)
+    # an operator looks the user and the order up, and has the order polled again now
+    operator = live.headers_for("/api/admin/")
+    user = step("GET", "/api/admin/users/{login}", 200, operator, path_parameters={"login": login})
+    assert user.json()["current"] == 249
+    on_number = {"number": number}
+    step("GET", "/api/admin/orders/{number}", 200, operator, path_parameters=on_number)
+    step("POST", "/api/admin/orders/{number}/retry", 200, operator, path_parameters=on_number)

@@ -137,6 +137,14 @@ def test_migrate_and_reconcile_work_on_the_core(tmp_path: Path) -> None:
     assert "all balances match the ledger" in reconciled.stdout
 
 
+def test_operator_add_works_on_the_core(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'shop.db'}"
+    assert cli("migrate", "-d", database, cwd=tmp_path).returncode == 0
+    added = cli("operator", "add", "ops", "-d", database, cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.splitlines()[-1].startswith("gmo_")
+
+
 def test_version_is_the_package_s(tmp_path: Path) -> None:
     result = cli("--version", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (0, f"gophermart {gophermart.__version__}\n")

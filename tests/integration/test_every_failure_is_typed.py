@@ -32,11 +32,17 @@ GOOD: dict[str, Any] = {
     "accrual": "1",
     "verdict": AccrualVerdict.PROCESSED,
     "overdue_after": 30.0,
+    "ttl": 900,
+    "hold_id": 1,
+    "reason": "goodwill",
+    "operator": None,
     "amount": "1",
     "limit": 10,
     "before": None,
     "after": None,
     "connection": None,
+    "name": "walker-operator",
+    "key": "gmo_" + "A" * 43,  # well-formed: the store is asked
 }
 ODD: tuple[Any, ...] = (
     None,

@@ -305,6 +305,8 @@ def test_the_api_mounts_under_a_prefix_and_shares_the_hosts_lifespan(
     assert shop.get("/loyalty/api/user/balance", headers={"Authorization": token}).json() == {
         "current": 0,
         "withdrawn": 0,
+        "held": 0,
+        "owed": 0,
     }
     bad = shop.post("/loyalty/api/user/orders", content="12345", headers={"Authorization": token})
     assert bad.status_code == 422 and "error" in bad.json()

@@ -5,12 +5,13 @@ payment fails: both roll back together; or it succeeds: both commit."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from gophermart import Gophermart, InsufficientPoints, InvalidInput, Points
+from gophermart import Gophermart, InsufficientPoints, InvalidInput, OrderNumber, Points
 from gophermart.settings import DatabaseTarget
 from gophermart.testing import loyalty_for_tests
 
@@ -93,6 +94,30 @@ async def test_a_refused_withdrawal_leaves_the_hosts_own_rows_to_the_host(
         await conn.execute(text(f"INSERT INTO shop_orders VALUES ('{SPEND}')"))
     assert await _shop_orders(engine) == sorted([SPEND, SPEND_2])
     assert (await loyalty.balance(alice)).current == Points.exact(100)
+
+
+async def test_an_operator_s_retry_commits_or_rolls_back_with_the_host(
+    shop: tuple[Gophermart, AsyncEngine, int],
+) -> None:
+    loyalty, engine, alice = shop
+    await loyalty.upload_order(alice, UPLOADED)
+    async with loyalty.container.store.uow() as uow:  # as the worker parks an order
+        later = datetime.now(UTC) + timedelta(hours=1)
+        await uow.orders.reschedule(OrderNumber(UPLOADED), later, "parked: why")
+        await uow.commit()
+    with pytest.raises(PaymentFailed):
+        async with engine.begin() as conn:
+            await conn.execute(text(f"INSERT INTO shop_orders VALUES ('{UPLOADED}')"))
+            await loyalty.retry_order(UPLOADED, connection=conn)
+            raise PaymentFailed
+    assert (await loyalty.order_state(UPLOADED)).parked == "parked: why"
+    async with engine.begin() as conn:
+        await conn.execute(text(f"INSERT INTO shop_orders VALUES ('{UPLOADED}')"))
+        await loyalty.retry_order(UPLOADED, connection=conn)
+    assert await _shop_orders(engine) == [UPLOADED]
+    retried = await loyalty.order_state(UPLOADED)
+    assert retried.parked is None
+    assert retried.next_attempt_at is not None and retried.next_attempt_at < later
 
 
 async def test_the_memory_store_has_no_host_transaction_to_join() -> None:

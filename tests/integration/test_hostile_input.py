@@ -130,11 +130,21 @@ def test_a_sum_of_one_and_5000_zeros_is_exactly_one_point(
     body = b'{"order": "' + order.encode() + b'", "sum": 1.' + b"0" * 5000 + b"}"
     response = client.post("/api/user/balance/withdraw", content=body, headers=auth)
     assert response.status_code == 200, response.text
-    assert client.get("/api/user/balance", headers=auth).json() == {"current": 99, "withdrawn": 1}
+    assert client.get("/api/user/balance", headers=auth).json() == {
+        "current": 99,
+        "withdrawn": 1,
+        "held": 0,
+        "owed": 0,
+    }
     # the same request again is a replay of the same 1.00, charged once
     again = client.post("/api/user/balance/withdraw", content=body, headers=auth)
     assert again.status_code == 200
-    assert client.get("/api/user/balance", headers=auth).json() == {"current": 99, "withdrawn": 1}
+    assert client.get("/api/user/balance", headers=auth).json() == {
+        "current": 99,
+        "withdrawn": 1,
+        "held": 0,
+        "owed": 0,
+    }
 
 
 #: Sums no withdrawal can have, as the raw JSON number texts that gave 500s.

@@ -282,7 +282,7 @@ def test_new_account_balance_is_zero(client: httpx.Client) -> None:
     response = client.get("/api/user/balance", headers=auth(token))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
-    assert response.json() == {"current": 0, "withdrawn": 0}
+    assert response.json() == {"current": 0, "withdrawn": 0, "held": 0, "owed": 0}
 
 
 # --- withdrawals ----------------------------------------------------------------
@@ -298,13 +298,20 @@ def test_withdraw_flow_exact_amounts_and_listing(api: Service, client: httpx.Cli
     first, second = luhn("2377225"), luhn(f"88{uuid.uuid4().int % 10**9:09d}")
     ok = client.post("/api/user/balance/withdraw", json={"order": first, "sum": 751}, headers=h)
     assert ok.status_code == 402  # 751 > 729.98: nothing changes
-    assert client.get("/api/user/balance", headers=h).json() == {"current": 729.98, "withdrawn": 0}
+    assert client.get("/api/user/balance", headers=h).json() == {
+        "current": 729.98,
+        "withdrawn": 0,
+        "held": 0,
+        "owed": 0,
+    }
     body = b'{"order": "' + first.encode() + b'", "sum": 0.1}'
     assert client.post("/api/user/balance/withdraw", content=body, headers=h).status_code == 200
     body = b'{"order": "' + second.encode() + b'", "sum": 500.55}'
     assert client.post("/api/user/balance/withdraw", content=body, headers=h).status_code == 200
     balance = client.get("/api/user/balance", headers=h)
-    assert balance.text.replace(" ", "") == '{"current":229.33,"withdrawn":500.65}'
+    assert (
+        balance.text.replace(" ", "") == '{"current":229.33,"withdrawn":500.65,"held":0,"owed":0}'
+    )
     listed = client.get("/api/user/withdrawals", headers=h)
     assert listed.status_code == 200
     items = listed.json()
@@ -342,6 +349,8 @@ def test_withdraw_validation(api: Service, client: httpx.Client) -> None:
         assert client.get("/api/user/balance", headers=auth(token)).json() == {
             "current": 100,
             "withdrawn": 0,
+            "held": 0,
+            "owed": 0,
         }, body
 
 
@@ -374,7 +383,12 @@ def test_identical_withdrawal_is_charged_once_and_a_different_one_conflicts(
         "/api/user/balance/withdraw", json={"order": order, "sum": 30}, headers=auth(other)
     )
     assert stolen.status_code == 409
-    assert client.get("/api/user/balance", headers=h).json() == {"current": 70, "withdrawn": 30}
+    assert client.get("/api/user/balance", headers=h).json() == {
+        "current": 70,
+        "withdrawn": 30,
+        "held": 0,
+        "owed": 0,
+    }
 
 
 def test_concurrent_withdrawals_never_overdraw(api: Service, client: httpx.Client) -> None:
@@ -398,6 +412,8 @@ def test_concurrent_withdrawals_never_overdraw(api: Service, client: httpx.Clien
     assert client.get("/api/user/balance", headers=auth(token)).json() == {
         "current": 0,
         "withdrawn": 100,
+        "held": 0,
+        "owed": 0,
     }
     assert_reconciled(api)
 
@@ -422,6 +438,8 @@ def test_the_same_withdrawal_sent_concurrently_is_charged_once(
     assert client.get("/api/user/balance", headers=auth(token)).json() == {
         "current": 74.5,
         "withdrawn": 25.5,
+        "held": 0,
+        "owed": 0,
     }
     assert len(client.get("/api/user/withdrawals", headers=auth(token)).json()) == 1
     assert_reconciled(api)

@@ -43,6 +43,13 @@ SPEC_ROUTES: dict[tuple[str, str], set[int]] = {
     ("post", "/api/user/balance/withdraw"): {200, 401, 402, 422, 400, 409, 500},
     ("get", "/api/user/withdrawals"): {200, 204, 401, 500},
 }
+#: SPEC.md's "The ledger a shop runs on": the shopper's routes and the statuses it names.
+LEDGER_ROUTES: dict[tuple[str, str], set[int]] = {
+    ("get", "/api/user/history"): {200, 204, 400, 401},
+    ("post", "/api/user/balance/holds"): {200, 201, 400, 401, 402, 409, 422},
+    ("post", "/api/user/balance/holds/{hold_id}/capture"): {200, 401, 404, 409},
+    ("post", "/api/user/balance/holds/{hold_id}/release"): {200, 401, 404, 409},
+}
 PROTECTED = {
     route for route in SPEC_ROUTES if route[1] not in ("/api/user/register", "/api/user/login")
 }
@@ -54,6 +61,51 @@ WITH_A_BODY = {
     ("post", "/api/user/login"),
     ("post", "/api/user/orders"),
     ("post", "/api/user/balance/withdraw"),
+    ("post", "/api/user/balance/holds"),
+}
+#: The operators' routes (SPEC.md, "Operators", issue 17: those that need no new ledger
+#: movement) and the statuses each documents; an operator key opens them (operatorKey).
+ADMIN_ROUTES: dict[tuple[str, str], set[int]] = {
+    ("get", "/api/admin/users/{login}"): {200, 400, 401, 404, 500, 503},
+    ("get", "/api/admin/orders/{number}"): {200, 400, 401, 404, 422, 500, 503},
+    ("post", "/api/admin/orders/{number}/retry"): {200, 400, 401, 404, 409, 422, 500, 503},
+    ("get", "/api/admin/users/{login}/history"): {200, 204, 400, 401, 404, 500, 503},
+    ("post", "/api/admin/users/{login}/adjustments"): {
+        200,
+        400,
+        401,
+        402,
+        404,
+        413,
+        415,
+        422,
+        500,
+        503,
+    },
+    ("post", "/api/admin/orders/{number}/reversals"): {
+        200,
+        400,
+        401,
+        404,
+        409,
+        413,
+        415,
+        422,
+        500,
+        503,
+    },
+    ("post", "/api/admin/withdrawals/{number}/refunds"): {
+        200,
+        400,
+        401,
+        404,
+        409,
+        413,
+        415,
+        422,
+        500,
+        503,
+    },
 }
 #: Served beside the API, for operators: documented too.
 OPERATIONS_ROUTES = {
@@ -71,6 +123,17 @@ OPERATION_IDS = {
     ("get", "/api/user/balance"): "get_balance",
     ("post", "/api/user/balance/withdraw"): "withdraw",
     ("get", "/api/user/withdrawals"): "list_withdrawals",
+    ("get", "/api/user/history"): "get_history",
+    ("post", "/api/user/balance/holds"): "hold",
+    ("post", "/api/user/balance/holds/{hold_id}/capture"): "capture_hold",
+    ("post", "/api/user/balance/holds/{hold_id}/release"): "release_hold",
+    ("get", "/api/admin/users/{login}"): "admin_get_user",
+    ("get", "/api/admin/orders/{number}"): "admin_get_order",
+    ("post", "/api/admin/orders/{number}/retry"): "admin_retry_order",
+    ("get", "/api/admin/users/{login}/history"): "admin_get_history",
+    ("post", "/api/admin/users/{login}/adjustments"): "admin_adjust",
+    ("post", "/api/admin/orders/{number}/reversals"): "admin_reverse",
+    ("post", "/api/admin/withdrawals/{number}/refunds"): "admin_refund",
     ("get", "/livez"): "livez",
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",
@@ -111,7 +174,7 @@ def test_the_document_validates_as_openapi_3_1(document: dict[str, Any]) -> None
 
 def test_every_spec_route_lists_every_status_spec_names(document: dict[str, Any]) -> None:
     paths = document["paths"]
-    for (method, path), codes in SPEC_ROUTES.items():
+    for (method, path), codes in {**SPEC_ROUTES, **LEDGER_ROUTES}.items():
         operation = paths[path][method]
         documented = {int(code) for code in operation["responses"]}
         expected = codes | EVERYWHERE | ({413, 415} if (method, path) in WITH_A_BODY else set())
@@ -123,7 +186,42 @@ def test_every_spec_route_lists_every_status_spec_names(document: dict[str, Any]
             assert response["description"].strip(), f"{method} {path} {code}: no description"
     # and nothing undocumented is served under /api
     served = {(m, p) for p, item in paths.items() for m in item if p.startswith("/api")}
-    assert served == set(SPEC_ROUTES)
+    assert served == set(SPEC_ROUTES) | set(LEDGER_ROUTES) | set(ADMIN_ROUTES)
+
+
+def test_every_admin_route_documents_its_statuses(document: dict[str, Any]) -> None:
+    for (method, path), codes in ADMIN_ROUTES.items():
+        operation = document["paths"][path][method]
+        assert {int(code) for code in operation["responses"]} == codes, path
+        assert operation["tags"] == ["admin"]
+        assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["required"]
+    user = document["paths"]["/api/admin/users/{login}"]["get"]["responses"]["200"]
+    schema = _resolve(document, user["content"]["application/json"]["schema"])
+    assert set(schema["required"]) == {
+        "id",
+        "login",
+        "current",
+        "withdrawn",
+        "held",
+        "owed",
+        "holds",
+    }
+    assert {schema["properties"][p]["type"] for p in ("current", "withdrawn", "held", "owed")} == {
+        "number"
+    }
+    order = document["paths"]["/api/admin/orders/{number}"]["get"]["responses"]["200"]
+    schema = _resolve(document, order["content"]["application/json"]["schema"])
+    assert set(schema["required"]) == {
+        "number",
+        "login",
+        "status",
+        "accrual",
+        "reversed",
+        "attempts",
+        "next_attempt_at",
+        "parked",
+    }
+    assert schema["properties"]["accrual"]["type"] == ["number", "null"]
 
 
 def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +253,7 @@ def test_bodies_are_the_wire_structs_not_any(document: dict[str, Any]) -> None:
     assert props["current"]["type"] == props["withdrawn"]["type"] == "number"
     # SPEC.md's own examples
     assert [e["value"] for e in balance["examples"].values()] == [
-        {"current": 500.5, "withdrawn": 42}
+        {"current": 500.5, "withdrawn": 42, "held": 0, "owed": 0}
     ]
     example = next(iter(orders["examples"].values()))["value"]
     assert example[0] == {
@@ -168,8 +266,13 @@ def test_bodies_are_the_wire_structs_not_any(document: dict[str, Any]) -> None:
     assert _resolve(document, error["schema"])["required"] == ["error"]
 
 
-def test_auth_schemes_bearer_and_cookie(document: dict[str, Any]) -> None:
+def test_auth_schemes_bearer_cookie_and_operator_key(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
+    assert set(schemes) == {"bearer", "cookie", "operatorKey"}
+    assert schemes["operatorKey"]["type"] == "http"
+    assert schemes["operatorKey"]["scheme"] == "bearer"
+    for method, path in ADMIN_ROUTES:  # a key, and only a key
+        assert document["paths"][path][method]["security"] == [{"operatorKey": []}], path
     assert schemes["bearer"]["type"] == "http" and schemes["bearer"]["scheme"] == "bearer"
     assert schemes["cookie"] == {
         **schemes["cookie"],
@@ -195,7 +298,7 @@ def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, 
 
 def test_health_routes_and_metrics_are_documented(document: dict[str, Any]) -> None:
     listed = {(method, path) for method, path, _ in _operations(document)}
-    assert listed == set(SPEC_ROUTES) | OPERATIONS_ROUTES
+    assert listed == set(SPEC_ROUTES) | set(LEDGER_ROUTES) | set(ADMIN_ROUTES) | OPERATIONS_ROUTES
     for method, path in OPERATIONS_ROUTES:
         assert not document["paths"][path][method].get("security"), path  # no token needed
     ready = document["paths"]["/readyz"]["get"]["responses"]
@@ -247,10 +350,18 @@ def test_every_json_body_is_a_named_component(document: dict[str, Any]) -> None:
         assert ref.rsplit("/", 1)[1] in components, f"{where}: dangling {ref}"
     # named after what they are, as a client's classes will be
     assert set(components) == {
+        "AdjustmentRequest",
+        "AdminOrder",
+        "AdminUser",
         "Balance",
+        "CorrectionRequest",
         "Credentials",
+        "Entry",
         "Error",
         "Health",
+        "HoldBody",
+        "HoldRequest",
+        "Movement",
         "NotReady",
         "Order",
         "Readiness",
@@ -371,7 +482,10 @@ def test_swagger_ui_renders_every_route_in_headless_chromium(
     dom = _headless("--dump-dom", page)
     assert dom.returncode == 0, dom.stderr[-2000:]
     rendered = set(re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom.stdout))
-    expected = {path for _, path in set(SPEC_ROUTES) | OPERATIONS_ROUTES}
+    expected = {
+        path
+        for _, path in set(SPEC_ROUTES) | set(LEDGER_ROUTES) | set(ADMIN_ROUTES) | OPERATIONS_ROUTES
+    }
     assert rendered == expected, dom.stdout[-3000:]
     assert "OAS 3.1" in dom.stdout
 

@@ -71,6 +71,6 @@ def test_the_readme_demo_runs_as_written(tmp_path: Path) -> None:
     # access lines land in the same stdout (it is the block's background job): search.
     upload = re.search(r"^202$", out, re.MULTILINE)
     orders = re.search(r'\{"number":"9278923470","status":"PROCESSED",[^}]*"accrual":729.78\b', out)
-    balance = out.find('{"current":729.78,"withdrawn":0}')
+    balance = out.find('{"current":729.78,"withdrawn":0,"held":0,"owed":0}')
     assert upload and orders and balance >= 0, f"stdout:\n{out}\nstderr:\n{err}"
     assert upload.start() < orders.start() < balance, out

@@ -49,8 +49,7 @@ async def test_a_tampered_ledger_is_reported_item_by_item(database_uri: str) -> 
     assert not report.ok
     user = alice.user_id
     assert report.problems == [
-        f"user {user}: balance 679.48 withdrawn 100.5, but the ledger says credits "
-        "736.98 - debits 100.5",
+        f"user {user}: balance 679.48 but its entries add up to 636.48",
         f"order {ORDER}: accrual 729.99 for user {user}, credit 729.98 to user {user}",
         f"credit for order {OTHER} (user {user}) has no PROCESSED order",
     ]
@@ -69,9 +68,7 @@ async def test_the_command_lists_the_mismatches_and_exits_1(database_uri: str) -
         check=False,
     )
     assert result.returncode == 1, result.stderr
-    assert f"user {bob.user_id}: balance 50 withdrawn 0, but the ledger says credits 0" in (
-        result.stdout
-    )
+    assert f"user {bob.user_id}: balance 50 but its entries add up to 0" in result.stdout
     assert "1 problem(s)" in result.stdout
     assert "Traceback" not in result.stderr
 

@@ -20,10 +20,17 @@ from gophermart.adapters.stores.sql.engine import Database
 from gophermart.adapters.stores.sql.gate import SqlAccrualGate
 from gophermart.adapters.stores.sql.schema import metadata
 from gophermart.application.errors import ConcurrentUpdate
-from gophermart.application.ports import AccrualGate, ReadModel, UnitOfWork
+from gophermart.application.ports import (
+    NOT_RECORDED_YET,
+    AccrualGate,
+    OperatorKeys,
+    ReadModel,
+    UnitOfWork,
+)
 from gophermart.bootstrap import build, settle
 from gophermart.domain.accounts import Account, EntryKind
 from gophermart.domain.errors import InsufficientPoints, LoginTaken
+from gophermart.domain.operators import OperatorName
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, UserId
@@ -43,6 +50,7 @@ class Backend:
     read: ReadModel
     gate: AccrualGate
     database: Database | None = None
+    operators: OperatorKeys | None = None
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -74,6 +82,7 @@ async def _store(name: str, uri: str) -> AsyncIterator[Backend]:
             store.read_model(),
             store.cold.gate(),
             store.database() if name != "memory" else None,
+            store.cold.operators(),
         )
     finally:
         shutdown = container.shutdown_resources()
@@ -306,8 +315,8 @@ async def test_a_withdrawal_reads_the_account_and_any_earlier_use_of_the_number(
     await credit(backend, alice, NUMBERS[0], 10_000)
     spent, fresh = OrderNumber(NUMBERS[3]), OrderNumber(NUMBERS[4])
     async with backend.uow() as uow:
-        account, previous = await uow.accounts.for_withdrawal(alice, spent)
-        assert account is not None and previous is None
+        account, previous, held = await uow.accounts.for_withdrawal(alice, spent)
+        assert account is not None and previous is None and not held
         assert (account.user_id, account.balance.cents, account.withdrawn.cents) == (
             alice,
             10_000,
@@ -320,13 +329,13 @@ async def test_a_withdrawal_reads_the_account_and_any_earlier_use_of_the_number(
         seen_by_bob = await uow.accounts.for_withdrawal(bob, spent)
         unknown = await uow.accounts.for_withdrawal(UserId(999_999), fresh)
         alice_again = await uow.accounts.for_withdrawal(alice, fresh)
-    account, previous = seen_by_bob
+    account, previous, _ = seen_by_bob
     assert account is not None and (account.user_id, account.balance.cents) == (bob, 0)
     assert previous is not None
     assert (previous.user_id, previous.amount, previous.at) == (alice, Points(1_250), T0)
     assert is_utc(previous.at)
-    assert unknown == (None, None)
-    account, previous = alice_again
+    assert unknown == (None, None, False)
+    account, previous, _ = alice_again
     assert account is not None and previous is None
     assert (account.balance.cents, account.withdrawn.cents) == (8_750, 1_250)
 
@@ -653,3 +662,121 @@ async def test_schema_constraints_refuse_corrupt_rows(sql_backend: Backend, stat
     with pytest.raises(IntegrityError):
         async with backend.database.write.begin() as conn:
             await conn.execute(text(statement), params)
+
+
+# --- operators (issue 17): their keys, and what they read and retry ------------------
+
+
+async def test_operator_keys_are_kept_by_hash_one_per_name(backend: Backend) -> None:
+    keys = backend.operators
+    assert keys is not None
+    ops, first, second = OperatorName("ops"), "a" * 64, "b" * 64
+    assert await keys.by_hash(first) is None
+    assert await keys.add(ops, first, T0)
+    assert not await keys.add(ops, second, T0)  # the name holds a key: nothing changes
+    stored = await keys.by_hash(first)
+    assert stored is not None
+    assert (stored.name, stored.key_hash, stored.revoked_at) == ("ops", first, None)
+    assert stored.created_at == T0 and is_utc(stored.created_at)
+    assert await keys.by_hash(second) is None
+
+    assert await keys.revoke(ops, T0 + timedelta(hours=1))
+    assert not await keys.revoke(ops, T0 + timedelta(hours=2))  # revoked already
+    assert not await keys.revoke(OperatorName("nobody"), T0)
+    revoked = await keys.by_hash(first)
+    assert revoked is not None and revoked.revoked_at == T0 + timedelta(hours=1)
+
+    assert await keys.add(ops, second, T0 + timedelta(hours=3))  # re-keyed
+    rekeyed = await keys.by_hash(second)
+    assert rekeyed is not None
+    assert (rekeyed.name, rekeyed.revoked_at) == ("ops", None)
+    assert rekeyed.created_at == T0 + timedelta(hours=3)
+    assert await keys.by_hash(first) is None  # the old key is gone with its row
+
+
+async def test_one_of_two_operators_added_at_once_under_one_name_gets_it(
+    backend: Backend,
+) -> None:
+    keys = backend.operators
+    assert keys is not None
+    added = await asyncio.gather(
+        *(keys.add(OperatorName("twin"), str(i) * 64, T0) for i in range(4))
+    )
+    assert sorted(added) == [False, False, False, True]
+
+
+async def test_an_account_is_read_by_its_exact_login(backend: Backend) -> None:
+    alice = await new_user(backend)
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 500_50)
+    view = await backend.read.user_by_login("alice")
+    assert view is not None
+    assert (view.id, view.login) == (alice, "alice")
+    assert (view.current, view.withdrawn) == (Points(500_50), Points(0))
+    assert (view.held, view.owed, tuple(view.holds)) == (NOT_RECORDED_YET, NOT_RECORDED_YET, ())
+    assert await backend.read.user_by_login("Alice") is None  # exact: folding is the use case's
+    assert await backend.read.user_by_login("bob") is None
+
+
+async def test_an_order_state_shows_its_queue_and_why_it_is_parked(backend: Backend) -> None:
+    alice = await new_user(backend)
+    order = await new_order(backend, alice, NUMBERS[0], T0)
+    state = await backend.read.order_state(NUMBERS[0])
+    assert state is not None
+    assert (state.number, state.login, state.status) == (NUMBERS[0], "alice", OrderStatus.NEW)
+    assert (state.accrual, state.attempts, state.parked) == (None, 0, None)
+    assert state.next_attempt_at == T0 and is_utc(state.next_attempt_at)
+    assert state.reversed == NOT_RECORDED_YET
+    assert await backend.read.order_state(NUMBERS[1]) is None
+
+    async def parked_as(why: str | None, at: datetime) -> str | None:
+        async with backend.uow() as uow:
+            await uow.orders.reschedule(order.number, at, why)
+            await uow.commit()
+        found = await backend.read.order_state(NUMBERS[0])
+        assert found is not None and found.next_attempt_at == at
+        return found.parked
+
+    assert await parked_as("its accrual cannot be credited", T0 + timedelta(hours=1)) == (
+        "its accrual cannot be credited"
+    )
+    assert await parked_as(None, T0 + timedelta(seconds=1)) is None  # a plain retry clears it
+    await parked_as("parked again", T0 + timedelta(hours=1))
+    async with backend.uow() as uow:  # a save (a status move) clears it too
+        claimed = await uow.orders.claim_due(T0 + timedelta(hours=1), T0 + timedelta(hours=2), 1)
+        processing = order.apply(AccrualVerdict.PROCESSING, None)
+        assert await uow.orders.save(order, processing, T0 + timedelta(hours=3))
+        await uow.commit()
+    state = await backend.read.order_state(NUMBERS[0])
+    assert state is not None and [c.attempts for c in claimed] == [1]
+    assert (state.status, state.attempts, state.parked) == (OrderStatus.PROCESSING, 1, None)
+
+
+async def test_a_retry_makes_a_waiting_order_due_and_leaves_held_and_final_ones(
+    backend: Backend,
+) -> None:
+    alice = await new_user(backend)
+    waiting, held, final = [await new_order(backend, alice, n, T0) for n in NUMBERS[:3]]
+    hour, soon = T0 + timedelta(hours=1), T0 + timedelta(seconds=5)
+    async with backend.uow() as uow:
+        await uow.orders.reschedule(waiting.number, hour + timedelta(hours=2), "parked")
+        await uow.orders.reschedule(held.number, hour)
+        done = final.move_to(OrderStatus.INVALID)
+        assert await uow.orders.save(final, done, None)
+        await uow.commit()
+    async with backend.uow() as uow:  # a worker holds `held` (lease to T0 + 2 h)
+        await uow.orders.claim_due(hour, T0 + timedelta(hours=2), 1)
+        await uow.commit()
+    before = {n: await backend.read.order_state(n) for n in NUMBERS[:3]}
+    async with backend.uow() as uow:
+        for order in (waiting, held, final):
+            await uow.orders.retry(order.number, soon)
+        await uow.commit()
+    after = {n: await backend.read.order_state(n) for n in NUMBERS[:3]}
+    assert after[NUMBERS[0]] is not None
+    assert (after[NUMBERS[0]].next_attempt_at, after[NUMBERS[0]].parked) == (soon, None)
+    assert after[NUMBERS[1]] == before[NUMBERS[1]]  # the worker's poll decides
+    assert after[NUMBERS[2]] == before[NUMBERS[2]]  # final is final
+    async with backend.uow() as uow:
+        due = await uow.orders.claim_due(soon, soon + timedelta(seconds=10), 10)
+    assert [c.number.value for c in due] == [NUMBERS[0]]

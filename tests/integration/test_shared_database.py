@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gophermart import Gophermart, Points
-from gophermart.adapters.stores.sql.legacy import LEGACY_TABLES
+from gophermart.adapters.stores.sql.legacy import LEGACY_REVISIONS, LEGACY_TABLES
+from gophermart.adapters.stores.sql.migrate import alembic_config
 from gophermart.settings import DatabaseTarget
 from gophermart.testing import TEST_SECRET
 
@@ -90,8 +92,16 @@ async def test_beside_a_shops_tables_and_history(
 
 
 async def _legacy(engine: AsyncEngine) -> None:
-    """What an earlier release left: the same schema without our prefix anywhere (tables,
-    sequences, constraints, indexes), and our history in alembic_version."""
+    """What an earlier release left: its last revision's schema (later migrations
+    undone) without our prefix anywhere (tables, sequences, constraints, indexes), and
+    our history in alembic_version."""
+    async with engine.begin() as conn:
+        await conn.run_sync(
+            lambda sync: command.downgrade(alembic_config(sync), max(LEGACY_REVISIONS))
+        )
+    async with engine.begin() as conn:
+        # Those releases ended at revision 0005: back to it first.
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0005"))
     async with engine.begin() as conn:
         postgres = conn.dialect.name == "postgresql"
         await conn.execute(text("ALTER TABLE gophermart_alembic_version RENAME TO alembic_version"))

@@ -3,6 +3,7 @@ compiled once for asyncpg, parameters in order; SQLite gets exactly its paramete
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gophermart.adapters.stores.postgres import statements as pg
 from gophermart.adapters.stores.postgres.runner import compiled
+from gophermart.adapters.stores.sql import movements as mv
 from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.schema import accrual_gate
 from gophermart.adapters.stores.sqlite.unit_of_work import ADD_ORDER as ADD_ORDER_SQLITE
@@ -41,9 +43,19 @@ def test_each_statement_compiles_once_for_asyncpg_with_numbered_parameters(name:
 
 
 def test_arguments_follow_the_placeholders_and_carry_the_statements_own_literals() -> None:
-    args = compiled(st.FOR_WITHDRAWAL).args({"order_number": "79927398713", "user_id": 7})
-    assert list(args) == [7, "withdrawal", "79927398713"]
-    assert "ledger.kind = $2" in compiled(st.FOR_WITHDRAWAL).sql
+    at = datetime(2026, 12, 6, tzinfo=UTC)
+    params = {"user_id": 7, "order_number": "79927398713", "amount": 5, "at": at, "until": at}
+    args = compiled(mv.ADD_HOLD).args(params)
+    assert list(args) == [7, "79927398713", 5, "open", at, at]  # 'open': the statement's own
+
+
+def test_partial_indexes_predicates_are_written_into_the_sql() -> None:
+    """A kind or a state compared with a bound value would not match the partial unique
+    indexes (``WHERE kind = 'withdrawal'``) in a generic plan of a prepared statement."""
+    sql = compiled(st.FOR_WITHDRAWAL).sql
+    assert "gophermart_ledger.kind = 'withdrawal'" in sql
+    assert "gophermart_holds.state = 'open'" in sql
+    assert list(compiled(st.FOR_WITHDRAWAL).args({"order_number": "1", "user_id": 7})) == ["1", 7]
 
 
 def test_a_one_parameter_statement_passes_one_argument() -> None:

@@ -37,7 +37,7 @@ from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 from gophermart.testing import EventCounter, FrozenClock
 
-StaleView = tuple[Account | None, LedgerEntry | None]
+StaleView = tuple[Account | None, LedgerEntry | None, bool]
 
 ORDER = "12345678903"
 OTHER_ORDER = "9278923470"
@@ -260,7 +260,7 @@ async def test_a_lost_race_reported_by_commit_is_retried_as_a_replay(world: Worl
             await super().__aenter__()
 
             async def stale(user_id: UserId, number: OrderNumber) -> StaleView:
-                return Account(user_id, Points(100_00), Points(0)), None
+                return Account(user_id, Points(100_00), Points(0)), None, False
 
             self.accounts.for_withdrawal = stale  # type: ignore[method-assign]
             return self

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import Clock, HostConnection, UnitOfWorkFactory
-from gophermart.domain.errors import UnknownUser
+from gophermart.domain.errors import HoldConflict, UnknownUser
 from gophermart.domain.orders import OrderNumber
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId, valid_user_id
@@ -54,9 +54,11 @@ class Accounts:
         connection: HostConnection | None,
     ) -> bool:
         async with self._uow(connection) as uow:
-            account, previous = await uow.accounts.for_withdrawal(user_id, number)
+            account, previous, held = await uow.accounts.for_withdrawal(user_id, number)
             if account is None:
                 raise UnknownUser(user_id)
+            if held:  # the order is being paid through a hold: capture it instead
+                raise HoldConflict(number.value, "has an open hold")
             entry = account.withdraw(number, amount, self._clock.now(), previous)
             if entry is None:
                 return False

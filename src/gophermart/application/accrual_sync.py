@@ -374,15 +374,19 @@ class _OrderPoll:
                 self._policy.park,
                 extra={"order": order.number.value},
             )
-        await self._reschedule(order, self._clock.now() + timedelta(seconds=self._policy.park))
+        parked = f"its accrual of {reply.accrual} cannot be credited: {exc}"[:500]
+        at = self._clock.now() + timedelta(seconds=self._policy.park)
+        await self._reschedule(order, at, parked)
 
     async def _retry_later(self, order: ClaimedOrder) -> None:
         self._stats.retried += 1
         await self._reschedule(order, self._clock.now() + self._backoff(order))
 
-    async def _reschedule(self, order: ClaimedOrder, at: datetime) -> None:
+    async def _reschedule(
+        self, order: ClaimedOrder, at: datetime, parked: str | None = None
+    ) -> None:
         async with self._uow() as uow:
-            await uow.orders.reschedule(order.number, at)
+            await uow.orders.reschedule(order.number, at, parked)
             await uow.commit()
 
     def _backoff(self, order: ClaimedOrder) -> timedelta:

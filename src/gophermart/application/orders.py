@@ -11,7 +11,9 @@ from gophermart.application.ports import Clock, HostConnection, OrderEvents, Uni
 from gophermart.domain.errors import (
     IllegalStatusTransition,
     InvalidInput,
+    OrderIsFinal,
     OrderOwnedByAnotherUser,
+    UnknownOrder,
 )
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
 from gophermart.domain.points import Points
@@ -91,3 +93,23 @@ class Orders:
         ):
             raise IllegalStatusTransition(f"order {number} is already {stored.status}")
         return stored
+
+    async def retry(self, number: str, *, connection: HostConnection | None = None) -> None:
+        """An operator's retry: a parked order, or one whose polls keep failing, is
+        polled again within moments instead of at its next backoff (and is no longer
+        parked; if its credit still cannot be applied it is parked again). An order a
+        worker is polling right now is left to it. :class:`gophermart.OrderIsFinal` for
+        a PROCESSED or INVALID order (nothing is changed), :class:`gophermart.UnknownOrder`
+        if nobody uploaded it; :class:`gophermart.InvalidInput` for anything but digits,
+        :class:`gophermart.InvalidOrderNumber` for digits failing the Luhn check.
+        ``connection``: the host's open transaction, which the retry joins."""
+        valid = OrderNumber.named(number)
+        async with self._uow(connection) as uow:
+            order = await uow.orders.get(valid)
+            if order is None:
+                raise UnknownOrder(valid.value)
+            if order.status.is_final:
+                raise OrderIsFinal(valid.value, order.status.value)
+            await uow.orders.retry(valid, self._clock.now())
+            await uow.commit()
+        self._events.order_uploaded()  # wakes this process's worker, if it runs one

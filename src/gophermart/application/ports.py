@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Final, Protocol, Self
 
-from gophermart.domain.accounts import Account, LedgerEntry
+from gophermart.domain.accounts import Account, EntryKind, Hold, HoldState, LedgerEntry
+from gophermart.domain.operators import OperatorName
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, Password, User, UserId
@@ -117,6 +119,16 @@ class OrderRepository(Protocol):
         """Insert a new order, due for polling at once; ``False`` if the number exists."""
         ...
 
+    async def reverse(self, number: OrderNumber, amount: Points) -> Points | None:
+        """Count ``amount`` more as reversed of a PROCESSED order's accrual, if that
+        keeps every reversal of it within the accrual: what is left of it after this
+        one; ``None`` (nothing changed) if it would not."""
+        ...
+
+    async def reversed(self, number: OrderNumber) -> Points:
+        """What reversals took of the order's accrual so far."""
+        ...
+
     async def get(self, number: OrderNumber) -> Order | None: ...
 
     async def save(self, before: Order, after: Order, next_attempt_at: datetime | None) -> bool:
@@ -139,8 +151,19 @@ class OrderRepository(Protocol):
         """
         ...
 
-    async def reschedule(self, number: OrderNumber, at: datetime) -> None:
-        """Set when a non-final order is next polled (no effect on final orders)."""
+    async def reschedule(
+        self, number: OrderNumber, at: datetime, parked: str | None = None
+    ) -> None:
+        """Set when a non-final order is next polled (no effect on final orders).
+
+        ``parked``: why the order is parked (a credit that cannot be applied), shown to
+        operators until the order is saved, rescheduled without a reason, or retried.
+        """
+        ...
+
+    async def retry(self, number: OrderNumber, at: datetime) -> None:
+        """An operator's retry: a non-final order that no worker holds now is due at
+        ``at`` and no longer parked (an order being polled, or final, is left alone)."""
         ...
 
 
@@ -157,9 +180,19 @@ class AccountRepository(Protocol):
 
     async def for_withdrawal(
         self, user_id: UserId, order_number: OrderNumber
-    ) -> tuple[Account | None, LedgerEntry | None]:
-        """``get(user_id)`` and ``withdrawal(order_number)``: what deciding a withdrawal
-        needs, which a store may read in one round trip."""
+    ) -> tuple[Account | None, LedgerEntry | None, bool]:
+        """``get(user_id)``, ``withdrawal(order_number)`` and whether an open hold
+        reserves points for the order: what deciding a withdrawal needs, which a store
+        may read in one round trip."""
+        ...
+
+    async def locked(self, user_id: UserId) -> Account | None:
+        """``get(user_id)``, the account's row locked until the unit of work ends (a
+        store with row locks): what a movement decided on its figures needs."""
+        ...
+
+    async def refunded(self, order_number: OrderNumber) -> Points:
+        """What refunds have given back of the order's withdrawal so far."""
         ...
 
     async def save(self, account: Account) -> None:
@@ -181,12 +214,37 @@ class AccountRepository(Protocol):
         ...
 
 
+class HoldRepository(Protocol):
+    async def add(
+        self, user_id: UserId, order: OrderNumber, amount: Points, at: datetime, until: datetime
+    ) -> Hold:
+        """A new open hold (its id given by the store); :class:`ConcurrentUpdate` if the
+        order has an open hold already (the store's unique index says so)."""
+        ...
+
+    async def get(self, hold_id: int) -> Hold | None: ...
+
+    async def open_for(self, order: OrderNumber) -> Hold | None:
+        """The order's open hold, if it has one."""
+        ...
+
+    async def close(self, hold: Hold, state: HoldState, at: datetime) -> bool:
+        """Move an open hold to ``state``; ``False`` if it was not open any more (another
+        writer closed it first: a hold is closed exactly once)."""
+        ...
+
+    async def due(self, now: datetime, limit: int) -> list[Hold]:
+        """Open holds past their ``expires_at``, oldest first, at most ``limit``."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction. Rolls back on exit unless :meth:`commit` was called."""
 
     users: UserRepository
     orders: OrderRepository
     accounts: AccountRepository
+    holds: HoldRepository
 
     async def __aenter__(self) -> Self: ...
 
@@ -226,10 +284,18 @@ class UnitOfWorkFactory(Protocol):
 # --- the read side: listings skip the domain model --------------------------------
 
 
+NO_POINTS: Final = Points(0)
+
+
 @dataclass(frozen=True, slots=True)
 class BalanceView:
+    """``current``: what can still be spent or held; ``held``: what open holds keep;
+    ``owed``: reversed points that had already been spent, paid off from later credits."""
+
     current: Points
     withdrawn: Points
+    held: Points = NO_POINTS
+    owed: Points = NO_POINTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +311,63 @@ class WithdrawalView:
     order: str
     sum: Points
     processed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryView:
+    """One ledger entry as its owner sees it: ``change`` and ``owed_change`` are signed
+    hundredths (what it did to the balance and to the owed points), ``balance_after`` the
+    balance once it was written. ``id`` is opaque (a page's cursor)."""
+
+    id: str
+    kind: EntryKind
+    order: str | None
+    change: int
+    balance_after: Points
+    owed_change: int
+    reason: str | None
+    operator: str | None
+    hold_id: int | None
+    created_at: datetime
+
+    @property
+    def amount(self) -> Decimal:
+        """``change`` in points, exactly (negative for a debit)."""
+        return Decimal(self.change).scaleb(-2)
+
+
+@dataclass(frozen=True, slots=True)
+class UserAccountView:
+    """A user's account as an operator sees it (``GET /api/admin/users/{login}``)."""
+
+    id: UserId
+    login: str
+    current: Points
+    withdrawn: Points
+    held: Points
+    owed: Points
+    #: The open holds, oldest first.
+    holds: Sequence[Hold] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """An order as an operator sees it (``GET /api/admin/orders/{number}``): where it
+    stands in the accrual queue as well as its status."""
+
+    number: str
+    login: str
+    status: OrderStatus
+    accrual: Points | None
+    #: Polls so far.
+    attempts: int
+    #: When it is next polled (or its lease ends, while a worker polls it); ``None``
+    #: once final.
+    next_attempt_at: datetime | None
+    #: Why the order is parked (its credit cannot be applied), or ``None``.
+    parked: str | None
+    #: What reversals took back of the accrual.
+    reversed: Points
 
 
 class ReadModel(Protocol):
@@ -271,6 +394,57 @@ class ReadModel(Protocol):
     ) -> Sequence[WithdrawalView] | None:
         """Newest first; ``None`` if there is no such user. Pages as :meth:`orders`
         does, ``before`` naming the withdrawal's order number."""
+        ...
+
+    async def history(
+        self, user_id: UserId, limit: int, before: int | None = None
+    ) -> Sequence[HistoryView] | None:
+        """The user's ledger entries, newest first, at most ``limit``, those before the
+        entry ``before`` (an id) when given; ``None`` if there is no such user."""
+        ...
+
+    async def holds(self, user_id: UserId) -> Sequence[Hold] | None:
+        """The user's open holds, oldest first; ``None`` if there is no such user."""
+        ...
+
+    async def user_by_login(self, login: str) -> UserAccountView | None:
+        """The account of the user registered under exactly ``login``; ``None`` if none."""
+        ...
+
+    async def order_state(self, number: str) -> OrderState | None:
+        """The order numbered ``number``, whoever uploaded it; ``None`` if none."""
+        ...
+
+
+# --- operators' keys ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOperator:
+    """An operator as the store keeps it: the name, the hash of the key (never the
+    key), and whether the key was revoked."""
+
+    name: OperatorName
+    key_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class OperatorKeys(Protocol):
+    """Operators' names and the hashes of their keys (a cold path: no shopper's request
+    touches it). Names are unique; a revoked name may be given a new key."""
+
+    async def add(self, name: OperatorName, key_hash: str, at: datetime) -> bool:
+        """Keep ``key_hash`` as ``name``'s key; ``False`` (nothing changed) if ``name``
+        holds an unrevoked key already. A revoked name gets the new key."""
+        ...
+
+    async def revoke(self, name: OperatorName, at: datetime) -> bool:
+        """Revoke ``name``'s key; ``False`` if it holds none (unknown, or revoked)."""
+        ...
+
+    async def by_hash(self, key_hash: str) -> StoredOperator | None:
+        """The operator whose key hashes to ``key_hash``, revoked or not."""
         ...
 
 

@@ -103,9 +103,59 @@ class UnknownUser(DomainError):
         self.user_id = user_id
 
 
+class UnknownLogin(DomainError):
+    """No user is registered under this login (as log-in reads it: ``Login.candidates``)."""
+
+    def __init__(self, login: str) -> None:
+        super().__init__(f"no user has the login {login}")
+        self.login = login
+
+
 class UnknownOrder(DomainError):
     """No order with this number was ever uploaded (or none of the caller's)."""
 
     def __init__(self, order: str, why: str = "was never uploaded") -> None:
         super().__init__(f"order {order} {why}")
         self.order = order
+
+
+class HoldConflict(DomainError):
+    """A hold that cannot be made or moved: the order already has another hold or a
+    withdrawal, a capture after its expiry, a capture of a released hold (or the
+    reverse). ``order`` is the order concerned, ``hold_id`` the hold (when one exists)
+    and ``state`` what it is now. HTTP ``409``."""
+
+    def __init__(self, order: str, why: str, hold_id: int | None = None, state: str = "") -> None:
+        super().__init__(f"order {order}: {why}")
+        self.order = order
+        self.hold_id = hold_id
+        self.state = state
+
+
+class UnknownHold(DomainError):
+    """No hold of this id (of the caller's)."""
+
+    def __init__(self, hold_id: object) -> None:
+        super().__init__(f"no hold {hold_id}")
+        self.hold_id = hold_id
+
+
+class ExceedsOriginal(DomainError):
+    """A reversal beyond what is left of the order's accrual, or a refund beyond what is
+    left of the withdrawal: ``order``, ``requested`` and ``left``. HTTP ``409``."""
+
+    def __init__(self, order: str, requested: Points, left: Points) -> None:
+        super().__init__(f"order {order}: {requested} asked, {left} left")
+        self.order = order
+        self.requested = requested
+        self.left = left
+
+
+class OrderIsFinal(DomainError):
+    """The order's status is final (``PROCESSED`` or ``INVALID``): the accrual system is
+    never asked about it again."""
+
+    def __init__(self, order: str, status: str) -> None:
+        super().__init__(f"order {order} is {status}, which is final")
+        self.order = order
+        self.status = status

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 
-from gophermart.domain.errors import IllegalStatusTransition, InvalidOrderNumber
+from gophermart.domain.errors import IllegalStatusTransition, InvalidInput, InvalidOrderNumber
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 
@@ -52,6 +52,23 @@ class OrderNumber:
         if not luhn_valid(value):
             raise InvalidOrderNumber("order number fails the Luhn check")
         return cls(value)
+
+    @classmethod
+    def named(cls, raw: object) -> OrderNumber:
+        """The number of an order being looked up (an operator's question, a URL's path):
+        anything but 1 to 64 ASCII digits is malformed (:class:`InvalidInput`, no
+        surrounding whitespace either); digits failing the Luhn check are
+        :class:`InvalidOrderNumber`, as at upload."""
+        if not (
+            isinstance(raw, str)
+            and 0 < len(raw) <= MAX_ORDER_NUMBER_LENGTH
+            and raw.isascii()
+            and raw.isdigit()
+        ):
+            raise InvalidInput(
+                f"an order number is 1 to {MAX_ORDER_NUMBER_LENGTH} digits, not {raw!r:.40}"
+            )
+        return cls.parse(raw)
 
     def __str__(self) -> str:
         return self.value

@@ -68,8 +68,9 @@ def create() -> ASGIApp:
     settings = msgspec.json.decode(raw, type=Settings)
     configure_logging(settings.log_level, settings.log_format)
     loyalty = Gophermart.from_settings(replace(settings, migrate=False))  # the CLI did
-    run_worker = settings.run_worker and settings.accrual_address is not None
-    if settings.run_worker and not run_worker:
+    # The worker expires holds whether or not it polls an accrual system.
+    run_worker = settings.run_worker
+    if run_worker and settings.accrual_address is None:
         import logging
 
         logging.getLogger("gophermart").warning(

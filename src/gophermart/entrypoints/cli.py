@@ -4,6 +4,7 @@
     gophermart worker [...]                        run only the accrual worker
     gophermart reconcile [-d URI]                  check balances against the ledger
     gophermart migrate [-d URI] [--sql]            migrate the schema (or print its SQL)
+    gophermart operator add|revoke NAME [-d URI]   make (printing it) or revoke an operator key
     gophermart accrual-sim [...]                   run the accrual system simulator
 
 Every setting comes from a flag, else its environment variable, else a default.
@@ -24,9 +25,11 @@ from dataclasses import replace
 from typing import Any
 
 from gophermart import __version__
+from gophermart.domain.errors import GophermartError
 from gophermart.extras import is_from, needs_extra
 from gophermart.settings import (
     MIGRATE,
+    OPERATOR,
     RECONCILE,
     SERVE,
     WORKER,
@@ -47,6 +50,13 @@ COMMANDS = {
     RECONCILE: "check every balance against the ledger; non-zero exit on mismatch",
     MIGRATE: "bring the database's schema to this release's (what a start does unless "
     "GOPHERMART_MIGRATE=0); --sql prints the SQL instead",
+    OPERATOR: "make or revoke an operator's key, which opens /api/admin/",
+}
+#: What ``gophermart operator`` does with a NAME.
+OPERATOR_ACTIONS = {
+    "add": "make an operator and its key, printed alone on the last line, once (only its "
+    "hash is kept)",
+    "revoke": "revoke an operator's key: it opens nothing from then on",
 }
 
 
@@ -99,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the SQL that migrating an empty database runs, for a DBA; connect to nothing",
     )
+    actions = sub.choices[OPERATOR].add_subparsers(
+        dest="operator_action", metavar="ACTION", required=True
+    )
+    for action, help_text in OPERATOR_ACTIONS.items():
+        parser_of_action = actions.add_parser(action, help=help_text)
+        parser_of_action.add_argument(
+            "operator_name", metavar="NAME", help="the operator's name: 1-64 printable characters"
+        )
+        _add_flags(parser_of_action, OPERATOR, top=False)
     sub.add_parser("accrual-sim", help="run the accrual system simulator", add_help=False)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -231,6 +250,40 @@ def run_migrate(settings: Settings, sql: bool) -> int:
     return 0
 
 
+def run_operator(settings: Settings, action: str, name: str) -> int:
+    """``operator add NAME``: the key alone on the last line of stdout (only its hash is
+    kept); ``operator revoke NAME``. A name taken, unknown or malformed is one line on
+    stderr and exit status 1. The database is not migrated here (as for reconcile)."""
+    from gophermart.facade import Gophermart
+
+    if settings.backend == "memory":
+        refuse("DATABASE_URI", "memory:// keeps nothing: an operator's key needs a database")
+
+    async def act() -> str | None:
+        async with Gophermart.from_settings(replace(settings, migrate=False)) as loyalty:
+            if action == "add":
+                return await loyalty.add_operator(name)
+            await loyalty.revoke_operator(name)
+            return None
+
+    try:
+        key = asyncio.run(act())
+    except ConfigError:
+        raise
+    except GophermartError as exc:
+        print(f"gophermart: {exc}", file=sys.stderr)
+        return 1
+    where = settings.database.display
+    if key is None:
+        print(f"operator {name} revoked on {where}: its key opens nothing from now on")
+    else:
+        print(
+            f"operator {name} added on {where}; its key, shown this once (only its hash is kept):"
+        )
+        print(key)
+    return 0
+
+
 def run_reconcile(settings: Settings) -> int:
     from gophermart.entrypoints.reconcile import run
 
@@ -272,6 +325,8 @@ def _run(argv: list[str]) -> int:
             return run_reconcile(settings)
         if args.command == "migrate":
             return run_migrate(settings, args.sql)
+        if args.command == OPERATOR:
+            return run_operator(settings, args.operator_action, args.operator_name)
         return serve(settings)
     except ConfigError as exc:
         print(f"gophermart: {exc}", file=sys.stderr)

@@ -19,7 +19,10 @@ from gophermart.entrypoints.http.compression import WeightedCompression
 from gophermart.entrypoints.http.controllers import (
     METRICS_PATH,
     AccountsController,
+    AdminController,
+    AdminLedgerController,
     HealthController,
+    LedgerController,
     OrdersController,
     PointsController,
 )
@@ -51,7 +54,15 @@ def http_router(
     )
     return Router(
         path=path,
-        route_handlers=[AccountsController, OrdersController, PointsController, HealthController],
+        route_handlers=[
+            AccountsController,
+            OrdersController,
+            PointsController,
+            LedgerController,
+            AdminController,
+            AdminLedgerController,
+            HealthController,
+        ],
         opt=mount.opt(),  # how the handlers find the facade (mount.py)
         exception_handlers=dict(EXCEPTION_HANDLERS),
         middleware=[DefineMiddleware(StrictQuery), DefineMiddleware(GzipRequestMiddleware)],

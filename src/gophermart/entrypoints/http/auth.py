@@ -13,14 +13,17 @@ ASGI middleware of the controller cost as little, but runs outside Litestar's re
 compression, so its 401s went out uncompressed. A handler's own ``before_request`` would
 replace the controller's, so ``@requires`` refuses a controller that has one.
 
-Today there is one kind of credential, the user's token (:data:`USER_TOKEN`). The
-operator routes to come (``/api/admin/``) take another kind (an operator key): a second
-:class:`Credential` with its own reader and security scheme, required by the admin
-controller in the same way; nothing here changes.
+There are two kinds of credential: the user's token (:data:`USER_TOKEN`, the shopper
+routes) and the operator's key (:data:`OPERATOR_KEY`, ``/api/admin/``), each with its own
+reader and security scheme. Neither opens the other's routes: a key is no token (its
+signature check fails) and a token is no key (it is not even shaped like one). An
+operator key is checked against the database, so its reader is a coroutine; the user's
+token is checked in process and its hook awaits nothing.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -30,6 +33,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import SecurityRequirement, SecurityScheme
 
 from gophermart.application.errors import Unauthenticated
+from gophermart.domain.operators import OperatorName
 from gophermart.domain.users import UserId
 from gophermart.entrypoints.http.mount import mount_of
 
@@ -41,23 +45,33 @@ AnyRequest = Request[Any, Any, Any]
 @dataclass(frozen=True, slots=True)
 class Credential:
     """One kind of credential: how a request presents it (``read``: the principal, or
-    :class:`Unauthenticated`) and how the OpenAPI document names it."""
+    :class:`Unauthenticated`; a plain function or a coroutine function) and how the
+    OpenAPI document names it."""
 
-    read: Callable[[AnyRequest], object]
+    read: Callable[[AnyRequest], object] | Callable[[AnyRequest], Awaitable[object]]
     schemes: Mapping[str, SecurityScheme]
     #: Alternatives: any one of them is enough (OpenAPI's list of requirements).
     security: list[SecurityRequirement] = field(default_factory=list)
 
 
+def _bearer(request: AnyRequest) -> str | None:
+    """The credential of the ``Authorization: Bearer <credential>`` header (``None``
+    without the header; :class:`Unauthenticated` for another scheme or none at all)."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthenticated("expected 'Authorization: Bearer <credential>'")
+    return credential.strip()
+
+
 def _user_from_token(request: AnyRequest) -> UserId:
     """A Bearer header or, without one, the cookie (SPEC.md: "either works")."""
     loyalty = mount_of(request).loyalty
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("expected 'Authorization: Bearer <token>'")
-        return loyalty.authenticate(token.strip())
+    token = _bearer(request)
+    if token is not None:
+        return loyalty.authenticate(token)
     cookie = request.cookies.get(TOKEN_COOKIE)
     if not cookie:
         raise Unauthenticated("missing credentials")
@@ -84,12 +98,49 @@ USER_TOKEN: Final = Credential(
 )
 
 
+async def _operator_from_key(request: AnyRequest) -> OperatorName:
+    """The Bearer header only: a key is never a cookie (no browser session carries it)."""
+    key = _bearer(request)
+    if key is None:
+        raise Unauthenticated("missing operator key: send 'Authorization: Bearer <key>'")
+    return await mount_of(request).loyalty.authenticate_operator(key)
+
+
+OPERATOR_KEY: Final = Credential(
+    read=_operator_from_key,
+    schemes={
+        "operatorKey": SecurityScheme(
+            type="http",
+            scheme="bearer",
+            bearer_format="gmo_…",
+            description="An operator key, made by `gophermart operator add NAME` (shown "
+            "once; revoked by `gophermart operator revoke NAME`). Opens `/api/admin/` only.",
+        ),
+    },
+    security=[{"operatorKey": []}],
+)
+
+
+def operator_of(request: AnyRequest) -> OperatorName:
+    """The operator an admin route's request speaks for (its key's name): what the
+    ledger records on the entries that request causes."""
+    name: OperatorName = request.scope["user"]
+    return name
+
+
 def _authenticating(credential: Credential) -> Callable[[AnyRequest], Awaitable[None]]:
     read = credential.read
+    # OPTIONS is answered by Litestar's own handler (the allowed methods), which it
+    # files under the controller too; it never needed a credential.
+    if inspect.iscoroutinefunction(read):
+
+        async def authenticate_later(request: AnyRequest) -> None:
+            if request.scope["method"] != "OPTIONS":
+                request.scope["user"] = await read(request)
+
+        return authenticate_later
 
     async def authenticate(request: AnyRequest) -> None:
-        # OPTIONS is answered by Litestar's own handler (the allowed methods), which it
-        # files under the controller too; it never needed a credential.
         if request.scope["method"] != "OPTIONS":
             request.scope["user"] = read(request)
 

@@ -18,6 +18,7 @@ from gophermart.application.errors import (
     Unauthenticated,
 )
 from gophermart.domain import errors as domain
+from gophermart.domain.operators import OperatorExists, UnknownOperator
 from gophermart.entrypoints.http.wire import Error, encoder
 
 log = logging.getLogger("gophermart.http")
@@ -35,6 +36,13 @@ STATUS_OF: Mapping[type[Exception], int] = {
     domain.WithdrawalConflict: 409,
     domain.UnknownUser: 401,
     domain.UnknownOrder: 404,
+    domain.UnknownHold: 404,
+    domain.HoldConflict: 409,
+    domain.ExceedsOriginal: 409,
+    domain.UnknownLogin: 404,
+    domain.OrderIsFinal: 409,
+    OperatorExists: 409,
+    UnknownOperator: 404,
     Unauthenticated: 401,
     ConcurrentUpdate: 409,
     StoreUnavailable: 503,  # an outage, logged once by the adapters, not per request

@@ -75,10 +75,13 @@ class Order(msgspec.Struct, omit_defaults=True):
 
 
 class Balance(msgspec.Struct):
-    """Points available now, and the total ever spent."""
+    """Points available now, the total ever spent, what open holds keep, and what is
+    owed (reversed points already spent, paid off first from later credits)."""
 
-    current: Annotated[Decimal, _doc("points available now", type="number")]
-    withdrawn: Annotated[Decimal, _doc("points ever spent", type="number")]
+    current: Annotated[Decimal, _doc("points that can be spent or held now", type="number")]
+    withdrawn: Annotated[Decimal, _doc("points spent (less refunds)", type="number")]
+    held: Annotated[Decimal, _doc("points reserved by open holds", type="number")]
+    owed: Annotated[Decimal, _doc("points owed after a reversal", type="number")]
 
 
 class Withdrawal(msgspec.Struct):
@@ -87,6 +90,142 @@ class Withdrawal(msgspec.Struct):
     order: Annotated[str, _doc("the order the points paid for")]
     sum: Annotated[Decimal, _doc("points spent", type="number")]
     processed_at: Annotated[datetime, _doc("when (RFC 3339)")]
+
+
+ENTRY_KINDS = (
+    "accrual",
+    "withdrawal",
+    "accrual_reversal",
+    "withdrawal_refund",
+    "adjustment",
+    "hold",
+    "hold_release",
+)
+
+
+class Entry(msgspec.Struct, omit_defaults=True):
+    """One ledger entry, as its owner sees it."""
+
+    id: Annotated[str, _doc("opaque; a page's `before`", "1042")]
+    kind: Annotated[str, _doc("what moved the points", enum=list(ENTRY_KINDS))]
+    amount: Annotated[Decimal, _doc("signed: + a credit, - a debit", -20, type="number")]
+    balance_after: Annotated[Decimal, _doc("`current` once this entry was written", type="number")]
+    created_at: Annotated[datetime, _doc("when (RFC 3339)")]
+    order: Annotated[str | None, _doc("the order it concerns, if any", one_of=None)] = None
+    reason: Annotated[str | None, _doc("why, when one was given", one_of=None)] = None
+    owed: Annotated[
+        Decimal | None,
+        _doc("what it added to (+) or paid off (-) the owed points", type="number", one_of=None),
+    ] = None
+
+
+class Movement(msgspec.Struct, omit_defaults=True):
+    """What an operator's correction wrote: the entry as the history shows it (its
+    ``id`` is in the history), and who made it."""
+
+    kind: Annotated[str, _doc("what moved the points", enum=list(ENTRY_KINDS))]
+    amount: Annotated[Decimal, _doc("signed: + a credit, - a debit", type="number")]
+    balance_after: Annotated[Decimal, _doc("`current` once it was written", type="number")]
+    created_at: Annotated[datetime, _doc("when (RFC 3339)")]
+    operator: Annotated[str | None, _doc("the operator key's name", one_of=None)] = None
+    order: Annotated[str | None, _doc("the order it concerns, if any", one_of=None)] = None
+    reason: Annotated[str | None, _doc("why", one_of=None)] = None
+    owed: Annotated[
+        Decimal | None,
+        _doc("what it added to (+) or paid off (-) the owed points", type="number", one_of=None),
+    ] = None
+
+
+class AdjustmentRequest(msgspec.Struct):
+    """An operator's correction of a balance."""
+
+    amount: Annotated[
+        msgspec.Raw,
+        _doc("signed points: + gives, - takes; at most two decimals", -5, type="number"),
+    ]
+    reason: Annotated[str, _doc("why (recorded on the entry)", "goodwill", max_length=500)]
+
+
+class CorrectionRequest(msgspec.Struct):
+    """A reversal or a refund: how much (all that is left without ``sum``) and why."""
+
+    reason: Annotated[str | None, _doc("why (recorded on the entry)", max_length=500)] = None
+    # Raw (the number's own text); absent is an empty Raw: a Raw has no place in a union.
+    sum: Annotated[
+        msgspec.Raw,
+        _doc("points: positive, at most two decimals; all that is left without it", type="number"),
+    ] = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
+
+    def amount(self) -> Points | None:
+        """The sum asked for; ``None`` for all that is left (no ``sum``, or null)."""
+        return None if bytes(self.sum).strip() in (b"", b"null") else parse_sum(self.sum)
+
+
+class HoldRequest(msgspec.Struct):
+    """Points to reserve for an order being paid."""
+
+    order: Annotated[str, _doc("the order being paid: digits passing the Luhn check", "2377225624")]
+    sum: Annotated[
+        msgspec.Raw,
+        _doc("points to reserve: positive, at most two decimals", 100.5, type="number"),
+    ]
+    ttl: Annotated[
+        int, _doc("seconds until it expires unless captured", 900, minimum=1, maximum=86400)
+    ] = 900
+
+
+class HoldBody(msgspec.Struct):
+    """A hold: points reserved for an order until captured, released or expired."""
+
+    id: Annotated[str, _doc("the hold's id (capture and release name it)", "17")]
+    order: Annotated[str, _doc("the order being paid")]
+    sum: Annotated[Decimal, _doc("points reserved", type="number")]
+    expires_at: Annotated[datetime, _doc("when it is released unless captured (RFC 3339)")]
+    state: Annotated[str, _doc("where it is", enum=["open", "captured", "released", "expired"])]
+
+
+class AdminUser(msgspec.Struct):
+    """A user's account, as an operator sees it."""
+
+    id: Annotated[int, _doc("the user's id (the library's verbs take it as user_id)")]
+    login: Annotated[str, _doc("the login, as registered")]
+    current: Annotated[Decimal, _doc("points available now", type="number")]
+    withdrawn: Annotated[Decimal, _doc("points ever spent", type="number")]
+    held: Annotated[Decimal, _doc("points reserved by open holds", type="number")]
+    owed: Annotated[
+        Decimal,
+        _doc("points taken back by reversals that the balance could not cover", type="number"),
+    ]
+    holds: Annotated[list[HoldBody], _doc("the open holds, oldest first")]
+
+
+class AdminOrder(msgspec.Struct):
+    """An order, as an operator sees it: its status and where it stands in the accrual
+    system's queue."""
+
+    number: Annotated[str, _doc("the order number", pattern="^[0-9]+$")]
+    login: Annotated[str, _doc("who uploaded it")]
+    status: Annotated[str, _doc("where the order is", enum=list(ORDER_STATUSES))]
+    accrual: Annotated[
+        Decimal | None,
+        _doc("points credited; null when none were", type=["number", "null"], one_of=None),
+    ]
+    reversed: Annotated[
+        Decimal, _doc("points of the accrual taken back by reversals", type="number")
+    ]
+    attempts: Annotated[int, _doc("polls of the accrual system so far")]
+    next_attempt_at: Annotated[
+        datetime | None,
+        _doc(
+            "when it is next polled (or, while a worker polls it, its lease ends); null once final"
+        ),
+    ]
+    parked: Annotated[
+        str | None,
+        _doc(
+            "why the worker parked it (its credit cannot be applied; asked again hourly), or null"
+        ),
+    ]
 
 
 class Error(msgspec.Struct):
@@ -128,6 +267,24 @@ def decode_withdraw(body: bytes) -> WithdrawalRequest:
     return _decode(_withdraw, body)
 
 
+_hold = msgspec.json.Decoder(HoldRequest)
+_adjustment = msgspec.json.Decoder(AdjustmentRequest)
+_correction = msgspec.json.Decoder(CorrectionRequest)
+
+
+def decode_hold(body: bytes) -> HoldRequest:
+    return _decode(_hold, body)
+
+
+def decode_adjustment(body: bytes) -> AdjustmentRequest:
+    return _decode(_adjustment, body)
+
+
+def decode_correction(body: bytes) -> CorrectionRequest:
+    """An empty body is a correction of all that is left, without a reason."""
+    return _decode(_correction, body) if body.strip() else CorrectionRequest()
+
+
 def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
     """A body, or :class:`InvalidInput` (400) for anything that is not one.
 
@@ -140,6 +297,18 @@ def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:
         raise InvalidInput(f"malformed body: {exc}") from None
     except RecursionError:
         raise InvalidInput("malformed body: nested too deeply") from None
+
+
+def parse_signed(raw: msgspec.Raw) -> Decimal:
+    """A JSON number, exact, either sign (an adjustment): the sign and the hundredths are
+    the domain's to check."""
+    text = bytes(raw).strip()
+    if not text or text[:1] not in b"-0123456789":
+        raise InvalidInput("amount must be a JSON number")
+    try:
+        return Decimal(text.decode("ascii"))
+    except (InvalidOperation, UnicodeDecodeError):
+        raise InvalidAmount("amount is out of range") from None
 
 
 def parse_sum(raw: msgspec.Raw) -> Points:

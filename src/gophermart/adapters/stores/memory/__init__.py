@@ -15,6 +15,7 @@ from dependency_injector import containers, providers
 
 from gophermart.adapters.stores import NoListener
 from gophermart.adapters.stores.memory.gate import MemoryGate
+from gophermart.adapters.stores.memory.operators import MemoryOperatorKeys
 from gophermart.adapters.stores.memory.reads import (
     MemoryLedgerAudit,
     MemoryQueueProbe,
@@ -65,14 +66,15 @@ class AlwaysReady:
 
 
 class ColdPaths(containers.DeclarativeContainer):
-    """What no request's hot path touches: the gate, the throttle's counters, the
-    audit, the queue probe (stores/sql/cold.py is the SQL stores')."""
+    """What no shopper's request touches: the gate, the throttle's counters, the
+    audit, the queue probe, the operators' keys (stores/sql/cold.py is the SQL stores')."""
 
     database = providers.Dependency(instance_of=MemoryDatabase)
     gate = providers.Singleton(MemoryGate)
     throttle_counters = providers.Singleton(MemoryThrottleCounters)
     audit = providers.Singleton(MemoryLedgerAudit, database)
     queue_probe = providers.Singleton(MemoryQueueProbe, database)
+    operators = providers.Singleton(MemoryOperatorKeys)
 
 
 class Store(containers.DeclarativeContainer):

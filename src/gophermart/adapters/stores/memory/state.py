@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gophermart.domain.accounts import EntryKind, LedgerEntry
+from gophermart.domain.accounts import EntryKind, Hold, LedgerEntry
 from gophermart.domain.orders import Order
 from gophermart.domain.users import User, UserId
 
@@ -19,6 +19,8 @@ class QueuedOrder:
     attempts: int = 0
     seq: int = 0
     open_claims: int = 0  # as the SQL column: claims not yet ended by save/reschedule
+    reversed: int = 0  # hundredths of the accrual that reversals took back
+    parked: str | None = None  # as the SQL column: why the worker parked it
 
 
 @dataclass(slots=True)
@@ -27,8 +29,14 @@ class MemoryState:
     logins: dict[str, UserId] = field(default_factory=dict)
     orders: dict[str, QueuedOrder] = field(default_factory=dict)
     balances: dict[UserId, tuple[int, int]] = field(default_factory=dict)  # (balance, withdrawn)
-    ledger: dict[tuple[EntryKind, str], LedgerEntry] = field(default_factory=dict)
+    held_owed: dict[UserId, tuple[int, int]] = field(default_factory=dict)  # (held, owed)
+    #: Every entry by id, in the order written (the SQL ledger's ids)...
+    ledger: dict[int, LedgerEntry] = field(default_factory=dict)
+    #: ... and the accruals and withdrawals by order: once per order, ever.
+    once: dict[tuple[EntryKind, str], LedgerEntry] = field(default_factory=dict)
+    holds: dict[int, Hold] = field(default_factory=dict)
     next_id: int = 1
+    next_entry_id: int = 1
 
 
 class MemoryDatabase:

@@ -17,9 +17,9 @@ from typing import Self
 from gophermart.adapters.stores.memory.state import MemoryDatabase, MemoryState, QueuedOrder
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import ClaimedOrder, HostConnection
-from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
+from gophermart.domain.accounts import Account, EntryKind, Hold, HoldState, LedgerEntry
 from gophermart.domain.errors import InsufficientPoints, InvalidInput, LoginTaken
-from gophermart.domain.orders import Order, OrderNumber
+from gophermart.domain.orders import Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, User, UserId
 
@@ -47,19 +47,26 @@ class _Work:
         return self.state
 
 
+#: The kinds that happen once per order, ever (the SQL ledger's unique indexes).
+ONCE_PER_ORDER = (EntryKind.ACCRUAL, EntryKind.WITHDRAWAL)
+
+
 def _apply(s: MemoryState, entry: LedgerEntry) -> None:
-    key = (entry.kind, entry.order_number.value)
-    if key in s.ledger:
+    key = (entry.kind, entry.order_number.value if entry.order_number else "")
+    if entry.kind in ONCE_PER_ORDER and key in s.once:
         raise ConcurrentUpdate(f"{entry.kind} for {entry.order_number} exists")
+    if entry.user_id not in s.balances:
+        raise LookupError(f"user {entry.user_id} has no account")
     balance, withdrawn = s.balances[entry.user_id]
-    if entry.is_debit:
-        if balance < entry.amount.cents:  # the database's conditional update
-            raise InsufficientPoints(entry.amount)
-        balance, withdrawn = balance - entry.amount.cents, withdrawn + entry.amount.cents
-    else:
-        balance += entry.amount.cents
-    s.balances[entry.user_id] = (balance, withdrawn)
-    s.ledger[key] = entry
+    held, owed = s.held_owed.get(entry.user_id, (0, 0))
+    if balance + entry.change < 0:  # the database's conditional update
+        raise InsufficientPoints(entry.amount)
+    s.balances[entry.user_id] = (balance + entry.change, withdrawn + entry.withdrawn_change)
+    s.held_owed[entry.user_id] = (held + entry.held_change, owed + entry.owed_change)
+    s.ledger[s.next_entry_id] = entry
+    s.next_entry_id += 1
+    if entry.kind in ONCE_PER_ORDER:
+        s.once[key] = entry
 
 
 class _Repository:
@@ -107,6 +114,7 @@ class MemoryOrders(_Repository):
         queued.order = after
         queued.next_attempt_at = None if after.status.is_final else next_attempt_at
         queued.open_claims = 0
+        queued.parked = None
         return True
 
     async def claim_due(
@@ -128,11 +136,71 @@ class MemoryOrders(_Repository):
             )
         return claimed
 
-    async def reschedule(self, number: OrderNumber, at: datetime) -> None:
+    async def reschedule(
+        self, number: OrderNumber, at: datetime, parked: str | None = None
+    ) -> None:
         queued = self._s.orders.get(number.value)
         if queued is not None and not queued.order.status.is_final:
             queued.next_attempt_at = at
             queued.open_claims = 0
+            queued.parked = parked
+
+    async def retry(self, number: OrderNumber, at: datetime) -> None:
+        queued = self._s.orders.get(number.value)
+        if queued is not None and queued.next_attempt_at is not None and not queued.open_claims:
+            queued.next_attempt_at = at
+            queued.parked = None
+
+    async def reverse(self, number: OrderNumber, amount: Points) -> Points | None:
+        queued = self._s.orders.get(number.value)
+        if queued is None or queued.order.status is not OrderStatus.PROCESSED:
+            return None
+        accrual = queued.order.accrual.cents if queued.order.accrual else 0
+        if queued.reversed + amount.cents > accrual:
+            return None
+        queued.reversed += amount.cents
+        return Points(accrual - queued.reversed)
+
+    async def reversed(self, number: OrderNumber) -> Points:
+        queued = self._s.orders.get(number.value)
+        return Points(queued.reversed if queued else 0)
+
+
+def _open_hold(s: MemoryState, order: OrderNumber) -> Hold | None:
+    return next(
+        (h for h in s.holds.values() if h.order_number == order and h.state is HoldState.OPEN),
+        None,
+    )
+
+
+class MemoryHolds(_Repository):
+    async def add(
+        self, user_id: UserId, order: OrderNumber, amount: Points, at: datetime, until: datetime
+    ) -> Hold:
+        if _open_hold(self._s, order) is not None:
+            raise ConcurrentUpdate(f"order {order} has an open hold")
+        hold = Hold(len(self._s.holds) + 1, user_id, order, amount, HoldState.OPEN, at, until)
+        self._s.holds[hold.id] = hold
+        return hold
+
+    async def get(self, hold_id: int) -> Hold | None:
+        return self._s.holds.get(hold_id)
+
+    async def open_for(self, order: OrderNumber) -> Hold | None:
+        return _open_hold(self._s, order)
+
+    async def close(self, hold: Hold, state: HoldState, at: datetime) -> bool:
+        current = self._s.holds.get(hold.id)
+        if current is None or current.state is not HoldState.OPEN:
+            return False
+        self._s.holds[hold.id] = current.closed(state, at)
+        return True
+
+    async def due(self, now: datetime, limit: int) -> list[Hold]:
+        due = [
+            h for h in self._s.holds.values() if h.state is HoldState.OPEN and h.expires_at <= now
+        ]
+        return sorted(due, key=lambda h: (h.expires_at, h.id))[:limit]
 
 
 class MemoryAccounts(_Repository):
@@ -143,15 +211,29 @@ class MemoryAccounts(_Repository):
         figures = self._s.balances.get(user_id)
         if figures is None:
             return None
-        return Account(user_id, Points(figures[0]), Points(figures[1]))
+        held, owed = self._s.held_owed.get(user_id, (0, 0))
+        return Account(user_id, Points(figures[0]), Points(figures[1]), Points(held), Points(owed))
+
+    async def locked(self, user_id: UserId) -> Account | None:
+        return await self.get(user_id)  # the unit of work holds the store's lock
 
     async def withdrawal(self, order_number: OrderNumber) -> LedgerEntry | None:
-        return self._s.ledger.get((EntryKind.WITHDRAWAL, order_number.value))
+        return self._s.once.get((EntryKind.WITHDRAWAL, order_number.value))
+
+    async def refunded(self, order_number: OrderNumber) -> Points:
+        return Points(
+            sum(
+                e.amount.cents
+                for e in self._s.ledger.values()
+                if e.kind is EntryKind.WITHDRAWAL_REFUND and e.order_number == order_number
+            )
+        )
 
     async def for_withdrawal(
         self, user_id: UserId, order_number: OrderNumber
-    ) -> tuple[Account | None, LedgerEntry | None]:
-        return await self.get(user_id), await self.withdrawal(order_number)
+    ) -> tuple[Account | None, LedgerEntry | None, bool]:
+        held = _open_hold(self._s, order_number) is not None
+        return await self.get(user_id), await self.withdrawal(order_number), held
 
     async def save(self, account: Account) -> None:
         """Records the entries only (module docstring)."""
@@ -170,6 +252,7 @@ class MemoryUnitOfWork:
         self.users = MemoryUsers(self._work)
         self.orders = MemoryOrders(self._work)
         self.accounts = MemoryAccounts(self._work)
+        self.holds = MemoryHolds(self._work)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:

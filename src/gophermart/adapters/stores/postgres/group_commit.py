@@ -63,7 +63,7 @@ async def debit_one(runner: Runner, entry: LedgerEntry) -> bool:
 def _batch_params(entries: Sequence[LedgerEntry]) -> dict[str, list[object]]:
     return {
         "users": [e.user_id for e in entries],
-        "numbers": [e.order_number.value for e in entries],
+        "numbers": [e.number for e in entries],
         "amounts": [e.amount.cents for e in entries],
         "ats": [e.at for e in entries],
     }
@@ -228,7 +228,7 @@ class PgGroupCommit:
         later: list[_Debit] = []
         for debit in batch:  # the same number twice: the next batch sees what the first did
             debit.outcome = None
-            number = debit.entry.order_number.value
+            number = debit.entry.number
             (later if number in numbers else sent).append(debit)
             numbers.add(number)
         params = _batch_params([d.entry for d in sent])

@@ -32,12 +32,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from gophermart.adapters.stores.sql.schema import accounts, ledger, orders
+from gophermart.adapters.stores.sql.schema import IS_OPEN, accounts, holds, ledger, orders
 from gophermart.adapters.stores.sql.statements import (
     ACCOUNT_FIGURES,
     CREDIT_CHANGE,
     ENTRY_VALUES,
     IS_WITHDRAWAL,
+    MOVE_CHANGE,
     ORDER_VIEW,
     WITHDRAWAL_ENTRY,
     Statement,
@@ -81,6 +82,9 @@ def _entry_moving(change: Update) -> Insert:
 
 
 CREDIT_ENTRY = Statement(_entry_moving(CREDIT_CHANGE))
+#: Any other movement (a hold, a refund, an adjustment ...): the entry and its change of
+#: every figure (MOVE_CHANGE), one statement.
+MOVE_ENTRY = Statement(_entry_moving(MOVE_CHANGE))
 
 #: FOR_WITHDRAWAL for many (user, order number) pairs at once (coalesced:
 #: group_commit.py): each asked pair, then its FOR_WITHDRAWAL row.
@@ -108,12 +112,14 @@ _earlier = (
     .limit(1)
     .lateral("earlier")
 )
+_held = exists().where(and_(holds.c.order_number == _asked.c.order_number, IS_OPEN)).label("held")
 FOR_WITHDRAWALS = Statement(
     select(
         _asked.c.user_id,
         _asked.c.order_number,
         *_their_account.c,
         *_earlier.c,
+        _held,
     ).select_from(_asked.outerjoin(_their_account, true()).outerjoin(_earlier, true()))
 )
 
@@ -230,7 +236,7 @@ def _landed(walk: CTE) -> CTE:
             .select_from(_ranked.join(walk, walk.c.seq == _ranked.c.seq))
             .where(walk.c.ok),
         )
-        .on_conflict_do_nothing(index_elements=[ledger.c.kind, ledger.c.order_number])
+        .on_conflict_do_nothing(index_elements=[ledger.c.order_number], index_where=IS_WITHDRAWAL)
         .returning(ledger.c.user_id, ledger.c.order_number, ledger.c.amount)
         .cte("landed")
     )

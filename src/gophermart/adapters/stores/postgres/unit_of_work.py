@@ -44,7 +44,7 @@ from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.runners import Row, Runner
 from gophermart.adapters.stores.sql.session import HostUnitOfWork, Session, SessionUnitOfWork
 from gophermart.application.ports import HostConnection, UnitOfWork
-from gophermart.domain.accounts import LedgerEntry
+from gophermart.domain.accounts import EntryKind, LedgerEntry
 from gophermart.domain.orders import OrderNumber
 from gophermart.domain.users import UserId
 
@@ -54,7 +54,8 @@ async def record_entry(runner: Runner, entry: LedgerEntry) -> bool:
     batch (of one)."""
     if entry.is_debit:
         return await debit_one(runner, entry)
-    return await runner.fetchval(pg.CREDIT_ENTRY, st.entry_params(entry)) is not None
+    moving = pg.CREDIT_ENTRY if entry.kind is EntryKind.ACCRUAL else pg.MOVE_ENTRY
+    return await runner.fetchval(moving, st.entry_params(entry)) is not None
 
 
 def within(conn: HostConnection, schema: str | None = None) -> UnitOfWork:

@@ -8,39 +8,119 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, case, cast, func, or_, select
+from sqlalchemy import BigInteger, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gophermart.adapters.stores.sql.schema import accounts, ledger, orders
-from gophermart.application.reconcile import ReconcileReport
-from gophermart.domain.accounts import EntryKind
+from gophermart.adapters.stores.sql.schema import IS_OPEN, accounts, holds, ledger, of_kind, orders
+from gophermart.adapters.stores.sql.statements import effect
+from gophermart.application.reconcile import FIGURES, ReconcileReport, figures_differ
+from gophermart.domain.accounts import BALANCE, HELD, WITHDRAWN, EntryKind
 from gophermart.domain.points import Points
 
 
-def _sum_of(kind: EntryKind) -> Any:
-    amount = case((ledger.c.kind == kind.value, ledger.c.amount), else_=0)
-    return cast(func.coalesce(func.sum(amount), 0), BigInteger)
+def _total(column: Any) -> Any:
+    return cast(func.coalesce(func.sum(column), 0), BigInteger)
 
 
 _per_user = (
     select(
         ledger.c.user_id,
-        _sum_of(EntryKind.ACCRUAL).label("credits"),
-        _sum_of(EntryKind.WITHDRAWAL).label("debits"),
+        _total(effect(ledger, BALANCE)).label("balance"),
+        _total(effect(ledger, WITHDRAWN)).label("withdrawn"),
+        _total(effect(ledger, HELD)).label("held"),
+        _total(ledger.c.owed_change).label("owed"),
     )
     .group_by(ledger.c.user_id)
     .subquery("per_user")
 )
-_credits = cast(func.coalesce(_per_user.c.credits, 0), BigInteger)
-_debits = cast(func.coalesce(_per_user.c.debits, 0), BigInteger)
+_open_holds = (
+    select(holds.c.user_id, _total(holds.c.amount).label("held"))
+    .where(IS_OPEN)
+    .group_by(holds.c.user_id)
+    .subquery("open_holds")
+)
+_figures = FIGURES
+_from_ledger = [cast(func.coalesce(_per_user.c[f], 0), BigInteger) for f in _figures]
+_in_holds = cast(func.coalesce(_open_holds.c.held, 0), BigInteger)
 
-#: Accounts whose figures are not what their ledger entries add up to.
+#: Accounts whose figures are not what their ledger entries add up to (each figure),
+#: or whose held points are not their open holds'.
 BALANCES = (
-    select(accounts.c.user_id, accounts.c.balance, accounts.c.withdrawn, _credits, _debits)
-    .select_from(accounts.outerjoin(_per_user, _per_user.c.user_id == accounts.c.user_id))
-    .where(or_(accounts.c.balance != _credits - _debits, accounts.c.withdrawn != _debits))
+    select(
+        accounts.c.user_id,
+        *(accounts.c[f] for f in _figures),
+        *_from_ledger,
+        _in_holds,
+    )
+    .select_from(
+        accounts.outerjoin(_per_user, _per_user.c.user_id == accounts.c.user_id).outerjoin(
+            _open_holds, _open_holds.c.user_id == accounts.c.user_id
+        )
+    )
+    .where(
+        or_(
+            *(accounts.c[f] != total for f, total in zip(_figures, _from_ledger, strict=True)),
+            accounts.c.held != _in_holds,
+        )
+    )
     .order_by(accounts.c.user_id)
 )
+
+_reversal = ledger.alias("reversal")
+_reversed = (
+    select(
+        _reversal.c.order_number,
+        _total(_reversal.c.amount + _reversal.c.owed_change).label("reversed"),
+    )
+    .where(
+        and_(of_kind(_reversal, EntryKind.ACCRUAL_REVERSAL), _reversal.c.order_number.is_not(None))
+    )
+    .group_by(_reversal.c.order_number)
+    .subquery("reversals")
+)
+#: Orders whose ``reversed`` is not what their reversal entries took (from the balance
+#: and as owed together).
+REVERSALS = (
+    select(
+        orders.c.number, orders.c.reversed, cast(func.coalesce(_reversed.c.reversed, 0), BigInteger)
+    )
+    .select_from(orders.outerjoin(_reversed, _reversed.c.order_number == orders.c.number))
+    .where(orders.c.reversed != func.coalesce(_reversed.c.reversed, 0))
+    .order_by(orders.c.number)
+)
+
+_refund = ledger.alias("refund")
+_spent = ledger.alias("spent")
+#: Withdrawals refunded beyond their amount.
+OVER_REFUNDED = (
+    select(_spent.c.order_number, _spent.c.amount, _total(_refund.c.amount))
+    .select_from(
+        _spent.join(
+            _refund,
+            and_(
+                of_kind(_refund, EntryKind.WITHDRAWAL_REFUND),
+                _refund.c.order_number == _spent.c.order_number,
+            ),
+        )
+    )
+    .where(of_kind(_spent, EntryKind.WITHDRAWAL))
+    .group_by(_spent.c.order_number, _spent.c.amount)
+    .having(_total(_refund.c.amount) > _spent.c.amount)
+)
+
+_release = ledger.alias("release")
+#: Holds whose entries do not say what their state says: one hold entry always, and one
+#: release exactly when the hold is closed (captured, released or expired).
+HOLD_ENTRIES = select(
+    holds.c.id,
+    holds.c.state,
+    select(func.count())
+    .where(and_(of_kind(ledger, EntryKind.HOLD), ledger.c.hold_id == holds.c.id))
+    .scalar_subquery(),
+    select(func.count())
+    .where(and_(of_kind(_release, EntryKind.HOLD_RELEASE), _release.c.hold_id == holds.c.id))
+    .scalar_subquery(),
+).order_by(holds.c.id)
 
 _processed = orders.c.status == "PROCESSED"
 _credit = ledger.alias("credit")
@@ -51,7 +131,7 @@ UNCREDITED = (
         orders.outerjoin(
             _credit,
             and_(
-                _credit.c.kind == EntryKind.ACCRUAL.value,
+                of_kind(_credit, EntryKind.ACCRUAL),
                 _credit.c.order_number == orders.c.number,
             ),
         )
@@ -76,7 +156,7 @@ ORPHAN_CREDITS = (
     .select_from(ledger.outerjoin(orders, orders.c.number == ledger.c.order_number))
     .where(
         and_(
-            ledger.c.kind == EntryKind.ACCRUAL.value,
+            of_kind(ledger, EntryKind.ACCRUAL),
             or_(orders.c.id.is_(None), orders.c.status != "PROCESSED"),
         )
     )
@@ -93,8 +173,15 @@ COUNTS = select(
 )
 
 
-def _pts(cents: int) -> Points:
-    return Points(int(cents))
+def _pts(cents: int) -> str:
+    """Hundredths as points; a negative sum (a corrupt ledger) is shown, not refused."""
+    cents = int(cents)
+    return f"-{Points(-cents)}" if cents < 0 else str(Points(cents))
+
+
+def _figures_differ(row: Any) -> str:
+    user_id, *figures = row
+    return figures_differ(user_id, figures[:4], figures[4:8], figures[8])
 
 
 class SqlLedgerAudit:
@@ -110,11 +197,22 @@ class SqlLedgerAudit:
         problems: list[str] = []
         async with engine.connect() as conn:
             counts = (await conn.execute(COUNTS)).one()
-            for user_id, balance, withdrawn, credits, debits in await conn.execute(BALANCES):
+            for row in await conn.execute(BALANCES):
+                problems.append(_figures_differ(row))
+            for number, stored, summed in await conn.execute(REVERSALS):
                 problems.append(
-                    f"user {user_id}: balance {_pts(balance)} withdrawn {_pts(withdrawn)}, "
-                    f"but the ledger says credits {_pts(credits)} - debits {_pts(debits)}"
+                    f"order {number}: reversed {_pts(stored)}, its reversals say {_pts(summed)}"
                 )
+            for number, amount, refunded in await conn.execute(OVER_REFUNDED):
+                problems.append(
+                    f"withdrawal for order {number}: {_pts(amount)}, refunded {_pts(refunded)}"
+                )
+            for hold_id, state, taken, released in await conn.execute(HOLD_ENTRIES):
+                if taken != 1 or released != (0 if state == "open" else 1):
+                    problems.append(
+                        f"hold {hold_id} is {state} with {taken} hold and {released} release "
+                        "entries"
+                    )
             for number, owner, accrual, credited_user, credited in await conn.execute(UNCREDITED):
                 if credited is None:
                     problems.append(f"order {number}: PROCESSED with points but never credited")

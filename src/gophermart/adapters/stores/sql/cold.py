@@ -1,7 +1,7 @@
 """The cold paths both SQL stores run the same way, on SQLAlchemy Core over their
-engines: the accrual gate, the login throttle's counters, the ledger audit and the
-queue probe (no request's hot path touches them). Each SQL store includes this
-container as its ``cold`` part, with its own engines and guard."""
+engines: the accrual gate, the login throttle's counters, the ledger audit, the
+queue probe and the operators' keys (no shopper's request touches them). Each SQL
+store includes this container as its ``cold`` part, with its own engines and guard."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gophermart.adapters.stores.guard import DatabaseGuard, guarded
 from gophermart.adapters.stores.sql.audit import SqlLedgerAudit
 from gophermart.adapters.stores.sql.gate import SqlAccrualGate
+from gophermart.adapters.stores.sql.operators import SqlOperatorKeys
 from gophermart.adapters.stores.sql.probe import SqlQueueProbe
 from gophermart.adapters.stores.sql.throttle import SqlThrottleCounters
 
@@ -31,3 +32,7 @@ class SqlColdPaths(containers.DeclarativeContainer):
         guarded, providers.Singleton(SqlLedgerAudit, read), guard, long=True
     )
     queue_probe = providers.Singleton(guarded, providers.Singleton(SqlQueueProbe, read), guard)
+    # Operators' keys: each admin request reads one (behind the guard, like a request's).
+    operators = providers.Singleton(
+        guarded, providers.Singleton(SqlOperatorKeys, write, read), guard
+    )

@@ -15,10 +15,19 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gophermart.adapters.stores.sql import movements as mv
 from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.runners import Row, SqlRunner
-from gophermart.application.ports import BalanceView, OrderView, WithdrawalView
+from gophermart.application.ports import (
+    BalanceView,
+    HistoryView,
+    OrderState,
+    OrderView,
+    UserAccountView,
+    WithdrawalView,
+)
 from gophermart.application.queries import Queries
+from gophermart.domain.accounts import Hold
 from gophermart.domain.users import UserId
 
 #: How many orders one statement reads: a whole list is read a chunk at a time (by
@@ -72,6 +81,33 @@ class Reads(ABC):
         self, user_id: UserId, limit: int | None = None, before: str | None = None
     ) -> Sequence[WithdrawalView] | None:
         return await self._listing(WITHDRAWALS, user_id, limit, before)
+
+    async def history(
+        self, user_id: UserId, limit: int, before: int | None = None
+    ) -> Sequence[HistoryView] | None:
+        params: dict[str, object] = {"user_id": user_id, "limit": limit}
+        if before is None:
+            rows = await self._fetch(mv.HISTORY_PAGE, params)
+        else:
+            rows = await self._fetch(mv.HISTORY_PAGE_BEFORE, {**params, "before": before})
+        if not rows:  # not even the account's row: no such user
+            return None
+        return [mv.history_view(row) for row in rows if st.is_listed(row)]
+
+    async def holds(self, user_id: UserId) -> Sequence[Hold] | None:
+        if await self.balance(user_id) is None:
+            return None
+        return [
+            mv.hold_of(row) for row in await self._fetch(mv.OPEN_HOLDS_OF, {"user_id": user_id})
+        ]
+
+    async def user_by_login(self, login: str) -> UserAccountView | None:
+        row = await self._fetchrow(st.USER_ACCOUNT, {"login": login})
+        return st.user_account_view(row) if row is not None else None
+
+    async def order_state(self, number: str) -> OrderState | None:
+        row = await self._fetchrow(st.ORDER_STATE, {"number": number})
+        return st.order_state(row) if row is not None else None
 
     async def _listing(
         self, listing: Listing[V], user_id: UserId, limit: int | None, before: str | None

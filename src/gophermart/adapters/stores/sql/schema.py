@@ -6,10 +6,13 @@ ledger entry per (kind, order), non-negative balances, positive amounts.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -17,7 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
+    literal_column,
     text,
 )
 
@@ -61,10 +64,16 @@ accounts = Table(
     named("accounts"),
     metadata,
     Column("user_id", Id, ForeignKey(USERS_ID), primary_key=True, autoincrement=False),
+    # What can be spent or held ("current"), what was spent, what open holds keep, and
+    # what reversals took beyond the balance (paid off first from later credits).
     Column("balance", BigInteger, nullable=False, server_default="0"),
     Column("withdrawn", BigInteger, nullable=False, server_default="0"),
+    Column("held", BigInteger, nullable=False, server_default="0"),
+    Column("owed", BigInteger, nullable=False, server_default="0"),
     CheckConstraint("balance >= 0", name="balance_not_negative"),
     CheckConstraint("withdrawn >= 0", name="withdrawn_not_negative"),
+    CheckConstraint("held >= 0", name="held_not_negative"),
+    CheckConstraint("owed >= 0", name="owed_not_negative"),
 )
 
 ORDER_STATUSES = ("NEW", "PROCESSING", "INVALID", "PROCESSED")
@@ -85,10 +94,18 @@ orders = Table(
     # still open took the order over after that claim's lease ran out (a worker died, or
     # failed, holding it): the crash pickups gophermart_accrual_lease_expired counts.
     Column("open_claims", Integer, nullable=False, server_default="0"),
+    # What reversals took back of the accrual (never more than it).
+    Column("reversed", BigInteger, nullable=False, server_default="0"),
+    # Why the worker parked the order (its credit cannot be applied), shown to operators;
+    # NULL once it is saved, rescheduled without a reason, or retried (migration 0007).
+    Column("parked", Text, nullable=True),
     CheckConstraint("status IN ('NEW', 'PROCESSING', 'INVALID', 'PROCESSED')", name="status_known"),
     CheckConstraint("accrual IS NULL OR (status = 'PROCESSED' AND accrual > 0)", name="accrual"),
     CheckConstraint(
         "(status IN ('INVALID', 'PROCESSED')) = (next_attempt_at IS NULL)", name="final_not_queued"
+    ),
+    CheckConstraint(
+        "reversed >= 0 AND reversed <= COALESCE(accrual, 0)", name="reversed_within_accrual"
     ),
     Index(f"ix_{named('orders')}_user_id_uploaded_at", "user_id", "uploaded_at", "id"),
     Index(
@@ -99,21 +116,91 @@ orders = Table(
     ),
 )
 
-ENTRY_KINDS = ("accrual", "withdrawal")
+ENTRY_KINDS = (
+    "accrual",
+    "withdrawal",
+    "accrual_reversal",
+    "withdrawal_refund",
+    "adjustment",
+    "hold",
+    "hold_release",
+)
+_KINDS_SQL = ", ".join(f"'{k}'" for k in ENTRY_KINDS)
+
+
+def of_kind(table: Any, kind: str) -> ColumnElement[bool]:
+    """``table.kind = '<kind>'`` with the kind written into the SQL, not bound: a partial
+    index (``WHERE kind = 'withdrawal'``) serves only a predicate the planner can see
+    matches it, in every plan of a statement prepared once."""
+    column: ColumnElement[str] = table.c.kind
+    return column == literal_column(f"'{kind}'")
+
+
+def _once_per_order(kind: str) -> Index:
+    """An order is credited once, and paid with points once: ever."""
+    only = text(f"kind = '{kind}'")
+    return Index(
+        f"uq_{named('ledger')}_{kind}_order",
+        "order_number",
+        unique=True,
+        postgresql_where=only,
+        sqlite_where=only,
+    )
+
 
 ledger = Table(
     named("ledger"),
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("user_id", Id, ForeignKey(USERS_ID), nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("order_number", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("order_number", String(64), nullable=True),  # an adjustment names none
+    # A magnitude, signed by the kind (EntryKind.sign), but an adjustment's: signed.
     Column("amount", BigInteger, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    CheckConstraint("kind IN ('accrual', 'withdrawal')", name="kind_known"),
-    CheckConstraint("amount > 0", name="amount_positive"),
-    UniqueConstraint("kind", "order_number"),
+    # What the entry added to (or paid off) the account's owed points.
+    Column("owed_change", BigInteger, nullable=False, server_default="0"),
+    Column("reason", String(500), nullable=True),
+    Column("operator", String(64), nullable=True),  # the operator key's name, if one
+    Column("hold_id", Id, nullable=True),  # a hold's and its release's hold
+    CheckConstraint(f"kind IN ({_KINDS_SQL})", name="kind_known"),
+    CheckConstraint(
+        "(kind = 'adjustment' AND amount <> 0) OR "
+        "(kind <> 'adjustment' AND (amount > 0 OR (amount = 0 AND owed_change > 0)))",
+        name="amount_by_kind",
+    ),
+    _once_per_order("accrual"),
+    _once_per_order("withdrawal"),
     Index(f"ix_{named('ledger')}_user_id_kind_created_at", "user_id", "kind", "created_at", "id"),
+    Index(f"ix_{named('ledger')}_user_id_id", "user_id", "id"),
+)
+
+HOLD_STATES = ("open", "captured", "released", "expired")
+_OPEN = text("state = 'open'")
+
+holds = Table(
+    named("holds"),
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey(USERS_ID), nullable=False),
+    Column("order_number", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("closed_at", UtcDateTime, nullable=True),
+    CheckConstraint("amount > 0", name="amount_positive"),
+    CheckConstraint("state IN ('open', 'captured', 'released', 'expired')", name="state_known"),
+    CheckConstraint("(state = 'open') = (closed_at IS NULL)", name="closed_when_done"),
+    Index(
+        f"uq_{named('holds')}_open_order",
+        "order_number",
+        unique=True,
+        postgresql_where=_OPEN,
+        sqlite_where=_OPEN,
+    ),
+    Index(f"ix_{named('holds')}_due", "expires_at", postgresql_where=_OPEN, sqlite_where=_OPEN),
+    Index(f"ix_{named('holds')}_user_id_id", "user_id", "id"),
 )
 
 service_state = Table(
@@ -160,7 +247,24 @@ login_successes = Table(
     Index(f"ix_{named('login_successes')}_last_at", "last_at"),
 )
 
+# Operators of /api/admin/ (application.operators): a name and the SHA-256 of its key
+# (never the key). A revoked name keeps its row, revoked_at set, until it is given a new
+# key (migration 0007).
+operators = Table(
+    named("operators"),
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
 
 #: Alembic's table (created and kept by Alembic, so outside ``metadata``), as Core, so
 #: that reading the revision follows a schema translation like every other statement.
 alembic_versions = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32)))
+
+
+#: An open hold (the partial indexes' predicate, written into the SQL: see of_kind).
+IS_OPEN = holds.c.state == literal_column("'open'")

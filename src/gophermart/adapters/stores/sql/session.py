@@ -18,13 +18,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Self
 
+from gophermart.adapters.stores.sql import movements as mv
 from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner, SqlRunner
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import ClaimedOrder, HostConnection
-from gophermart.domain.accounts import Account, LedgerEntry
+from gophermart.domain.accounts import Account, Hold, HoldState, LedgerEntry
 from gophermart.domain.errors import InsufficientPoints, InvalidInput, LoginTaken, UnknownUser
 from gophermart.domain.orders import Order, OrderNumber
+from gophermart.domain.points import Points
 from gophermart.domain.users import Login, User, UserId
 
 
@@ -109,7 +111,7 @@ class Session(ABC):
                 return
             error: Exception = (
                 InsufficientPoints(entry.amount)
-                if entry.is_debit
+                if entry.change < 0
                 else LookupError(f"user {entry.user_id} has no account")
             )
         except Conflict:
@@ -219,9 +221,66 @@ class SqlOrders:
         rows = await db.fetch(st.CLAIM_DUE, params)
         return [st.claimed_of(row) for row in rows]
 
-    async def reschedule(self, number: OrderNumber, at: datetime) -> None:
+    async def reschedule(
+        self, number: OrderNumber, at: datetime, parked: str | None = None
+    ) -> None:
         db = await self._s.write()
-        await db.execute(st.RESCHEDULE, {"order_number": number.value, "at": at})
+        params = {"order_number": number.value, "at": at, "parked": parked}
+        await db.execute(st.RESCHEDULE, params)
+
+    async def retry(self, number: OrderNumber, at: datetime) -> None:
+        db = await self._s.write()
+        await db.execute(st.RETRY, {"order_number": number.value, "at": at})
+
+    async def reverse(self, number: OrderNumber, amount: Points) -> Points | None:
+        db = await self._s.write()
+        left = await db.fetchval(mv.REVERSE, {"order_number": number.value, "amount": amount.cents})
+        return Points(left) if left is not None else None
+
+    async def reversed(self, number: OrderNumber) -> Points:
+        db = await self._s.read()
+        value = await db.fetchval(mv.REVERSED, {"order_number": number.value})
+        return Points(value or 0)
+
+
+class SqlHolds:
+    def __init__(self, s: Session) -> None:
+        self._s = s
+
+    async def add(
+        self, user_id: UserId, order: OrderNumber, amount: Points, at: datetime, until: datetime
+    ) -> Hold:
+        db = await self._s.write()
+        params = {
+            "user_id": user_id,
+            "order_number": order.value,
+            "amount": amount.cents,
+            "at": at,
+            "until": until,
+        }
+        try:
+            hold_id = await db.fetchval(mv.ADD_HOLD, params)
+        except Conflict:
+            raise ConcurrentUpdate(f"order {order} has an open hold") from None
+        return Hold(hold_id, user_id, order, amount, HoldState.OPEN, at, until)
+
+    async def get(self, hold_id: int) -> Hold | None:
+        db = await self._s.read()
+        row = await db.fetchrow(mv.HOLD, {"hold_id": hold_id})
+        return mv.hold_of(row) if row is not None else None
+
+    async def open_for(self, order: OrderNumber) -> Hold | None:
+        db = await self._s.read()
+        row = await db.fetchrow(mv.OPEN_HOLD, {"order_number": order.value})
+        return mv.hold_of(row) if row is not None else None
+
+    async def close(self, hold: Hold, state: HoldState, at: datetime) -> bool:
+        db = await self._s.write()
+        return await db.execute(mv.CLOSE_HOLD, mv.hold_params(hold.id, state, at)) == 1
+
+    async def due(self, now: datetime, limit: int) -> list[Hold]:
+        db = await self._s.read()
+        return [mv.hold_of(r) for r in await db.fetch(mv.DUE_HOLDS, {"now": now, "limit": limit})]
 
 
 class SqlAccounts:
@@ -244,10 +303,19 @@ class SqlAccounts:
 
     async def for_withdrawal(
         self, user_id: UserId, order_number: OrderNumber
-    ) -> tuple[Account | None, LedgerEntry | None]:
+    ) -> tuple[Account | None, LedgerEntry | None, bool]:
         row = await self._s.for_withdrawal(user_id, order_number)
-        account, withdrawal = st.split_for_withdrawal(row)
-        return st.account_of(user_id, account), st.withdrawal_of(order_number, withdrawal)
+        account, withdrawal, held = st.split_for_withdrawal(row)
+        return st.account_of(user_id, account), st.withdrawal_of(order_number, withdrawal), held
+
+    async def locked(self, user_id: UserId) -> Account | None:
+        db = await self._s.write()  # in the transaction: the lock lasts until it ends
+        row = await db.fetchrow(mv.ACCOUNT_LOCKED, {"user_id": user_id})
+        return st.account_of(user_id, row) if row is not None else None
+
+    async def refunded(self, order_number: OrderNumber) -> Points:
+        db = await self._s.read()
+        return Points(await db.fetchval(mv.REFUNDED, {"order_number": order_number.value}))
 
     async def save(self, account: Account) -> None:
         """Records the entries only; the session writes them (module docstring)."""
@@ -272,6 +340,7 @@ class SessionUnitOfWork(ABC):
         self.users = SqlUsers(self._session)
         self.orders = SqlOrders(self._session)
         self.accounts = SqlAccounts(self._session)
+        self.holds = SqlHolds(self._session)
         return self
 
     async def __aexit__(self, *_exc_info: object) -> None:

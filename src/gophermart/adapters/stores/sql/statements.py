@@ -30,7 +30,10 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
+    exists,
     insert,
+    literal,
     select,
     true,
     tuple_,
@@ -40,10 +43,26 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
-from gophermart.adapters.stores.sql.schema import accounts, alembic_versions, ledger, orders, users
+from gophermart.adapters.stores.sql.schema import (
+    IS_OPEN,
+    accounts,
+    alembic_versions,
+    holds,
+    ledger,
+    of_kind,
+    orders,
+    users,
+)
 from gophermart.adapters.stores.sql.types import Id, UtcDateTime
-from gophermart.application.ports import BalanceView, ClaimedOrder, OrderView, WithdrawalView
-from gophermart.domain.accounts import Account, EntryKind, LedgerEntry
+from gophermart.application.ports import (
+    BalanceView,
+    ClaimedOrder,
+    OrderState,
+    OrderView,
+    UserAccountView,
+    WithdrawalView,
+)
+from gophermart.domain.accounts import EFFECTS, Account, EntryKind, LedgerEntry
 from gophermart.domain.orders import Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
@@ -130,6 +149,7 @@ SAVE_ORDER = Statement(
         accrual=bindparam("accrual"),
         next_attempt_at=bindparam("next_attempt_at"),
         open_claims=0,
+        parked=None,
     )
 )
 
@@ -158,7 +178,21 @@ RESCHEDULE = Statement(
     .where(
         and_(orders.c.number == bindparam("order_number"), orders.c.next_attempt_at.is_not(None))
     )
-    .values(next_attempt_at=bindparam("at"), open_claims=0)
+    .values(next_attempt_at=bindparam("at"), open_claims=0, parked=bindparam("parked"))
+)
+
+#: An operator's retry: due at once, no longer parked; not an order a worker holds (its
+#: poll's outcome decides), nor a final one.
+RETRY = Statement(
+    update(orders)
+    .where(
+        and_(
+            orders.c.number == bindparam("order_number"),
+            orders.c.next_attempt_at.is_not(None),
+            orders.c.open_claims == 0,
+        )
+    )
+    .values(next_attempt_at=bindparam("at"), parked=None)
 )
 
 # --- accounts and the ledger --------------------------------------------------------
@@ -167,9 +201,22 @@ OPEN_ACCOUNT = Statement(insert(accounts).values(user_id=bindparam("user_id")))
 
 #: An account's figures (account_of, balance_view), and a withdrawal as the ledger
 #: holds it (withdrawal_of).
-ACCOUNT_FIGURES = (accounts.c.balance, accounts.c.withdrawn)
+ACCOUNT_FIGURES = (accounts.c.balance, accounts.c.withdrawn, accounts.c.held, accounts.c.owed)
 WITHDRAWAL_ENTRY = (ledger.c.user_id, ledger.c.amount, ledger.c.created_at)
-IS_WITHDRAWAL = ledger.c.kind == EntryKind.WITHDRAWAL.value
+IS_WITHDRAWAL = of_kind(ledger, EntryKind.WITHDRAWAL)
+
+
+def effect(table: Any, figure: int) -> ColumnElement[int]:
+    """What an entry row of ``table`` (the ledger or an alias) does to ``figure``
+    (``BALANCE``, ``WITHDRAWN`` or ``HELD``), signed, from ``EFFECTS``: the one
+    definition of every movement."""
+    whens = [
+        (of_kind(table, kind), table.c.amount if sign > 0 else -table.c.amount)
+        for kind, effects in EFFECTS.items()
+        if (sign := effects[figure])
+    ]
+    return case(*whens, else_=literal(0, BigInteger))
+
 
 ACCOUNT = Statement(select(*ACCOUNT_FIGURES).where(accounts.c.user_id == bindparam("user_id")))
 
@@ -181,10 +228,17 @@ WITHDRAWAL = Statement(
 
 _me = select(bindparam("user_id", type_=Id).label("user_id")).subquery("me")
 
+#: Whether an open hold reserves points for the order (a withdrawal of it is refused):
+#: a probe of the holds' unique index on open orders.
+OPEN_HOLD = (
+    exists().where(and_(holds.c.order_number == bindparam("order_number"), IS_OPEN)).label("held")
+)
+
 #: One row always: the account's figures (NULL without an account), then the withdrawal
-#: already recorded for the order number, by anyone (NULL when there is none).
+#: already recorded for the order number, by anyone (NULL when there is none), then
+#: whether the order has an open hold.
 FOR_WITHDRAWAL = Statement(
-    select(*ACCOUNT_FIGURES, *WITHDRAWAL_ENTRY).select_from(
+    select(*ACCOUNT_FIGURES, *WITHDRAWAL_ENTRY, OPEN_HOLD).select_from(
         _me.outerjoin(accounts, accounts.c.user_id == _me.c.user_id).outerjoin(
             ledger, and_(IS_WITHDRAWAL, ledger.c.order_number == bindparam("order_number"))
         )
@@ -200,6 +254,10 @@ ENTRY_VALUES = {
     "order_number": bindparam("order_number", type_=String),
     "amount": _amount,
     "created_at": bindparam("at", type_=UtcDateTime),
+    "owed_change": bindparam("owed_change", type_=BigInteger),
+    "reason": bindparam("reason", type_=String),
+    "operator": bindparam("operator", type_=String),
+    "hold_id": bindparam("hold_id", type_=BigInteger),
 }
 
 
@@ -223,6 +281,30 @@ DEBIT = Statement(
     .values(balance=accounts.c.balance - _amount, withdrawn=accounts.c.withdrawn + _amount)
 )
 CREDIT = Statement(CREDIT_CHANGE)
+
+#: Any entry's change of the figures (the movements beyond accruals and withdrawals,
+#: each with its own deltas: LedgerEntry.change and its siblings); one row or none (no
+#: account, or a change the balance does not cover).
+_change = bindparam("change", type_=BigInteger)
+MOVE_CHANGE = (
+    update(accounts)
+    .where(and_(accounts.c.user_id == _user, accounts.c.balance + _change >= 0))
+    .values(
+        balance=accounts.c.balance + _change,
+        withdrawn=accounts.c.withdrawn + bindparam("withdrawn_change", type_=BigInteger),
+        held=accounts.c.held + bindparam("held_change", type_=BigInteger),
+        owed=accounts.c.owed + bindparam("owed_change", type_=BigInteger),
+    )
+)
+MOVE = Statement(MOVE_CHANGE)
+
+
+def change_of(entry: LedgerEntry) -> Statement:
+    """The figures' change an entry makes, as SQLite writes it after the entry: the seed's
+    two movements keep their own statements (the hot paths), the rest share MOVE."""
+    if entry.kind is EntryKind.WITHDRAWAL:
+        return DEBIT
+    return CREDIT if entry.kind is EntryKind.ACCRUAL else MOVE
 
 
 # --- the read side ------------------------------------------------------------------
@@ -299,7 +381,7 @@ def _withdrawals_listing(*, after_cursor: bool) -> Select[Any]:
     match = and_(
         cursor.c.order_number == bindparam("before"),
         cursor.c.user_id == bindparam("user_id"),
-        cursor.c.kind == EntryKind.WITHDRAWAL.value,
+        of_kind(cursor, EntryKind.WITHDRAWAL),
     )
     place = _place_of(cursor, "created_at", match) if after_cursor else None
     mine = and_(ledger.c.user_id == bindparam("user_id"), IS_WITHDRAWAL)
@@ -310,6 +392,29 @@ ORDERS_PAGE = Statement(_orders_listing(after_cursor=False))
 ORDERS_PAGE_BEFORE = Statement(_orders_listing(after_cursor=True))
 WITHDRAWALS_PAGE = Statement(_withdrawals_listing(after_cursor=False))
 WITHDRAWALS_PAGE_BEFORE = Statement(_withdrawals_listing(after_cursor=True))
+
+# --- what operators see (/api/admin/) -------------------------------------------------
+
+USER_ACCOUNT = Statement(
+    select(users.c.id, users.c.login, *ACCOUNT_FIGURES)
+    .select_from(users.join(accounts, accounts.c.user_id == users.c.id))
+    .where(users.c.login == bindparam("login"))
+)
+
+ORDER_STATE = Statement(
+    select(
+        orders.c.number,
+        users.c.login,
+        orders.c.status,
+        orders.c.accrual,
+        orders.c.attempts,
+        orders.c.next_attempt_at,
+        orders.c.parked,
+        orders.c.reversed,
+    )
+    .select_from(orders.join(users, users.c.id == orders.c.user_id))
+    .where(orders.c.number == bindparam("number"))
+)
 
 # --- rows back to the domain: indexes, which SQLAlchemy Rows and asyncpg Records share
 
@@ -333,9 +438,16 @@ def entry_params(entry: LedgerEntry) -> dict[str, Any]:
     return {
         "user": entry.user_id,
         "kind": entry.kind.value,
-        "order_number": entry.order_number.value,
-        "amount": entry.amount.cents,
+        "order_number": entry.order_number.value if entry.order_number else None,
+        "amount": entry.stored_amount,
         "at": entry.at,
+        "owed_change": entry.owed_change,
+        "reason": entry.reason,
+        "operator": entry.operator,
+        "hold_id": entry.hold_id,
+        "change": entry.change,
+        "withdrawn_change": entry.withdrawn_change,
+        "held_change": entry.held_change,
     }
 
 
@@ -354,7 +466,7 @@ def account_of(user_id: UserId, row: Sequence[Any]) -> Account | None:
     """From an ACCOUNT row, or the start of a FOR_WITHDRAWAL row (NULLs: no account)."""
     if row[0] is None:
         return None
-    return Account(user_id, Points(row[0]), Points(row[1]))
+    return Account(user_id, Points(row[0]), Points(row[1]), Points(row[2]), Points(row[3]))
 
 
 def withdrawal_of(order_number: OrderNumber, row: Sequence[Any]) -> LedgerEntry | None:
@@ -367,14 +479,16 @@ def withdrawal_of(order_number: OrderNumber, row: Sequence[Any]) -> LedgerEntry 
     )
 
 
-def split_for_withdrawal(row: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any]]:
-    """A FOR_WITHDRAWAL row as its ACCOUNT part and its WITHDRAWAL part."""
-    return row[: len(ACCOUNT_FIGURES)], row[len(ACCOUNT_FIGURES) :]
+def split_for_withdrawal(row: Sequence[Any]) -> tuple[Sequence[Any], Sequence[Any], bool]:
+    """A FOR_WITHDRAWAL row as its ACCOUNT part, its WITHDRAWAL part and its OPEN_HOLD."""
+    figures = len(ACCOUNT_FIGURES)
+    entry = figures + len(WITHDRAWAL_ENTRY)
+    return row[:figures], row[figures:entry], bool(row[entry])
 
 
 def balance_view(row: Sequence[Any]) -> BalanceView:
     """From an ACCOUNT row."""
-    return BalanceView(Points(row[0]), Points(row[1]))
+    return BalanceView(Points(row[0]), Points(row[1]), Points(row[2]), Points(row[3]))
 
 
 def is_listed(row: Sequence[Any]) -> bool:
@@ -391,6 +505,29 @@ def order_view(row: Sequence[Any]) -> OrderView:
 def withdrawal_view(row: Sequence[Any]) -> WithdrawalView:
     """From a WITHDRAWALS_PAGE row (WITHDRAWAL_VIEW)."""
     return WithdrawalView(row[0], Points(row[1]), row[2])
+
+
+def user_account_view(row: Sequence[Any]) -> UserAccountView:
+    """From a USER_ACCOUNT row (its holds are read apart)."""
+    user_id, login, current, withdrawn, held, owed = row
+    return UserAccountView(
+        UserId(user_id), login, Points(current), Points(withdrawn), Points(held), Points(owed)
+    )
+
+
+def order_state(row: Sequence[Any]) -> OrderState:
+    """From an ORDER_STATE row."""
+    number, login, status, accrual, attempts, next_attempt_at, parked, reversed_ = row
+    return OrderState(
+        number,
+        login,
+        _STATUSES[status],
+        _points(accrual),
+        attempts,
+        next_attempt_at,
+        parked,
+        Points(reversed_),
+    )
 
 
 # --- operations -------------------------------------------------------------------

@@ -25,11 +25,12 @@ ADD_ORDER = st.Statement(st.add_order(sqlite.insert))
 
 
 async def record_entry(runner: Runner, entry: LedgerEntry) -> bool:
-    """SQLite's shape of a ledger entry: the entry, then the balance change."""
+    """SQLite's shape of a ledger entry: the entry, then the figures' change."""
     params = st.entry_params(entry)
-    # The entry first: a duplicate (kind, order) fails before any balance moves.
+    # The entry first: a second accrual or withdrawal of an order fails before any
+    # figure moves.
     await runner.execute(st.RECORD_ENTRY, params)
-    return await runner.execute(st.DEBIT if entry.is_debit else st.CREDIT, params) == 1
+    return await runner.execute(st.change_of(entry), params) == 1
 
 
 def within(conn: HostConnection) -> UnitOfWork:

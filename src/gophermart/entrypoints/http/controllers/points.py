@@ -57,7 +57,7 @@ class PointsController(Controller):
             200: json_doc(
                 Balance,
                 "Points available now, and the total ever spent",
-                {"current": 500.5, "withdrawn": 42},
+                {"current": 500.5, "withdrawn": 42, "held": 0, "owed": 0},
             ),
             **AUTH_ERRORS,
         },
@@ -66,7 +66,14 @@ class PointsController(Controller):
     async def get_balance(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         view = await mount_of(request).loyalty.balance(request.user)
         return json_response(
-            encoder.encode(Balance(view.current.as_decimal(), view.withdrawn.as_decimal()))
+            encoder.encode(
+                Balance(
+                    view.current.as_decimal(),
+                    view.withdrawn.as_decimal(),
+                    view.held.as_decimal(),
+                    view.owed.as_decimal(),
+                )
+            )
         )
 
     @post(
