@@ -21,7 +21,6 @@ from gophermart.adapters.stores.sql.gate import SqlAccrualGate
 from gophermart.adapters.stores.sql.schema import metadata
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import (
-    NOT_RECORDED_YET,
     AccrualGate,
     OperatorKeys,
     ReadModel,
@@ -713,7 +712,7 @@ async def test_an_account_is_read_by_its_exact_login(backend: Backend) -> None:
     assert view is not None
     assert (view.id, view.login) == (alice, "alice")
     assert (view.current, view.withdrawn) == (Points(500_50), Points(0))
-    assert (view.held, view.owed, tuple(view.holds)) == (NOT_RECORDED_YET, NOT_RECORDED_YET, ())
+    assert (view.held, view.owed, tuple(view.holds)) == (Points(0), Points(0), ())
     assert await backend.read.user_by_login("Alice") is None  # exact: folding is the use case's
     assert await backend.read.user_by_login("bob") is None
 
@@ -726,7 +725,7 @@ async def test_an_order_state_shows_its_queue_and_why_it_is_parked(backend: Back
     assert (state.number, state.login, state.status) == (NUMBERS[0], "alice", OrderStatus.NEW)
     assert (state.accrual, state.attempts, state.parked) == (None, 0, None)
     assert state.next_attempt_at == T0 and is_utc(state.next_attempt_at)
-    assert state.reversed == NOT_RECORDED_YET
+    assert state.reversed == Points(0)
     assert await backend.read.order_state(NUMBERS[1]) is None
 
     async def parked_as(why: str | None, at: datetime) -> str | None:

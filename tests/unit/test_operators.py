@@ -27,7 +27,7 @@ from gophermart.application import operators as operators_module
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.errors import Unauthenticated
 from gophermart.application.operators import KEY_LENGTH, Operators, key_hash
-from gophermart.application.ports import NOT_RECORDED_YET, AccrualReply
+from gophermart.application.ports import AccrualReply
 from gophermart.bootstrap import Container, build
 from gophermart.domain.errors import (
     InvalidInput,
@@ -192,9 +192,7 @@ async def test_a_user_is_found_by_login_as_log_in_finds_it(container: Container)
     found = await queries.user_by_login("ｂｏｂ")  # fullwidth: log-in folds it to bob
     assert (found.id, found.login) == (bob.user_id, "bob")
     assert (found.current, found.withdrawn) == (Points(0), Points(0))
-    # what the ledger branch fills: zero and empty until then, from one place
-    assert (found.held, found.owed, tuple(found.holds)) == (NOT_RECORDED_YET,) * 2 + ((),)
-    assert Points(0) == NOT_RECORDED_YET
+    assert (found.held, found.owed, tuple(found.holds)) == (Points(0), Points(0), ())
     with pytest.raises(UnknownLogin) as unknown:
         await queries.user_by_login("carol")
     assert unknown.value.login == "carol"
@@ -210,7 +208,7 @@ async def test_an_order_s_state_whoever_uploaded_it(container: Container) -> Non
     assert (state.number, state.login, state.status) == (ORDER, "alice", OrderStatus.NEW)
     assert (state.accrual, state.attempts, state.parked) == (None, 0, None)
     assert state.next_attempt_at == container.clock().now()  # due at once
-    assert state.reversed == NOT_RECORDED_YET
+    assert state.reversed == Points(0)
     with pytest.raises(InvalidInput):
         await queries.order_state("12a")
     with pytest.raises(InvalidInput):

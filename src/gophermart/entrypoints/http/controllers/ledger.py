@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from litestar import Controller, Request, get, post
+from litestar.params import Parameter
 from litestar.response.base import ASGIResponse
 
 from gophermart.application.ports import HistoryView
@@ -66,6 +67,9 @@ _HOLD_EXAMPLE = {
     "expires_at": "2026-12-06T15:30:00+00:00",
     "state": "open",
 }
+HOLD_ID: Final = Parameter(
+    description="The hold's id, as `POST /api/user/balance/holds` gave it", ge=1
+)
 _UNKNOWN_HOLD = error_doc("No such hold of the caller's", "no hold 17")
 
 
@@ -185,7 +189,9 @@ class LedgerController(Controller):
         },
         operation_class=OPERATION,
     )
-    async def capture(self, request: Request[Any, Any, Any], hold_id: int) -> ASGIResponse:
+    async def capture(
+        self, request: Request[Any, Any, Any], hold_id: int = HOLD_ID
+    ) -> ASGIResponse:
         hold = await mount_of(request).loyalty.capture(request.user, hold_id)
         return json_response(hold_json(hold))
 
@@ -204,6 +210,8 @@ class LedgerController(Controller):
         },
         operation_class=OPERATION,
     )
-    async def release(self, request: Request[Any, Any, Any], hold_id: int) -> ASGIResponse:
+    async def release(
+        self, request: Request[Any, Any, Any], hold_id: int = HOLD_ID
+    ) -> ASGIResponse:
         hold = await mount_of(request).loyalty.release(request.user, hold_id)
         return json_response(hold_json(hold))
