@@ -82,6 +82,30 @@ async def test_a_paid_order_commits_the_points_with_the_shops_row(
     assert (await loyalty.reconcile()).ok
 
 
+async def test_points_moved_before_the_host_writes_anything_roll_back_with_it(
+    shop: tuple[Gophermart, AsyncEngine, int],
+) -> None:
+    """The host's transaction has begun but sent nothing yet (SQLite's driver begins
+    lazily, before the first write): our writes still join it, not commit alone."""
+    loyalty, engine, alice = shop
+    with pytest.raises(PaymentFailed):
+        async with engine.begin() as conn:
+            assert await loyalty.withdraw(alice, SPEND, 20, connection=conn)
+            held = await loyalty.hold(alice, SPEND_2, 30, connection=conn)
+            await loyalty.release(alice, held.hold.id, connection=conn)
+            await conn.execute(text(f"INSERT INTO shop_orders VALUES ('{SPEND}')"))
+            raise PaymentFailed
+    balance = await loyalty.balance(alice)
+    assert (balance.current, balance.withdrawn, balance.held) == (
+        Points.exact(100),
+        Points(0),
+        Points(0),
+    )
+    assert [entry.kind.value for entry in await loyalty.history(alice)] == ["accrual"]
+    assert await _shop_orders(engine) == []
+    assert (await loyalty.reconcile()).ok
+
+
 async def test_a_refused_withdrawal_leaves_the_hosts_own_rows_to_the_host(
     shop: tuple[Gophermart, AsyncEngine, int],
 ) -> None:

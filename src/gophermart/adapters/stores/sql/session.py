@@ -146,6 +146,8 @@ class HostSession(Session):
         return self._savepoint is not None
 
     async def _begin(self) -> None:
+        if self._conn.dialect.name == "sqlite":
+            await _begin_sqlite_lazily_begun(self._conn)
         self._savepoint = await self._conn.begin_nested()
 
     async def _commit(self) -> None:
@@ -157,6 +159,19 @@ class HostSession(Session):
     async def abandon(self) -> None:
         if self._savepoint is not None and not self.committed and self._savepoint.is_active:
             await self._savepoint.rollback()
+
+
+async def _begin_sqlite_lazily_begun(conn: Any) -> None:
+    """Make the host's SQLite transaction real before our savepoint.
+
+    Python's sqlite3 driver (under aiosqlite) sends ``BEGIN`` only before the first
+    INSERT/UPDATE/DELETE, so a host's ``engine.begin()`` that has written nothing yet
+    is no transaction on the database: a SAVEPOINT there opens one of its own, and its
+    RELEASE commits our writes alone, outside the host's rollback. Our own engine emits
+    ``BEGIN`` itself (stores/sqlite/engine.py); a host's engine may not."""
+    raw = await conn.get_raw_connection()
+    if not raw.driver_connection.in_transaction:
+        await conn.exec_driver_sql("BEGIN")
 
 
 class SqlUsers:
