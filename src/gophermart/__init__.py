@@ -29,10 +29,13 @@ from gophermart.application.errors import (
     StoreUnavailable,
     Unauthenticated,
 )
+from gophermart.application.ledger import HoldOutcome, Movement
 from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import (
     AccrualReply,
     BalanceView,
+    HistoryView,
+    LedgerGauges,
     OrderState,
     OrderView,
     QueueDepth,
@@ -44,10 +47,13 @@ from gophermart.application.readiness import Readiness
 from gophermart.application.reconcile import ReconcileReport
 from gophermart.application.users import Authenticated
 from gophermart.blocking import BlockingGophermart
+from gophermart.domain.accounts import EntryKind, Hold, HoldState
 from gophermart.domain.errors import (
     BalanceOverflow,
     DomainError,
+    ExceedsOriginal,
     GophermartError,
+    HoldConflict,
     IllegalStatusTransition,
     InsufficientPoints,
     InvalidAmount,
@@ -58,6 +64,7 @@ from gophermart.domain.errors import (
     OrderIsFinal,
     OrderOwnedByAnotherUser,
     TooManyAttempts,
+    UnknownHold,
     UnknownLogin,
     UnknownOrder,
     UnknownUser,
@@ -93,16 +100,25 @@ __all__ = [
     "ConcurrentUpdate",
     "ConfigError",
     "DomainError",
+    "EntryKind",
+    "ExceedsOriginal",
     "Gophermart",
     "GophermartError",
+    "HistoryView",
+    "Hold",
+    "HoldConflict",
+    "HoldOutcome",
+    "HoldState",
     "IllegalStatusTransition",
     "InsufficientPoints",
     "InvalidAmount",
     "InvalidCredentials",
     "InvalidInput",
     "InvalidOrderNumber",
+    "LedgerGauges",
     "LoginTaken",
     "MigrationFailed",
+    "Movement",
     "NotOpen",
     "OperatorExists",
     "OperatorName",
@@ -124,6 +140,7 @@ __all__ = [
     "StoreUnavailable",
     "TooManyAttempts",
     "Unauthenticated",
+    "UnknownHold",
     "UnknownLogin",
     "UnknownOperator",
     "UnknownOrder",

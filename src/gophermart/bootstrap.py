@@ -42,7 +42,7 @@ from gophermart.application.ledger import Corrections, Holds
 from gophermart.application.operations import Operations
 from gophermart.application.operators import Operators
 from gophermart.application.orders import Orders
-from gophermart.application.ports import NoWorkerMetrics, StoreLifecycle
+from gophermart.application.ports import NoEventMetrics, StoreLifecycle
 from gophermart.application.queries import Queries
 from gophermart.application.throttling import LoginThrottle
 from gophermart.application.users import Users
@@ -225,12 +225,16 @@ class Container(containers.DeclarativeContainer):
     wakeup = providers.Singleton(WakeUp)
 
     # --- use cases, one per capability ----------------------------------------------
+    #: What the worker and the ledger report; the server overrides it with Prometheus's.
+    event_metrics = providers.Singleton(NoEventMetrics)
     users = providers.Singleton(Users, store.uow.provider, hasher, tokens, throttle)
     orders = providers.Singleton(Orders, store.uow.provider, clock, wakeup)
     accounts = providers.Singleton(Accounts, store.uow.provider, clock)
     queries = providers.Singleton(Queries, store.read_model)
-    holds = providers.Singleton(Holds, store.uow.provider, store.read_model, clock)
-    corrections = providers.Singleton(Corrections, store.uow.provider, clock)
+    holds = providers.Singleton(
+        Holds, store.uow.provider, store.read_model, clock, metrics=event_metrics
+    )
+    corrections = providers.Singleton(Corrections, store.uow.provider, clock, metrics=event_metrics)
     operations = providers.Singleton(
         Operations,
         store.readiness,
@@ -242,8 +246,6 @@ class Container(containers.DeclarativeContainer):
     operators = providers.Singleton(Operators, store.cold.operators, clock)
 
     # --- the accrual worker ---------------------------------------------------------
-    #: What the worker reports; the server overrides it with Prometheus counters.
-    worker_metrics = providers.Singleton(NoWorkerMetrics)
     accrual_client = providers.Resource(_accrual_client, settings)
     retry_policy = providers.Singleton(RetryPolicy.for_deadline, settings.provided.accrual_timeout)
     accrual_sync = providers.Singleton(
@@ -254,7 +256,7 @@ class Container(containers.DeclarativeContainer):
         clock,
         retry_policy,
         concurrency=settings.provided.accrual_concurrency,
-        metrics=worker_metrics,
+        metrics=event_metrics,
     )
     listening = providers.Resource(_listening, store.listener, wakeup)
     worker = providers.Resource(

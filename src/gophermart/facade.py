@@ -160,6 +160,7 @@ class Face:
     readiness = Verb(Operations.readiness)
     reconcile = Verb(Operations.reconcile)
     queue_depth = Verb(Operations.queue_depth)
+    ledger_gauges = Verb(Operations.ledger_gauges)
     migrate = Verb(Operations.migrate)
     schema = Verb(Operations.schema)
     add_operator = Verb(Operators.add)

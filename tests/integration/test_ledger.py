@@ -11,14 +11,17 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
+from dependency_injector import providers
 
 from gophermart import (
     Gophermart,
     InsufficientPoints,
     InvalidAmount,
     InvalidInput,
+    LedgerGauges,
     Points,
 )
+from gophermart.application.ports import NoEventMetrics
 from gophermart.domain.errors import ExceedsOriginal, HoldConflict, UnknownHold, UnknownOrder
 from gophermart.testing import FrozenClock, loyalty_for_tests
 
@@ -50,6 +53,20 @@ async def _member(loyalty: Gophermart, login: str = "erin", points: int = 100) -
     await loyalty.upload_order(user.user_id, number)
     await loyalty.record_accrual(number, points)
     return int(user.user_id)
+
+
+class CountedEvents(NoEventMetrics):
+    """The ledger's events as the metrics hear them."""
+
+    def __init__(self) -> None:
+        self.expiries: list[int] = []
+        self.reversals: list[tuple[Points, Points]] = []
+
+    def holds_expired(self, count: int) -> None:
+        self.expiries.append(count)
+
+    def reversed(self, points: Points, owed: Points) -> None:
+        self.reversals.append((points, owed))
 
 
 def _chain_holds(history: list, current: Points) -> None:
@@ -122,9 +139,16 @@ async def test_a_released_or_expired_hold_gives_the_points_back_once(
         await loyalty.capture(erin, second.id)  # past expires_at, not swept yet
     assert (await loyalty.balance(erin)).current == Points(10000)
     third = (await loyalty.hold(erin, OTHER, "10", ttl=1)).hold
+    # the capture refused found the second expired and closed it
+    assert await loyalty.ledger_gauges() == LedgerGauges(1, Points(1000), 0, Points(0))
     clock.advance(2)
+    events = CountedEvents()
+    loyalty.container.event_metrics.override(providers.Object(events))
+    loyalty.container.holds.reset()
     assert await loyalty.expire_holds() == 1
     assert await loyalty.expire_holds() == 0  # exactly once
+    assert events.expiries == [1]
+    assert await loyalty.ledger_gauges() == LedgerGauges(0, Points(0), 0, Points(0))
     assert (await loyalty.release(erin, third.id)).state.value == "expired"
     assert (await loyalty.balance(erin)).held == Points(0)
     with pytest.raises(UnknownHold):
@@ -150,10 +174,15 @@ async def test_a_reversal_beyond_the_balance_is_owed_and_paid_first_from_credits
 ) -> None:
     erin = await _member(loyalty)
     await loyalty.withdraw(erin, SPENT, "70")  # 30 left
+    events = CountedEvents()
+    loyalty.container.event_metrics.override(providers.Object(events))
+    loyalty.container.corrections.reset()
     moved = await loyalty.reverse(ACCRUED, "50", "returned", operator="support")
     assert (moved.amount, moved.owed_change) == (Decimal("-30"), 2000)
+    assert events.reversals == [(Points(5000), Points(2000))]
     balance = await loyalty.balance(erin)
     assert (balance.current, balance.owed) == (Points(0), Points(2000))
+    assert await loyalty.ledger_gauges() == LedgerGauges(0, Points(0), 1, Points(2000))
     with pytest.raises(ExceedsOriginal):
         await loyalty.reverse(ACCRUED, "51")  # 50 of its 100 are left
     finn = await loyalty.register("finn", "pw")

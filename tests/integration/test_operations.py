@@ -480,7 +480,8 @@ def test_a_full_run_logs_json_lines_and_never_a_secret(
 
 
 def test_operations_doc_and_dashboard_name_only_real_metrics() -> None:
-    from gophermart.entrypoints.metrics import Metrics, _QueueCollector
+    from gophermart import LedgerGauges, Points
+    from gophermart.entrypoints.metrics import Metrics, _LedgerCollector, _QueueCollector
 
     root = Path(__file__).resolve().parents[2]
     metrics = Metrics()
@@ -491,6 +492,8 @@ def test_operations_doc_and_dashboard_name_only_real_metrics() -> None:
             for family in describe():
                 defined |= {family.name, family.name + "_total", family.name + "_bucket"}
     defined |= {family.name for family in _QueueCollector(None).collect()}
+    nothing_open = LedgerGauges(0, Points(0), 0, Points(0))
+    defined |= {family.name for family in _LedgerCollector(nothing_open).collect()}
     defined.add("gophermart_accrual_queue_orders")
 
     doc = (root / "docs" / "operations.md").read_text()

@@ -56,7 +56,7 @@ PROCESSED = AccrualVerdict.PROCESSED
 
 @dataclass
 class RecordedMetrics:
-    """A WorkerMetrics port that remembers what it was told."""
+    """A EventMetrics port that remembers what it was told."""
 
     events: list[tuple[str, object]] = field(default_factory=list)
 

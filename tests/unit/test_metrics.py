@@ -10,7 +10,8 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gophermart.application.ports import QueueDepth
+from gophermart.application.ports import LedgerGauges, QueueDepth
+from gophermart.domain.points import Points
 from gophermart.entrypoints.metrics import Metrics, Scraper
 
 
@@ -73,6 +74,9 @@ class CountingLoyalty:
         await asyncio.sleep(0.05)  # a database round trip
         return QueueDepth(due=self.reads, overdue=0, scheduled=0, leased=0)
 
+    async def ledger_gauges(self) -> LedgerGauges:
+        return LedgerGauges(holds_open=2, held=Points(150), accounts_owing=1, owed=Points(5))
+
 
 async def test_concurrent_scrapes_share_one_render_and_one_queue_read() -> None:
     """Before: every scrape read the queue depth from the database and rendered anew
@@ -84,6 +88,9 @@ async def test_concurrent_scrapes_share_one_render_and_one_queue_read() -> None:
     assert loyalty.reads == 1
     assert len(set(bodies)) == 1
     assert b'gophermart_accrual_queue_orders{state="due"} 1.0' in bodies[0]
+    assert b"gophermart_holds_open 2.0" in bodies[0]
+    assert b"gophermart_held_points 1.5" in bodies[0]
+    assert b"gophermart_owed_points 0.05" in bodies[0]
     now[0] += Scraper.FRESH / 2
     assert await scraper() is bodies[0]  # rendered a moment ago: the same bytes
     now[0] += Scraper.FRESH

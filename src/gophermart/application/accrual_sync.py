@@ -42,11 +42,11 @@ from gophermart.application.ports import (
     AccrualReply,
     ClaimedOrder,
     Clock,
-    NoWorkerMetrics,
+    EventMetrics,
+    NoEventMetrics,
     RateLimited,
     Unavailable,
     UnitOfWorkFactory,
-    WorkerMetrics,
 )
 from gophermart.domain.errors import BalanceOverflow, IllegalStatusTransition, InvalidAmount
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber
@@ -192,7 +192,7 @@ class _Pacing:
         gate: AccrualGate,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]],
-        metrics: WorkerMetrics,
+        metrics: EventMetrics,
     ) -> None:
         self.gate = gate
         self._clock = clock
@@ -407,7 +407,7 @@ class AccrualSync:
         batch_size: int = 64,
         concurrency: int = 16,
         sleep: Callable[[float], Awaitable[None]] | None = None,
-        metrics: WorkerMetrics | None = None,
+        metrics: EventMetrics | None = None,
     ) -> None:
         self.uow = uow
         self.clock = clock
@@ -421,7 +421,7 @@ class AccrualSync:
         self.noted = _OncePerOrder()
         self._takeovers = _OncePerOrder()  # taken-over orders already logged
         #: What the worker reports for an operator's metrics (docs/operations.md).
-        self.metrics: WorkerMetrics = metrics or NoWorkerMetrics()
+        self.metrics: EventMetrics = metrics or NoEventMetrics()
         self._pacing = _Pacing(gate, clock, sleep or asyncio.sleep, self.metrics)
         #: Poll one claimed order and apply the answer.
         self.process = _OrderPoll(self, client, self._pacing, policy)

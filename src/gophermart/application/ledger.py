@@ -22,7 +22,9 @@ from typing import TypeVar
 from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable
 from gophermart.application.ports import (
     Clock,
+    EventMetrics,
     HostConnection,
+    NoEventMetrics,
     ReadModel,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -89,10 +91,17 @@ class Holds:
     #: A lost race (the same hold closed by two writers at once) is retried once.
     ATTEMPTS = 2
 
-    def __init__(self, uow: UnitOfWorkFactory, read_model: ReadModel, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        read_model: ReadModel,
+        clock: Clock,
+        metrics: EventMetrics | None = None,
+    ) -> None:
         self._uow = uow
         self._read = read_model
         self._clock = clock
+        self._metrics = metrics or NoEventMetrics()
 
     async def open_holds(self, user_id: UserId) -> Sequence[Hold]:
         """The user's open holds, oldest first."""
@@ -212,6 +221,8 @@ class Holds:
                 expired += 1
             except ConcurrentUpdate:
                 continue  # captured, released or expired by someone else meanwhile
+        if expired:
+            self._metrics.holds_expired(expired)
         return expired
 
     async def sweep_until(self, stop: asyncio.Event, every: float = 1.0) -> None:
@@ -244,9 +255,12 @@ class Corrections:
     """The shop's corrections of a balance: accrual reversals, withdrawal refunds and
     operators' adjustments."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock, metrics: EventMetrics | None = None
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        self._metrics = metrics or NoEventMetrics()
 
     async def reverse(
         self,
@@ -276,9 +290,11 @@ class Corrections:
                 raise ConcurrentUpdate(f"order {number} was reversed meanwhile")
             account = await _locked(uow, found.owner)
             now = self._clock.now()
-            return await _moved(
+            moved = await _moved(
                 uow, account, lambda: account.reverse(number, asked, now, reason, operator)
             )
+        self._metrics.reversed(asked, Points(moved.owed_change))
+        return moved
 
     async def refund(
         self,

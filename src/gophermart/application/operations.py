@@ -1,9 +1,11 @@
-"""What an operator asks of the service: readiness, the ledger audit, the queue's depth."""
+"""What an operator asks of the service: readiness, the ledger audit, the queue's depth,
+the ledger's open positions."""
 
 from __future__ import annotations
 
 from gophermart.application.ports import (
     Clock,
+    LedgerGauges,
     QueueDepth,
     QueueProbe,
     SchemaState,
@@ -49,6 +51,11 @@ class Operations:
             shown = f"{overdue_after!r:.40}"
             raise InvalidInput(f"overdue_after is seconds from 0 to {MAX_OVERDUE}, got {shown}")
         return await self._queue.depth(self._clock.now(), overdue_after)
+
+    async def ledger_gauges(self) -> LedgerGauges:
+        """How many holds are open and what they keep; how many accounts owe points and
+        how many (reversals beyond the balance, not yet paid off)."""
+        return await self._queue.ledger_gauges()
 
     async def migrate(self) -> SchemaState:
         """Bring the store's schema to this release's (what starting with ``migrate=True``

@@ -526,13 +526,29 @@ class QueueDepth:
     leased: int = 0  # claimed by a worker whose lease has not run out: being polled
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerGauges:
+    """The ledger's open positions at one instant: open holds and what they keep,
+    accounts that owe points and how many."""
+
+    holds_open: int
+    held: Points
+    accounts_owing: int
+    owed: Points
+
+
 class QueueProbe(Protocol):
+    """What the metrics scrape reads from the store: aggregates over partial indexes."""
+
     async def depth(self, now: datetime, overdue_after: float) -> QueueDepth: ...
 
+    async def ledger_gauges(self) -> LedgerGauges: ...
 
-class WorkerMetrics(Protocol):
-    """Events of the accrual worker, for an operator's metrics. Every method must be
-    cheap and must never raise (the default, :class:`NoWorkerMetrics`, does nothing)."""
+
+class EventMetrics(Protocol):
+    """Events of the accrual worker and of the ledger, for an operator's metrics. Every
+    method must be cheap and must never raise (the default, :class:`NoEventMetrics`,
+    does nothing)."""
 
     def polled(self, outcome: str) -> None:
         """One answer from the accrual system. ``outcome``: ``200_registered``,
@@ -553,8 +569,16 @@ class WorkerMetrics(Protocol):
     def parked(self) -> None:
         """A credit could not be applied (past what a balance holds): the order is parked."""
 
+    def holds_expired(self, count: int) -> None:
+        """``count`` holds passed their ``expires_at`` and were released by the service."""
 
-class NoWorkerMetrics:
+    def reversed(self, points: Points, owed: Points) -> None:
+        """An accrual reversal of ``points`` was made, ``owed`` of them beyond the
+        balance (counted when our unit of work commits; inside a host's transaction
+        that is before the host's own commit)."""
+
+
+class NoEventMetrics:
     """The default: metrics are off, or the host collects none."""
 
     def polled(self, outcome: str) -> None:
@@ -570,6 +594,12 @@ class NoWorkerMetrics:
         pass
 
     def parked(self) -> None:
+        pass
+
+    def holds_expired(self, count: int) -> None:
+        pass
+
+    def reversed(self, points: Points, owed: Points) -> None:
         pass
 
 

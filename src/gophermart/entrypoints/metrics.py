@@ -40,7 +40,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gophermart.application.ports import QueueDepth, StoreLifecycle
+from gophermart.application.ports import LedgerGauges, QueueDepth, StoreLifecycle
 from gophermart.domain.points import Points
 
 if TYPE_CHECKING:
@@ -96,6 +96,7 @@ class Metrics:
         r: Any = own
         self._declare_api(r)
         self._declare_worker(r)
+        self._declare_ledger(r)
         self._declare_pools(r)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._tally: dict[tuple[str, str, int], list[Any]] = {}
@@ -158,6 +159,25 @@ class Metrics:
             "The requests-per-minute limit learnt from the accrual system's 429 (0: none)",
             registry=r,
             multiprocess_mode="livemax",
+        )
+
+    def _declare_ledger(self, r: Any) -> None:
+        """The ledger's events (its open positions are read at scrape time)."""
+        self.holds_expired = Counter(
+            "gophermart_holds_expired",
+            "Holds not captured by their expires_at, released by the service",
+            registry=r,
+        )
+        self.reversals = Counter(
+            "gophermart_reversals", "Accrual reversals made (orders taken back)", registry=r
+        )
+        self.reversed_points = Counter(
+            "gophermart_reversed_points", "Points taken back by accrual reversals", registry=r
+        )
+        self.reversed_owed_points = Counter(
+            "gophermart_reversed_owed_points",
+            "Of the points reversed, those beyond the balance: recorded as owed",
+            registry=r,
         )
 
     def _declare_pools(self, r: Any) -> None:
@@ -232,7 +252,7 @@ class Metrics:
 
     # --- the scrape ----------------------------------------------------------------
 
-    def exposition(self, queue: QueueDepth | None) -> bytes:
+    def exposition(self, queue: QueueDepth | None, ledger: LedgerGauges | None = None) -> bytes:
         self.publish()
         registry = CollectorRegistry()
         if self.directory:
@@ -241,6 +261,8 @@ class Metrics:
             assert self._own_registry is not None
             registry.register(_Forward(self._own_registry))
         registry.register(_QueueCollector(queue))
+        if ledger is not None:
+            registry.register(_LedgerCollector(ledger))
         return generate_latest(registry)
 
     def process_exited(self) -> None:
@@ -288,8 +310,40 @@ class _QueueCollector(Collector):
         yield up
 
 
-class PrometheusWorkerMetrics:
-    """The accrual worker's events (the ``WorkerMetrics`` port) as Prometheus metrics."""
+class _LedgerCollector(Collector):
+    """The ledger's open positions, read from the database at scrape time with the queue
+    depth (partial indexes: what is open, not the whole ledger)."""
+
+    def __init__(self, gauges: LedgerGauges) -> None:
+        self._gauges = gauges
+
+    def collect(self) -> Iterable[Metric]:
+        g = self._gauges
+        for name, text, value in (
+            (
+                "gophermart_holds_open",
+                "Holds open now (points reserved, not yet captured)",
+                g.holds_open,
+            ),
+            ("gophermart_held_points", "Points kept by the open holds", g.held.as_decimal()),
+            (
+                "gophermart_accounts_owing",
+                "Accounts that owe points (reversals beyond the balance)",
+                g.accounts_owing,
+            ),
+            (
+                "gophermart_owed_points",
+                "Points owed, to be paid off from later credits",
+                g.owed.as_decimal(),
+            ),
+        ):
+            family = GaugeMetricFamily(name, text)
+            family.add_metric([], float(value))
+            yield family
+
+
+class PrometheusEventMetrics:
+    """The accrual worker's events (the ``EventMetrics`` port) as Prometheus metrics."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
@@ -314,6 +368,15 @@ class PrometheusWorkerMetrics:
 
     def parked(self) -> None:
         self._m.parked.inc()
+
+    def holds_expired(self, count: int) -> None:
+        self._m.holds_expired.inc(count)
+
+    def reversed(self, points: Points, owed: Points) -> None:
+        self._m.reversals.inc()
+        self._m.reversed_points.inc(float(points.as_decimal()))
+        if owed.cents:
+            self._m.reversed_owed_points.inc(float(owed.as_decimal()))
 
 
 _PROCESS_METRICS: Metrics | None = None
@@ -386,7 +449,7 @@ class Scraper:
         self._loyalty = loyalty
         self._clock = clock
         self._body: tuple[float, bytes] | None = None
-        self._queue: tuple[float, QueueDepth | None] | None = None
+        self._queue: tuple[float, tuple[QueueDepth | None, LedgerGauges | None]] | None = None
         self._turn = asyncio.Lock()
         self._answered = float("-inf")
 
@@ -404,23 +467,26 @@ class Scraper:
 
     async def _render(self) -> bytes:
         started = time.monotonic()
-        queue = await self._queue_depth()
+        queue, ledger = await self._store_figures()
         _sample_pools(self._metrics, self._loyalty)
-        body = self._metrics.exposition(queue)
+        body = self._metrics.exposition(queue, ledger)
         log.debug("metrics rendered in %.1f ms", (time.monotonic() - started) * 1000)
         return body
 
-    async def _queue_depth(self) -> QueueDepth | None:
+    async def _store_figures(self) -> tuple[QueueDepth | None, LedgerGauges | None]:
         cached = self._queue
         if cached is not None and self._clock() - cached[0] < self.QUEUE_FRESH:
             return cached[1]
-        queue: QueueDepth | None = None
+        figures: tuple[QueueDepth | None, LedgerGauges | None] = (None, None)
         try:
-            queue = await asyncio.wait_for(self._loyalty.queue_depth(OVERDUE_AFTER), timeout=2.0)
+            figures = await asyncio.wait_for(self._read_store_figures(), timeout=2.0)
         except Exception as exc:  # the database may be down: the other metrics still count
             log.warning("metrics: cannot read the accrual queue depth: %s", exc)
-        self._queue = (self._clock(), queue)  # a failure too: no retry on every scrape
-        return queue
+        self._queue = (self._clock(), figures)  # a failure too: no retry on every scrape
+        return figures
+
+    async def _read_store_figures(self) -> tuple[QueueDepth, LedgerGauges]:
+        return await self._loyalty.queue_depth(OVERDUE_AFTER), await self._loyalty.ledger_gauges()
 
 
 # --- one process's wiring: the server's processes and a standalone worker alike ------
@@ -432,7 +498,7 @@ def instrument(loyalty: Gophermart) -> tuple[Metrics, Scraper]:
     from dependency_injector import providers
 
     metrics = process_metrics()
-    loyalty.container.worker_metrics.override(providers.Object(PrometheusWorkerMetrics(metrics)))
+    loyalty.container.event_metrics.override(providers.Object(PrometheusEventMetrics(metrics)))
     return metrics, Scraper(metrics, loyalty)
 
 

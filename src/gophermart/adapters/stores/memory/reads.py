@@ -10,6 +10,7 @@ from gophermart.adapters.stores.memory.state import MemoryDatabase, MemoryState
 from gophermart.application.ports import (
     BalanceView,
     HistoryView,
+    LedgerGauges,
     OrderState,
     OrderView,
     QueueDepth,
@@ -263,3 +264,9 @@ class MemoryQueueProbe:
             scheduled=sum(1 for at, held in queued if at > now and not held),
             leased=sum(1 for at, held in queued if at > now and held),
         )
+
+    async def ledger_gauges(self) -> LedgerGauges:
+        state = self._store.state
+        open_holds = [h.amount.cents for h in state.holds.values() if h.state is HoldState.OPEN]
+        owed = [owed for _, owed in state.held_owed.values() if owed > 0]
+        return LedgerGauges(len(open_holds), Points(sum(open_holds)), len(owed), Points(sum(owed)))

@@ -97,8 +97,13 @@ class _LazyRunner:
 
 
 class _PgSession(Session):
-    records_in_one_statement = True
     _runner: _LazyRunner
+
+    @property
+    def records_in_one_statement(self) -> bool:  # type: ignore[override]
+        """A lone entry is its own transaction only with a group committer: a debit
+        outside one is two statements (debit_one: the lock, then the debit)."""
+        return self._group is not None
 
     def __init__(
         self, runner: _LazyRunner, group: PgGroupCommit | None, add_order: st.Statement

@@ -74,6 +74,12 @@ accounts = Table(
     CheckConstraint("withdrawn >= 0", name="withdrawn_not_negative"),
     CheckConstraint("held >= 0", name="held_not_negative"),
     CheckConstraint("owed >= 0", name="owed_not_negative"),
+    Index(
+        f"ix_{named('accounts')}_owing",
+        "user_id",
+        postgresql_where=text("owed > 0"),
+        sqlite_where=text("owed > 0"),
+    ),
 )
 
 ORDER_STATUSES = ("NEW", "PROCESSING", "INVALID", "PROCESSED")
@@ -268,3 +274,5 @@ alembic_versions = Table(VERSION_TABLE, MetaData(), Column("version_num", String
 
 #: An open hold (the partial indexes' predicate, written into the SQL: see of_kind).
 IS_OPEN = holds.c.state == literal_column("'open'")
+#: An account that owes points (the partial index's predicate, written the same way).
+IS_OWING = accounts.c.owed > literal_column("0")
