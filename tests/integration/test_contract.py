@@ -220,4 +220,4 @@ def test_the_register_upload_balance_withdraw_flow_conforms(
     replayed = step(
         "POST", "/api/admin/orders/{number}/retry", 200, once, path_parameters=on_number
     )
-    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.headers["idempotent-replayed"] == ["true"]
