@@ -2,8 +2,8 @@
 "Idempotency keys"): :func:`idempotent` wraps a route's handler.
 
 Without the header the handler runs as it is (a shopper's write) or the request is
-refused with ``400`` (an operator's): one header look-up, nothing else, so the hot
-writes pay nothing for keys they do not send. With one, the caller's key (``user:42``,
+refused with ``400`` (an operator's): one scan of the ASGI headers (~0.4 us), nothing
+else, so the hot writes pay next to nothing for keys they do not send. With one, the caller's key (``user:42``,
 ``operator:ops``) is claimed for the request's fingerprint (method, path, raw body):
 
 * new: the handler runs, and its answer is stored, refusals (``402``, ``409``, ``422``
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
 from litestar.response.base import ASGIResponse
@@ -38,7 +38,7 @@ from gophermart.entrypoints.http.wire import Error, encoder
 
 log = logging.getLogger("gophermart.http")
 
-HEADER: Final = "idempotency-key"
+HEADER: Final = b"idempotency-key"
 REPLAYED: Final = "Idempotent-Replayed"
 REQUIRED: Final = "Idempotency-Key header required"
 IN_PROGRESS: Final = "a request with this Idempotency-Key is still being processed"
@@ -57,7 +57,7 @@ def idempotent(caller: str, *, required: bool) -> Callable[[H], H]:
     def wrap(handler: H) -> H:
         @functools.wraps(handler)
         async def with_key(self: Any, request: AnyRequest, **kwargs: Any) -> ASGIResponse:
-            key = request.headers.get(HEADER)
+            key = _key_of(request.scope["headers"])
             if key is None:
                 if required:
                     raise InvalidInput(REQUIRED)
@@ -68,6 +68,15 @@ def idempotent(caller: str, *, required: bool) -> Callable[[H], H]:
         return with_key  # type: ignore[return-value]
 
     return wrap
+
+
+def _key_of(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The header's value, read off the ASGI headers (lower-case names): no ``Headers``
+    object is built for a request that sends none."""
+    for name, value in headers:
+        if name == HEADER:
+            return value.decode("latin-1")
+    return None
 
 
 def _keys(request: AnyRequest) -> Idempotency:
