@@ -3,8 +3,9 @@
 
 Without the header the handler runs as it is (a shopper's write) or the request is
 refused with ``400`` (an operator's): one scan of the ASGI headers (~0.4 us), nothing
-else, so the hot writes pay next to nothing for keys they do not send. With one, the caller's key (``user:42``,
-``operator:ops``) is claimed for the request's fingerprint (method, path, raw body):
+else, so the hot writes pay next to nothing for keys they do not send. With one, the
+caller's key (``user:42``, ``operator:ops``) is claimed for the request's fingerprint
+(method, path, raw body):
 
 * new: the handler runs, and its answer is stored, refusals (``402``, ``409``, ``422``
   ...) included, since they are answers too; a request that failed without one
