@@ -38,6 +38,7 @@ from gophermart.adapters.stores import memory, sqlite
 from gophermart.application.accounts import Accounts
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.errors import MigrationFailed, StoreMisconfigured, StoreUnavailable
+from gophermart.application.idempotency import Idempotency
 from gophermart.application.ledger import Corrections, Holds
 from gophermart.application.operations import Operations
 from gophermart.application.operators import Operators
@@ -163,11 +164,14 @@ async def _worker(
     wakeup: WakeUp,
     listening: Callable[[], Any],
     grace: float = 10.0,
+    idempotency: Idempotency | None = None,
 ) -> AsyncIterator[WorkerTask]:
-    """The worker: expiring holds always, and polling the accrual system when there is
-    one (without its address, orders stay NEW)."""
+    """The worker: expiring holds and pruning idempotency keys always, and polling the
+    accrual system when there is one (without its address, orders stay NEW)."""
     stop = asyncio.Event()
     jobs = [holds.sweep_until(stop)]
+    if idempotency is not None:
+        jobs.append(idempotency.prune_until(stop))
     try:
         accrual_sync: AccrualSync | None = await _ready(sync())
     except ConfigError:  # no accrual system to poll (ACCRUAL_SYSTEM_ADDRESS unset)
@@ -244,6 +248,8 @@ class Container(containers.DeclarativeContainer):
         clock,
     )
     operators = providers.Singleton(Operators, store.cold.operators, clock)
+    #: Idempotency keys: the HTTP layer's claims and answers, the worker's pruning.
+    idempotency = providers.Singleton(Idempotency, store.cold.idempotency_keys, clock)
 
     # --- the accrual worker ---------------------------------------------------------
     accrual_client = providers.Resource(_accrual_client, settings)
@@ -266,6 +272,7 @@ class Container(containers.DeclarativeContainer):
         wakeup,
         listening.provider,
         grace=retry_policy.provided.lease,
+        idempotency=idempotency,
     )
 
 

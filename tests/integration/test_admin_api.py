@@ -61,7 +61,8 @@ class Admin:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
+        """The key, and a fresh Idempotency-Key (required on operator writes)."""
+        return {"Authorization": f"Bearer {self.key}", "Idempotency-Key": uuid.uuid4().hex}
 
     def call(self, verb: Any, *args: Any) -> Any:
         """A verb of the app's facade, on the app's event loop."""

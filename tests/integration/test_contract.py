@@ -215,4 +215,9 @@ def test_the_register_upload_balance_withdraw_flow_conforms(
     assert user.json()["current"] == 249
     on_number = {"number": number}
     step("GET", "/api/admin/orders/{number}", 200, operator, path_parameters=on_number)
-    step("POST", "/api/admin/orders/{number}/retry", 200, operator, path_parameters=on_number)
+    once = {**operator, "Idempotency-Key": str(uuid.uuid4())}  # required on operator writes
+    step("POST", "/api/admin/orders/{number}/retry", 200, once, path_parameters=on_number)
+    replayed = step(
+        "POST", "/api/admin/orders/{number}/retry", 200, once, path_parameters=on_number
+    )
+    assert replayed.headers["idempotent-replayed"] == ["true"]

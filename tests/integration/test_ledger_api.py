@@ -123,7 +123,6 @@ def test_a_checkout_holds_then_captures(admin: Admin) -> None:
 
 
 def test_operators_correct_balances_and_are_named_on_what_they_write(admin: Admin) -> None:
-    key = admin.headers
     login, shopper = _funded(admin, accrued := _fresh())
     spent = _fresh()
     assert (
@@ -135,7 +134,7 @@ def test_operators_correct_balances_and_are_named_on_what_they_write(admin: Admi
     reversal = admin.client.post(
         f"/api/admin/orders/{accrued}/reversals",
         json={"sum": 50, "reason": "returned"},
-        headers=key,
+        headers=admin.headers,
     )
     assert reversal.status_code == 200, reversal.text
     body = reversal.json()
@@ -147,27 +146,32 @@ def test_operators_correct_balances_and_are_named_on_what_they_write(admin: Admi
     )
     assert _balance(admin, shopper) == {"current": 0, "withdrawn": 70, "held": 0, "owed": 20}
     beyond = admin.client.post(
-        f"/api/admin/orders/{accrued}/reversals", json={"sum": 51}, headers=key
+        f"/api/admin/orders/{accrued}/reversals", json={"sum": 51}, headers=admin.headers
     )
     assert beyond.status_code == 409
     refund = admin.client.post(
-        f"/api/admin/withdrawals/{spent}/refunds", json={"sum": 25}, headers=key
+        f"/api/admin/withdrawals/{spent}/refunds", json={"sum": 25}, headers=admin.headers
     )
     assert refund.status_code == 200, refund.text
     assert _balance(admin, shopper) == {"current": 5, "withdrawn": 45, "held": 0, "owed": 0}
-    rest = admin.client.post(f"/api/admin/withdrawals/{spent}/refunds", headers=key)
+    rest = admin.client.post(f"/api/admin/withdrawals/{spent}/refunds", headers=admin.headers)
     assert rest.status_code == 200 and rest.json()["amount"] == 45
     assert (
-        admin.client.post(f"/api/admin/withdrawals/{spent}/refunds", headers=key).status_code == 409
+        admin.client.post(
+            f"/api/admin/withdrawals/{spent}/refunds", headers=admin.headers
+        ).status_code
+        == 409
     )
     goodwill = admin.client.post(
         f"/api/admin/users/{login}/adjustments",
         json={"amount": 2.5, "reason": "sorry"},
-        headers=key,
+        headers=admin.headers,
     )
     assert goodwill.status_code == 200 and goodwill.json()["balance_after"] == 52.5
     too_much = admin.client.post(
-        f"/api/admin/users/{login}/adjustments", json={"amount": -53, "reason": "x"}, headers=key
+        f"/api/admin/users/{login}/adjustments",
+        json={"amount": -53, "reason": "x"},
+        headers=admin.headers,
     )
     assert too_much.status_code == 402
     for bad, status in (
@@ -175,33 +179,40 @@ def test_operators_correct_balances_and_are_named_on_what_they_write(admin: Admi
         ({"amount": 0.001, "reason": "x"}, 422),
         ({"reason": "x"}, 400),
     ):
-        response = admin.client.post(f"/api/admin/users/{login}/adjustments", json=bad, headers=key)
+        response = admin.client.post(
+            f"/api/admin/users/{login}/adjustments", json=bad, headers=admin.headers
+        )
         assert response.status_code == status, (bad, response.text)
     assert (
         admin.client.post(
             "/api/admin/users/nobody-at-all/adjustments",
             json={"amount": 1, "reason": "x"},
-            headers=key,
+            headers=admin.headers,
         ).status_code
         == 404
     )
     assert (
-        admin.client.post(f"/api/admin/orders/{_fresh()}/reversals", headers=key).status_code == 404
-    )
-    assert (
-        admin.client.post(f"/api/admin/withdrawals/{_fresh()}/refunds", headers=key).status_code
+        admin.client.post(
+            f"/api/admin/orders/{_fresh()}/reversals", headers=admin.headers
+        ).status_code
         == 404
     )
-    theirs = admin.client.get(f"/api/admin/users/{login}/history", headers=key).json()
+    assert (
+        admin.client.post(
+            f"/api/admin/withdrawals/{_fresh()}/refunds", headers=admin.headers
+        ).status_code
+        == 404
+    )
+    theirs = admin.client.get(f"/api/admin/users/{login}/history", headers=admin.headers).json()
     mine = admin.client.get("/api/user/history", headers=shopper).json()
     assert theirs == mine
     by_operator = [
         e for e in mine if e["kind"] in ("accrual_reversal", "withdrawal_refund", "adjustment")
     ]
     assert by_operator and all(e.get("reason") or e["kind"] != "adjustment" for e in by_operator)
-    account = admin.client.get(f"/api/admin/users/{login}", headers=key).json()
+    account = admin.client.get(f"/api/admin/users/{login}", headers=admin.headers).json()
     assert (account["current"], account["owed"], account["held"]) == (52.5, 0, 0)
-    order = admin.client.get(f"/api/admin/orders/{accrued}", headers=key).json()
+    order = admin.client.get(f"/api/admin/orders/{accrued}", headers=admin.headers).json()
     assert order["reversed"] == 50
     assert (
         admin.client.post(

@@ -76,6 +76,7 @@ ADMIN_ROUTES: dict[tuple[str, str], set[int]] = {
         401,
         402,
         404,
+        409,  # the Idempotency-Key is still being processed
         413,
         415,
         422,
@@ -222,6 +223,35 @@ def test_every_admin_route_documents_its_statuses(document: dict[str, Any]) -> N
         "parked",
     }
     assert schema["properties"]["accrual"]["type"] == ["number", "null"]
+
+
+#: The writes (SPEC "Idempotency keys"): required on an operator's, optional on a shopper's.
+WRITES = {
+    path: path.startswith("/api/admin/")
+    for (method, path) in {**SPEC_ROUTES, **LEDGER_ROUTES, **ADMIN_ROUTES}
+    if method == "post" and path not in ("/api/user/register", "/api/user/login")
+}
+
+
+def test_every_write_documents_its_idempotency_key(document: dict[str, Any]) -> None:
+    assert len(WRITES) == 9
+    for path, required in WRITES.items():
+        operation = document["paths"][path]["post"]
+        (key,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
+        assert key["in"] == "header" and key["required"] is required, path
+        assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (1, 255)
+        responses = operation["responses"]
+        assert {"400", "409", "422"} <= set(responses), path
+        assert "Idempotency-Key" in responses["409"]["description"], path
+        assert "Idempotency-Key" in responses["422"]["description"], path
+        for code, response in responses.items():
+            replayed = "Idempotent-Replayed" in response.get("headers", {})
+            assert replayed is (int(code) < 500), (path, code)
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if path not in WRITES or method != "post":
+                names = {p["name"] for p in operation.get("parameters", [])}
+                assert "Idempotency-Key" not in names, (method, path)
 
 
 def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ these protocols only, so the core is tested with in-memory fakes.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -445,6 +446,61 @@ class OperatorKeys(Protocol):
 
     async def by_hash(self, key_hash: str) -> StoredOperator | None:
         """The operator whose key hashes to ``key_hash``, revoked or not."""
+        ...
+
+
+# --- idempotency keys ---------------------------------------------------------------
+
+
+class ClaimOutcome(enum.Enum):
+    """What :meth:`IdempotencyKeys.claim` found."""
+
+    #: The key was free: the caller runs the request, then completes or abandons it.
+    NEW = "new"
+    #: The same request ran already: its answer is in the claim.
+    REPLAY = "replay"
+    #: The same request is still running (or its process died before storing the answer).
+    IN_PROGRESS = "in_progress"
+    #: The key was used with another request.
+    MISMATCH = "mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claim of an idempotency key; a :attr:`~ClaimOutcome.REPLAY` carries the stored
+    answer (status, body, content type)."""
+
+    outcome: ClaimOutcome
+    status: int | None = None
+    body: bytes = b""
+    content_type: str | None = None
+
+
+class IdempotencyKeys(Protocol):
+    """The answers of the writes that carried an ``Idempotency-Key``, by caller (``user:42``,
+    ``operator:ops``) and key. ``fingerprint`` tells one request from another (the HTTP
+    layer hashes its method, path and body); a key is the caller's, never shared."""
+
+    async def claim(self, caller: str, key: str, fingerprint: str, now: datetime) -> Claim:
+        """Take the key for a new request (``NEW``: kept as in progress, from ``now``), or
+        say what holds it: the stored answer of the same request, the same request in
+        progress, or another request. Safe under any concurrency: one claim wins."""
+        ...
+
+    async def complete(
+        self, caller: str, key: str, status: int, body: bytes, content_type: str
+    ) -> None:
+        """Store the answer of the request that claimed the key."""
+        ...
+
+    async def abandon(self, caller: str, key: str) -> None:
+        """Forget a key still in progress (its request failed, nothing changed): a retry
+        with it runs again. A completed key is left alone."""
+        ...
+
+    async def prune(self, older_than: datetime, limit: int) -> int:
+        """Delete up to ``limit`` keys claimed before ``older_than``, oldest first;
+        how many were deleted."""
         ...
 
 

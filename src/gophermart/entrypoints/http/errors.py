@@ -105,3 +105,15 @@ EXCEPTION_HANDLERS: Mapping[Any, Callable[..., Response[bytes]]] = {
     HTTPException: _http_error,
     Exception: _unexpected,
 }
+
+
+def refusal(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes] | None:
+    """The answer the handlers above give ``exc`` (what Litestar would send), or ``None``
+    for an unexpected exception (a bug: a 500, which Litestar logs when it is raised on)."""
+    for kind in type(exc).__mro__:
+        if kind is Exception:
+            return None
+        handler = EXCEPTION_HANDLERS.get(kind)
+        if handler is not None:
+            return handler(request, exc)
+    return None  # pragma: no cover - every exception derives from Exception

@@ -15,6 +15,7 @@ from dependency_injector import containers, providers
 
 from gophermart.adapters.stores import NoListener
 from gophermart.adapters.stores.memory.gate import MemoryGate
+from gophermart.adapters.stores.memory.idempotency import MemoryIdempotencyKeys
 from gophermart.adapters.stores.memory.operators import MemoryOperatorKeys
 from gophermart.adapters.stores.memory.reads import (
     MemoryLedgerAudit,
@@ -67,7 +68,8 @@ class AlwaysReady:
 
 class ColdPaths(containers.DeclarativeContainer):
     """What no shopper's request touches: the gate, the throttle's counters, the
-    audit, the queue probe, the operators' keys (stores/sql/cold.py is the SQL stores')."""
+    audit, the queue probe, the operators' keys, the idempotency keys (stores/sql/cold.py
+    is the SQL stores')."""
 
     database = providers.Dependency(instance_of=MemoryDatabase)
     gate = providers.Singleton(MemoryGate)
@@ -75,6 +77,7 @@ class ColdPaths(containers.DeclarativeContainer):
     audit = providers.Singleton(MemoryLedgerAudit, database)
     queue_probe = providers.Singleton(MemoryQueueProbe, database)
     operators = providers.Singleton(MemoryOperatorKeys)
+    idempotency_keys = providers.Singleton(MemoryIdempotencyKeys)
 
 
 class Store(containers.DeclarativeContainer):

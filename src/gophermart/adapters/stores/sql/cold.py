@@ -1,7 +1,8 @@
 """The cold paths both SQL stores run the same way, on SQLAlchemy Core over their
 engines: the accrual gate, the login throttle's counters, the ledger audit, the
-queue probe and the operators' keys (no shopper's request touches them). Each SQL
-store includes this container as its ``cold`` part, with its own engines and guard."""
+queue probe and the operators' keys (no shopper's request touches them), and the
+idempotency keys (only a request that carries one). Each SQL store includes this
+container as its ``cold`` part, with its own engines and guard."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gophermart.adapters.stores.guard import DatabaseGuard, guarded
 from gophermart.adapters.stores.sql.audit import SqlLedgerAudit
 from gophermart.adapters.stores.sql.gate import SqlAccrualGate
+from gophermart.adapters.stores.sql.idempotency import SqlIdempotencyKeys
 from gophermart.adapters.stores.sql.operators import SqlOperatorKeys
 from gophermart.adapters.stores.sql.probe import SqlQueueProbe
 from gophermart.adapters.stores.sql.throttle import SqlThrottleCounters
@@ -35,4 +37,8 @@ class SqlColdPaths(containers.DeclarativeContainer):
     # Operators' keys: each admin request reads one (behind the guard, like a request's).
     operators = providers.Singleton(
         guarded, providers.Singleton(SqlOperatorKeys, write, read), guard
+    )
+    # Idempotency keys: a write that carries one claims it and stores its answer.
+    idempotency_keys = providers.Singleton(
+        guarded, providers.Singleton(SqlIdempotencyKeys, write), guard
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -266,6 +267,22 @@ operators = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
 )
 
+
+# Idempotency keys (application.idempotency): each caller's keys ("user:42",
+# "operator:ops") with the fingerprint of the request that claimed the key, and its
+# answer once stored (status NULL while the request runs). Pruned by age (migration 0008).
+idempotency_keys = Table(
+    named("idempotency_keys"),
+    metadata,
+    Column("caller", String(300), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("body", LargeBinary, nullable=True),
+    Column("content_type", String(255), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(f"ix_{named('idempotency_keys')}_created_at", "created_at"),
+)
 
 #: Alembic's table (created and kept by Alembic, so outside ``metadata``), as Core, so
 #: that reading the revision follows a schema translation like every other statement.

@@ -19,11 +19,13 @@ from gophermart.entrypoints.http.auth import OPERATOR_KEY, requires
 from gophermart.entrypoints.http.controllers.common import (
     AUTH_ERRORS,
     OPERATION,
+    OPERATOR_WRITE,
     error_doc,
     json_doc,
     json_response,
 )
 from gophermart.entrypoints.http.controllers.ledger import hold_body
+from gophermart.entrypoints.http.idempotency import idempotent
 from gophermart.entrypoints.http.mount import mount_of
 from gophermart.entrypoints.http.wire import AdminOrder, AdminUser, encoder
 
@@ -165,8 +167,9 @@ class AdminController(Controller):
             ),
             **AUTH_ERRORS,
         },
-        operation_class=OPERATION,
+        operation_class=OPERATOR_WRITE,
     )
+    @idempotent("operator", required=True)
     async def retry_order(
         self, request: Request[Any, Any, Any], number: str = NUMBER
     ) -> ASGIResponse:

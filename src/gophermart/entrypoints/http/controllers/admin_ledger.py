@@ -32,6 +32,7 @@ from gophermart.entrypoints.http.controllers.listing import (
     PageLimit,
     listing_response,
 )
+from gophermart.entrypoints.http.idempotency import idempotent
 from gophermart.entrypoints.http.mount import mount_of
 from gophermart.entrypoints.http.wire import (
     AdjustmentRequest,
@@ -133,8 +134,10 @@ class AdminLedgerController(Controller):
         operation_class=documented(
             body_description="`amount` signed points, `reason` why.",
             body_examples={"goodwill": {"amount": 5, "reason": "goodwill"}},
+            idempotency="required",
         ),
     )
+    @idempotent("operator", required=True)
     async def adjust(self, request: Request[Any, Any, Any], login: str = LOGIN) -> ASGIResponse:
         body = decode_adjustment(await request.body())
         amount = parse_signed(body.amount)
@@ -165,8 +168,10 @@ class AdminLedgerController(Controller):
         operation_class=documented(
             body_description="`sum` points (all that is left without it), `reason` why.",
             body_examples={"returned": {"sum": 50, "reason": "order returned"}},
+            idempotency="required",
         ),
     )
+    @idempotent("operator", required=True)
     async def reverse(self, request: Request[Any, Any, Any], number: str = NUMBER) -> ASGIResponse:
         body = decode_correction(await request.body())
         amount = body.amount()
@@ -194,8 +199,10 @@ class AdminLedgerController(Controller):
         operation_class=documented(
             body_description="`sum` points (all that is left without it), `reason` why.",
             body_examples={"cancelled": {"sum": 20, "reason": "order cancelled"}},
+            idempotency="required",
         ),
     )
+    @idempotent("operator", required=True)
     async def refund(self, request: Request[Any, Any, Any], number: str = NUMBER) -> ASGIResponse:
         body = decode_correction(await request.body())
         amount = body.amount()

@@ -19,9 +19,12 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
     Example,
     OpenAPIHeader,
+    OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
+    Parameter,
+    Reference,
     RequestBody,
     Schema,
 )
@@ -139,9 +142,12 @@ def documented(
     body_description: str | None = None,
     body_examples: Mapping[str, Any] | None = None,
     error_headers: Mapping[str, Mapping[str, OpenAPIHeader]] = ERROR_HEADERS,
+    idempotency: str | None = None,
 ) -> type[Operation]:
     """An ``operation_class`` that declares the error answers' headers and describes the
-    request body (whose schema :func:`body_of` has Litestar generate)."""
+    request body (whose schema :func:`body_of` has Litestar generate); a write route's
+    ``Idempotency-Key`` (``idempotency``: ``"required"`` or ``"optional"``) with its
+    answers, as :func:`idempotency_documented` adds them."""
 
     @dataclass
     class DocumentedOperation(Operation):
@@ -156,11 +162,74 @@ def documented(
                     media.examples = {
                         name: Example(value=value) for name, value in (body_examples or {}).items()
                     } or None
+            if idempotency is not None:
+                idempotency_documented(self, required=idempotency == "required")
 
     return DocumentedOperation
 
 
+# --- Idempotency-Key (entrypoints/http/idempotency.py) ---------------------------------
+
+#: 1 to 255 printable ASCII characters (none but visible ones at either end: HTTP strips
+#: the spaces around a header's value).
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
+_REPLAYED = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.STRING, enum=["true"]),
+    description="`true`: the stored answer of an earlier request with this `Idempotency-Key`",
+    required=False,
+)
+_KEY_ANSWERS: Final = {
+    "400": "or the `Idempotency-Key` header is missing (operator routes) or not 1-255 "
+    "printable ASCII characters",
+    "409": "or a request with this `Idempotency-Key` is still being processed",
+    "422": "or this `Idempotency-Key` was used with another request (method, path or body)",
+}
+
+
+def idempotency_documented(operation: Operation, *, required: bool) -> None:
+    """Declare the ``Idempotency-Key`` header on a write ``operation``, the answers it
+    adds (400, 409, 422) and ``Idempotent-Replayed`` on every answer that is replayed."""
+    operation.parameters = [
+        *(operation.parameters or []),
+        Parameter(
+            name="Idempotency-Key",
+            param_in="header",
+            required=required,
+            schema=Schema(
+                type=OpenAPIType.STRING,
+                min_length=1,
+                max_length=255,
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+            ),
+            description=(
+                "Required on operator writes; optional on shopper writes. The same key "
+                "with the same request within 24 h answers the first answer again "
+                "(`Idempotent-Replayed: true`) and changes nothing. Keys are the caller's."
+            ),
+            examples={"uuid": Example(value="8e03978e-40d5-43e8-bc93-6894a57f9324")},
+        ),
+    ]
+    responses = operation.responses = operation.responses or {}
+    for status, addition in _KEY_ANSWERS.items():
+        response = responses.get(status)
+        if isinstance(response, OpenAPIResponse):
+            response.description = f"{response.description}; {addition}"
+        else:
+            responses[status] = OpenAPIResponse(
+                description=addition[3].upper() + addition[4:],  # "or a ..." -> "A ..."
+                content={
+                    JSON: OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Error"))
+                },
+            )
+    for status, response in responses.items():
+        if int(status) < 500 and isinstance(response, OpenAPIResponse):
+            response.headers = {**(response.headers or {}), "Idempotent-Replayed": _REPLAYED}
+
+
 OPERATION: Final = documented()  # for the routes that take no body
+#: The write routes that take no body: a shopper's (a key accepted), an operator's (required).
+SHOPPER_WRITE: Final = documented(idempotency="optional")
+OPERATOR_WRITE: Final = documented(idempotency="required")
 
 
 def body_of(annotation: Any) -> dict[str, Provide]:

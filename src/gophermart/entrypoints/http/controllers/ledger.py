@@ -19,6 +19,7 @@ from gophermart.entrypoints.http.controllers.common import (
     BODY_ERRORS,
     MALFORMED,
     OPERATION,
+    SHOPPER_WRITE,
     body_of,
     documented,
     empty_doc,
@@ -32,6 +33,7 @@ from gophermart.entrypoints.http.controllers.listing import (
     PageLimit,
     listing_response,
 )
+from gophermart.entrypoints.http.idempotency import idempotent
 from gophermart.entrypoints.http.mount import mount_of
 from gophermart.entrypoints.http.wire import (
     Entry,
@@ -165,8 +167,10 @@ class LedgerController(Controller):
         operation_class=documented(
             body_description="Reserve `sum` points for `order` for `ttl` seconds.",
             body_examples={"checkout": {"order": "2377225624", "sum": 100.5, "ttl": 900}},
+            idempotency="optional",
         ),
     )
+    @idempotent("user", required=False)
     async def hold(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         body = decode_hold(await request.body())
         amount = parse_sum(body.sum)
@@ -187,8 +191,9 @@ class LedgerController(Controller):
             409: error_doc("The hold was released or expired", "order 2377225624: hold expired"),
             **AUTH_ERRORS,
         },
-        operation_class=OPERATION,
+        operation_class=SHOPPER_WRITE,
     )
+    @idempotent("user", required=False)
     async def capture(
         self, request: Request[Any, Any, Any], hold_id: int = HOLD_ID
     ) -> ASGIResponse:
@@ -208,8 +213,9 @@ class LedgerController(Controller):
             409: error_doc("The hold was captured", "order 2377225624: hold is captured"),
             **AUTH_ERRORS,
         },
-        operation_class=OPERATION,
+        operation_class=SHOPPER_WRITE,
     )
+    @idempotent("user", required=False)
     async def release(
         self, request: Request[Any, Any, Any], hold_id: int = HOLD_ID
     ) -> ASGIResponse:

@@ -31,6 +31,7 @@ from gophermart.entrypoints.http.controllers.listing import (
     PageLimit,
     listing_response,
 )
+from gophermart.entrypoints.http.idempotency import idempotent
 from gophermart.entrypoints.http.mount import mount_of
 from gophermart.entrypoints.http.wire import Order, encoder
 
@@ -96,8 +97,10 @@ class OrdersController(Controller):
             "whitespace is ignored). The Content-Type is not checked, so `curl -d 9278923470` "
             "works too.",
             body_examples={"order": "9278923470"},
+            idempotency="optional",
         ),
     )
+    @idempotent("user", required=False)
     async def upload_order(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         # The contract says text/plain; the Content-Type is not checked, so that
         # `curl -d 12345678903` (form-encoded by default) works too: the body is the number.

@@ -30,6 +30,7 @@ from gophermart.entrypoints.http.controllers.listing import (
     PageLimit,
     listing_response,
 )
+from gophermart.entrypoints.http.idempotency import idempotent
 from gophermart.entrypoints.http.mount import mount_of
 from gophermart.entrypoints.http.wire import (
     Balance,
@@ -104,8 +105,10 @@ class PointsController(Controller):
             body_description="Spend `sum` points (a JSON number, > 0, at most two decimals) "
             "on a new order `order`.",
             body_examples={"spend": {"order": "2377225624", "sum": 751}},
+            idempotency="optional",
         ),
     )
+    @idempotent("user", required=False)
     async def withdraw(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         body = decode_withdraw(await request.body())
         amount = parse_sum(body.sum)
