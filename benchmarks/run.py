@@ -815,6 +815,72 @@ async def run_wrk(
     return result
 
 
+#: Issue 17: a user with this many ledger entries reads the first page of their history.
+HISTORY_ENTRIES = 10_000
+HISTORY_PAGE = 50
+HISTORY_LOGIN = "bench-history"
+
+
+async def ledger_scenarios(
+    cfg: Config, dbs: Databases, url: str, tokens_path: Path, work: Path
+) -> dict[str, Any]:
+    """Issue 17's figures: a hold and its capture (a checkout in two phases), as pairs per
+    second, and the first page of the history of a user with 10,000 entries."""
+    pairs = await run_wrk(
+        cfg, url, "hold_capture.lua", tokens_path, cfg.duration, "POST holds + capture"
+    )
+    token = await seed_history(dbs, url)
+    path = work / "history-token.txt"
+    path.write_text(token + "\n")
+    history = await run_wrk(
+        cfg,
+        url,
+        "history.lua",
+        path,
+        cfg.duration,
+        f"GET /api/user/history?limit={HISTORY_PAGE} ({HISTORY_ENTRIES:,} entries)",
+        extra_env={"BENCH_HISTORY_LIMIT": str(HISTORY_PAGE)},
+    )
+    return {"hold_capture": asdict(pairs), "history": asdict(history)}
+
+
+async def seed_history(dbs: Databases, url: str) -> str:
+    """A user with HISTORY_ENTRIES adjustments of one point each (balance to match), and
+    a real token for them."""
+    conn = await asyncpg.connect(dbs.dsn(dbs.bench))
+    try:
+        password_hash = await conn.fetchval(
+            "SELECT password_hash FROM gophermart_users WHERE login = $1", PROBE_LOGIN
+        )
+        now = datetime.now(UTC)
+        async with conn.transaction():
+            uid = await conn.fetchval(
+                "INSERT INTO gophermart_users (login, password_hash, created_at)"
+                " VALUES ($1, $2, $3) RETURNING id",
+                HISTORY_LOGIN,
+                password_hash,
+                now - timedelta(days=30),
+            )
+            await conn.execute(
+                "INSERT INTO gophermart_accounts (user_id, balance, withdrawn) VALUES ($1, $2, 0)",
+                uid,
+                HISTORY_ENTRIES * 100,
+            )
+            await conn.copy_records_to_table(
+                "gophermart_ledger",
+                records=[
+                    (uid, "adjustment", 100, now - timedelta(seconds=HISTORY_ENTRIES - n), "seed")
+                    for n in range(HISTORY_ENTRIES)
+                ],
+                columns=["user_id", "kind", "amount", "created_at", "reason"],
+            )
+        await conn.execute("ANALYZE gophermart_ledger")
+    finally:
+        await conn.close()
+    (token,) = await log_in_all(url, [HISTORY_LOGIN])
+    return token
+
+
 async def withdraw_contention(
     cfg: Config, url: str, tokens: Sequence[str], work: Path
 ) -> list[WrkResult]:
@@ -1188,11 +1254,19 @@ async def simulator_available() -> bool:
 
 # --------------------------------------------------------------------------- integrity
 
+# The kinds of issue 17 (holds, refunds, adjustments ...) sum by the signs of
+# domain/accounts.py's EFFECTS; a release before them has only accruals and withdrawals.
 _INTEGRITY = """
 WITH l AS (
     SELECT user_id,
-           COALESCE(SUM(amount) FILTER (WHERE kind = 'accrual'), 0) AS credits,
-           COALESCE(SUM(amount) FILTER (WHERE kind = 'withdrawal'), 0) AS debits,
+           COALESCE(SUM(amount) FILTER (
+               WHERE kind IN ('accrual', 'withdrawal_refund', 'adjustment', 'hold_release')
+           ), 0) AS credits,
+           COALESCE(SUM(amount) FILTER (
+               WHERE kind IN ('withdrawal', 'accrual_reversal', 'hold')
+           ), 0) AS debits,
+           COALESCE(SUM(amount) FILTER (WHERE kind = 'withdrawal'), 0)
+             - COALESCE(SUM(amount) FILTER (WHERE kind = 'withdrawal_refund'), 0) AS spent,
            COUNT(*) FILTER (WHERE kind = 'withdrawal') AS withdrawals
     FROM gophermart_ledger GROUP BY user_id
 )
@@ -1201,7 +1275,7 @@ SELECT COUNT(*) AS accounts,
        COUNT(*) FILTER (
            WHERE a.balance <> COALESCE(l.credits, 0) - COALESCE(l.debits, 0)
        ) AS balance_mismatch,
-       COUNT(*) FILTER (WHERE a.withdrawn <> COALESCE(l.debits, 0)) AS withdrawn_mismatch,
+       COUNT(*) FILTER (WHERE a.withdrawn <> COALESCE(l.spent, 0)) AS withdrawn_mismatch,
        COALESCE(SUM(l.withdrawals), 0) AS withdrawals
 FROM gophermart_accounts a LEFT JOIN l ON l.user_id = a.user_id
 """
@@ -1280,6 +1354,20 @@ def render(results: dict[str, Any]) -> str:
     withdraw = next((r for r in results.get("endpoints", []) if "withdraw" in r["label"]), None)
     if update and withdraw:
         out.append(f"\nwithdraw / pgbench simple-update: {withdraw['rps'] / update:.3f}")
+    ledger = results.get("ledger")
+    if ledger and withdraw:
+        hc, hist = ledger["hold_capture"], ledger["history"]
+        pairs = hc["rps"] / 2
+        out.append(
+            f"\nholds + captures: {pairs:,.0f} pairs/s ({hc['rps']:,.0f} req/s, p99 "
+            f"{hc['p99_ms']:.2f} ms, errors {hc['non_2xx'] + hc['socket_errors']}) = "
+            f"{pairs / withdraw['rps']:.2f}x one withdrawal's throughput (target >= 0.8)"
+        )
+        out.append(
+            f"history, first page of {HISTORY_PAGE} of {HISTORY_ENTRIES:,} entries: "
+            f"{hist['rps']:,.0f} req/s, p50 {hist['p50_ms']:.2f} ms, p99 {hist['p99_ms']:.2f} ms "
+            f"(target p99 < 20 ms), errors {hist['non_2xx'] + hist['socket_errors']}"
+        )
 
     a2 = results.get("argon2")
     if a2:
@@ -1493,6 +1581,7 @@ async def http_section(
             results["endpoints"] = [asdict(r) for r in endpoints]
         if cfg.reads_only:
             return seeded
+        results["ledger"] = await ledger_scenarios(cfg, dbs, service.url, tokens_path, work)
         contention = await withdraw_contention(cfg, service.url, seeded.tokens, work)
         results["withdraw_contention"] = [asdict(r) for r in contention]
         results["auth"] = [asdict(r) for r in await auth_latency(cfg, service.url, logins_path)]
