@@ -2,9 +2,13 @@
 (two-phase spending), and the shop's corrections: accrual reversals, withdrawal refunds
 and operators' adjustments. Every movement is a ledger entry; none edits an earlier one.
 
-Each movement decides on its account's figures with the account's row locked
-(``AccountRepository.locked``), the order's or the hold's row first when it has one, so
-the stores' locks are always taken in one order (order or hold, then account) and two
+A correction decides on its account's figures with the account's row locked
+(``AccountRepository.locked``: a reversal takes what the balance has), the order's row
+first when it has one. Holds only read the account: placing one, capturing or releasing
+it moves the figures by the entries' writes, whose statements check the balance on the
+row's latest version, so the account's row is locked only while they are written (a
+hot checkout is not held up by round trips made under its lock). The stores' locks are
+always taken in one order (the order's or the hold's row, then the account's), so two
 movements never deadlock.
 """
 
@@ -142,7 +146,6 @@ class Holds:
         connection: HostConnection | None,
     ) -> HoldOutcome:
         async with self._uow(connection) as uow:
-            account = await _locked(uow, user_id)
             held = await uow.holds.open_for(number)
             if held is not None:
                 if held.user_id == user_id and held.amount == amount:
@@ -150,6 +153,10 @@ class Holds:
                 raise HoldConflict(number.value, "has an open hold", held.id, held.state)
             if await uow.accounts.withdrawal(number) is not None:
                 raise HoldConflict(number.value, "was already paid with points")
+            # Read, not locked: the entry's write checks the balance again on the row's
+            # latest version (short by then: InsufficientPoints), so the account's row
+            # is locked only while the hold is written, never across round trips.
+            account = await _account(uow, user_id)
             if amount > account.balance:
                 raise InsufficientPoints(amount, account.balance)
             now = self._clock.now()
@@ -347,6 +354,13 @@ class Corrections:
             )
 
 
+async def _account(uow: UnitOfWork, user_id: UserId) -> Account:
+    account = await uow.accounts.get(user_id)
+    if account is None:
+        raise UnknownUser(user_id)
+    return account
+
+
 async def _locked(uow: UnitOfWork, user_id: UserId) -> Account:
     account = await uow.accounts.locked(user_id)
     if account is None:
@@ -355,12 +369,14 @@ async def _locked(uow: UnitOfWork, user_id: UserId) -> Account:
 
 
 async def _closed(uow: UnitOfWork, hold: Hold, state: HoldState, at: datetime) -> Hold:
-    """Close ``hold`` in ``uow``: the account locked first, then the hold moved from
-    open (once: a hold someone else closed is :class:`ConcurrentUpdate`), then its
-    entries."""
-    account = await _locked(uow, hold.user_id)
+    """Close ``hold`` in ``uow``: the hold moved from open (once: a hold someone else
+    closed is :class:`ConcurrentUpdate`), then its entries. The account is read, not
+    locked: closing a hold never needs more than the points it holds (a capture's
+    release gives back what its withdrawal spends), and the entries' writes lock the
+    account's row only while they are written."""
     if not await uow.holds.close(hold, state, at):
         raise ConcurrentUpdate(f"hold {hold.id} was closed meanwhile")
+    account = await _account(uow, hold.user_id)
     account.close_hold(hold, state, at)
     await uow.accounts.save(account)
     return hold.closed(state, at)

@@ -27,13 +27,16 @@ each with its own answer or error: one bad debit cannot fail the others, and a d
 whose first attempt did commit answers as a conflict, which the use case turns into the
 replay it is.
 
-The snapshot's balance is the latest one unless another transaction changed the row
-after the statement began (a hold, an adjustment, a reversal, a credit: raced by a
-stress test, 9 of 450 batches). Lower than the latest, a debit would be refused that
-fits: so a refusal is never answered from the batch, the debit is decided again alone
-(:func:`debit_one`: the row locked first, then decided on the latest balance). Higher,
-the batch would overdraw: ``CHECK (balance >= 0)`` fails the whole statement, nothing
-is written, and its debits are written alone in turn.
+The batch's ``FOR UPDATE`` reads the balance as the statement's snapshot has it, which
+is not the latest when another transaction changed the row after the statement began (a
+hold, an adjustment, a reversal, a credit; a stress test raced 9 of 450 batches so).
+Lower than the latest, a debit that fits would be refused: so a refusal is never
+answered from the batch, the debit is written alone. Higher, the batch would overdraw:
+``CHECK (balance >= 0)`` fails the whole statement, nothing is written, and its debits
+are written alone in turn. Alone is :func:`record_moving`: an UPDATE whose WHERE states
+the debit rule, which PostgreSQL checks again on the row's latest version once it has
+the lock: exact. Only refusals and raced debits pay for it; a debit that fits is
+answered from its batch, as before.
 """
 
 from __future__ import annotations
@@ -50,33 +53,22 @@ from gophermart.adapters.stores.postgres import statements as pg
 from gophermart.adapters.stores.postgres.coalesce import Coalescer
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner
-from gophermart.adapters.stores.sql import movements as mv
+from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner
-from gophermart.domain.accounts import LedgerEntry
+from gophermart.domain.accounts import EntryKind, LedgerEntry
 
 log = logging.getLogger("gophermart.group_commit")
 
 
-async def debit_one(runner: Runner, entry: LedgerEntry) -> bool:
-    """One debit, exactly: its account row locked by a statement of its own, then the
-    batch statement that waits for its account's lock (the debit rule's one statement
-    here), on ``runner``'s connection, inside its transaction (the caller's: a unit of
-    work's, or :meth:`PgGroupCommit._alone`'s). ``True``: written; ``False``: the
-    balance did not cover it (or no such account); :class:`Conflict`: the order number
-    is taken. Nothing is written unless ``True``.
-
-    Why the lock first: a statement reads the snapshot taken when it began, and the
-    batch statement's ``FOR UPDATE`` on a row that another transaction changed after
-    that reads the snapshot's balance, while its UPDATE moves the latest one (measured:
-    640 of 3,000 debits racing a hold on the same account decided on a stale balance;
-    ``CHECK (balance >= 0)`` stopped every overdraft, as a failed statement). Once this
-    transaction holds the lock, the next statement's snapshot has the latest balance."""
-    await runner.fetchrow(mv.ACCOUNT_LOCKED, {"user_id": entry.user_id})
-    rows = await runner.fetch(pg.WITHDRAW_WAITING, _batch_params([entry]))
-    accepted, written, _, _ = rows[0]
-    if accepted and not written:
-        raise Conflict(f"withdrawal for order {entry.order_number} exists")
-    return bool(accepted and written)
+async def record_moving(runner: Runner, entry: LedgerEntry) -> bool:
+    """One entry as one statement: the entry and its change of the figures, the debit
+    rule in its UPDATE's WHERE, which PostgreSQL checks again on the row's latest
+    version once it has the row's lock: exact however it is raced (unlike a read of the
+    row, which sees the statement's snapshot). ``True``: written; ``False``: the balance
+    did not cover it (or no such account); :class:`Conflict`: the order number is
+    taken (a second withdrawal of an order). Nothing is written unless ``True``."""
+    moving = pg.CREDIT_ENTRY if entry.kind is EntryKind.ACCRUAL else pg.MOVE_ENTRY
+    return await runner.fetchval(moving, st.entry_params(entry)) is not None
 
 
 def _batch_params(entries: Sequence[LedgerEntry]) -> dict[str, list[object]]:
@@ -188,7 +180,7 @@ class PgGroupCommit:
                 raise exc.reason from None
             except Exception as exc:
                 if len(batch) == 1 and not isinstance(exc, CheckViolationError):
-                    raise
+                    raise  # nothing to part: its error is its answer
                 log.warning(
                     "a batch of %d debits failed (%s: %s); writing them one by one",
                     len(batch),
@@ -217,8 +209,7 @@ class PgGroupCommit:
         try:
             pool = await (on or self._pool).get()
             try:
-                async with pool.acquire() as conn, conn.transaction():
-                    written = await debit_one(PgRunner(conn), debit.entry)
+                written = await record_moving(PgRunner(pool), debit.entry)
                 outcome = Outcome.WRITTEN if written else Outcome.REFUSED
             except Conflict:
                 outcome = Outcome.CONFLICT

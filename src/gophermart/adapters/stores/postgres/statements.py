@@ -140,12 +140,11 @@ FOR_WITHDRAWALS = Statement(
 # Back, per debit in arrival order: accepted (NULL: its account was not decided on),
 # written, how many accounts moved, and whether the debit's account exists at all.
 #
-# Two forms of it, built once: WITHDRAW_BATCH locks with SKIP LOCKED, so that an account
-# row somebody else holds (a long transaction, an operator's psql) leaves *its* debits
-# undecided (accepted NULL, known true) instead of stalling the whole batch, and with it
-# every other user's withdrawal; the group commit then writes those debits alone, with
-# WITHDRAW_WAITING, which waits for the lock within the request's own deadline: one slow
-# thing stays one slow thing.
+# It locks with SKIP LOCKED, so that an account row somebody else holds (a long
+# transaction, an operator's psql) leaves *its* debits undecided (accepted NULL, known
+# true) instead of stalling the whole batch, and with it every other user's withdrawal;
+# the group commit then writes those debits alone (MOVE_ENTRY, which waits for the lock
+# within the request's own deadline): one slow thing stays one slow thing.
 
 _debit_users = bindparam("users", type_=ARRAY(BigInteger))
 _debits = (
@@ -284,7 +283,6 @@ def _withdrawals(*, skip_locked: bool) -> Select[Any]:
 
 
 WITHDRAW_BATCH = Statement(_withdrawals(skip_locked=True))
-WITHDRAW_WAITING = Statement(_withdrawals(skip_locked=False))
 
 # Coalesced reads (coalesce.py): one statement for the users whose reads
 # arrived in the same turn of a server process's event loop, each row led by its user.

@@ -37,25 +37,23 @@ from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
 from gophermart.adapters.stores.postgres import statements as pg
-from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit, debit_one
+from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit, record_moving
 from gophermart.adapters.stores.postgres.pool import PgPool, must_abandon
 from gophermart.adapters.stores.postgres.runner import PgRunner
 from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.runners import Row, Runner
 from gophermart.adapters.stores.sql.session import HostUnitOfWork, Session, SessionUnitOfWork
 from gophermart.application.ports import HostConnection, UnitOfWork
-from gophermart.domain.accounts import EntryKind, LedgerEntry
+from gophermart.domain.accounts import LedgerEntry
 from gophermart.domain.orders import OrderNumber
 from gophermart.domain.users import UserId
 
 
 async def record_entry(runner: Runner, entry: LedgerEntry) -> bool:
-    """PostgreSQL's shape of a ledger entry: one statement, a credit's CTE or the debit
-    batch (of one)."""
-    if entry.is_debit:
-        return await debit_one(runner, entry)
-    moving = pg.CREDIT_ENTRY if entry.kind is EntryKind.ACCRUAL else pg.MOVE_ENTRY
-    return await runner.fetchval(moving, st.entry_params(entry)) is not None
+    """PostgreSQL's shape of a ledger entry: one statement, the entry and its change of
+    the figures, guarded by the debit rule (an UPDATE's WHERE is checked again on the
+    row's latest version once its lock is had, so it decides on the latest balance)."""
+    return await record_moving(runner, entry)
 
 
 def within(conn: HostConnection, schema: str | None = None) -> UnitOfWork:
@@ -97,13 +95,8 @@ class _LazyRunner:
 
 
 class _PgSession(Session):
+    records_in_one_statement = True
     _runner: _LazyRunner
-
-    @property
-    def records_in_one_statement(self) -> bool:  # type: ignore[override]
-        """A lone entry is its own transaction only with a group committer: a debit
-        outside one is two statements (debit_one: the lock, then the debit)."""
-        return self._group is not None
 
     def __init__(
         self, runner: _LazyRunner, group: PgGroupCommit | None, add_order: st.Statement

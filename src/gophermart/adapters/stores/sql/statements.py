@@ -288,7 +288,7 @@ CREDIT = Statement(CREDIT_CHANGE)
 _change = bindparam("change", type_=BigInteger)
 MOVE_CHANGE = (
     update(accounts)
-    .where(and_(accounts.c.user_id == _user, accounts.c.balance + _change >= 0))
+    .where(and_(accounts.c.user_id == _user, covers(accounts.c.balance, -_change)))
     .values(
         balance=accounts.c.balance + _change,
         withdrawn=accounts.c.withdrawn + bindparam("withdrawn_change", type_=BigInteger),
