@@ -54,8 +54,9 @@ ALL_ENDPOINTS = {
     "balance": ("balance.lua", "GET /api/user/balance"),
     "orders": ("orders.lua", "GET /api/user/orders"),
     "withdraw": ("withdraw.lua", "POST /api/user/balance/withdraw"),
+    "holds": ("hold_capture.lua", "POST holds + capture"),  # profile.py only: not in 0.2
 }
-ENDPOINTS = tuple(ALL_ENDPOINTS.values())
+ENDPOINTS = tuple(ALL_ENDPOINTS[name] for name in ("balance", "orders", "withdraw"))
 
 
 @dataclass

@@ -27,7 +27,7 @@ from gophermart.application.ports import (
     UnitOfWork,
 )
 from gophermart.bootstrap import build, settle
-from gophermart.domain.accounts import Account, EntryKind
+from gophermart.domain.accounts import Account, EntryKind, Hold, HoldState
 from gophermart.domain.errors import InsufficientPoints, LoginTaken
 from gophermart.domain.operators import OperatorName
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
@@ -779,3 +779,53 @@ async def test_a_retry_makes_a_waiting_order_due_and_leaves_held_and_final_ones(
     async with backend.uow() as uow:
         due = await uow.orders.claim_due(soon, soon + timedelta(seconds=10), 10)
     assert [c.number.value for c in due] == [NUMBERS[0]]
+
+
+async def test_a_hold_is_placed_and_captured_at_once_or_not_at_all(backend: Backend) -> None:
+    """holds.place and holds.capture, the checkout's two writes (one statement each on
+    PostgreSQL): all of it or nothing, on every store."""
+    alice = await new_user(backend)
+    await new_order(backend, alice, NUMBERS[0])
+    await credit(backend, alice, NUMBERS[0], 100_00)
+    order, until = OrderNumber(NUMBERS[1]), T0 + timedelta(minutes=15)
+
+    async def figures() -> tuple[int, int, int]:
+        async with backend.uow() as uow:
+            account = await uow.accounts.get(alice)
+        assert account is not None
+        return account.balance.cents, account.withdrawn.cents, account.held.cents
+
+    async def place(cents: int, number: OrderNumber = order) -> Hold | None:
+        async with backend.uow() as uow:
+            placed = await uow.holds.place(alice, number, Points(cents), T0, until)
+            await uow.commit()
+        return placed
+
+    assert await place(100_01) is None  # more than the balance: nothing written
+    assert await figures() == (100_00, 0, 0)
+    hold = await place(40_00)
+    assert hold is not None and hold.state is HoldState.OPEN and hold.id > 0
+    assert await figures() == (60_00, 0, 40_00)
+    assert await place(10_00) is None  # the order has an open hold
+    async with backend.uow() as uow:
+        assert await uow.holds.capture(hold, until) is False  # expired at its expires_at
+        assert await uow.holds.capture(hold, T0) is True
+        await uow.commit()
+    assert await figures() == (60_00, 40_00, 0)
+    async with backend.uow() as uow:
+        assert await uow.holds.capture(hold, T0) is False  # captured once
+        assert (await uow.holds.get(hold.id)).state is HoldState.CAPTURED  # type: ignore[union-attr]
+        assert await uow.accounts.withdrawal(order) is not None
+    assert await place(10_00) is None  # the order was paid with points
+    assert await place(10_00, OrderNumber(NUMBERS[2])) is not None
+    history = await backend.read.history(alice, 10, None)
+    assert history is not None
+    assert [e.kind for e in history] == [
+        EntryKind.HOLD,
+        EntryKind.WITHDRAWAL,  # the capture: its release first, then the withdrawal
+        EntryKind.HOLD_RELEASE,
+        EntryKind.HOLD,
+        EntryKind.ACCRUAL,
+    ]
+    assert [e.balance_after.cents for e in history] == [50_00, 60_00, 100_00, 60_00, 100_00]
+    assert history[2].hold_id == hold.id and history[2].reason == "captured"

@@ -146,6 +146,13 @@ class Holds:
         connection: HostConnection | None,
     ) -> HoldOutcome:
         async with self._uow(connection) as uow:
+            now = self._clock.now()
+            until = now + timedelta(seconds=ttl)
+            placed = await uow.holds.place(user_id, number, amount, now, until)
+            if placed is not None:  # the common case: one statement on PostgreSQL
+                await uow.commit()
+                return HoldOutcome(placed, created=True)
+            # Nothing written: why? The same hold again, a conflict, or a short balance.
             held = await uow.holds.open_for(number)
             if held is not None:
                 if held.user_id == user_id and held.amount == amount:
@@ -153,18 +160,10 @@ class Holds:
                 raise HoldConflict(number.value, "has an open hold", held.id, held.state)
             if await uow.accounts.withdrawal(number) is not None:
                 raise HoldConflict(number.value, "was already paid with points")
-            # Read, not locked: the entry's write checks the balance again on the row's
-            # latest version (short by then: InsufficientPoints), so the account's row
-            # is locked only while the hold is written, never across round trips.
             account = await _account(uow, user_id)
             if amount > account.balance:
                 raise InsufficientPoints(amount, account.balance)
-            now = self._clock.now()
-            hold = await uow.holds.add(user_id, number, amount, now, now + timedelta(seconds=ttl))
-            account.hold(hold)
-            await uow.accounts.save(account)
-            await uow.commit()
-            return HoldOutcome(hold, created=True)
+            raise ConcurrentUpdate(f"order {number}: its hold raced another change")
 
     async def capture(
         self, user_id: UserId, hold_id: int, *, connection: HostConnection | None = None
@@ -206,6 +205,11 @@ class Holds:
                 return _replayed(hold, to), False
             now = self._clock.now()
             expired = to is HoldState.CAPTURED and hold.expires_at <= now
+            if to is HoldState.CAPTURED and not expired:  # one statement on PostgreSQL
+                if not await uow.holds.capture(hold, now):
+                    raise ConcurrentUpdate(f"hold {hold.id} was closed meanwhile")
+                await uow.commit()
+                return hold.closed(HoldState.CAPTURED, now), False
             closed = await _closed(uow, hold, HoldState.EXPIRED if expired else to, now)
             await uow.commit()
             return closed, expired

@@ -223,6 +223,22 @@ class HoldRepository(Protocol):
         order has an open hold already (the store's unique index says so)."""
         ...
 
+    async def place(
+        self, user_id: UserId, order: OrderNumber, amount: Points, at: datetime, until: datetime
+    ) -> Hold | None:
+        """A new open hold, its entry and the account's change at once, if the order has
+        no open hold and no withdrawal and the balance covers ``amount``; ``None`` and
+        nothing written otherwise (the caller reads why). :class:`ConcurrentUpdate` if
+        another hold of the order got in first."""
+        ...
+
+    async def capture(self, hold: Hold, at: datetime) -> bool:
+        """Capture an open hold not past its expiry at once: closed, its release and
+        its order's withdrawal written, the account's held points spent. ``False`` and
+        nothing written if it is not open any more or has expired (the caller reads
+        why); :class:`ConcurrentUpdate` if the order was paid with points meanwhile."""
+        ...
+
     async def get(self, hold_id: int) -> Hold | None: ...
 
     async def open_for(self, order: OrderNumber) -> Hold | None:

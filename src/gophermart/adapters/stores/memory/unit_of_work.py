@@ -183,6 +183,29 @@ class MemoryHolds(_Repository):
         self._s.holds[hold.id] = hold
         return hold
 
+    async def place(
+        self, user_id: UserId, order: OrderNumber, amount: Points, at: datetime, until: datetime
+    ) -> Hold | None:
+        accounts = MemoryAccounts(self._work)
+        account = await accounts.get(user_id)
+        taken = _open_hold(self._s, order) or await accounts.withdrawal(order)
+        if taken or account is None or amount > account.balance:
+            return None
+        hold = await self.add(user_id, order, amount, at, until)
+        account.hold(hold)
+        await accounts.save(account)
+        return hold
+
+    async def capture(self, hold: Hold, at: datetime) -> bool:
+        if hold.expires_at <= at or not await self.close(hold, HoldState.CAPTURED, at):
+            return False
+        accounts = MemoryAccounts(self._work)
+        account = await accounts.get(hold.user_id)
+        assert account is not None  # a hold's user has an account (a foreign key in SQL)
+        account.close_hold(hold, HoldState.CAPTURED, at)
+        await accounts.save(account)
+        return True
+
     async def get(self, hold_id: int) -> Hold | None:
         return self._s.holds.get(hold_id)
 

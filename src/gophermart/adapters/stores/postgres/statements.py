@@ -311,3 +311,126 @@ ORDERS_OF_USERS = Statement(
     .where(accounts.c.user_id == any_(_users))
     .order_by(accounts.c.user_id, *newest_first(_their_orders))
 )
+
+# --- holds, each one statement (no BEGIN, no COMMIT, no lock held across a round trip) --
+#
+# PLACE_HOLD: the hold, its entry and the account's change at once, if the order has no
+# open hold and no withdrawal and the balance covers the amount (the debit rule, in the
+# UPDATE's WHERE: checked again on the row's latest version once it is locked). Back:
+# the hold's id, or no row (nothing written; the use case reads why). Two holds of one
+# order at once: the open-hold unique index refuses the second (Conflict).
+_hold_user = bindparam("user_id", type_=BigInteger)
+_hold_number = bindparam("order_number", type_=String)
+_hold_amount = bindparam("amount", type_=BigInteger)
+_hold_at = bindparam("at", type_=UtcDateTime)
+_reserved = (
+    update(accounts)
+    .where(
+        and_(
+            accounts.c.user_id == _hold_user,
+            covers(accounts.c.balance, _hold_amount),
+            ~exists().where(and_(holds.c.order_number == _hold_number, IS_OPEN)),
+            ~exists().where(and_(IS_WITHDRAWAL, ledger.c.order_number == _hold_number)),
+        )
+    )
+    .values(balance=accounts.c.balance - _hold_amount, held=accounts.c.held + _hold_amount)
+    .returning(accounts.c.user_id)
+    .cte("reserved")
+)
+_placed = (
+    insert(holds)
+    .from_select(
+        ["user_id", "order_number", "amount", "state", "created_at", "expires_at"],
+        select(
+            _reserved.c.user_id,
+            _hold_number,
+            _hold_amount,
+            literal("open"),
+            _hold_at,
+            bindparam("until", type_=UtcDateTime),
+        ),
+    )
+    .returning(holds.c.id)
+    .cte("placed")
+)
+_hold_entry = (
+    insert(ledger)
+    .from_select(
+        ["user_id", "kind", "order_number", "amount", "created_at", "hold_id"],
+        select(
+            _hold_user,
+            literal(EntryKind.HOLD.value),
+            _hold_number,
+            _hold_amount,
+            _hold_at,
+            _placed.c.id,
+        ),
+    )
+    .returning(ledger.c.id)
+    .cte("hold_entry")
+)
+PLACE_HOLD = Statement(select(_placed.c.id).where(exists(select(_hold_entry.c.id))))
+
+# CAPTURE_HOLD: an open hold of the user's, not past its expiry, captured at once: the
+# hold closed, its release and its order's withdrawal written (in that order: one
+# INSERT, its rows numbered in order), the account's held points spent (balance
+# unchanged: the release gives back what the withdrawal spends). Back: the hold's row,
+# or no row (not open, not the user's, expired: the use case reads why). A withdrawal of
+# the order written meanwhile: the withdrawal's unique index refuses it (Conflict).
+_closed = (
+    update(holds)
+    .where(
+        and_(
+            holds.c.id == bindparam("hold_id", type_=BigInteger),
+            holds.c.user_id == _hold_user,
+            IS_OPEN,
+            holds.c.expires_at > _hold_at,
+        )
+    )
+    .values(state=literal("captured"), closed_at=_hold_at)
+    .returning(holds.c.id, holds.c.order_number, holds.c.amount)
+    .cte("closed")
+)
+_pair = (
+    select(
+        literal(1).label("n"),
+        literal(EntryKind.HOLD_RELEASE.value).label("kind"),
+        literal("captured").label("reason"),
+    )
+    .union_all(select(literal(2), literal(EntryKind.WITHDRAWAL.value), literal(None, String)))
+    .cte("pair")
+)
+_capture_entries = (
+    insert(ledger)
+    .from_select(
+        ["user_id", "kind", "order_number", "amount", "created_at", "reason", "hold_id"],
+        select(
+            _hold_user,
+            _pair.c.kind,
+            _closed.c.order_number,
+            _closed.c.amount,
+            _hold_at,
+            _pair.c.reason,
+            case((_pair.c.n == 1, _closed.c.id), else_=literal(None, BigInteger)),
+        )
+        .select_from(_closed.join(_pair, true()))
+        .order_by(_pair.c.n),
+    )
+    .returning(ledger.c.id)
+    .cte("capture_entries")
+)
+_spent = (
+    update(accounts)
+    .where(accounts.c.user_id == _hold_user)
+    .values(
+        held=accounts.c.held - _closed.c.amount,
+        withdrawn=accounts.c.withdrawn + _closed.c.amount,
+    )
+    .returning(accounts.c.user_id)
+    .cte("spent")
+)
+CAPTURE_HOLD = Statement(
+    select(_closed.c.id).where(
+        and_(exists(select(_capture_entries.c.id)), exists(select(_spent.c.user_id)))
+    )
+)

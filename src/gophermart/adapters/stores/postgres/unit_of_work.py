@@ -31,6 +31,8 @@ Measured effect on ``POST /api/user/balance/withdraw``: docs/performance.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, cast
 
 from asyncpg.pool import PoolConnectionProxy
@@ -41,10 +43,11 @@ from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit, reco
 from gophermart.adapters.stores.postgres.pool import PgPool, must_abandon
 from gophermart.adapters.stores.postgres.runner import PgRunner
 from gophermart.adapters.stores.sql import statements as st
-from gophermart.adapters.stores.sql.runners import Row, Runner
+from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner
 from gophermart.adapters.stores.sql.session import HostUnitOfWork, Session, SessionUnitOfWork
+from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import HostConnection, UnitOfWork
-from gophermart.domain.accounts import LedgerEntry
+from gophermart.domain.accounts import Hold, LedgerEntry
 from gophermart.domain.orders import OrderNumber
 from gophermart.domain.users import UserId
 
@@ -125,6 +128,31 @@ class _PgSession(Session):
         if self._group is not None and entry.is_debit:
             return await self._group.debit(entry)  # with the other withdrawals of now
         return await self._record(entry)
+
+    async def place_hold(self, hold: Hold) -> Hold | None:
+        if self.in_transaction or self._pending or self._failed:
+            return await super().place_hold(hold)
+        params = {
+            "user_id": hold.user_id,
+            "order_number": hold.order_number.value,
+            "amount": hold.amount.cents,
+            "at": hold.created_at,
+            "until": hold.expires_at,
+        }
+        try:  # one statement, its own transaction (statements.PLACE_HOLD)
+            hold_id = await self._runner.fetchval(pg.PLACE_HOLD, params)
+        except Conflict:
+            raise ConcurrentUpdate(f"order {hold.order_number} has an open hold") from None
+        return replace(hold, id=hold_id) if hold_id is not None else None
+
+    async def capture_hold(self, hold: Hold, at: datetime) -> bool:
+        if self.in_transaction or self._pending or self._failed:
+            return await super().capture_hold(hold, at)
+        params = {"hold_id": hold.id, "user_id": hold.user_id, "at": at}
+        try:  # one statement, its own transaction (statements.CAPTURE_HOLD)
+            return await self._runner.fetchval(pg.CAPTURE_HOLD, params) is not None
+        except Conflict:
+            raise ConcurrentUpdate(f"order {hold.order_number} was paid meanwhile") from None
 
     async def for_withdrawal(self, user_id: UserId, order_number: OrderNumber) -> Row:
         if self._group is None or self._pending or self._failed or self.in_transaction:

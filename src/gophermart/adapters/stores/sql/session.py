@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Self
 
@@ -73,6 +74,48 @@ class Session(ABC):
         row = await db.fetchrow(st.FOR_WITHDRAWAL, params)
         assert row is not None  # one row always
         return row
+
+    async def place_hold(self, hold: Hold) -> Hold | None:
+        """``holds.place`` in this unit of work's transaction: the checks read, then the
+        hold inserted and its entry saved like any other (a store may do it all in one
+        statement instead)."""
+        db = await self.write()
+        number = {"order_number": hold.order_number.value}
+        if await db.fetchrow(mv.OPEN_HOLD, number) or await db.fetchrow(st.WITHDRAWAL, number):
+            return None
+        account = await self._account(db, hold.user_id)
+        if account is None or hold.amount > account.balance:
+            return None
+        params = {
+            "user_id": hold.user_id,
+            "order_number": hold.order_number.value,
+            "amount": hold.amount.cents,
+            "at": hold.created_at,
+            "until": hold.expires_at,
+        }
+        try:
+            placed = replace(hold, id=await db.fetchval(mv.ADD_HOLD, params))
+        except Conflict:
+            raise ConcurrentUpdate(f"order {hold.order_number} has an open hold") from None
+        account.hold(placed)
+        self.defer(account.pending)
+        return placed
+
+    async def capture_hold(self, hold: Hold, at: datetime) -> bool:
+        """``holds.capture`` in this unit of work's transaction (an open hold whose expiry
+        the caller checked): closed, then its entries saved like any other."""
+        db = await self.write()
+        if await db.execute(mv.CLOSE_HOLD, mv.hold_params(hold.id, HoldState.CAPTURED, at)) != 1:
+            return False
+        account = await self._account(db, hold.user_id)
+        assert account is not None  # a hold's user has an account (a foreign key)
+        account.close_hold(hold, HoldState.CAPTURED, at)
+        self.defer(account.pending)
+        return True
+
+    async def _account(self, db: Runner, user_id: UserId) -> Account | None:
+        row = await db.fetchrow(st.ACCOUNT, {"user_id": user_id})
+        return st.account_of(user_id, row) if row is not None else None
 
     def defer(self, entries: list[LedgerEntry]) -> None:
         self._pending.extend(entries)
@@ -278,6 +321,16 @@ class SqlHolds:
         except Conflict:
             raise ConcurrentUpdate(f"order {order} has an open hold") from None
         return Hold(hold_id, user_id, order, amount, HoldState.OPEN, at, until)
+
+    async def place(
+        self, user_id: UserId, order: OrderNumber, amount: Points, at: datetime, until: datetime
+    ) -> Hold | None:
+        return await self._s.place_hold(Hold(0, user_id, order, amount, HoldState.OPEN, at, until))
+
+    async def capture(self, hold: Hold, at: datetime) -> bool:
+        if hold.expires_at <= at:
+            return False
+        return await self._s.capture_hold(hold, at)
 
     async def get(self, hold_id: int) -> Hold | None:
         db = await self._s.read()
