@@ -273,3 +273,21 @@ def _luhn_digit(digits: str) -> int:
             n -= 9 if n > 9 else 0
         total += n
     return (10 - total % 10) % 10
+
+
+async def test_holds_of_one_order_at_once_make_one_hold(loyalty: Gophermart) -> None:
+    """On PostgreSQL concurrent holds are written in one batch (one transaction): the
+    open-hold index refuses the second of an order, the batch is written one by one,
+    and the second asks again: the same hold (the same sum) or a conflict."""
+    erin = await _member(loyalty)
+    same = await asyncio.gather(*(loyalty.hold(erin, SPENT, "10") for _ in range(4)))
+    assert len({outcome.hold.id for outcome in same}) == 1
+    assert sum(outcome.created for outcome in same) == 1
+    other = await asyncio.gather(
+        loyalty.hold(erin, OTHER, "10"), loyalty.hold(erin, OTHER, "20"), return_exceptions=True
+    )
+    assert sorted(type(o).__name__ for o in other) == ["HoldConflict", "HoldOutcome"]
+    balance = await loyalty.balance(erin)
+    assert balance.held.cents in (20_00, 30_00)  # 10 on SPENT, 10 or 20 on OTHER
+    assert balance.current.cents + balance.held.cents == 100_00
+    assert (await loyalty.reconcile()).ok

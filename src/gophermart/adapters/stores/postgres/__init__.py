@@ -58,7 +58,7 @@ def _commit_pool(dsn: str, timeout: float, schema: str | None) -> PgPool:
     """The group commit's own connections: a unit of work waiting for its batch holds
     one of the hot pool's, so sharing it could leave a batch no connection to run on.
     All opened at once: none to open under load."""
-    size = COMMIT_CONNECTIONS
+    size = COMMIT_CONNECTIONS + 2  # and one each for the holds' placements and captures
     return PgPool(
         dsn, min_size=size, max_size=size, timeout=timeout, schema=schema, name="asyncpg_commit"
     )

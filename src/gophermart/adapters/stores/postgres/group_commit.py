@@ -50,6 +50,7 @@ from enum import Enum
 from asyncpg.exceptions import CheckViolationError
 
 from gophermart.adapters.stores.postgres import statements as pg
+from gophermart.adapters.stores.postgres.batches import StatementBatch
 from gophermart.adapters.stores.postgres.coalesce import Coalescer
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner
@@ -107,8 +108,10 @@ class PgGroupCommit:
     (statements.FOR_WITHDRAWALS, on ``read_pool``); :meth:`debit` writes its entry in a
     group commit (on ``pool``).
 
-    ``connections``: batches written at the same time, each on its own connection of
-    ``pool``, which should be this object's alone. ``max_batch`` bounds one statement.
+    ``connections``: batches of withdrawals written at the same time, each on its own
+    connection of ``pool``, which should be this object's alone and hold two more
+    (:attr:`places` and :attr:`captures`, the holds' batches). ``max_batch`` bounds one
+    statement.
     """
 
     def __init__(
@@ -128,6 +131,10 @@ class PgGroupCommit:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._reads: Coalescer[tuple[int, str], Row] = Coalescer(self._read)
+        #: A checkout's two writes, group-committed the same way (batches.py), each
+        #: on one more connection of ``pool``.
+        self.places = StatementBatch(pool, pg.PLACE_HOLD)
+        self.captures = StatementBatch(pool, pg.CAPTURE_HOLD)
 
     async def for_withdrawal(self, user_id: int, order_number: str) -> Row:
         """The FOR_WITHDRAWAL row of ``user_id`` and ``order_number``."""

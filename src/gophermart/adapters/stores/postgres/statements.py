@@ -317,7 +317,7 @@ ORDERS_OF_USERS = Statement(
 # PLACE_HOLD: the hold, its entry and the account's change at once, if the order has no
 # open hold and no withdrawal and the balance covers the amount (the debit rule, in the
 # UPDATE's WHERE: checked again on the row's latest version once it is locked). Back:
-# the hold's id, or no row (nothing written; the use case reads why). Two holds of one
+# the hold's id, or NULL (nothing written; the use case reads why). Two holds of one
 # order at once: the open-hold unique index refuses the second (Conflict).
 _hold_user = bindparam("user_id", type_=BigInteger)
 _hold_number = bindparam("order_number", type_=String)
@@ -369,13 +369,15 @@ _hold_entry = (
     .returning(ledger.c.id)
     .cte("hold_entry")
 )
-PLACE_HOLD = Statement(select(_placed.c.id).where(exists(select(_hold_entry.c.id))))
+#: One row always (an aggregate: NULL when nothing was placed), so that a batch of them
+#: (batches.py) answers each execution.
+PLACE_HOLD = Statement(select(func.max(_placed.c.id)).where(exists(select(_hold_entry.c.id))))
 
 # CAPTURE_HOLD: an open hold of the user's, not past its expiry, captured at once: the
 # hold closed, its release and its order's withdrawal written (in that order: one
 # INSERT, its rows numbered in order), the account's held points spent (balance
-# unchanged: the release gives back what the withdrawal spends). Back: the hold's row,
-# or no row (not open, not the user's, expired: the use case reads why). A withdrawal of
+# unchanged: the release gives back what the withdrawal spends). Back: the hold's id,
+# or NULL (not open, not the user's, expired: the use case reads why). A withdrawal of
 # the order written meanwhile: the withdrawal's unique index refuses it (Conflict).
 _closed = (
     update(holds)
@@ -429,8 +431,8 @@ _spent = (
     .returning(accounts.c.user_id)
     .cte("spent")
 )
-CAPTURE_HOLD = Statement(
-    select(_closed.c.id).where(
+CAPTURE_HOLD = Statement(  # one row always, like PLACE_HOLD
+    select(func.max(_closed.c.id)).where(
         and_(exists(select(_capture_entries.c.id)), exists(select(_spent.c.user_id)))
     )
 )

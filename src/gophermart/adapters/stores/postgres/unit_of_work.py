@@ -139,8 +139,8 @@ class _PgSession(Session):
             "at": hold.created_at,
             "until": hold.expires_at,
         }
-        try:  # one statement, its own transaction (statements.PLACE_HOLD)
-            hold_id = await self._runner.fetchval(pg.PLACE_HOLD, params)
+        try:  # one statement, in a group commit (statements.PLACE_HOLD)
+            hold_id = await self._placing(params, hold.user_id)
         except Conflict:
             raise ConcurrentUpdate(f"order {hold.order_number} has an open hold") from None
         return replace(hold, id=hold_id) if hold_id is not None else None
@@ -149,10 +149,20 @@ class _PgSession(Session):
         if self.in_transaction or self._pending or self._failed:
             return await super().capture_hold(hold, at)
         params = {"hold_id": hold.id, "user_id": hold.user_id, "at": at}
-        try:  # one statement, its own transaction (statements.CAPTURE_HOLD)
-            return await self._runner.fetchval(pg.CAPTURE_HOLD, params) is not None
+        try:  # one statement, in a group commit (statements.CAPTURE_HOLD)
+            return await self._capturing(params, hold.user_id) is not None
         except Conflict:
             raise ConcurrentUpdate(f"order {hold.order_number} was paid meanwhile") from None
+
+    async def _placing(self, params: dict[str, Any], user_id: int) -> Any:
+        if self._group is None:
+            return await self._runner.fetchval(pg.PLACE_HOLD, params)
+        return await self._group.places.fetchval(params, user_id)
+
+    async def _capturing(self, params: dict[str, Any], user_id: int) -> Any:
+        if self._group is None:
+            return await self._runner.fetchval(pg.CAPTURE_HOLD, params)
+        return await self._group.captures.fetchval(params, user_id)
 
     async def for_withdrawal(self, user_id: UserId, order_number: OrderNumber) -> Row:
         if self._group is None or self._pending or self._failed or self.in_transaction:
