@@ -808,12 +808,14 @@ async def test_a_hold_is_placed_and_captured_at_once_or_not_at_all(backend: Back
     assert await figures() == (60_00, 0, 40_00)
     assert await place(10_00) is None  # the order has an open hold
     async with backend.uow() as uow:
-        assert await uow.holds.capture(hold, until) is False  # expired at its expires_at
-        assert await uow.holds.capture(hold, T0) is True
+        assert await uow.holds.capture(alice, hold.id, until) is None  # expired by then
+        assert await uow.holds.capture(UserId(alice + 1), hold.id, T0) is None  # not theirs
+        captured = await uow.holds.capture(alice, hold.id, T0)
         await uow.commit()
+    assert captured == hold.closed(HoldState.CAPTURED, T0)
     assert await figures() == (60_00, 40_00, 0)
     async with backend.uow() as uow:
-        assert await uow.holds.capture(hold, T0) is False  # captured once
+        assert await uow.holds.capture(alice, hold.id, T0) is None  # captured once
         assert (await uow.holds.get(hold.id)).state is HoldState.CAPTURED  # type: ignore[union-attr]
         assert await uow.accounts.withdrawal(order) is not None
     assert await place(10_00) is None  # the order was paid with points

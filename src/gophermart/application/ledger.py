@@ -198,18 +198,21 @@ class Holds:
         self, user_id: UserId, hold_id: int, to: HoldState, connection: HostConnection | None
     ) -> tuple[Hold, bool]:
         async with self._uow(connection) as uow:
+            now = self._clock.now()
+            if to is HoldState.CAPTURED:  # the common case: one statement on PostgreSQL
+                captured = await uow.holds.capture(user_id, hold_id, now)
+                if captured is not None:
+                    await uow.commit()
+                    return captured, False
+            # Not captured (or a release): why? Not the user's, closed already, expired.
             hold = await uow.holds.get(hold_id)
             if hold is None or hold.user_id != user_id:
                 raise UnknownHold(hold_id)
             if hold.state is not HoldState.OPEN:
                 return _replayed(hold, to), False
-            now = self._clock.now()
             expired = to is HoldState.CAPTURED and hold.expires_at <= now
-            if to is HoldState.CAPTURED and not expired:  # one statement on PostgreSQL
-                if not await uow.holds.capture(hold, now):
-                    raise ConcurrentUpdate(f"hold {hold.id} was closed meanwhile")
-                await uow.commit()
-                return hold.closed(HoldState.CAPTURED, now), False
+            if to is HoldState.CAPTURED and not expired:
+                raise ConcurrentUpdate(f"hold {hold.id} changed meanwhile")
             closed = await _closed(uow, hold, HoldState.EXPIRED if expired else to, now)
             await uow.commit()
             return closed, expired

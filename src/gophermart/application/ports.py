@@ -232,11 +232,12 @@ class HoldRepository(Protocol):
         another hold of the order got in first."""
         ...
 
-    async def capture(self, hold: Hold, at: datetime) -> bool:
-        """Capture an open hold not past its expiry at once: closed, its release and
-        its order's withdrawal written, the account's held points spent. ``False`` and
-        nothing written if it is not open any more or has expired (the caller reads
-        why); :class:`ConcurrentUpdate` if the order was paid with points meanwhile."""
+    async def capture(self, user_id: UserId, hold_id: int, at: datetime) -> Hold | None:
+        """Capture the user's open hold not past its expiry at once: closed, its release
+        and its order's withdrawal written, the account's held points spent; the hold as
+        it is now. ``None`` and nothing written if it is not the user's, not open or has
+        expired (the caller reads why); :class:`ConcurrentUpdate` if the order was paid
+        with points meanwhile."""
         ...
 
     async def get(self, hold_id: int) -> Hold | None: ...

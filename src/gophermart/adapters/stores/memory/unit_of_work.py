@@ -196,15 +196,18 @@ class MemoryHolds(_Repository):
         await accounts.save(account)
         return hold
 
-    async def capture(self, hold: Hold, at: datetime) -> bool:
-        if hold.expires_at <= at or not await self.close(hold, HoldState.CAPTURED, at):
-            return False
+    async def capture(self, user_id: UserId, hold_id: int, at: datetime) -> Hold | None:
+        hold = self._s.holds.get(hold_id)
+        if hold is None or hold.user_id != user_id or hold.expires_at <= at:
+            return None
+        if not await self.close(hold, HoldState.CAPTURED, at):
+            return None
         accounts = MemoryAccounts(self._work)
         account = await accounts.get(hold.user_id)
         assert account is not None  # a hold's user has an account (a foreign key in SQL)
         account.close_hold(hold, HoldState.CAPTURED, at)
         await accounts.save(account)
-        return True
+        return hold.closed(HoldState.CAPTURED, at)
 
     async def get(self, hold_id: int) -> Hold | None:
         return self._s.holds.get(hold_id)

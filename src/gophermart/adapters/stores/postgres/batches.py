@@ -24,6 +24,7 @@ from typing import Any
 
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner, compiled
+from gophermart.adapters.stores.sql.runners import Row
 from gophermart.adapters.stores.sql.statements import Params, Statement
 
 log = logging.getLogger("gophermart.group_commit")
@@ -37,8 +38,8 @@ class _Execution:
 
 
 class StatementBatch:
-    """The lone executions of ``statement`` (one row back each: its first value is the
-    answer) in group commits on ``pool``, at most ``connections`` batches at a time."""
+    """The lone executions of ``statement`` (one row back each) in group commits on
+    ``pool``, at most ``connections`` batches at a time."""
 
     def __init__(
         self, pool: PgPool, statement: Statement, *, connections: int = 1, max_batch: int = 256
@@ -52,8 +53,8 @@ class StatementBatch:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def fetchval(self, params: Params, key: int) -> Any:
-        """The statement's answer for ``params``, once its batch committed;
+    async def fetchrow(self, params: Params, key: int) -> Row:
+        """The statement's row for ``params``, once its batch committed;
         :class:`Conflict` if it broke a unique index (nothing of it written)."""
         loop = asyncio.get_running_loop()
         execution = _Execution(key, params, loop.create_future())
@@ -100,7 +101,7 @@ class StatementBatch:
                 return
             for execution, row in zip(batch, rows, strict=True):
                 if not execution.answer.done():
-                    execution.answer.set_result(row[0])
+                    execution.answer.set_result(tuple(row))
         except BaseException as exc:
             for execution in batch:
                 if not execution.answer.done():
@@ -113,10 +114,10 @@ class StatementBatch:
 
     async def _alone(self, pool: Any, execution: _Execution) -> None:
         try:
-            value = await PgRunner(pool).fetchval(self._statement, execution.params)
+            value = await PgRunner(pool).fetchrow(self._statement, execution.params)
         except Exception as exc:  # Conflict included: its own error
             if not execution.answer.done():
                 execution.answer.set_exception(exc)
             return
         if not execution.answer.done():
-            execution.answer.set_result(value)
+            execution.answer.set_result(tuple(value) if value is not None else None)

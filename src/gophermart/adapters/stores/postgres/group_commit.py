@@ -56,6 +56,7 @@ from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner
 from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner
+from gophermart.adapters.stores.sql.statements import Statement
 from gophermart.domain.accounts import EntryKind, LedgerEntry
 
 log = logging.getLogger("gophermart.group_commit")
@@ -110,7 +111,7 @@ class PgGroupCommit:
 
     ``connections``: batches of withdrawals written at the same time, each on its own
     connection of ``pool``, which should be this object's alone and hold two more
-    (:attr:`places` and :attr:`captures`, the holds' batches). ``max_batch`` bounds one
+    (:meth:`batch_of`: the holds' placements and captures). ``max_batch`` bounds one
     statement.
     """
 
@@ -133,8 +134,11 @@ class PgGroupCommit:
         self._reads: Coalescer[tuple[int, str], Row] = Coalescer(self._read)
         #: A checkout's two writes, group-committed the same way (batches.py), each
         #: on one more connection of ``pool``.
-        self.places = StatementBatch(pool, pg.PLACE_HOLD)
-        self.captures = StatementBatch(pool, pg.CAPTURE_HOLD)
+        self._batches = {s: StatementBatch(pool, s) for s in (pg.PLACE_HOLD, pg.CAPTURE_HOLD)}
+
+    def batch_of(self, statement: Statement) -> StatementBatch:
+        """The group commit of ``statement``'s lone executions (PLACE_HOLD, CAPTURE_HOLD)."""
+        return self._batches[statement]
 
     async def for_withdrawal(self, user_id: int, order_number: str) -> Row:
         """The FOR_WITHDRAWAL row of ``user_id`` and ``order_number``."""

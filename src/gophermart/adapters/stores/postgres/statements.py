@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from gophermart.adapters.stores.sql.movements import HOLD_COLUMNS
 from gophermart.adapters.stores.sql.schema import IS_OPEN, accounts, holds, ledger, orders
 from gophermart.adapters.stores.sql.statements import (
     ACCOUNT_FIGURES,
@@ -376,8 +377,8 @@ PLACE_HOLD = Statement(select(func.max(_placed.c.id)).where(exists(select(_hold_
 # CAPTURE_HOLD: an open hold of the user's, not past its expiry, captured at once: the
 # hold closed, its release and its order's withdrawal written (in that order: one
 # INSERT, its rows numbered in order), the account's held points spent (balance
-# unchanged: the release gives back what the withdrawal spends). Back: the hold's id,
-# or NULL (not open, not the user's, expired: the use case reads why). A withdrawal of
+# unchanged: the release gives back what the withdrawal spends). Back: the hold's row,
+# or NULLs (not open, not the user's, expired: the use case reads why). A withdrawal of
 # the order written meanwhile: the withdrawal's unique index refuses it (Conflict).
 _closed = (
     update(holds)
@@ -390,7 +391,7 @@ _closed = (
         )
     )
     .values(state=literal("captured"), closed_at=_hold_at)
-    .returning(holds.c.id, holds.c.order_number, holds.c.amount)
+    .returning(*HOLD_COLUMNS)
     .cte("closed")
 )
 _pair = (
@@ -431,8 +432,8 @@ _spent = (
     .returning(accounts.c.user_id)
     .cte("spent")
 )
-CAPTURE_HOLD = Statement(  # one row always, like PLACE_HOLD
-    select(func.max(_closed.c.id)).where(
+CAPTURE_HOLD = Statement(  # one row always, like PLACE_HOLD: the hold's row, or NULLs
+    select(*(func.max(column).label(column.name) for column in _closed.c)).where(
         and_(exists(select(_capture_entries.c.id)), exists(select(_spent.c.user_id)))
     )
 )

@@ -42,6 +42,7 @@ from gophermart.adapters.stores.postgres import statements as pg
 from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit, record_moving
 from gophermart.adapters.stores.postgres.pool import PgPool, must_abandon
 from gophermart.adapters.stores.postgres.runner import PgRunner
+from gophermart.adapters.stores.sql import movements as mv
 from gophermart.adapters.stores.sql import statements as st
 from gophermart.adapters.stores.sql.runners import Conflict, Row, Runner
 from gophermart.adapters.stores.sql.session import HostUnitOfWork, Session, SessionUnitOfWork
@@ -140,29 +141,28 @@ class _PgSession(Session):
             "until": hold.expires_at,
         }
         try:  # one statement, in a group commit (statements.PLACE_HOLD)
-            hold_id = await self._placing(params, hold.user_id)
+            hold_id = (await self._batched(pg.PLACE_HOLD, params, hold.user_id))[0]
         except Conflict:
             raise ConcurrentUpdate(f"order {hold.order_number} has an open hold") from None
         return replace(hold, id=hold_id) if hold_id is not None else None
 
-    async def capture_hold(self, hold: Hold, at: datetime) -> bool:
+    async def capture_hold(self, user_id: UserId, hold_id: int, at: datetime) -> Hold | None:
         if self.in_transaction or self._pending or self._failed:
-            return await super().capture_hold(hold, at)
-        params = {"hold_id": hold.id, "user_id": hold.user_id, "at": at}
+            return await super().capture_hold(user_id, hold_id, at)
+        params = {"hold_id": hold_id, "user_id": user_id, "at": at}
         try:  # one statement, in a group commit (statements.CAPTURE_HOLD)
-            return await self._capturing(params, hold.user_id) is not None
+            row = await self._batched(pg.CAPTURE_HOLD, params, user_id)
         except Conflict:
-            raise ConcurrentUpdate(f"order {hold.order_number} was paid meanwhile") from None
+            raise ConcurrentUpdate(f"hold {hold_id}: its order was paid meanwhile") from None
+        return mv.hold_of(row) if row[0] is not None else None
 
-    async def _placing(self, params: dict[str, Any], user_id: int) -> Any:
+    async def _batched(self, statement: st.Statement, params: dict[str, Any], key: int) -> Row:
+        """``statement``'s one row, in its group commit (batches.py) if there is one."""
         if self._group is None:
-            return await self._runner.fetchval(pg.PLACE_HOLD, params)
-        return await self._group.places.fetchval(params, user_id)
-
-    async def _capturing(self, params: dict[str, Any], user_id: int) -> Any:
-        if self._group is None:
-            return await self._runner.fetchval(pg.CAPTURE_HOLD, params)
-        return await self._group.captures.fetchval(params, user_id)
+            row = await self._runner.fetchrow(statement, params)
+            assert row is not None  # an aggregate: one row always
+            return row
+        return await self._group.batch_of(statement).fetchrow(params, key)
 
     async def for_withdrawal(self, user_id: UserId, order_number: OrderNumber) -> Row:
         if self._group is None or self._pending or self._failed or self.in_transaction:

@@ -101,17 +101,21 @@ class Session(ABC):
         self.defer(account.pending)
         return placed
 
-    async def capture_hold(self, hold: Hold, at: datetime) -> bool:
-        """``holds.capture`` in this unit of work's transaction (an open hold whose expiry
-        the caller checked): closed, then its entries saved like any other."""
+    async def capture_hold(self, user_id: UserId, hold_id: int, at: datetime) -> Hold | None:
+        """``holds.capture`` in this unit of work's transaction: the hold read and
+        checked, closed, then its entries saved like any other."""
         db = await self.write()
+        row = await db.fetchrow(mv.HOLD, {"hold_id": hold_id})
+        hold = mv.hold_of(row) if row is not None else None
+        if hold is None or hold.user_id != user_id or hold.expires_at <= at:
+            return None
         if await db.execute(mv.CLOSE_HOLD, mv.hold_params(hold.id, HoldState.CAPTURED, at)) != 1:
-            return False
+            return None
         account = await self._account(db, hold.user_id)
         assert account is not None  # a hold's user has an account (a foreign key)
         account.close_hold(hold, HoldState.CAPTURED, at)
         self.defer(account.pending)
-        return True
+        return hold.closed(HoldState.CAPTURED, at)
 
     async def _account(self, db: Runner, user_id: UserId) -> Account | None:
         row = await db.fetchrow(st.ACCOUNT, {"user_id": user_id})
@@ -327,10 +331,8 @@ class SqlHolds:
     ) -> Hold | None:
         return await self._s.place_hold(Hold(0, user_id, order, amount, HoldState.OPEN, at, until))
 
-    async def capture(self, hold: Hold, at: datetime) -> bool:
-        if hold.expires_at <= at:
-            return False
-        return await self._s.capture_hold(hold, at)
+    async def capture(self, user_id: UserId, hold_id: int, at: datetime) -> Hold | None:
+        return await self._s.capture_hold(user_id, hold_id, at)
 
     async def get(self, hold_id: int) -> Hold | None:
         db = await self._s.read()
