@@ -648,12 +648,13 @@ async def seed(cfg: Config, dbs: Databases, service: Service) -> Seeded:
     now = datetime.now(UTC)
     conn = await asyncpg.connect(dbs.dsn(dbs.bench))
     try:
+        t = await table_names(conn)
         password_hash = await conn.fetchval(
-            "SELECT password_hash FROM gophermart_users WHERE login = $1", PROBE_LOGIN
+            f"SELECT password_hash FROM {t['users']} WHERE login = $1", PROBE_LOGIN
         )
         async with conn.transaction():
             rows = await conn.fetch(
-                "INSERT INTO gophermart_users (login, password_hash, created_at)"
+                f"INSERT INTO {t['users']} (login, password_hash, created_at)"
                 " SELECT 'bench-' || lpad(g::text, 6, '0'), $1, $2"
                 " FROM generate_series(1, $3) AS g RETURNING id, login",
                 password_hash,
@@ -662,7 +663,7 @@ async def seed(cfg: Config, dbs: Databases, service: Service) -> Seeded:
             )
             users = sorted((int(r["id"]), str(r["login"])) for r in rows)
             await conn.copy_records_to_table(
-                "gophermart_accounts",
+                t["accounts"],
                 records=[(uid, BALANCE_CENTS, 0) for uid, _ in users],
                 columns=["user_id", "balance", "withdrawn"],
             )
@@ -677,7 +678,7 @@ async def seed(cfg: Config, dbs: Databases, service: Service) -> Seeded:
                     orders.append((number, uid, "PROCESSED", amount, at, None, 1))
                     ledger.append((uid, "accrual", number, amount, at))
             await conn.copy_records_to_table(
-                "gophermart_orders",
+                t["orders"],
                 records=orders,
                 columns=[
                     "number",
@@ -690,7 +691,7 @@ async def seed(cfg: Config, dbs: Databases, service: Service) -> Seeded:
                 ],
             )
             await conn.copy_records_to_table(
-                "gophermart_ledger",
+                t["ledger"],
                 records=ledger,
                 columns=["user_id", "kind", "order_number", "amount", "created_at"],
             )
@@ -1254,6 +1255,15 @@ async def simulator_available() -> bool:
 
 # --------------------------------------------------------------------------- integrity
 
+
+async def table_names(conn: asyncpg.Connection) -> dict[str, str]:
+    """Our tables' names in this database: ``gophermart_*`` since 0.3, unprefixed in
+    the releases before (a pairs baseline may be one of those)."""
+    prefixed = await conn.fetchval("SELECT to_regclass('gophermart_users') IS NOT NULL")
+    prefix = "gophermart_" if prefixed else ""
+    return {name: prefix + name for name in ("users", "accounts", "orders", "ledger")}
+
+
 # The kinds of issue 17 (holds, refunds, adjustments ...) sum by the signs of
 # domain/accounts.py's EFFECTS; a release before them has only accruals and withdrawals.
 _INTEGRITY = """
@@ -1268,7 +1278,7 @@ WITH l AS (
            COALESCE(SUM(amount) FILTER (WHERE kind = 'withdrawal'), 0)
              - COALESCE(SUM(amount) FILTER (WHERE kind = 'withdrawal_refund'), 0) AS spent,
            COUNT(*) FILTER (WHERE kind = 'withdrawal') AS withdrawals
-    FROM gophermart_ledger GROUP BY user_id
+    FROM {ledger} GROUP BY user_id
 )
 SELECT COUNT(*) AS accounts,
        COUNT(*) FILTER (WHERE a.balance < 0) AS negative,
@@ -1277,14 +1287,14 @@ SELECT COUNT(*) AS accounts,
        ) AS balance_mismatch,
        COUNT(*) FILTER (WHERE a.withdrawn <> COALESCE(l.spent, 0)) AS withdrawn_mismatch,
        COALESCE(SUM(l.withdrawals), 0) AS withdrawals
-FROM gophermart_accounts a LEFT JOIN l ON l.user_id = a.user_id
+FROM {accounts} a LEFT JOIN l ON l.user_id = a.user_id
 """
 
 
 async def integrity(dbs: Databases) -> dict[str, Any]:
     conn = await asyncpg.connect(dbs.dsn(dbs.bench))
     try:
-        row = await conn.fetchrow(_INTEGRITY)
+        row = await conn.fetchrow(_INTEGRITY.format(**await table_names(conn)))
     finally:
         await conn.close()
     result: dict[str, Any] = {k: int(v) for k, v in dict(row or {}).items()}
