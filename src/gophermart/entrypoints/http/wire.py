@@ -255,6 +255,29 @@ class NotReady(msgspec.Struct):
 
 
 encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def _number(cents: int) -> str:
+    """A non-negative amount as a JSON number, exactly as ``encoder`` writes
+    ``Points.as_decimal()`` (500.5, 42, 0.05), without making a Decimal."""
+    whole, fraction = divmod(cents, 100)
+    if not fraction:
+        return str(whole)
+    return f"{whole}.{fraction:02d}".rstrip("0")
+
+
+def balance_json(current: Points, withdrawn: Points, held: Points, owed: Points) -> bytes:
+    """The :class:`Balance` body, written directly: the hottest read's answer, ~4 us
+    cheaper than building four Decimals and encoding the struct (measured in process;
+    tests/unit check it against the struct's encoding)."""
+    return b'{"current":%b,"withdrawn":%b,"held":%b,"owed":%b}' % (
+        _number(current.cents).encode(),
+        _number(withdrawn.cents).encode(),
+        _number(held.cents).encode(),
+        _number(owed.cents).encode(),
+    )
+
+
 _credentials = msgspec.json.Decoder(Credentials)
 _withdraw = msgspec.json.Decoder(WithdrawalRequest)
 

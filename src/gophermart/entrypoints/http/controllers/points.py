@@ -36,6 +36,7 @@ from gophermart.entrypoints.http.wire import (
     Balance,
     Withdrawal,
     WithdrawalRequest,
+    balance_json,
     decode_withdraw,
     encoder,
     parse_sum,
@@ -66,16 +67,7 @@ class PointsController(Controller):
     )
     async def get_balance(self, request: Request[Any, Any, Any]) -> ASGIResponse:
         view = await mount_of(request).loyalty.balance(request.user)
-        return json_response(
-            encoder.encode(
-                Balance(
-                    view.current.as_decimal(),
-                    view.withdrawn.as_decimal(),
-                    view.held.as_decimal(),
-                    view.owed.as_decimal(),
-                )
-            )
-        )
+        return json_response(balance_json(view.current, view.withdrawn, view.held, view.owed))
 
     @post(
         "/balance/withdraw",
