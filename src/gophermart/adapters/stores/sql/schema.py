@@ -180,6 +180,13 @@ ledger = Table(
     _once_per_order("withdrawal"),
     Index(f"ix_{named('ledger')}_user_id_kind_created_at", "user_id", "kind", "created_at", "id"),
     Index(f"ix_{named('ledger')}_user_id_id", "user_id", "id"),
+    # A hold's entries (reconcile's check of every hold), only the entries that have one.
+    Index(
+        f"ix_{named('ledger')}_hold_id",
+        "hold_id",
+        postgresql_where=text("hold_id IS NOT NULL"),
+        sqlite_where=text("hold_id IS NOT NULL"),
+    ),
 )
 
 HOLD_STATES = ("open", "captured", "released", "expired")

@@ -193,6 +193,13 @@ def _ledger() -> None:
             sqlite_where=sa.text(f"kind = '{kind}'"),
         )
     op.create_index("ix_gophermart_ledger_user_id_id", "gophermart_ledger", ["user_id", "id"])
+    op.create_index(
+        "ix_gophermart_ledger_hold_id",
+        "gophermart_ledger",
+        ["hold_id"],
+        postgresql_where=sa.text("hold_id IS NOT NULL"),
+        sqlite_where=sa.text("hold_id IS NOT NULL"),
+    )
 
 
 def _figures() -> None:
@@ -276,6 +283,7 @@ def downgrade() -> None:
         batch.drop_constraint(op.f("ck_gophermart_accounts_held_not_negative"), type_="check")
         batch.drop_column("owed")
         batch.drop_column("held")
+    op.drop_index("ix_gophermart_ledger_hold_id", table_name="gophermart_ledger")
     op.drop_index("ix_gophermart_ledger_user_id_id", table_name="gophermart_ledger")
     for kind in ("accrual", "withdrawal"):
         op.drop_index(f"uq_gophermart_ledger_{kind}_order", table_name="gophermart_ledger")
