@@ -19,6 +19,7 @@ import asyncio
 import json
 import socket
 import sqlite3
+import statistics
 import time
 import uuid
 from collections.abc import Iterator
@@ -138,7 +139,12 @@ async def test_a_storm_of_logins_is_refused_fast_not_queued(server: tuple[Servic
     assert {a[0] for a in answers} <= {401, 503}
     assert len(refused) >= 20, answers
     assert all(a[2] == "1" for a in refused)
-    assert max(a[1] for a in refused) < 1.5, refused  # refused at once, not after a wait
+    # Refused at once, not after a wait in the line: before the answers that waited for a
+    # hash (measured relative to them: on a loaded CI machine opening 60 connections
+    # alone took 1.3 s), and within a bound no queued storm could meet.
+    hashed = sorted(a[1] for a in answers if a[0] == 401)
+    assert statistics.median(a[1] for a in refused) < statistics.median(hashed), answers
+    assert max(a[1] for a in refused) < 3.0, refused
 
 
 def test_the_owner_gets_in_while_guesses_from_elsewhere_lock_the_login(

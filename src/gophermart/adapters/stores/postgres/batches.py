@@ -1,4 +1,8 @@
-"""Group commit of one statement's lone writes: many requests, one round trip, one flush.
+"""Group commits: many requests' writes, one round trip, one flush.
+
+:class:`Batches` is the scheduling both kinds share (which items make a batch, how many
+batches run at once); the withdrawals' :class:`~.group_commit.PgGroupCommit` writes its
+batch as one set-based statement, :class:`StatementBatch` as one statement per item.
 
 A hold placed or captured is one statement (statements.PLACE_HOLD, CAPTURE_HOLD), its
 own transaction, so each pays a commit and its WAL flush, as a withdrawal alone would
@@ -19,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner, compiled
@@ -30,39 +35,29 @@ from gophermart.adapters.stores.sql.statements import Params, Statement
 log = logging.getLogger("gophermart.group_commit")
 
 
-@dataclass(slots=True)
-class _Execution:
-    key: int
-    params: Params
-    answer: asyncio.Future[Any]
+T = TypeVar("T")
 
 
-class StatementBatch:
-    """The lone executions of ``statement`` (one row back each) in group commits on
-    ``pool``, at most ``connections`` batches at a time."""
+class Batches(ABC, Generic[T]):
+    """Items handed in by concurrent requests of one process, written in batches: those
+    that arrive while earlier batches are being written (or, when idle, those of one
+    event-loop turn) make the next batch; at most ``connections`` batches at a time, at
+    most ``max_batch`` items each. :meth:`_write` answers each item of its batch."""
 
-    def __init__(
-        self, pool: PgPool, statement: Statement, *, connections: int = 1, max_batch: int = 256
-    ) -> None:
-        self._pool = pool
-        self._statement = statement
+    def __init__(self, connections: int, max_batch: int) -> None:
         self._connections = connections
         self._max_batch = max_batch
-        self._queue: list[_Execution] = []
+        self._queue: list[T] = []
         self._running = 0
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def fetchrow(self, params: Params, key: int) -> Row:
-        """The statement's row for ``params``, once its batch committed;
-        :class:`Conflict` if it broke a unique index (nothing of it written)."""
-        loop = asyncio.get_running_loop()
-        execution = _Execution(key, params, loop.create_future())
-        self._queue.append(execution)
+    def _enqueue(self, item: T) -> None:
+        self._queue.append(item)
         if not self._scheduled:
-            self._scheduled = True  # after the handlers ready now: they join this batch
-            loop.call_soon(self._start)
-        return await execution.answer
+            # After the handlers that are ready now have run: they join this batch.
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._start)
 
     def _start(self) -> None:
         self._scheduled = False
@@ -80,6 +75,36 @@ class StatementBatch:
         self._running -= 1
         if self._queue and not self._scheduled:
             self._start()  # what queued up meanwhile is the next batch
+
+    @abstractmethod
+    async def _write(self, batch: list[T]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Execution:
+    key: int
+    params: Params
+    answer: asyncio.Future[Any]
+
+
+class StatementBatch(Batches[_Execution]):
+    """The lone executions of ``statement`` (one row back each) in group commits on
+    ``pool``, at most ``connections`` batches at a time."""
+
+    def __init__(
+        self, pool: PgPool, statement: Statement, *, connections: int = 1, max_batch: int = 256
+    ) -> None:
+        super().__init__(connections, max_batch)
+        self._pool = pool
+        self._statement = statement
+
+    async def fetchrow(self, params: Params, key: int) -> Row:
+        """The statement's row for ``params``, once its batch committed;
+        :class:`Conflict` if it broke a unique index (nothing of it written)."""
+        execution = _Execution(key, params, asyncio.get_running_loop().create_future())
+        self._enqueue(execution)
+        row: Row = await execution.answer
+        return row
 
     async def _write(self, batch: list[_Execution]) -> None:
         try:

@@ -50,7 +50,7 @@ from enum import Enum
 from asyncpg.exceptions import CheckViolationError
 
 from gophermart.adapters.stores.postgres import statements as pg
-from gophermart.adapters.stores.postgres.batches import StatementBatch
+from gophermart.adapters.stores.postgres.batches import Batches, StatementBatch
 from gophermart.adapters.stores.postgres.coalesce import Coalescer
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner
@@ -103,7 +103,7 @@ class _NotSent(Exception):
         self.reason = reason
 
 
-class PgGroupCommit:
+class PgGroupCommit(Batches[_Debit]):
     """The withdrawals of one process, batched: :meth:`for_withdrawal` reads what
     deciding one needs, coalesced with the other reads of the same event-loop turn
     (statements.FOR_WITHDRAWALS, on ``read_pool``); :meth:`debit` writes its entry in a
@@ -123,14 +123,9 @@ class PgGroupCommit:
         connections: int = 2,
         max_batch: int = 512,
     ) -> None:
+        super().__init__(connections, max_batch)
         self._pool = pool
         self._read_pool = read_pool or pool
-        self._connections = connections
-        self._max_batch = max_batch
-        self._queue: list[_Debit] = []
-        self._running = 0
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._reads: Coalescer[tuple[int, str], Row] = Coalescer(self._read)
         #: A checkout's two writes, group-committed the same way (batches.py), each
         #: on one more connection of ``pool``.
@@ -154,34 +149,12 @@ class PgGroupCommit:
     async def debit(self, entry: LedgerEntry) -> bool:
         """``True``: written and committed. ``False``: the balance did not cover it,
         nothing written. :class:`Conflict`: the order number is taken, nothing written."""
-        loop = asyncio.get_running_loop()
-        debit = _Debit(entry, loop.create_future())
-        self._queue.append(debit)
-        if not self._scheduled:
-            # After the handlers that are ready now have run: they join this batch.
-            self._scheduled = True
-            loop.call_soon(self._start)
+        debit = _Debit(entry, asyncio.get_running_loop().create_future())
+        self._enqueue(debit)
         outcome = await debit.answer
         if outcome is Outcome.CONFLICT:
             raise Conflict(f"withdrawal for order {entry.order_number} exists")
         return outcome is Outcome.WRITTEN
-
-    def _start(self) -> None:
-        self._scheduled = False
-        loop = asyncio.get_running_loop()
-        while self._queue and self._running < self._connections:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
-            self._running += 1
-            task = loop.create_task(self._write(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._running -= 1
-        if self._queue and not self._scheduled:
-            self._start()  # what queued up meanwhile is the next batch
 
     async def _write(self, batch: list[_Debit]) -> None:
         try:
