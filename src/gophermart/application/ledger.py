@@ -149,6 +149,9 @@ class Holds:
             now = self._clock.now()
             until = now + timedelta(seconds=ttl)
             placed = await uow.holds.place(user_id, number, amount, now, until)
+            if placed is None:  # raced, or refused: again with the account's row locked,
+                await _locked(uow, user_id)  # so that what follows is decided for good
+                placed = await uow.holds.place(user_id, number, amount, now, until)
             if placed is not None:  # the common case: one statement on PostgreSQL
                 await uow.commit()
                 return HoldOutcome(placed, created=True)
