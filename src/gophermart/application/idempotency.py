@@ -17,13 +17,12 @@ pruned; the history shows what happened).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from datetime import timedelta
 from typing import Final
 
-from gophermart.application.errors import StoreUnavailable
+from gophermart.application.periodic import repeat_until
 from gophermart.application.ports import Claim, Clock, IdempotencyKeys
 from gophermart.domain.errors import InvalidInput
 
@@ -86,16 +85,4 @@ class Idempotency:
     async def prune_until(self, stop: asyncio.Event, every: float = 1.0) -> None:
         """:meth:`prune` every ``every`` seconds until ``stop`` (the worker, beside the
         holds' sweep and at its cadence: with nothing to prune, one indexed range scan)."""
-        failing = False
-        while not stop.is_set():
-            try:
-                await self.prune()
-                failing = False
-            except StoreUnavailable:
-                failing = True  # an outage: logged once where it was seen
-            except Exception:
-                if not failing:
-                    log.exception("pruning idempotency keys failed; retrying")
-                failing = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+        await repeat_until(stop, every, self.prune, log, "pruning idempotency keys")

@@ -15,7 +15,6 @@ movements never deadlock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
-from gophermart.application.errors import ConcurrentUpdate, StoreUnavailable
+from gophermart.application.errors import ConcurrentUpdate
+from gophermart.application.periodic import repeat_until
 from gophermart.application.ports import (
     Clock,
     EventMetrics,
@@ -244,19 +244,7 @@ class Holds:
 
     async def sweep_until(self, stop: asyncio.Event, every: float = 1.0) -> None:
         """:meth:`expire_holds` every ``every`` seconds until ``stop`` (the worker)."""
-        failing = False
-        while not stop.is_set():
-            try:
-                await self.expire_holds()
-                failing = False
-            except StoreUnavailable:
-                failing = True  # an outage: logged once where it was seen
-            except Exception:
-                if not failing:
-                    log.exception("expiring holds failed; retrying")
-                failing = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+        await repeat_until(stop, every, self.expire_holds, log, "expiring holds")
 
     async def _retried(self, attempt: Callable[[], Awaitable[T]]) -> T:
         for n in range(self.ATTEMPTS):

@@ -1,0 +1,36 @@
+"""The worker's periodic chores (the holds' sweep, the idempotency keys' pruning): one
+loop for all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from gophermart.application.errors import StoreUnavailable
+
+
+async def repeat_until(
+    stop: asyncio.Event,
+    every: float,
+    job: Callable[[], Awaitable[object]],
+    log: logging.Logger,
+    what: str,
+) -> None:
+    """``job`` every ``every`` seconds until ``stop``. A failure is logged once per run of
+    failures (``what`` names the chore); an outage not at all: it is logged once where it
+    was seen."""
+    failing = False
+    while not stop.is_set():
+        try:
+            await job()
+            failing = False
+        except StoreUnavailable:
+            failing = True
+        except Exception:
+            if not failing:
+                log.exception("%s failed; retrying", what)
+            failing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
