@@ -96,6 +96,13 @@ def test_the_debit_rule_is_stated_once_for_each_sql_store() -> None:
     assert not any("DEBIT" in name for name in PG)
 
 
+def test_the_batch_waits_for_locks_and_only_its_fallback_skips_them() -> None:
+    """Skipping locked rows by default made two processes' batches skip each other's
+    rows, each skipped debit a commit of its own (docs/performance.md)."""
+    assert "SKIP LOCKED" not in compiled(pg.WITHDRAW_BATCH).sql
+    assert "FOR UPDATE SKIP LOCKED" in compiled(pg.WITHDRAW_SKIPPING).sql
+
+
 def test_a_type_asyncpg_would_hand_over_unprocessed_is_refused() -> None:
     with pytest.raises(TypeError, match="type processing"):
         compiled(st.Statement(select(literal(Decimal("1.5")))))

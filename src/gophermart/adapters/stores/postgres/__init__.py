@@ -36,6 +36,10 @@ __all__ = ["Store"]
 
 #: Batches of withdrawals written at the same time per process (group_commit.py).
 COMMIT_CONNECTIONS = 2
+#: How long a batch waits for an account row before it passes the row by (seconds):
+#: another batch holds a row for a statement and its flush (milliseconds); longer is a
+#: row held elsewhere (group_commit.py).
+COMMIT_LOCK_TIMEOUT = 0.25
 
 
 def _database(
@@ -60,7 +64,13 @@ def _commit_pool(dsn: str, timeout: float, schema: str | None) -> PgPool:
     All opened at once: none to open under load."""
     size = COMMIT_CONNECTIONS + 2  # and one each for the holds' placements and captures
     return PgPool(
-        dsn, min_size=size, max_size=size, timeout=timeout, schema=schema, name="asyncpg_commit"
+        dsn,
+        min_size=size,
+        max_size=size,
+        timeout=timeout,
+        schema=schema,
+        name="asyncpg_commit",
+        lock_timeout=COMMIT_LOCK_TIMEOUT,
     )
 
 

@@ -19,13 +19,17 @@ transaction:
 4. the statement commits (one flush), and only then is any debit answered.
 
 The row locks are held only while PostgreSQL runs that one statement and flushes it,
-never across a round trip to a busy event loop. Debits refused on an account where a
-conflict left money unspent go back to the queue and are decided again after what was
-written, so every answer is that of *some* order of the concurrent requests. If the
-batch fails as a whole (a lost connection, say), its debits are written one at a time,
-each with its own answer or error: one bad debit cannot fail the others, and a debit
-whose first attempt did commit answers as a conflict, which the use case turns into the
-replay it is.
+never across a round trip to a busy event loop. A batch waits for rows another batch
+holds (milliseconds), but not for a row held elsewhere for longer than the commit
+connections' ``lock_timeout``: then it is sent again passing locked rows by, and their
+debits are written alone, waiting for their lock on a connection of the read pool.
+
+Debits refused on an account where a conflict left money unspent go back to the queue
+and are decided again after what was written, so every answer is that of *some* order
+of the concurrent requests. If the batch fails as a whole (a lost connection, say), its
+debits are written one at a time, each with its own answer or error: one bad debit
+cannot fail the others, and a debit whose first attempt did commit answers as a
+conflict, which the use case turns into the replay it is.
 
 The batch's ``FOR UPDATE`` reads the balance as the statement's snapshot has it, which
 is not the latest when another transaction changed the row after the statement began (a
@@ -47,7 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from asyncpg.exceptions import CheckViolationError
+from asyncpg.exceptions import CheckViolationError, LockNotAvailableError
 
 from gophermart.adapters.stores.postgres import statements as pg
 from gophermart.adapters.stores.postgres.batches import Batches, StatementBatch
@@ -159,7 +163,10 @@ class PgGroupCommit(Batches[_Debit]):
     async def _write(self, batch: list[_Debit]) -> None:
         try:
             try:
-                await self._in_one_statement(batch)
+                try:
+                    await self._in_one_statement(batch, pg.WITHDRAW_BATCH)
+                except LockNotAvailableError:  # a row held elsewhere: pass it by
+                    await self._in_one_statement(batch, pg.WITHDRAW_SKIPPING)
             except _NotSent as exc:  # no connection: one by one would fare no better
                 raise exc.reason from None
             except Exception as exc:
@@ -213,7 +220,7 @@ class PgGroupCommit(Batches[_Debit]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _in_one_statement(self, batch: list[_Debit]) -> None:
+    async def _in_one_statement(self, batch: list[_Debit], statement: Statement) -> None:
         """Write the batch as one statement (its own transaction: one flush). Debits
         refused on an account where a conflict left money unspent, and any debit whose
         order number an earlier debit of the batch uses, go back to the queue, to be
@@ -233,7 +240,7 @@ class PgGroupCommit(Batches[_Debit]):
         except Exception as exc:
             raise _NotSent(exc) from exc
         try:
-            rows = await PgRunner(conn).fetch(pg.WITHDRAW_BATCH, params)
+            rows = await PgRunner(conn).fetch(statement, params)
         finally:
             await pool.release(conn)
         moved: set[int] = set()

@@ -80,6 +80,7 @@ class PgPool:
         timeout: float | None = None,
         schema: str | None = None,
         name: str = "asyncpg",
+        lock_timeout: float | None = None,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ValueError("PgPool takes a dsn to open its own pool, or a pool to borrow")
@@ -90,6 +91,7 @@ class PgPool:
         self._owned = pool is None
         self._timeout = timeout
         self._schema = schema
+        self._lock_timeout = lock_timeout
         self._lock = asyncio.Lock()
         self.name = name
 
@@ -99,7 +101,10 @@ class PgPool:
             async with self._lock:
                 if self._pool is None:
                     bounds = connect_kwargs(
-                        self._timeout, schema=self._schema, statement_timeout=True
+                        self._timeout,
+                        schema=self._schema,
+                        statement_timeout=True,
+                        lock_timeout=self._lock_timeout,
                     )
                     self._pool = await asyncpg.create_pool(
                         self._dsn,
@@ -166,7 +171,11 @@ class _Borrowed:
 
 
 def connect_kwargs(
-    timeout: float | None, *, schema: str | None = None, statement_timeout: bool = False
+    timeout: float | None,
+    *,
+    schema: str | None = None,
+    statement_timeout: bool = False,
+    lock_timeout: float | None = None,
 ) -> dict[str, object]:
     """asyncpg connection arguments: a bound of ``timeout`` seconds (none for None) on
     connecting and, with ``statement_timeout``, on each statement at the server; with
@@ -179,6 +188,8 @@ def connect_kwargs(
         kwargs["timeout"] = timeout
         if statement_timeout:
             server["statement_timeout"] = str(max(1, round(timeout * 1000)))
+    if lock_timeout is not None:
+        server["lock_timeout"] = str(max(1, round(lock_timeout * 1000)))
     if schema is not None:
         server["search_path"] = f'"{schema}"'
     if server:

@@ -141,11 +141,16 @@ FOR_WITHDRAWALS = Statement(
 # Back, per debit in arrival order: accepted (NULL: its account was not decided on),
 # written, how many accounts moved, and whether the debit's account exists at all.
 #
-# It locks with SKIP LOCKED, so that an account row somebody else holds (a long
-# transaction, an operator's psql) leaves *its* debits undecided (accepted NULL, known
-# true) instead of stalling the whole batch, and with it every other user's withdrawal;
-# the group commit then writes those debits alone (MOVE_ENTRY, which waits for the lock
-# within the request's own deadline): one slow thing stays one slow thing.
+# Two forms of it. WITHDRAW_BATCH waits for the rows' locks (another batch holds its
+# rows for its statement and flush: milliseconds), within the commit connections'
+# ``lock_timeout``; a row held longer (a long transaction, an operator's psql) fails the
+# batch, and it is sent again as WITHDRAW_SKIPPING, which passes locked rows by (SKIP
+# LOCKED) and leaves *their* debits undecided (accepted NULL, known true), so they do
+# not stall every other user's withdrawal; the group commit then writes those alone
+# (MOVE_ENTRY, waiting for the lock within the request's own deadline): one slow thing
+# stays one slow thing. Skipping by default cost a third of the withdrawals' throughput:
+# two processes' batches of the same users skipped each other's rows, and every skipped
+# debit was a commit of its own (docs/performance.md).
 
 _debit_users = bindparam("users", type_=ARRAY(BigInteger))
 _debits = (
@@ -283,7 +288,8 @@ def _withdrawals(*, skip_locked: bool) -> Select[Any]:
     )
 
 
-WITHDRAW_BATCH = Statement(_withdrawals(skip_locked=True))
+WITHDRAW_BATCH = Statement(_withdrawals(skip_locked=False))
+WITHDRAW_SKIPPING = Statement(_withdrawals(skip_locked=True))
 
 # Coalesced reads (coalesce.py): one statement for the users whose reads
 # arrived in the same turn of a server process's event loop, each row led by its user.
