@@ -24,6 +24,7 @@ from gophermart import (
 from gophermart.application.ports import NoEventMetrics
 from gophermart.domain.errors import ExceedsOriginal, HoldConflict, UnknownHold, UnknownOrder
 from gophermart.testing import FrozenClock, loyalty_for_tests
+from tests.integration.test_events import assert_the_feed_tells_the_history
 
 ACCRUED, SPENT, OTHER = "9278923470", "2377225624", "79927398713"
 
@@ -262,6 +263,9 @@ async def test_concurrent_holds_withdrawals_and_captures_never_overdraw(
     report = await loyalty.reconcile()
     assert report.ok, report.summary()
     assert backend_uri
+    # The batches committed (or were redone alone) with their events: one per entry,
+    # none for a refused move, in balance_after order (issue 18).
+    await assert_the_feed_tells_the_history(loyalty, erin)
 
 
 def _luhn_digit(digits: str) -> int:
