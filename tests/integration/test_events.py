@@ -298,3 +298,14 @@ def test_the_blocking_twin_iterates_with_an_idle_bound(sqlite_uri: str) -> None:
         assert types == ["order.processed", "ledger.accrual"]
         with loyalty.events(after=1, idle=0.1) as resumed:  # closed before it ends
             assert next(resumed).id == 2
+
+
+async def test_the_worker_makes_events_readable_without_a_reader(postgres_uri: str) -> None:
+    """PostgreSQL: the worker's sequencer numbers committed events on its own cadence,
+    so a reader that only pages (a webhook deliverer, an HTTP listing) sees them."""
+    async with loyalty_for_tests(database_uri=postgres_uri) as loyalty, loyalty.running_worker():
+        await _member(loyalty, "erin", ACCRUED, 100)
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(await loyalty.event_page(0)) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "never sequenced"
+            await asyncio.sleep(0.01)
