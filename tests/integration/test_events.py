@@ -7,7 +7,6 @@ stale cursor is told about."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -27,29 +26,10 @@ from gophermart.adapters.clock import SystemClock
 from gophermart.application.events import Events
 from gophermart.application.ports import NoEventMetrics
 from gophermart.domain.events import points_text
-from gophermart.testing import FrozenClock, loyalty_for_tests
+from gophermart.testing import loyalty_for_tests
 from tests.integration.test_host_transaction import _host_engine
 
 ACCRUED, SPENT, OTHER, LATER = "9278923470", "2377225624", "79927398713", "12345678903"
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def backend_uri(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    fixture = "sqlite_uri" if request.param == "sqlite" else "postgres_uri"
-    return str(request.getfixturevalue(fixture))
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-async def loyalty(backend_uri: str, clock: FrozenClock) -> AsyncIterator[Gophermart]:
-    async with loyalty_for_tests(clock=clock, database_uri=backend_uri) as opened:
-        yield opened
 
 
 async def all_events(loyalty: Gophermart, after: int = 0) -> list[Event]:
