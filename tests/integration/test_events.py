@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from gophermart import (
+    AccrualReply,
+    AccrualVerdict,
     BlockingGophermart,
     Event,
     EventsPruned,
@@ -26,7 +28,7 @@ from gophermart.adapters.clock import SystemClock
 from gophermart.application.events import Events
 from gophermart.application.ports import NoEventMetrics
 from gophermart.domain.events import points_text
-from gophermart.testing import loyalty_for_tests
+from gophermart.testing import ScriptedAccrual, loyalty_for_tests
 from tests.integration.test_host_transaction import _host_engine
 
 ACCRUED, SPENT, OTHER, LATER = "9278923470", "2377225624", "79927398713", "12345678903"
@@ -110,8 +112,6 @@ async def test_order_statuses_are_announced_but_new(loyalty: Gophermart) -> None
     user = await loyalty.register("finn", "pw")
     await loyalty.upload_order(user.user_id, ACCRUED)
     assert await all_events(loyalty) == []  # NEW: where every order starts
-    from gophermart import AccrualVerdict
-
     await loyalty.record_accrual(ACCRUED, verdict=AccrualVerdict.PROCESSING)
     await loyalty.record_accrual(ACCRUED, verdict=AccrualVerdict.PROCESSING)  # no change
     await loyalty.upload_order(user.user_id, SPENT)
@@ -349,3 +349,26 @@ def _luhn(digits: str) -> str:
 
 
 _NUMBERS = [_luhn(f"8{i:05d}") for i in range(6)]
+
+
+async def test_the_accrual_workers_status_changes_and_credit_are_events(backend_uri: str) -> None:
+    """The worker's path (claim, poll, apply): PROCESSING then PROCESSED and its credit,
+    each an event, in that order (a claim changes no status: no event)."""
+    accrual = ScriptedAccrual()
+    accrual.will_answer(ACCRUED, AccrualReply(AccrualVerdict.PROCESSING))
+    accrual.will_credit(ACCRUED, "42.5")
+    async with loyalty_for_tests(accrual=accrual, database_uri=backend_uri) as loyalty:
+        erin = await loyalty.register("erin", "pw")
+        await loyalty.upload_order(erin.user_id, ACCRUED)
+        async with loyalty.running_worker():
+            found: list[Event] = []
+            async for event in loyalty.events(after=0, idle=5):
+                found.append(event)
+                if event.type == "ledger.accrual":
+                    break
+    assert [(e.type, e.data["order"]) for e in found] == [
+        ("order.processing", ACCRUED),
+        ("order.processed", ACCRUED),
+        ("ledger.accrual", ACCRUED),
+    ]
+    assert found[1].data["accrual"] == found[2].data["amount"] == "42.5"
