@@ -38,12 +38,13 @@ from gophermart.adapters.stores import memory, sqlite
 from gophermart.application.accounts import Accounts
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.errors import MigrationFailed, StoreMisconfigured, StoreUnavailable
+from gophermart.application.events import Events
 from gophermart.application.idempotency import Idempotency
 from gophermart.application.ledger import Corrections, Holds
 from gophermart.application.operations import Operations
 from gophermart.application.operators import Operators
 from gophermart.application.orders import Orders
-from gophermart.application.ports import NoEventMetrics, StoreLifecycle
+from gophermart.application.ports import NoEventMetrics, NoRetentionFloor, StoreLifecycle
 from gophermart.application.queries import Queries
 from gophermart.application.throttling import LoginThrottle
 from gophermart.application.users import Users
@@ -165,13 +166,17 @@ async def _worker(
     listening: Callable[[], Any],
     grace: float = 10.0,
     idempotency: Idempotency | None = None,
+    events: Events | None = None,
 ) -> AsyncIterator[WorkerTask]:
-    """The worker: expiring holds and pruning idempotency keys always, and polling the
-    accrual system when there is one (without its address, orders stay NEW)."""
+    """The worker: expiring holds, pruning idempotency keys, sequencing and pruning
+    events always, and polling the accrual system when there is one (without its
+    address, orders stay NEW)."""
     stop = asyncio.Event()
     jobs = [holds.sweep_until(stop)]
     if idempotency is not None:
         jobs.append(idempotency.prune_until(stop))
+    if events is not None:
+        jobs.extend([events.sequence_until(stop), events.prune_until(stop)])
     try:
         accrual_sync: AccrualSync | None = await _ready(sync())
     except ConfigError:  # no accrual system to poll (ACCRUAL_SYSTEM_ADDRESS unset)
@@ -250,6 +255,19 @@ class Container(containers.DeclarativeContainer):
     operators = providers.Singleton(Operators, store.cold.operators, clock)
     #: Idempotency keys: the HTTP layer's claims and answers, the worker's pruning.
     idempotency = providers.Singleton(Idempotency, store.cold.idempotency_keys, clock)
+    #: Who still needs old events: nobody by default. The hook for "never prune past an
+    #: event a webhook has not delivered" (a RetentionFloor: override this provider).
+    retention_floor = providers.Singleton(NoRetentionFloor)
+    #: The feed of events: the library's ``events(after=...)``, the worker's upkeep.
+    events = providers.Singleton(
+        Events,
+        store.events,
+        store.events,
+        clock,
+        settings.provided.events_retention,
+        floor=retention_floor,
+        metrics=event_metrics,
+    )
 
     # --- the accrual worker ---------------------------------------------------------
     accrual_client = providers.Resource(_accrual_client, settings)
@@ -273,6 +291,7 @@ class Container(containers.DeclarativeContainer):
         listening.provider,
         grace=retry_policy.provided.lease,
         idempotency=idempotency,
+        events=events,
     )
 
 
