@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
 from gophermart.domain.accounts import Account, EntryKind, Hold, HoldState, LedgerEntry
+from gophermart.domain.events import Event
 from gophermart.domain.operators import OperatorName
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
@@ -587,6 +588,62 @@ class OrderEvents(Protocol):
     def order_uploaded(self) -> None: ...
 
 
+# --- events: the feed of what happened (SPEC "Events") ------------------------------
+
+
+class EventFeed(Protocol):
+    """The committed events, in id order (ids increase in commit order: an event
+    committed after another was read has a larger id, so a reader never misses one by
+    reading on from its last id). Provided by every store."""
+
+    async def after(self, cursor: int, limit: int) -> Sequence[Event]:
+        """Up to ``limit`` events with ``id > cursor``, in id order; only committed ones,
+        and never one that a later call could find *before* an id already answered.
+        Raises :class:`~gophermart.domain.events.EventsPruned` when events after
+        ``cursor`` were pruned (retention)."""
+        ...
+
+    async def last_id(self) -> int:
+        """The newest event's id (0 when none was ever written): "from now on"."""
+        ...
+
+    async def wait(self, cursor: int, seconds: float) -> None:
+        """Return once an event after ``cursor`` may be there, or after ``seconds``
+        (whichever is first; never raises for the timeout). A hint: read :meth:`after`
+        then."""
+        ...
+
+
+class EventUpkeep(Protocol):
+    """The worker's chores on the feed (each store's own)."""
+
+    async def sequence(self) -> int:
+        """Make committed events readable, if the store needs to (PostgreSQL numbers
+        its outbox's rows in commit order); how many events were written since the
+        last call (for the events-written metric)."""
+        ...
+
+    async def prune(self, older_than: datetime, keep_from: int | None, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events whose ``at`` is before
+        ``older_than``, never one with ``id >= keep_from``, and never one after an
+        event that is kept (what is kept is always every event after some id). Returns
+        how many were deleted; the feed then answers a cursor before them with
+        :class:`~gophermart.domain.events.EventsPruned`."""
+        ...
+
+
+class RetentionFloor(Protocol):
+    """Who still needs old events (the webhooks: the oldest undelivered one): retention
+    never prunes an event with ``id >=`` the floor. ``None``: nobody needs any."""
+
+    async def keep_from(self) -> int | None: ...
+
+
+class NoRetentionFloor:
+    async def keep_from(self) -> int | None:
+        return None
+
+
 # --- what the worker reports (metrics) -------------------------------------------
 
 
@@ -651,6 +708,10 @@ class EventMetrics(Protocol):
         balance (counted when our unit of work commits; inside a host's transaction
         that is before the host's own commit)."""
 
+    def events_written(self, count: int) -> None:
+        """``count`` events became readable in the feed (the worker's count: on
+        PostgreSQL the sequencer's moves, elsewhere the feed's growth)."""
+
 
 class NoEventMetrics:
     """The default: metrics are off, or the host collects none."""
@@ -674,6 +735,9 @@ class NoEventMetrics:
         pass
 
     def reversed(self, points: Points, owed: Points) -> None:
+        pass
+
+    def events_written(self, count: int) -> None:
         pass
 
 

@@ -31,17 +31,12 @@ from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import urlsplit
 
-from gophermart.domain.accounts import EntryKind
 from gophermart.domain.errors import DomainError
-from gophermart.domain.orders import OrderStatus
+from gophermart.domain.events import EVENT_TYPES
 
 MAX_URL_LENGTH: Final = 2048
 MAX_FILTERS: Final = 64
-#: Every event type there is (SPEC: ``ledger.<kind>``, ``order.<status>``).
-EVENT_TYPES: Final = frozenset(
-    [f"ledger.{kind.value}" for kind in EntryKind]
-    + [f"order.{status.value.lower()}" for status in OrderStatus]
-)
+#: The families a filter may name as ``<family>.*``.
 FAMILIES: Final = frozenset(t.partition(".")[0] for t in EVENT_TYPES)
 #: The headers of a delivery.
 SIGNATURE_HEADER: Final = "Gophermart-Signature"

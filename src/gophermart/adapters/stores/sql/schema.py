@@ -361,6 +361,44 @@ webhook_deliveries = Table(
     ),
 )
 
+# Events (SPEC "Events", migration 0009): every ledger entry and every order status
+# change, written in the same transaction by the database itself (triggers on
+# ``ledger`` and ``orders``: no writer can forget one). ``events`` is the feed: ``id``
+# increases in commit order. SQLite's triggers write it directly (one writer: an
+# autoincrement taken inside the write transaction is commit order); PostgreSQL's write
+# ``event_outbox`` (``seq``: write order, not commit order), whose committed rows one
+# sequencer at a time moves into ``events`` (stores/postgres/sequencer.py). A row names
+# its entry or its order; the payload is read from them (domain/events.py maps it).
+_EVENT_COLUMNS = (
+    ("type", String(40)),
+    ("user_id", Id),
+    ("at", UtcDateTime),
+)
+
+
+def _event_columns() -> list[Column[Any]]:
+    return [
+        *(Column(name, kind, nullable=False) for name, kind in _EVENT_COLUMNS),
+        Column("entry_id", Id, nullable=True),  # a ledger event's entry
+        Column("order_id", Id, nullable=True),  # an order event's order
+    ]
+
+
+events = Table(
+    named("events"),
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    *_event_columns(),
+    sqlite_autoincrement=True,  # an id is never reused, even after retention's pruning
+)
+
+event_outbox = Table(
+    named("event_outbox"),
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=True),
+    *_event_columns(),
+)
+
 #: Alembic's table (created and kept by Alembic, so outside ``metadata``), as Core, so
 #: that reading the revision follows a schema translation like every other statement.
 alembic_versions = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32)))
