@@ -34,6 +34,7 @@ from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import (
     AccrualReply,
     BalanceView,
+    DeliveryView,
     HistoryView,
     LedgerGauges,
     OrderState,
@@ -41,11 +42,14 @@ from gophermart.application.ports import (
     QueueDepth,
     SchemaState,
     UserAccountView,
+    WebhookEndpoint,
+    WebhookLag,
     WithdrawalView,
 )
 from gophermart.application.readiness import Readiness
 from gophermart.application.reconcile import ReconcileReport
 from gophermart.application.users import Authenticated
+from gophermart.application.webhooks import NewWebhook
 from gophermart.blocking import BlockingGophermart
 from gophermart.domain.accounts import EntryKind, Hold, HoldState
 from gophermart.domain.errors import (
@@ -74,6 +78,7 @@ from gophermart.domain.operators import OperatorExists, OperatorName, UnknownOpe
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
+from gophermart.domain.webhooks import InvalidWebhook, UnknownEvent, UnknownWebhook
 from gophermart.extras import is_from, needs_extra
 from gophermart.facade import Gophermart
 from gophermart.settings import ConfigError, Settings
@@ -99,6 +104,7 @@ __all__ = [
     "BlockingGophermart",
     "ConcurrentUpdate",
     "ConfigError",
+    "DeliveryView",
     "DomainError",
     "EntryKind",
     "ExceedsOriginal",
@@ -115,10 +121,12 @@ __all__ = [
     "InvalidCredentials",
     "InvalidInput",
     "InvalidOrderNumber",
+    "InvalidWebhook",
     "LedgerGauges",
     "LoginTaken",
     "MigrationFailed",
     "Movement",
+    "NewWebhook",
     "NotOpen",
     "OperatorExists",
     "OperatorName",
@@ -140,14 +148,18 @@ __all__ = [
     "StoreUnavailable",
     "TooManyAttempts",
     "Unauthenticated",
+    "UnknownEvent",
     "UnknownHold",
     "UnknownLogin",
     "UnknownOperator",
     "UnknownOrder",
     "UnknownUser",
+    "UnknownWebhook",
     "UploadOutcome",
     "UserAccountView",
     "UserId",
+    "WebhookEndpoint",
+    "WebhookLag",
     "WithdrawalConflict",
     "WithdrawalView",
     "__version__",

@@ -910,7 +910,12 @@ class WebhookStore(Protocol):
         ...
 
     async def fan_out(
-        self, endpoint_id: int, seen: int, upto: int, deliveries: Sequence[NewDelivery], at: datetime
+        self,
+        endpoint_id: int,
+        seen: int,
+        upto: int,
+        deliveries: Sequence[NewDelivery],
+        at: datetime,
     ) -> bool:
         """In one transaction: record ``deliveries`` (pending, due at ``at``) and move the
         endpoint's cursor from ``seen`` to ``upto``. False (nothing written) if the
@@ -974,7 +979,8 @@ class WebhookMetrics(Protocol):
     """What the delivery worker reports (Prometheus in the server, nothing by default)."""
 
     def attempted(self, outcome: str) -> None:
-        """One POST, by outcome: ``2xx``, ``http_3xx``/``http_4xx``/``http_5xx``, ``timeout``, ``network``."""
+        """One POST, by outcome: ``2xx``, ``http_3xx``, ``http_4xx``, ``http_5xx``,
+        ``timeout``, ``network``."""
         ...
 
     def failed(self) -> None:

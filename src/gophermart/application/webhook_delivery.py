@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from gophermart.application.ports import (
     ClaimedDelivery,
@@ -60,7 +60,7 @@ class DeliveryConfig:
     process, ``batch`` events read from the feed at a time, and ``idle`` seconds between
     looks when nothing wakes it (a retry comes due at most that late)."""
 
-    policy: DeliveryPolicy = DeliveryPolicy()
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     concurrency: int = 16
     batch: int = 500
     idle: float = 1.0
@@ -229,7 +229,9 @@ class _EndpointLoop:
         deadline = w.config.policy.deadline
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(target.secret, claimed.body, int(w.clock.now().timestamp())),
+            SIGNATURE_HEADER: signature(
+                target.secret, claimed.body, int(w.clock.now().timestamp())
+            ),
             EVENT_ID_HEADER: str(claimed.event_id),
         }
         try:
@@ -286,14 +288,14 @@ async def wait_any(
     stop: asyncio.Event,
     wakeup: asyncio.Event | None,
     delay: float,
-    *others: object,
+    *others: Awaitable[object],
 ) -> None:
     """Wait until ``stop`` or ``wakeup`` is set, one of ``others`` (coroutines) ends, or
     ``delay`` seconds pass."""
     waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
     if wakeup is not None:
         waiters.append(asyncio.ensure_future(wakeup.wait()))
-    waiters.extend(asyncio.ensure_future(other) for other in others)  # type: ignore[arg-type]
+    waiters.extend(asyncio.ensure_future(other) for other in others)
     try:
         await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -178,7 +178,11 @@ class DeliveryPolicy:
         return ceiling * rnd()
 
     def next_try(
-        self, first_at: datetime, now: datetime, attempts: int, rnd: Callable[[], float] = random.random
+        self,
+        first_at: datetime,
+        now: datetime,
+        attempts: int,
+        rnd: Callable[[], float] = random.random,
     ) -> datetime | None:
         """When to try again, or ``None``: the window from ``first_at`` is spent."""
         at = now + timedelta(seconds=self.delay(attempts, rnd))
@@ -198,4 +202,3 @@ class Attempt:
     @property
     def delivered(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
-

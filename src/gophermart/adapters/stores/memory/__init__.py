@@ -69,8 +69,8 @@ class AlwaysReady:
 
 class ColdPaths(containers.DeclarativeContainer):
     """What no shopper's request touches: the gate, the throttle's counters, the
-    audit, the queue probe, the operators' keys, the idempotency keys, the webhooks (stores/sql/cold.py
-    is the SQL stores')."""
+    audit, the queue probe, the operators' keys, the idempotency keys, the webhooks
+    (stores/sql/cold.py is the SQL stores')."""
 
     database = providers.Dependency(instance_of=MemoryDatabase)
     gate = providers.Singleton(MemoryGate)

@@ -106,7 +106,12 @@ class MemoryWebhooks:
         ]
 
     async def fan_out(
-        self, endpoint_id: int, seen: int, upto: int, deliveries: Sequence[NewDelivery], at: datetime
+        self,
+        endpoint_id: int,
+        seen: int,
+        upto: int,
+        deliveries: Sequence[NewDelivery],
+        at: datetime,
     ) -> bool:
         found = self._endpoints.get(endpoint_id)
         if found is None or found.view.deleted_at is not None or found.cursor != seen:

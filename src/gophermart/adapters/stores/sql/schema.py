@@ -341,7 +341,9 @@ webhook_deliveries = Table(
     CheckConstraint("(state = 'pending') = (next_attempt_at IS NOT NULL)", name="pending_queued"),
     # One delivery per (endpoint, event): a second fan-out cannot invent a duplicate,
     # and the listing pages by it.
-    Index(f"uq_{named('webhook_deliveries')}_endpoint_event", "endpoint_id", "event_id", unique=True),
+    Index(
+        f"uq_{named('webhook_deliveries')}_endpoint_event", "endpoint_id", "event_id", unique=True
+    ),
     Index(f"ix_{named('webhook_deliveries')}_event_id", "event_id"),
     # The queue: what is due per endpoint, and each user's oldest pending delivery.
     Index(

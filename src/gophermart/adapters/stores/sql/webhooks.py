@@ -69,7 +69,13 @@ CLAIM = (
         last_attempt_at=bindparam("now"),
     )
     .returning(
-        d.c.id, d.c.event_id, d.c.user_id, d.c.body, d.c.attempts, d.c.failures, d.c.first_attempt_at
+        d.c.id,
+        d.c.event_id,
+        d.c.user_id,
+        d.c.body,
+        d.c.attempts,
+        d.c.failures,
+        d.c.first_attempt_at,
     )
 )
 
@@ -132,7 +138,12 @@ class SqlWebhooks:
             return [DeliveryTarget(r[0], r[1], tuple(r[2].split()), r[3], r[4]) for r in rows]
 
     async def fan_out(
-        self, endpoint_id: int, seen: int, upto: int, deliveries: Sequence[NewDelivery], at: datetime
+        self,
+        endpoint_id: int,
+        seen: int,
+        upto: int,
+        deliveries: Sequence[NewDelivery],
+        at: datetime,
     ) -> bool:
         move = update(w).where(w.c.id == endpoint_id, w.c.cursor == seen, _LIVE)
         async with self._write.begin() as conn:
@@ -159,7 +170,12 @@ class SqlWebhooks:
     async def claim(
         self, endpoint_id: int, now: datetime, lease_until: datetime, limit: int
     ) -> list[ClaimedDelivery]:
-        params = {"endpoint_id": endpoint_id, "now": now, "lease_until": lease_until, "limit": limit}
+        params = {
+            "endpoint_id": endpoint_id,
+            "now": now,
+            "lease_until": lease_until,
+            "limit": limit,
+        }
         async with self._write.begin() as conn:
             rows = (await conn.execute(CLAIM, params)).all()
         claimed = [ClaimedDelivery(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
