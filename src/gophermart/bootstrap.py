@@ -307,12 +307,12 @@ class Container(containers.DeclarativeContainer):
     # --- webhooks -------------------------------------------------------------------
     #: What the delivery worker reports; the server overrides it with Prometheus's.
     webhook_metrics = providers.Singleton(NoWebhookMetrics)
-    webhooks = providers.Singleton(Webhooks, store.cold.webhooks, store.feed, clock)
+    webhooks = providers.Singleton(Webhooks, store.cold.webhooks, store.events, clock)
     webhook_sender = providers.Resource(_webhook_sender, settings)
     webhook_delivery = providers.Singleton(
         WebhookDelivery,
         store.cold.webhooks,
-        store.feed,
+        store.events,
         webhook_sender,
         clock,
         providers.Object(event_json),

@@ -69,7 +69,7 @@ def webhook_url(raw: object) -> str:
         raise InvalidWebhook(f"url is text, not {type(raw).__name__}")
     if len(raw) > MAX_URL_LENGTH:
         raise InvalidWebhook(f"url is at most {MAX_URL_LENGTH} characters")
-    if not raw.isascii() or not raw.isprintable() or raw != raw.strip():
+    if not raw.isascii() or not raw.isprintable() or " " in raw:
         raise InvalidWebhook("url must be printable ASCII without spaces (percent-encode the rest)")
     try:
         parts = urlsplit(raw)
