@@ -5,6 +5,7 @@ of a slow endpoint, the concurrency bound."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -147,10 +148,8 @@ class ScriptedFeed:
         if await self.last_id() > cursor:
             return
         self._news.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._news.wait(), timeout)
-        except TimeoutError:
-            pass
 
 
 class ScriptedSender:
@@ -200,9 +199,7 @@ class Rig:
             batch=50,
             idle=0.02,
         )
-        self.worker = WebhookDelivery(
-            self.store, self.feed, self.sender, clock, event_json, config
-        )
+        self.worker = WebhookDelivery(self.store, self.feed, self.sender, clock, event_json, config)
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
