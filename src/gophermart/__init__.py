@@ -20,6 +20,7 @@ drivers at the edges (:mod:`gophermart.adapters`, :mod:`gophermart.entrypoints`)
 from importlib import metadata
 from typing import TYPE_CHECKING
 
+from gophermart.adapters.event_wire import event_from_json, event_json
 from gophermart.application.errors import (
     ConcurrentUpdate,
     MigrationFailed,
@@ -74,6 +75,7 @@ from gophermart.domain.errors import (
     UnknownUser,
     WithdrawalConflict,
 )
+from gophermart.domain.events import EVENT_TYPES, Event, EventsPruned
 from gophermart.domain.operators import OperatorExists, OperatorName, UnknownOperator
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
@@ -96,6 +98,7 @@ except metadata.PackageNotFoundError:  # run from a source tree that was never i
 _HTTP_NAMES = ("http_app", "http_router", "loyalty_lifespan")
 
 __all__ = [
+    "EVENT_TYPES",
     "AccrualReply",
     "AccrualVerdict",
     "Authenticated",
@@ -107,6 +110,8 @@ __all__ = [
     "DeliveryView",
     "DomainError",
     "EntryKind",
+    "Event",
+    "EventsPruned",
     "ExceedsOriginal",
     "Gophermart",
     "GophermartError",
@@ -163,6 +168,8 @@ __all__ = [
     "WithdrawalConflict",
     "WithdrawalView",
     "__version__",
+    "event_from_json",
+    "event_json",
     "http_app",
     "http_router",
     "loyalty_lifespan",

@@ -15,12 +15,12 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections.abc import Awaitable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from typing import Any, Self, TypeVar
 
 from gophermart.application.errors import NotOpen, StoreUnavailable
 from gophermart.bootstrap import Container
-from gophermart.facade import Call, Delegate, Face, Gophermart
+from gophermart.facade import Call, Delegate, Face, Gophermart, Stream
 from gophermart.settings import Settings
 
 T = TypeVar("T")
@@ -89,7 +89,7 @@ class BlockingGophermart(Face):
     def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
-    def _run(self, coro: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T] | Awaitable[T], *, bounded: bool = True) -> T:
         problem = None
         if self._pid != os.getpid():
             problem = (
@@ -109,7 +109,7 @@ class BlockingGophermart(Face):
             return await coro
 
         future = asyncio.run_coroutine_threadsafe(wrapped(), self._loop)
-        done, _ = concurrent.futures.wait([future], self.timeout)
+        done, _ = concurrent.futures.wait([future], self.timeout if bounded else None)
         if not done:  # (not future.result(timeout): a verb's own TimeoutError looks alike)
             future.cancel()
             raise StoreUnavailable(f"no answer within {self.timeout:g}s")
@@ -118,7 +118,12 @@ class BlockingGophermart(Face):
     def _bind(self, verb: Delegate) -> Any:
         """The async verb of the same name, called on the library's loop."""
         name = verb.name
-        if isinstance(verb, Call):
+        if isinstance(verb, Stream):
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                return BlockingIterator(self, getattr(self.loyalty, name)(*args, **kwargs))
+
+        elif isinstance(verb, Call):
 
             def call(*args: Any, **kwargs: Any) -> Any:
                 return getattr(self.loyalty, name)(*args, **kwargs)
@@ -141,3 +146,35 @@ class BlockingGophermart(Face):
 
     def stop_worker(self) -> None:
         self._run(self.loyalty.stop_worker())
+
+
+class BlockingIterator(Iterator[T]):
+    """An async verb's iteration (``events``) as a plain iterator: each ``next()``
+    runs one step on the library's loop and waits for it, for as long as the verb's own
+    bound allows (``events(idle=...)``: the iteration ends once nothing came for that
+    long; ``idle=None`` waits for ever), not :attr:`BlockingGophermart.timeout`.
+    :meth:`close` (or leaving a ``with`` block) ends it."""
+
+    def __init__(self, twin: BlockingGophermart, steps: AsyncIterator[T]) -> None:
+        self._twin = twin
+        self._steps = steps
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> T:
+        try:
+            return self._twin._run(anext(self._steps), bounded=False)
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        aclose = getattr(self._steps, "aclose", None)
+        if aclose is not None:
+            self._twin._run(aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc_info: object) -> None:
+        self.close()

@@ -41,12 +41,17 @@ from gophermart.adapters.webhook_http import HttpWebhookSender
 from gophermart.application.accounts import Accounts
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.errors import MigrationFailed, StoreMisconfigured, StoreUnavailable
+from gophermart.application.events import Events
 from gophermart.application.idempotency import Idempotency
 from gophermart.application.ledger import Corrections, Holds
 from gophermart.application.operations import Operations
 from gophermart.application.operators import Operators
 from gophermart.application.orders import Orders
-from gophermart.application.ports import NoEventMetrics, NoWebhookMetrics, StoreLifecycle
+from gophermart.application.ports import (
+    NoEventMetrics,
+    NoWebhookMetrics,
+    StoreLifecycle,
+)
 from gophermart.application.queries import Queries
 from gophermart.application.throttling import LoginThrottle
 from gophermart.application.users import Users
@@ -198,15 +203,18 @@ async def _worker(
     listening: Callable[[], Any],
     grace: float = 10.0,
     idempotency: Idempotency | None = None,
+    events: Events | None = None,
     deliveries: Callable[[], Any] | None = None,
 ) -> AsyncIterator[WorkerTask]:
-    """The worker: expiring holds, pruning idempotency keys and delivering webhooks
-    always, and polling the accrual system when there is one (without its address,
-    orders stay NEW)."""
+    """The worker: expiring holds, pruning idempotency keys, sequencing and pruning
+    events, delivering webhooks always, and polling the accrual system when there is
+    one (without its address, orders stay NEW)."""
     stop = asyncio.Event()
     jobs = [holds.sweep_until(stop)]
     if idempotency is not None:
         jobs.append(idempotency.prune_until(stop))
+    if events is not None:
+        jobs.extend([events.sequence_until(stop), events.prune_until(stop)])
     if deliveries is not None:
         delivery: WebhookDelivery = await _ready(deliveries())
         jobs.append(delivery.run_until(stop))
@@ -288,6 +296,20 @@ class Container(containers.DeclarativeContainer):
     operators = providers.Singleton(Operators, store.cold.operators, clock)
     #: Idempotency keys: the HTTP layer's claims and answers, the worker's pruning.
     idempotency = providers.Singleton(Idempotency, store.cold.idempotency_keys, clock)
+    #: Webhook endpoints (the operators' verbs); also who still needs old events: the
+    #: retention floor, the first event some live endpoint has not had fanned out yet.
+    webhooks = providers.Singleton(Webhooks, store.cold.webhooks, store.events, clock)
+    retention_floor = webhooks
+    #: The feed of events: the library's ``events(after=...)``, the worker's upkeep.
+    events = providers.Singleton(
+        Events,
+        store.events,
+        store.events,
+        clock,
+        settings.provided.events_retention,
+        floor=retention_floor,
+        metrics=event_metrics,
+    )
 
     # --- the accrual worker ---------------------------------------------------------
     accrual_client = providers.Resource(_accrual_client, settings)
@@ -307,7 +329,6 @@ class Container(containers.DeclarativeContainer):
     # --- webhooks -------------------------------------------------------------------
     #: What the delivery worker reports; the server overrides it with Prometheus's.
     webhook_metrics = providers.Singleton(NoWebhookMetrics)
-    webhooks = providers.Singleton(Webhooks, store.cold.webhooks, store.events, clock)
     webhook_sender = providers.Resource(_webhook_sender, settings)
     webhook_delivery = providers.Singleton(
         WebhookDelivery,
@@ -328,6 +349,7 @@ class Container(containers.DeclarativeContainer):
         listening.provider,
         grace=providers.Callable(_grace, settings, retry_policy.provided.lease),
         idempotency=idempotency,
+        events=events,
         deliveries=webhook_delivery.provider,
     )
 

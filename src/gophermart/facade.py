@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import timedelta
 from typing import (
     TYPE_CHECKING,
@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.application.accounts import Accounts
 from gophermart.application.errors import NotOpen
+from gophermart.application.events import Events
 from gophermart.application.ledger import Corrections, Holds
 from gophermart.application.operations import Operations
 from gophermart.application.operators import Operators
@@ -115,6 +116,28 @@ class Call(Delegate, Generic[U, P, R]):
         return self if face is None else face._bind(self)
 
 
+class Stream(Delegate, Generic[U, P, R]):
+    """A verb that yields: the use case's async generator ``method``, iterated with
+    ``async for`` on :class:`Gophermart`, with ``for`` on ``BlockingGophermart`` (each
+    step waits on the library's loop)."""
+
+    def __init__(self, method: Callable[Concatenate[U, P], AsyncIterator[R]]) -> None:
+        super().__init__(method)
+
+    @overload
+    def __get__(self, face: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(
+        self, face: BlockingGophermart, owner: type | None = None
+    ) -> Callable[P, Iterator[R]]: ...
+    @overload
+    def __get__(
+        self, face: Gophermart, owner: type | None = None
+    ) -> Callable[P, AsyncIterator[R]]: ...
+    def __get__(self, face: Face | None, owner: type | None = None) -> Any:
+        return self if face is None else face._bind(self)
+
+
 class Options(TypedDict, total=False):
     """What every constructor takes besides where the data lives."""
 
@@ -132,6 +155,8 @@ class Options(TypedDict, total=False):
     migrate: bool
     #: PostgreSQL: the schema our tables live in, beside a shop's own (created if absent).
     db_schema: str
+    #: How long the feed keeps events (the worker prunes older ones; default 7 days).
+    events_retention: timedelta
 
 
 class Face:
@@ -170,6 +195,9 @@ class Face:
     user_by_login = Verb(Queries.user_by_login)
     order_state = Verb(Queries.order_state)
     retry_order = Verb(Orders.retry)
+    events = Stream(Events.stream)
+    event_page = Verb(Events.page)
+    last_event_id = Verb(Events.last_id)
     add_webhook = Verb(Webhooks.add_webhook)
     webhooks = Verb(Webhooks.webhooks)
     delete_webhook = Verb(Webhooks.delete_webhook)
@@ -356,6 +384,13 @@ def _refusal(verb: Delegate, state: str) -> Callable[..., Any]:
     """What a verb is on an instance that is not open: a call that raises NotOpen (an
     awaitable one for an async verb, so ``await loyalty.balance(1)`` raises it)."""
     why = _why_not_open(state)
+    if isinstance(verb, Stream):
+
+        async def refuse_iterating(*_args: Any, **_kwargs: Any) -> AsyncIterator[Any]:
+            raise NotOpen(why)
+            yield  # an async generator, like the verb it stands for
+
+        return refuse_iterating
     if isinstance(verb, Call):
 
         def refuse_now(*_args: Any, **_kwargs: Any) -> Any:

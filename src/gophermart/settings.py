@@ -504,6 +504,13 @@ class Settings(WebhookLimits):
         _duration,
         "token lifetime, seconds",
     )
+    events_retention: timedelta = setting(
+        timedelta(days=7),
+        "GOPHERMART_EVENTS_RETENTION",
+        _duration,
+        "seconds events are kept in the feed before the worker prunes them",
+        commands=_ACCRUAL,
+    )
     cookie_secure: bool = setting(
         False,
         "GOPHERMART_COOKIE_SECURE",

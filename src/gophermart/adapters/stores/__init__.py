@@ -20,3 +20,19 @@ class NoListener:
 
     async def stop(self) -> None:
         return None
+
+
+class Signal:
+    """Wakes every waiter at each :meth:`set`, none missed: a waiter takes the
+    :meth:`current` event *before* it looks for news, and awaits that one (a stand-in
+    for the ``asyncio.Event`` a listener sets: ``set`` is all it calls)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+    def set(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()

@@ -48,6 +48,7 @@ __all__ = [
 log = logging.getLogger("gophermart.database")
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Checks the database answers at all (a fresh connection and ``SELECT 1``); raises if not.
 Probe = Callable[[], Awaitable[None]]
@@ -366,6 +367,13 @@ def guarded_unit_of_work(
     return cast(UnitOfWork, GuardedUnitOfWork(inner, guard))
 
 
+def unguarded(method: F) -> F:
+    """Mark a port's coroutine method that :func:`guarded` leaves as it is: one that
+    waits on purpose (a feed's wait for news) and never raises for an outage."""
+    method.__unguarded__ = True  # type: ignore[attr-defined]
+    return method
+
+
 def guarded(port: T, guard: DatabaseGuard, *, long: bool = False) -> T:
     """``port`` (a read model, the gate, the throttle's counters, an audit ...) with
     each of its public coroutine methods run under ``guard``; anything else is the
@@ -383,7 +391,7 @@ class _Guarded:
             if name.startswith("_"):
                 continue
             method = getattr(inner, name)
-            if inspect.iscoroutinefunction(method):
+            if inspect.iscoroutinefunction(method) and not getattr(method, "__unguarded__", 0):
                 # Bound once, here: a call costs the wrapper, not an attribute lookup.
                 setattr(self, name, wrap(method, guard))
 

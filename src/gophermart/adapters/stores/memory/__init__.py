@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dependency_injector import containers, providers
 
 from gophermart.adapters.stores import NoListener
+from gophermart.adapters.stores.memory.events import MemoryEventFeed
 from gophermart.adapters.stores.memory.gate import MemoryGate
 from gophermart.adapters.stores.memory.idempotency import MemoryIdempotencyKeys
 from gophermart.adapters.stores.memory.operators import MemoryOperatorKeys
@@ -88,6 +89,8 @@ class Store(containers.DeclarativeContainer):
     database = providers.Singleton(MemoryDatabase)
     uow = providers.Factory(memory_unit_of_work, database)
     read_model = providers.Singleton(MemoryReadModel, database)
+    #: The feed of events (EventFeed) and its upkeep (EventUpkeep).
+    events = providers.Singleton(MemoryEventFeed, database)
     cold = providers.Container(ColdPaths, database=database)
     readiness = providers.Singleton(AlwaysReady)
     listener = providers.Singleton(NoListener)

@@ -7,7 +7,9 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gophermart.adapters.stores import Signal
 from gophermart.domain.accounts import EntryKind, Hold, LedgerEntry
+from gophermart.domain.events import Event, EventData
 from gophermart.domain.orders import Order
 from gophermart.domain.users import User, UserId
 
@@ -21,6 +23,17 @@ class QueuedOrder:
     open_claims: int = 0  # as the SQL column: claims not yet ended by save/reschedule
     reversed: int = 0  # hundredths of the accrual that reversals took back
     parked: str | None = None  # as the SQL column: why the worker parked it
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event written by a unit of work, not numbered yet (its id is given at commit,
+    under the store's lock: commit order)."""
+
+    type: str
+    user_id: UserId
+    at: datetime
+    data: EventData
 
 
 @dataclass(slots=True)
@@ -37,6 +50,8 @@ class MemoryState:
     holds: dict[int, Hold] = field(default_factory=dict)
     next_id: int = 1
     next_entry_id: int = 1
+    #: The events of this unit of work, numbered when it commits (memory/events.py).
+    new_events: list[NewEvent] = field(default_factory=list)
 
 
 class MemoryDatabase:
@@ -47,3 +62,19 @@ class MemoryDatabase:
         self.lock = asyncio.Lock()
         #: Set by tests to make the next commit fail, as a crash or lost connection would.
         self.fail_next_commit = False
+        #: The feed: committed events in id order, kept outside ``state`` (which every
+        #: unit of work copies), and what retention deleted of it (memory/events.py).
+        self.events: list[Event] = []
+        self.last_event_id = 0
+        self.pruned_through = 0
+        self.published = Signal()
+
+    def publish(self, state: MemoryState) -> None:
+        """Commit ``state``: its new events numbered after every committed one."""
+        for new in state.new_events:
+            self.last_event_id += 1
+            self.events.append(Event(self.last_event_id, new.type, new.user_id, new.at, new.data))
+        if state.new_events:
+            state.new_events.clear()
+            self.published.set()
+        self.state = state

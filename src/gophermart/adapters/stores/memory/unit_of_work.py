@@ -14,6 +14,7 @@ import copy
 from datetime import datetime
 from typing import Self
 
+from gophermart.adapters.stores.memory.events import ledger_event, order_events
 from gophermart.adapters.stores.memory.state import MemoryDatabase, MemoryState, QueuedOrder
 from gophermart.application.errors import ConcurrentUpdate
 from gophermart.application.ports import ClaimedOrder, HostConnection
@@ -64,6 +65,7 @@ def _apply(s: MemoryState, entry: LedgerEntry) -> None:
     s.balances[entry.user_id] = (balance + entry.change, withdrawn + entry.withdrawn_change)
     s.held_owed[entry.user_id] = (held + entry.held_change, owed + entry.owed_change)
     s.ledger[s.next_entry_id] = entry
+    s.new_events.append(ledger_event(s.next_entry_id, entry))
     s.next_entry_id += 1
     if entry.kind in ONCE_PER_ORDER:
         s.once[key] = entry
@@ -101,6 +103,7 @@ class MemoryOrders(_Repository):
             return False
         seq = len(self._s.orders) + 1
         self._s.orders[order.number.value] = QueuedOrder(order, order.uploaded_at, 0, seq)
+        self._s.new_events.extend(order_events(order))
         return True
 
     async def get(self, number: OrderNumber) -> Order | None:
@@ -112,6 +115,8 @@ class MemoryOrders(_Repository):
         if queued is None or queued.order.status is not before.status:
             return False
         queued.order = after
+        if after.status is not before.status:
+            self._s.new_events.extend(order_events(after))
         queued.next_attempt_at = None if after.status.is_final else next_attempt_at
         queued.open_claims = 0
         queued.parked = None
@@ -284,7 +289,7 @@ class MemoryUnitOfWork:
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         try:
             if self._committed and exc_type is None:
-                self._store.state = self._work.state
+                self._store.publish(self._work.state)
         finally:
             self._store.lock.release()
 

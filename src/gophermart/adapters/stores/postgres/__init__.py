@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.stores.guard import DatabaseGuard, guarded, guarded_unit_of_work
 from gophermart.adapters.stores.postgres.engine import borrowed_postgres, postgres_database
+from gophermart.adapters.stores.postgres.events import PgEventFeed
 from gophermart.adapters.stores.postgres.group_commit import PgGroupCommit
 from gophermart.adapters.stores.postgres.listener import PgOrderListener
 from gophermart.adapters.stores.postgres.pool import PgPool
@@ -141,6 +142,17 @@ class Store(containers.DeclarativeContainer):
         guard,
     )
     read_model = providers.Singleton(guarded, providers.Singleton(PgReads, hot_pool), guard)
+    #: The feed (EventFeed, EventUpkeep): the sequencer's runs and a LISTEN connection
+    #: of its own, opened by the first wait and closed with the store.
+    event_feed = providers.Singleton(
+        PgEventFeed,
+        database.provided.write,
+        database.provided.read,
+        dsn,
+        schema,
+        timeout=timeout,
+    )
+    events = providers.Singleton(guarded, event_feed, guard)
     cold = providers.Container(
         SqlColdPaths, write=database.provided.write, read=database.provided.read, guard=guard
     )
@@ -152,6 +164,6 @@ class Store(containers.DeclarativeContainer):
         SqlLifecycle,
         database,
         guard,
-        providers.List(hot_pool, commit_pool),
+        providers.List(hot_pool, commit_pool, event_feed),
         providers.Callable(partial, agree, database, hot_pool),
     )

@@ -17,6 +17,7 @@ from gophermart.adapters.stores import NoListener
 from gophermart.adapters.stores.guard import DatabaseGuard, guarded, guarded_unit_of_work
 from gophermart.adapters.stores.sql.cold import SqlColdPaths
 from gophermart.adapters.stores.sql.engine import Database
+from gophermart.adapters.stores.sql.events import SqlEventFeed
 from gophermart.adapters.stores.sql.lifecycle import SqlLifecycle
 from gophermart.adapters.stores.sql.readiness import SqlReadiness, revision_on_engine
 from gophermart.adapters.stores.sql.reads import SqlReads
@@ -52,6 +53,12 @@ class Store(containers.DeclarativeContainer):
     )
     read_model = providers.Singleton(
         guarded, providers.Singleton(SqlReads, database.provided.read), guard
+    )
+    #: The feed of events (EventFeed) and its upkeep (EventUpkeep): polled for news.
+    events = providers.Singleton(
+        guarded,
+        providers.Singleton(SqlEventFeed, database.provided.write, database.provided.read),
+        guard,
     )
     cold = providers.Container(
         SqlColdPaths, write=database.provided.write, read=database.provided.read, guard=guard
