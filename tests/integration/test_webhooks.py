@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -169,8 +170,8 @@ async def test_a_users_events_arrive_in_balance_after_order(
     amounts = {r.event.id: r.event.data["amount"] for r in receiver.received}
     # The history, oldest first, is the balance_after chain: each entry's balance_after
     # is the one before plus its change. The events came in that order.
-    chain = [str(h.amount.normalize()) for h in reversed(history)]
-    assert [amounts[event_id] for event_id in arrived] == chain
+    chain = [h.amount for h in reversed(history)]
+    assert [Decimal(str(amounts[event_id])) for event_id in arrived] == chain
     running_total = 0
     for h in reversed(history):
         running_total += h.change

@@ -321,7 +321,13 @@ webhook_deliveries = Table(
     named("webhook_deliveries"),
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("endpoint_id", Id, ForeignKey(named("webhooks") + ".id"), nullable=False),
+    # Named: the convention's name would pass PostgreSQL's 63 characters.
+    Column(
+        "endpoint_id",
+        Id,
+        ForeignKey(named("webhooks") + ".id", name=f"fk_{named('webhook_deliveries')}_endpoint"),
+        nullable=False,
+    ),
     Column("event_id", BigInteger, nullable=False),
     Column("user_id", BigInteger, nullable=False),
     Column("event_type", String(64), nullable=False),

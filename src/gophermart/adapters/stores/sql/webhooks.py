@@ -43,7 +43,7 @@ _earlier = d.alias("earlier")
 _DUE = (
     select(d.c.id)
     .where(
-        d.c.endpoint_id == bindparam("endpoint_id"),
+        d.c.endpoint_id == bindparam("endpoint"),
         _PENDING,
         d.c.next_attempt_at <= bindparam("now"),
         ~exists().where(
@@ -171,7 +171,7 @@ class SqlWebhooks:
         self, endpoint_id: int, now: datetime, lease_until: datetime, limit: int
     ) -> list[ClaimedDelivery]:
         params = {
-            "endpoint_id": endpoint_id,
+            "endpoint": endpoint_id,
             "now": now,
             "lease_until": lease_until,
             "limit": limit,

@@ -60,7 +60,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["endpoint_id"],
             ["gophermart_webhooks.id"],
-            name=f"fk_{_D}_endpoint_id_gophermart_webhooks",
+            name=f"fk_{_D}_endpoint",
         ),
         sa.CheckConstraint(
             "state IN ('pending', 'delivered', 'failed')", name=f"ck_{_D}_state_known"
