@@ -15,6 +15,7 @@ from litestar.response.base import ASGIResponse
 
 from gophermart.application.ports import DeliveryView, WebhookEndpoint
 from gophermart.application.webhooks import MAX_PAGE, NewWebhook
+from gophermart.domain.errors import InvalidInput
 from gophermart.entrypoints.http.auth import OPERATOR_KEY, requires
 from gophermart.entrypoints.http.controllers.common import (
     AUTH_ERRORS,
@@ -43,8 +44,10 @@ from gophermart.entrypoints.http.wire import (
 )
 
 _MAX_ID: Final = 2**63 - 1
-ENDPOINT_ID: Final = Parameter(description="The endpoint's id", ge=1, le=_MAX_ID)
-EVENT_ID: Final = Parameter(description="The event's id", ge=1, le=_MAX_ID)
+# Text in the path, read by _id: "abc" is then a 400 saying what an id is, not a 404
+# from a route that did not match.
+ENDPOINT_ID: Final = Parameter(description="The endpoint's id", pattern="^[0-9]+$", max_length=19)
+EVENT_ID: Final = Parameter(description="The event's id", pattern="^[0-9]+$", max_length=19)
 DeliveriesLimit = Annotated[
     int | None,
     QueryParameter(ge=1, le=MAX_PAGE, description=f"At most this many (default {MAX_PAGE})."),
@@ -77,7 +80,18 @@ _DELIVERY_EXAMPLE: Final = {
     "delivered_at": None,
 }
 _UNKNOWN_ENDPOINT: Final = error_doc("No endpoint has this id", "no webhook endpoint 9")
-_BAD_ID: Final = error_doc("Not an id (a positive whole number)", "invalid path parameter")
+_BAD_ID: Final = error_doc(
+    "Not an id (a whole number from 1 to 2^63 - 1)",
+    "an id is a whole number from 1 to 9223372036854775807",
+)
+
+
+def _id(text: str) -> int:
+    """A path's id: 1 to 2^63 - 1 (what the database's ids hold), or a 400."""
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else 0
+    if not 1 <= number <= _MAX_ID:
+        raise InvalidInput("an id is a whole number from 1 to 9223372036854775807")
+    return number
 
 
 def _webhook(endpoint: WebhookEndpoint) -> Webhook:
@@ -174,7 +188,7 @@ class AdminWebhooksController(Controller):
         return json_response(encoder.encode([_webhook(e) for e in endpoints]))
 
     @delete(
-        "/webhooks/{endpoint_id:int}",
+        "/webhooks/{endpoint_id:str}",
         operation_id="admin_delete_webhook",
         status_code=200,
         summary="Stop delivering to an endpoint",
@@ -192,13 +206,13 @@ class AdminWebhooksController(Controller):
     )
     @idempotent("operator", required=True)
     async def delete_webhook(
-        self, request: Request[Any, Any, Any], endpoint_id: int = ENDPOINT_ID
+        self, request: Request[Any, Any, Any], endpoint_id: str = ENDPOINT_ID
     ) -> ASGIResponse:
-        endpoint = await mount_of(request).loyalty.delete_webhook(endpoint_id)
+        endpoint = await mount_of(request).loyalty.delete_webhook(_id(endpoint_id))
         return json_response(encoder.encode(_webhook(endpoint)))
 
     @get(
-        "/webhooks/{endpoint_id:int}/deliveries",
+        "/webhooks/{endpoint_id:str}/deliveries",
         operation_id="admin_webhook_deliveries",
         summary="An endpoint's deliveries",
         description="Newest event first: pending (with when it is tried next), delivered, "
@@ -216,17 +230,17 @@ class AdminWebhooksController(Controller):
     async def deliveries(
         self,
         request: Request[Any, Any, Any],
-        endpoint_id: int = ENDPOINT_ID,
+        endpoint_id: str = ENDPOINT_ID,
         limit: DeliveriesLimit = None,
         before: DeliveriesBefore = None,
     ) -> ASGIResponse:
-        views = await mount_of(request).loyalty.webhook_deliveries(endpoint_id, limit, before)
+        views = await mount_of(request).loyalty.webhook_deliveries(_id(endpoint_id), limit, before)
         if not views:
             return empty_response(204)
         return json_response(_deliveries_json(views))
 
     @post(
-        "/events/{event_id:int}/redeliver",
+        "/events/{event_id:str}/redeliver",
         operation_id="admin_redeliver_event",
         status_code=200,
         summary="Deliver an event again",
@@ -246,7 +260,8 @@ class AdminWebhooksController(Controller):
     )
     @idempotent("operator", required=True)
     async def redeliver(
-        self, request: Request[Any, Any, Any], event_id: int = EVENT_ID
+        self, request: Request[Any, Any, Any], event_id: str = EVENT_ID
     ) -> ASGIResponse:
-        pending = await mount_of(request).loyalty.redeliver_event(event_id)
-        return json_response(encoder.encode(Redelivered(event_id, pending)))
+        event = _id(event_id)
+        pending = await mount_of(request).loyalty.redeliver_event(event)
+        return json_response(encoder.encode(Redelivered(event, pending)))
