@@ -21,10 +21,12 @@ from gophermart.application.ports import (
 )
 from gophermart.domain.errors import InvalidInput
 from gophermart.domain.webhooks import (
+    MAX_ID,
     UnknownEvent,
     UnknownWebhook,
     event_filter,
     new_secret,
+    valid_id,
     webhook_url,
 )
 
@@ -65,6 +67,7 @@ class Webhooks:
         """Stop delivering to the endpoint (at once for new claims; a POST in flight
         finishes). Its deliveries stay listed. Deleting it again changes nothing.
         Raises ``UnknownWebhook``."""
+        endpoint_id = valid_id(endpoint_id, UnknownWebhook, "an endpoint id")
         if not await self._store.delete(endpoint_id, self._clock.now()):
             raise UnknownWebhook(endpoint_id)
         endpoint = await self._store.endpoint(endpoint_id)
@@ -77,8 +80,11 @@ class Webhooks:
         """The endpoint's deliveries, newest event first (``before``: an event id, the
         next page's cursor), each with its state (``pending``, ``delivered``,
         ``failed``), attempts and last outcome. Raises ``UnknownWebhook``."""
-        if limit is not None and not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}")
+        endpoint_id = valid_id(endpoint_id, UnknownWebhook, "an endpoint id")
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= MAX_PAGE):
+            raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}")
+        if before is not None and (type(before) is not int or not 1 <= before <= MAX_ID):
+            raise InvalidInput(f"before must be an event id, from 1 to {MAX_ID}")
         if await self._store.endpoint(endpoint_id) is None:
             raise UnknownWebhook(endpoint_id)
         return await self._store.deliveries(endpoint_id, limit or MAX_PAGE, before)
@@ -88,6 +94,7 @@ class Webhooks:
         at: pending and due now, with a new retry window (a user's later events wait
         for it again). Returns how many deliveries of it are now pending. Raises
         ``UnknownEvent`` when no live endpoint ever had it."""
+        event_id = valid_id(event_id, UnknownEvent, "an event id")
         pending = await self._store.redeliver(event_id, self._clock.now())
         if pending == 0:
             raise UnknownEvent(event_id)

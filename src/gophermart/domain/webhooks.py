@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import urlsplit
 
-from gophermart.domain.errors import DomainError
+from gophermart.domain.errors import DomainError, InvalidInput
 from gophermart.domain.events import EVENT_TYPES
 
 MAX_URL_LENGTH: Final = 2048
@@ -61,6 +61,21 @@ class UnknownEvent(DomainError):
     def __init__(self, event_id: int) -> None:
         super().__init__(f"event {event_id} was never delivered to a live endpoint")
         self.event_id = event_id
+
+
+#: Endpoint and event ids are BIGINT keys: 1 to 2^63 - 1.
+MAX_ID: Final = 2**63 - 1
+
+
+def valid_id(value: object, unknown: Callable[[int], DomainError], what: str) -> int:
+    """An id as a host hands it in: a whole number (``int``, not ``bool``, not text);
+    another type is :class:`InvalidInput`, a number no row can have is ``unknown(value)``
+    (as for one that does not exist)."""
+    if type(value) is not int:
+        raise InvalidInput(f"{what} is a whole number, not {type(value).__name__}")
+    if not 1 <= value <= MAX_ID:
+        raise unknown(value)
+    return value
 
 
 def webhook_url(raw: object) -> str:
