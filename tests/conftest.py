@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +26,8 @@ import asyncpg
 import httpx
 import pytest
 
+from gophermart import Gophermart
+from gophermart.testing import FrozenClock, loyalty_for_tests
 from tests.ports import free_port
 
 PG_ADMIN_DSN = os.environ.get(
@@ -98,6 +100,28 @@ def database_uri(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_uri"))
     return str(request.getfixturevalue("postgres_uri"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def backend_uri(request: pytest.FixtureRequest) -> str:
+    """Runs the test once per store: memory, SQLite, PostgreSQL."""
+    if request.param == "memory":
+        return "memory://"
+    fixture = "sqlite_uri" if request.param == "sqlite" else "postgres_uri"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """A clock the test moves by hand."""
+    return FrozenClock()
+
+
+@pytest.fixture
+async def loyalty(backend_uri: str, clock: FrozenClock) -> AsyncIterator[Gophermart]:
+    """The library with the test doubles on each store (``backend_uri``), on ``clock``."""
+    async with loyalty_for_tests(clock=clock, database_uri=backend_uri) as opened:
+        yield opened
 
 
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

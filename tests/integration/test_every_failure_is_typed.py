@@ -13,7 +13,7 @@ from dependency_injector import providers
 
 from gophermart import AccrualVerdict, Gophermart, GophermartError, NotOpen
 from gophermart.bootstrap import build
-from gophermart.facade import Call, Delegate, Face
+from gophermart.facade import Call, Delegate, Face, Stream
 from gophermart.settings import Settings
 from gophermart.testing import TEST_SECRET, PlainPasswordHasher
 from tests.pg_proxy import PgProxy
@@ -39,7 +39,8 @@ GOOD: dict[str, Any] = {
     "amount": "1",
     "limit": 10,
     "before": None,
-    "after": None,
+    "after": 0,
+    "idle": 0.0,
     "connection": None,
     "name": "walker-operator",
     "key": "gmo_" + "A" * 43,  # well-formed: the store is asked
@@ -78,6 +79,8 @@ async def _call(loyalty: Gophermart, name: str, args: dict[str, Any]) -> Any:
     result = getattr(loyalty, name)(**args)
     if isinstance(VERBS[name], Call):
         return result
+    if isinstance(VERBS[name], Stream):  # its first step (idle=0: none waits)
+        return await anext(result, None)
     return await result
 
 

@@ -26,6 +26,7 @@ from gophermart.domain.orders import OrderNumber
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
 from gophermart.testing import loyalty_for_tests
+from tests.integration.test_events import assert_the_feed_tells_the_history
 from tests.luhn_reference import with_check_digit
 
 pytestmark = pytest.mark.postgres
@@ -96,6 +97,9 @@ async def test_one_batch_answers_each_debit_as_if_one_after_the_other(
     assert (balance.current, balance.withdrawn) == (Points(0), Points(1_000))
     assert len(await loyalty.withdrawals(alice)) == 4
     assert (await loyalty.reconcile()).ok
+    # The batch wrote its entries' events with them, none for a refusal or a conflict.
+    for user in (alice, bob):
+        await assert_the_feed_tells_the_history(loyalty, user)
 
 
 async def test_the_same_number_twice_in_one_batch_is_written_once(loyalty: Gophermart) -> None:
@@ -127,6 +131,7 @@ async def test_a_failed_batch_is_written_one_by_one_with_each_answer_its_own(
     assert answers == ["written", "refused", "written"]
     assert (await loyalty.balance(alice)).current == Points(100)
     assert (await loyalty.reconcile()).ok
+    await assert_the_feed_tells_the_history(loyalty, alice)  # none lost, none invented
 
 
 async def test_concurrent_withdrawals_on_one_hot_account_match_a_sequential_model(
@@ -176,6 +181,7 @@ async def test_concurrent_withdrawals_on_one_hot_account_match_a_sequential_mode
     listed = {(w.order, w.sum.cents // 100) for w in await loyalty.withdrawals(alice)}
     assert listed == set(charged)
     assert (await loyalty.reconcile()).ok
+    await assert_the_feed_tells_the_history(loyalty, alice)  # one event per charge
 
 
 async def test_two_processes_batching_on_one_account_never_overdraw(

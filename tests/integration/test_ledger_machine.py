@@ -3,6 +3,9 @@
 expired, reversals into owed points, refunds and adjustments, each against an
 independent model of one member's figures. After every step:
 
+* the member's ledger events (issue 18) are its entries one to one, in the history's
+  order, none for a refused move;
+
 * balance = the sum of the entries' changes, and each entry's ``balance_after`` is the
   previous one's plus its change (the newest one's is the balance);
 * ``current >= 0``; held = the open holds; owed as the model says;
@@ -33,12 +36,14 @@ from hypothesis.stateful import (
 )
 
 from gophermart import (
+    Event,
     GophermartError,
     InsufficientPoints,
     Points,
 )
 from gophermart.domain.errors import ExceedsOriginal, HoldConflict
 from gophermart.testing import FrozenClock, loyalty_for_tests
+from tests.integration.test_events import all_events, assert_told_as_written
 
 T = TypeVar("T")
 AMOUNTS = st.integers(min_value=1, max_value=6_000)  # hundredths
@@ -54,6 +59,12 @@ class World:
         self.loyalty = loyalty_for_tests(clock=self.clock, database_uri=database_uri)
         self.run(self.loyalty.start())
         self.numbers = (_luhn(f"7{n:010d}") for n in itertools.count(1))
+        self.events: list[Event] = []  # the feed, read on from the last one seen
+
+    def feed(self) -> list[Event]:
+        after = self.events[-1].id if self.events else 0
+        self.events.extend(self.run(all_events(self.loyalty, after)))
+        return self.events
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(work)
@@ -249,6 +260,18 @@ class LedgerMachine(RuleBasedStateMachine):
         assert sum(h.owed_change for h in history) == self.owed
         for newer, older in itertools.pairwise(history):
             assert newer.balance_after.cents == older.balance_after.cents + newer.change
+
+    @invariant()
+    def the_feed_tells_the_history(self) -> None:
+        """Every entry is one event, none for a refused move, in balance_after order;
+        each accrual's order was announced PROCESSED (issue 18)."""
+        if not hasattr(self, "user"):
+            return
+        mine = [e for e in self.world.feed() if e.user_id == self.user]
+        history = list(self._do(self.world.loyalty.history(self.user, 10_000)))
+        assert_told_as_written([e for e in mine if e.type.startswith("ledger.")], history)
+        processed = [e.data["order"] for e in mine if e.type == "order.processed"]
+        assert sorted(processed) == sorted(self.accruals)
 
     def teardown(self) -> None:
         if hasattr(self, "user"):

@@ -79,11 +79,11 @@ class Events:
         ``idle``: end the iteration once no event came for that many seconds (``None``:
         wait for ever). A cursor older than retention raises
         :class:`~gophermart.EventsPruned` (its ``oldest`` is where to resume)."""
-        if after is not None and (isinstance(after, bool) or not isinstance(after, int)):
-            raise InvalidInput("after is an event id (a whole number) or None")
-        if idle is not None and not idle >= 0:
-            raise InvalidInput("idle is a number of seconds, or None")
-        cursor = await self._feed.last_id() if after is None else max(after, 0)
+        if after is not None:
+            _event_id(after)
+        if idle is not None and not (_is_number(idle) and idle >= 0):
+            raise InvalidInput("idle is a number of seconds (0 or more), or None")
+        cursor = await self._feed.last_id() if after is None else after
         quiet_since = time.monotonic()
         while True:
             page = await self._feed.after(cursor, PAGE)
@@ -103,10 +103,9 @@ class Events:
 
     async def page(self, after: int, limit: int = PAGE) -> Sequence[Event]:
         """Up to ``limit`` events after the id ``after``, in id order, without waiting."""
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise InvalidInput("after is an event id (a whole number, 0 or more)")
-        if not 1 <= limit <= PAGE:
-            raise InvalidInput(f"limit is 1 to {PAGE}")
+        _event_id(after)
+        if not (_is_number(limit) and isinstance(limit, int) and 1 <= limit <= PAGE):
+            raise InvalidInput(f"limit is a whole number from 1 to {PAGE}")
         return await self._feed.after(after, limit)
 
     async def last_id(self) -> int:
@@ -143,3 +142,18 @@ class Events:
     async def prune_until(self, stop: asyncio.Event, every: float = 60.0) -> None:
         """:meth:`prune` every ``every`` seconds until ``stop`` (the worker)."""
         await repeat_until(stop, every, self.prune, log, "pruning events")
+
+
+#: The largest id a store keeps (a signed 64-bit column).
+LAST_ID: Final = 2**63 - 1
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _event_id(value: object) -> int:
+    """``value`` if it is an event id (a cursor): a whole number from 0."""
+    if not (_is_number(value) and isinstance(value, int) and 0 <= value <= LAST_ID):
+        raise InvalidInput("after is an event id: a whole number, 0 or more")
+    return value

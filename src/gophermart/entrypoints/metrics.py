@@ -180,6 +180,12 @@ class Metrics:
             "Of the points reversed, those beyond the balance: recorded as owed",
             registry=r,
         )
+        self.events_written = Counter(
+            "gophermart_events_written",
+            "Events that became readable in the feed (PostgreSQL: numbered by this "
+            "process's sequencer runs; elsewhere: the feed's growth seen by the worker)",
+            registry=r,
+        )
 
     def _declare_pools(self, r: Any) -> None:
         """Database pools: connections by state, their ceiling, requests waiting."""
@@ -447,6 +453,9 @@ class PrometheusEventMetrics:
         self._m.reversed_points.inc(float(points.as_decimal()))
         if owed.cents:
             self._m.reversed_owed_points.inc(float(owed.as_decimal()))
+
+    def events_written(self, count: int) -> None:
+        self._m.events_written.inc(count)
 
 
 _PROCESS_METRICS: Metrics | None = None

@@ -403,6 +403,16 @@ _pair = (
     .union_all(select(literal(2), literal(EntryKind.WITHDRAWAL.value), literal(None, String)))
     .cte("pair")
 )
+_spent = (
+    update(accounts)
+    .where(accounts.c.user_id == _hold_user)
+    .values(
+        held=accounts.c.held - _closed.c.amount,
+        withdrawn=accounts.c.withdrawn + _closed.c.amount,
+    )
+    .returning(accounts.c.user_id)
+    .cte("spent")
+)
 _capture_entries = (
     insert(ledger)
     .from_select(
@@ -416,21 +426,14 @@ _capture_entries = (
             _pair.c.reason,
             case((_pair.c.n == 1, _closed.c.id), else_=literal(None, BigInteger)),
         )
-        .select_from(_closed.join(_pair, true()))
+        # From the account's change: its row is locked before the entries' ids are
+        # drawn, so one user's entries are numbered in the order their changes commit
+        # (balance_after's order is the order of the balances, and of their events).
+        .select_from(_closed.join(_pair, true()).join(_spent, true()))
         .order_by(_pair.c.n),
     )
     .returning(ledger.c.id)
     .cte("capture_entries")
-)
-_spent = (
-    update(accounts)
-    .where(accounts.c.user_id == _hold_user)
-    .values(
-        held=accounts.c.held - _closed.c.amount,
-        withdrawn=accounts.c.withdrawn + _closed.c.amount,
-    )
-    .returning(accounts.c.user_id)
-    .cte("spent")
 )
 CAPTURE_HOLD = Statement(  # one row always, like PLACE_HOLD: the hold's row, or NULLs
     select(*(func.max(column).label(column.name) for column in _closed.c)).where(
