@@ -29,6 +29,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from gophermart.application.errors import StoreUnavailable
 from gophermart.application.ports import (
     ClaimedDelivery,
     Clock,
@@ -95,9 +96,11 @@ class WebhookDelivery:
             while not stop.is_set():
                 try:
                     targets = {t.id: t for t in await self.store.targets()}
+                except StoreUnavailable:  # an outage: logged once where it was seen
+                    failing = True
                 except Exception:
-                    if not failing:  # once per outage: the loops log their own
-                        log.warning("webhooks: cannot read the endpoints; retrying", exc_info=True)
+                    if not failing:  # one traceback per outage, not one a second
+                        log.exception("webhooks: reading the endpoints failed; retrying")
                     failing = True
                 else:
                     failing = False
@@ -147,13 +150,13 @@ class _EndpointLoop:
                 try:
                     more = await self._fan_out()
                     claimed = await self._claim(sends)
+                except StoreUnavailable:  # an outage: logged once where it was seen
+                    self._store_failing = True
+                    await wait_any(stop, None, config.idle)
+                    continue
                 except Exception:
-                    if not self._store_failing:
-                        log.warning(
-                            "webhook %d: fan-out or claim failed; retrying",
-                            self._target.id,
-                            exc_info=True,
-                        )
+                    if not self._store_failing:  # one traceback per outage
+                        log.exception("webhook %d: fan-out or claim failed", self._target.id)
                     self._store_failing = True
                     await wait_any(stop, None, config.idle)
                     continue
@@ -210,6 +213,8 @@ class _EndpointLoop:
         try:
             attempt = await self._post(claimed)
             await self._record(claimed, attempt)
+        except StoreUnavailable:  # an outage, logged once; the lease runs out, sent again
+            pass
         except Exception:  # the lease runs out and the delivery is claimed again
             log.warning(
                 "webhook %d: event %d: recording the outcome failed; it is sent again "
