@@ -850,6 +850,7 @@ class ClaimedDelivery:
     began."""
 
     id: int
+    endpoint_id: int
     event_id: int
     user_id: int
     body: bytes
@@ -937,8 +938,13 @@ class WebhookStore(Protocol):
         next_at: datetime | None,
         status: int | None,
         error: str | None,
-    ) -> None:
-        """The outcome of a claimed delivery's attempt, unless it was claimed again since."""
+        lease_until: datetime | None = None,
+    ) -> ClaimedDelivery | None:
+        """The outcome of a claimed delivery's attempt, unless it was claimed again since.
+        With ``lease_until``, when the outcome is final (delivered, failed), the same
+        transaction also claims the user's next delivery to the endpoint if it is now the
+        user's oldest pending one and due (``at``), and returns it: a user's events go
+        out one after the other without a claim's round trip between them."""
         ...
 
     async def deliveries(

@@ -65,6 +65,9 @@ class DeliveryConfig:
     concurrency: int = 16
     batch: int = 500
     idle: float = 1.0
+    #: A slot sends at most this many of one user's events in a row (each claimed in the
+    #: transaction that records the one before) before it goes back to the pool.
+    chain: int = 100
 
 
 class WebhookDelivery:
@@ -141,6 +144,7 @@ class _EndpointLoop:
         self._wake = asyncio.Event()
         self._failing: str | None = None  # why the endpoint is failing (logged once)
         self._store_failing = False
+        self._stopping = False  # no new delivery is chained once set
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self._w.config
@@ -163,6 +167,7 @@ class _EndpointLoop:
                 self._store_failing = False
                 if not more and not claimed:
                     await wait_any(stop, self._wake, config.idle, self._new_events())
+            self._stopping = True  # the POSTs in flight finish; their users' next ones wait
 
     async def _new_events(self) -> None:
         await self._w.feed.wait(self._cursor, self._w.config.idle)
@@ -210,9 +215,15 @@ class _EndpointLoop:
         return len(claimed)
 
     async def _deliver(self, claimed: ClaimedDelivery) -> None:
+        """POST ``claimed``, record the outcome, and go on with the user's next due event
+        while there is one (claimed by the recording transaction)."""
         try:
-            attempt = await self._post(claimed)
-            await self._record(claimed, attempt)
+            for left in range(self._w.config.chain, 0, -1):
+                attempt = await self._post(claimed)
+                following = await self._record(claimed, attempt, chain=left > 1)
+                if following is None:
+                    break
+                claimed = following
         except StoreUnavailable:  # an outage, logged once; the lease runs out, sent again
             pass
         except Exception:  # the lease runs out and the delivery is claimed again
@@ -245,20 +256,26 @@ class _EndpointLoop:
         except TimeoutError:
             return Attempt(None, f"no answer within {deadline:g}s", "timeout")
 
-    async def _record(self, claimed: ClaimedDelivery, attempt: Attempt) -> None:
+    async def _record(
+        self, claimed: ClaimedDelivery, attempt: Attempt, chain: bool
+    ) -> ClaimedDelivery | None:
+        """Write the outcome; with ``chain``, also claim the user's next delivery when
+        this one ended and the next is due, and return it."""
         w = self._w
         w.metrics.attempted(attempt.outcome)
         now = w.clock.now()
+        lease = now + w.config.policy.lease if chain and not self._stopping else None
         if attempt.delivered:
             self._recovered()
-            await w.store.record(
-                claimed, DeliveryState.DELIVERED.value, now, None, attempt.status, None
+            return await w.store.record(
+                claimed, DeliveryState.DELIVERED.value, now, None, attempt.status, None, lease
             )
-            return
         self._failed(attempt)
         retry_at = w.config.policy.next_try(claimed.first_at, now, claimed.failures + 1, w.rnd)
         state = DeliveryState.PENDING if retry_at is not None else DeliveryState.FAILED
-        await w.store.record(claimed, state.value, now, retry_at, attempt.status, attempt.error)
+        following = await w.store.record(
+            claimed, state.value, now, retry_at, attempt.status, attempt.error, lease
+        )
         if retry_at is None:
             w.metrics.failed()
             log.warning(
@@ -270,6 +287,7 @@ class _EndpointLoop:
                 attempt.error,
                 claimed.event_id,
             )
+        return following
 
     def _failed(self, attempt: Attempt) -> None:
         """An endpoint failing is one WARNING when it starts, not one per attempt."""

@@ -126,22 +126,32 @@ class MemoryWebhooks:
     async def claim(
         self, endpoint_id: int, now: datetime, lease_until: datetime, limit: int
     ) -> list[ClaimedDelivery]:
+        return self._claim(endpoint_id, now, lease_until, limit)
+
+    def _claim(
+        self,
+        endpoint_id: int,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        user: int | None = None,
+    ) -> list[ClaimedDelivery]:
         claimed: list[ClaimedDelivery] = []
         waiting: set[int] = set()  # users with an earlier pending delivery
         for delivery in sorted(self._deliveries.get(endpoint_id, {}).values(), key=_event_id):
             if len(claimed) >= limit:
                 break
-            if delivery.state != _PENDING:
+            if delivery.state != _PENDING or user not in (None, delivery.new.user_id):
                 continue
-            user = delivery.new.user_id
+            owner = delivery.new.user_id
             due = delivery.next_attempt_at is not None and delivery.next_attempt_at <= now
-            if due and user not in waiting:
+            if due and owner not in waiting:
                 delivery.attempts += 1
                 delivery.first_attempt_at = delivery.first_attempt_at or now
                 delivery.last_attempt_at = now
                 delivery.next_attempt_at = lease_until
                 claimed.append(_claimed(delivery))
-            waiting.add(user)
+            waiting.add(owner)
         return claimed
 
     async def record(
@@ -152,20 +162,23 @@ class MemoryWebhooks:
         next_at: datetime | None,
         status: int | None,
         error: str | None,
-    ) -> None:
-        for queue in self._deliveries.values():
-            delivery = queue.get(claimed.event_id)
-            if delivery is None or delivery.id != claimed.id:
-                continue
-            if delivery.attempts != claimed.attempts or delivery.state != _PENDING:
-                return  # claimed again since: that claim's outcome is the one to keep
-            delivered = state == DeliveryState.DELIVERED.value
-            delivery.state, delivery.next_attempt_at = state, next_at
-            delivery.last_status, delivery.last_error = status, error
-            delivery.failures += 0 if delivered else 1
-            if delivered:
-                delivery.delivered_at = at
-            return
+        lease_until: datetime | None = None,
+    ) -> ClaimedDelivery | None:
+        delivery = self._deliveries.get(claimed.endpoint_id, {}).get(claimed.event_id)
+        if delivery is None or delivery.id != claimed.id:
+            return None
+        if delivery.attempts != claimed.attempts or delivery.state != _PENDING:
+            return None  # claimed again since: that claim's outcome is the one to keep
+        delivered = state == DeliveryState.DELIVERED.value
+        delivery.state, delivery.next_attempt_at = state, next_at
+        delivery.last_status, delivery.last_error = status, error
+        delivery.failures += 0 if delivered else 1
+        if delivered:
+            delivery.delivered_at = at
+        if lease_until is None or state == _PENDING:
+            return None
+        following = self._claim(claimed.endpoint_id, at, lease_until, 1, claimed.user_id)
+        return following[0] if following else None
 
     async def deliveries(
         self, endpoint_id: int, limit: int, before: int | None
@@ -209,6 +222,7 @@ def _claimed(delivery: _Delivery) -> ClaimedDelivery:
     assert delivery.first_attempt_at is not None
     return ClaimedDelivery(
         delivery.id,
+        delivery.endpoint_id,
         delivery.new.event_id,
         delivery.new.user_id,
         delivery.new.body,

@@ -39,10 +39,11 @@ _PENDING = d.c.state == literal_column("'pending'")
 _LIVE = w.c.deleted_at.is_(None)
 _earlier = d.alias("earlier")
 
-#: Each user's oldest pending delivery that is due, in event order (see the module).
-_DUE = (
-    select(d.c.id)
-    .where(
+
+def _due(one_user: bool) -> Any:
+    """Each user's oldest pending delivery that is due, in event order (see the module);
+    ``one_user``: only the user named by the ``user`` parameter's."""
+    query = select(d.c.id).where(
         d.c.endpoint_id == bindparam("endpoint"),
         _PENDING,
         d.c.next_attempt_at <= bindparam("now"),
@@ -53,31 +54,48 @@ _DUE = (
             _earlier.c.state == literal_column("'pending'"),
         ),
     )
-    .order_by(d.c.event_id)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's writers are serial anyway
-    .scalar_subquery()
-)
+    if one_user:
+        query = query.where(d.c.user_id == bindparam("user"))
+    return (
+        query.order_by(d.c.event_id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's writers are serial anyway
+        .scalar_subquery()
+    )
 
-CLAIM = (
-    update(d)
-    .where(d.c.id.in_(_DUE))
-    .values(
-        next_attempt_at=bindparam("lease_until"),
-        attempts=d.c.attempts + 1,
-        first_attempt_at=func.coalesce(d.c.first_attempt_at, bindparam("now")),
-        last_attempt_at=bindparam("now"),
+
+def _claim(due: Any) -> Any:
+    """Lease what ``due`` selects: due again at ``lease_until``, one more attempt."""
+    return (
+        update(d)
+        .where(d.c.id.in_(due))
+        .values(
+            next_attempt_at=bindparam("lease_until"),
+            attempts=d.c.attempts + 1,
+            first_attempt_at=func.coalesce(d.c.first_attempt_at, bindparam("now")),
+            last_attempt_at=bindparam("now"),
+        )
+        .returning(
+            d.c.id,
+            d.c.endpoint_id,
+            d.c.event_id,
+            d.c.user_id,
+            d.c.body,
+            d.c.attempts,
+            d.c.failures,
+            d.c.first_attempt_at,
+        )
     )
-    .returning(
-        d.c.id,
-        d.c.event_id,
-        d.c.user_id,
-        d.c.body,
-        d.c.attempts,
-        d.c.failures,
-        d.c.first_attempt_at,
-    )
-)
+
+
+CLAIM = _claim(_due(one_user=False))
+#: After a user's delivery ended, in the same transaction: that user's next one.
+CLAIM_NEXT = _claim(_due(one_user=True))
+
+
+def _claimed_of(row: Sequence[Any]) -> ClaimedDelivery:
+    return ClaimedDelivery(row[0], row[1], row[2], row[3], bytes(row[4]), *row[5:])
+
 
 _ENDPOINT = (w.c.id, w.c.url, w.c.events, w.c.created_at, w.c.deleted_at)
 _VIEW = (
@@ -178,8 +196,7 @@ class SqlWebhooks:
         }
         async with self._write.begin() as conn:
             rows = (await conn.execute(CLAIM, params)).all()
-        claimed = [ClaimedDelivery(r[0], r[1], r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows]
-        return sorted(claimed, key=lambda c: c.event_id)
+        return sorted((_claimed_of(row) for row in rows), key=lambda c: c.event_id)
 
     async def record(
         self,
@@ -189,7 +206,8 @@ class SqlWebhooks:
         next_at: datetime | None,
         status: int | None,
         error: str | None,
-    ) -> None:
+        lease_until: datetime | None = None,
+    ) -> ClaimedDelivery | None:
         delivered = state == DeliveryState.DELIVERED.value
         values: dict[str, Any] = {
             "state": state,
@@ -202,7 +220,18 @@ class SqlWebhooks:
             values["delivered_at"] = at
         ours = and_(d.c.id == claimed.id, d.c.attempts == claimed.attempts, _PENDING)
         async with self._write.begin() as conn:
-            await conn.execute(update(d).where(ours).values(**values))
+            written = (await conn.execute(update(d).where(ours).values(**values))).rowcount
+            if written != 1 or lease_until is None or state == DeliveryState.PENDING.value:
+                return None
+            params = {
+                "endpoint": claimed.endpoint_id,
+                "user": claimed.user_id,
+                "now": at,
+                "lease_until": lease_until,
+                "limit": 1,
+            }
+            row = (await conn.execute(CLAIM_NEXT, params)).first()
+        return _claimed_of(row) if row is not None else None
 
     async def deliveries(
         self, endpoint_id: int, limit: int, before: int | None
