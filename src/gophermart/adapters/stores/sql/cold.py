@@ -44,4 +44,6 @@ class SqlColdPaths(containers.DeclarativeContainer):
         guarded, providers.Singleton(SqlIdempotencyKeys, write), guard
     )
     # Webhook endpoints and deliveries: the operators' routes and the delivery worker.
-    webhooks = providers.Singleton(guarded, providers.Singleton(SqlWebhooks, write, read), guard)
+    webhooks = providers.Singleton(
+        guarded, providers.Singleton(SqlWebhooks, write, read, guard), guard
+    )

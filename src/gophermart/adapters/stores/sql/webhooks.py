@@ -12,17 +12,25 @@ earlier delivery of the same user to the same endpoint is still pending (the
 ``user_order`` partial index answers that). Fan-out moves the endpoint's cursor by
 compare-and-set in the transaction that records the deliveries: a second worker fanning
 out the same events finds the cursor moved and writes nothing.
+
+Outcomes are group-committed (:class:`_Outcomes`): those arriving while a transaction
+writes others go together in the next one, and each may claim its user's next due
+delivery in it (``CLAIM_NEXT``): a user's backlog goes out without a claim's round trip
+between two POSTs, and a busy endpoint costs a transaction per batch, not per POST.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, insert, literal_column, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gophermart.adapters.stores.guard import DatabaseGuard
 from gophermart.adapters.stores.sql.schema import webhook_deliveries as d
 from gophermart.adapters.stores.sql.schema import webhooks as w
 from gophermart.application.ports import (
@@ -120,9 +128,10 @@ def _endpoint_of(row: Sequence[Any]) -> WebhookEndpoint:
 class SqlWebhooks:
     """The WebhookStore port on a SQL store's write and read engines."""
 
-    def __init__(self, write: AsyncEngine, read: AsyncEngine) -> None:
+    def __init__(self, write: AsyncEngine, read: AsyncEngine, guard: DatabaseGuard) -> None:
         self._write = write
         self._read = read
+        self._outcomes = _Outcomes(write, guard)
 
     async def add(
         self, url: str, events: tuple[str, ...], secret: str, cursor: int, at: datetime
@@ -208,30 +217,8 @@ class SqlWebhooks:
         error: str | None,
         lease_until: datetime | None = None,
     ) -> ClaimedDelivery | None:
-        delivered = state == DeliveryState.DELIVERED.value
-        values: dict[str, Any] = {
-            "state": state,
-            "next_attempt_at": next_at,
-            "last_status": status,
-            "last_error": error,
-            "failures": d.c.failures + (0 if delivered else 1),
-        }
-        if delivered:
-            values["delivered_at"] = at
-        ours = and_(d.c.id == claimed.id, d.c.attempts == claimed.attempts, _PENDING)
-        async with self._write.begin() as conn:
-            written = (await conn.execute(update(d).where(ours).values(**values))).rowcount
-            if written != 1 or lease_until is None or state == DeliveryState.PENDING.value:
-                return None
-            params = {
-                "endpoint": claimed.endpoint_id,
-                "user": claimed.user_id,
-                "now": at,
-                "lease_until": lease_until,
-                "limit": 1,
-            }
-            row = (await conn.execute(CLAIM_NEXT, params)).first()
-        return _claimed_of(row) if row is not None else None
+        outcome = _Outcome(claimed, state, at, next_at, status, error, lease_until)
+        return await self._outcomes.record(outcome)
 
     async def deliveries(
         self, endpoint_id: int, limit: int, before: int | None
@@ -277,3 +264,85 @@ class SqlWebhooks:
         async with self._read.connect() as conn:
             lowest = (await conn.execute(select(func.min(w.c.cursor)).where(_LIVE))).scalar()
         return int(lowest) if lowest is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    claimed: ClaimedDelivery
+    state: str
+    at: datetime
+    next_at: datetime | None
+    status: int | None
+    error: str | None
+    lease_until: datetime | None
+
+
+async def _write_outcome(conn: AsyncConnection, o: _Outcome) -> ClaimedDelivery | None:
+    """One outcome (unless the delivery was claimed again since); with a lease, the
+    user's next due delivery claimed when this one ended."""
+    delivered = o.state == DeliveryState.DELIVERED.value
+    values: dict[str, Any] = {
+        "state": o.state,
+        "next_attempt_at": o.next_at,
+        "last_status": o.status,
+        "last_error": o.error,
+        "failures": d.c.failures + (0 if delivered else 1),
+    }
+    if delivered:
+        values["delivered_at"] = o.at
+    c = o.claimed
+    ours = and_(d.c.id == c.id, d.c.attempts == c.attempts, _PENDING)
+    written = (await conn.execute(update(d).where(ours).values(**values))).rowcount
+    if written != 1 or o.lease_until is None or o.state == DeliveryState.PENDING.value:
+        return None
+    params = {
+        "endpoint": c.endpoint_id,
+        "user": c.user_id,
+        "now": o.at,
+        "lease_until": o.lease_until,
+        "limit": 1,
+    }
+    row = (await conn.execute(CLAIM_NEXT, params)).first()
+    return _claimed_of(row) if row is not None else None
+
+
+class _Outcomes:
+    """Group commit of outcomes: those that arrive while a transaction writes others
+    wait for the next one, which writes them all (one pooled connection, one commit).
+    Under load that is a transaction per batch, not per POST: the cold paths' pool is a
+    few connections, shared with the rest of the worker."""
+
+    def __init__(self, engine: AsyncEngine, guard: DatabaseGuard) -> None:
+        self._engine = engine
+        self._guard = guard
+        self._queue: list[tuple[_Outcome, asyncio.Future[ClaimedDelivery | None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def record(self, outcome: _Outcome) -> ClaimedDelivery | None:
+        future: asyncio.Future[ClaimedDelivery | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((outcome, future))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush(), name="webhook-outcomes")
+        return await future
+
+    async def _flush(self) -> None:
+        batch: list[tuple[_Outcome, asyncio.Future[ClaimedDelivery | None]]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    async with self._guard.watch(), self._engine.begin() as conn:
+                        results = [await _write_outcome(conn, o) for o, _ in batch]
+                except Exception as exc:  # every outcome of the batch failed with it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():  # its caller may have given up (a deadline)
+                        future.set_result(result)
+        finally:
+            self._flushing = None
+            for _, future in batch + self._queue:  # cancelled (shutdown): nobody waits
+                if not future.done():
+                    future.set_exception(RuntimeError("the outcome was not recorded"))
