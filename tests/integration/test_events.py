@@ -13,6 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from gophermart import (
+    AccrualReply,
+    AccrualVerdict,
     BlockingGophermart,
     Event,
     EventsPruned,
@@ -26,7 +28,7 @@ from gophermart.adapters.clock import SystemClock
 from gophermart.application.events import Events
 from gophermart.application.ports import NoEventMetrics
 from gophermart.domain.events import points_text
-from gophermart.testing import loyalty_for_tests
+from gophermart.testing import ScriptedAccrual, loyalty_for_tests
 from tests.integration.test_host_transaction import _host_engine
 
 ACCRUED, SPENT, OTHER, LATER = "9278923470", "2377225624", "79927398713", "12345678903"
@@ -110,8 +112,6 @@ async def test_order_statuses_are_announced_but_new(loyalty: Gophermart) -> None
     user = await loyalty.register("finn", "pw")
     await loyalty.upload_order(user.user_id, ACCRUED)
     assert await all_events(loyalty) == []  # NEW: where every order starts
-    from gophermart import AccrualVerdict
-
     await loyalty.record_accrual(ACCRUED, verdict=AccrualVerdict.PROCESSING)
     await loyalty.record_accrual(ACCRUED, verdict=AccrualVerdict.PROCESSING)  # no change
     await loyalty.upload_order(user.user_id, SPENT)
@@ -289,3 +289,86 @@ async def test_the_worker_makes_events_readable_without_a_reader(postgres_uri: s
         while len(await loyalty.event_page(0)) < 2:
             assert asyncio.get_running_loop().time() < deadline, "never sequenced"
             await asyncio.sleep(0.01)
+
+
+async def test_sequencers_racing_readers_never_fill_a_gap_behind_them(postgres_uri: str) -> None:
+    """PostgreSQL: writers on many accounts, two instances' sequencers (two sessions:
+    the advisory lock, not the process, keeps them one at a time) and a reader paging
+    all along. The reader never finds an id below one it already passed, each entry is
+    numbered exactly once, and each user's events follow their history."""
+    async with (
+        loyalty_for_tests(database_uri=postgres_uri) as loyalty,
+        loyalty_for_tests(database_uri=postgres_uri) as other,
+    ):
+        users = [await _member(loyalty, f"u{i}", n, 1000) for i, n in enumerate(_NUMBERS)]
+        writing = True
+
+        async def write(user: int, k: int) -> None:
+            for j in range(15):
+                number = _luhn(f"5{k}{j:04d}")
+                if j % 3 == 2:
+                    made = await loyalty.hold(user, number, "1")
+                    await loyalty.capture(user, made.hold.id)
+                else:
+                    await loyalty.withdraw(user, number, "1")
+
+        async def sequence(instance: Gophermart) -> None:
+            events: Events = instance.container.events()
+            while writing:
+                await events.sequence()
+                await asyncio.sleep(0)
+
+        read: list[Event] = []
+
+        async def follow() -> None:
+            while writing or len(read) < expected:
+                after = read[-1].id if read else 0
+                read.extend(await other.event_page(after))
+                await asyncio.sleep(0.001)
+
+        expected = 10**9
+        sequencers = [asyncio.create_task(sequence(i)) for i in (loyalty, other)]
+        reader = asyncio.create_task(follow())
+        await asyncio.gather(*(write(user, k) for k, user in enumerate(users)))
+        writing = False
+        await asyncio.gather(*sequencers)
+        everything = await all_events(loyalty)
+        expected = len(everything)
+        await asyncio.wait_for(reader, 10)
+        assert read == everything  # nothing appeared behind the reader's cursor
+        for user in users:
+            await assert_the_feed_tells_the_history(loyalty, user)
+
+
+def _luhn(digits: str) -> str:
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        n = int(d) * (2 if i % 2 == 0 else 1)
+        total += n - 9 if n > 9 else n
+    return digits + str((10 - total % 10) % 10)
+
+
+_NUMBERS = [_luhn(f"8{i:05d}") for i in range(6)]
+
+
+async def test_the_accrual_workers_status_changes_and_credit_are_events(backend_uri: str) -> None:
+    """The worker's path (claim, poll, apply): PROCESSING then PROCESSED and its credit,
+    each an event, in that order (a claim changes no status: no event)."""
+    accrual = ScriptedAccrual()
+    accrual.will_answer(ACCRUED, AccrualReply(AccrualVerdict.PROCESSING))
+    accrual.will_credit(ACCRUED, "42.5")
+    async with loyalty_for_tests(accrual=accrual, database_uri=backend_uri) as loyalty:
+        erin = await loyalty.register("erin", "pw")
+        await loyalty.upload_order(erin.user_id, ACCRUED)
+        async with loyalty.running_worker():
+            found: list[Event] = []
+            async for event in loyalty.events(after=0, idle=5):
+                found.append(event)
+                if event.type == "ledger.accrual":
+                    break
+    assert [(e.type, e.data["order"]) for e in found] == [
+        ("order.processing", ACCRUED),
+        ("order.processed", ACCRUED),
+        ("ledger.accrual", ACCRUED),
+    ]
+    assert found[1].data["accrual"] == found[2].data["amount"] == "42.5"
