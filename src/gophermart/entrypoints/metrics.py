@@ -259,12 +259,9 @@ class Metrics:
 
     # --- the scrape ----------------------------------------------------------------
 
-    def exposition(
-        self,
-        queue: QueueDepth | None,
-        ledger: LedgerGauges | None = None,
-        lags: Sequence[WebhookLag] | None = None,
-    ) -> bytes:
+    def exposition(self, queue: QueueDepth | None, *read: Collector) -> bytes:
+        """The scrape's text: this process's metrics (or every process's), the queue, and
+        ``read``: the other figures read from the database for this scrape."""
         self.publish()
         registry = CollectorRegistry()
         if self.directory:
@@ -272,11 +269,8 @@ class Metrics:
         else:
             assert self._own_registry is not None
             registry.register(_Forward(self._own_registry))
-        registry.register(_QueueCollector(queue))
-        if ledger is not None:
-            registry.register(_LedgerCollector(ledger))
-        if lags is not None:
-            registry.register(_WebhookLagCollector(lags))
+        for collector in (_QueueCollector(queue), *read):
+            registry.register(collector)
         return generate_latest(registry)
 
     def process_exited(self) -> None:
@@ -553,7 +547,9 @@ class Scraper:
         started = time.monotonic()
         queue, ledger, lags = await self._store_figures()
         _sample_pools(self._metrics, self._loyalty)
-        body = self._metrics.exposition(queue, ledger, lags)
+        read: list[Collector] = [] if ledger is None else [_LedgerCollector(ledger)]
+        read += [] if lags is None else [_WebhookLagCollector(lags)]
+        body = self._metrics.exposition(queue, *read)
         log.debug("metrics rendered in %.1f ms", (time.monotonic() - started) * 1000)
         return body
 
