@@ -35,6 +35,7 @@ from gophermart.application.orders import UploadOutcome
 from gophermart.application.ports import (
     AccrualReply,
     BalanceView,
+    DeliveryView,
     HistoryView,
     LedgerGauges,
     OrderState,
@@ -42,11 +43,14 @@ from gophermart.application.ports import (
     QueueDepth,
     SchemaState,
     UserAccountView,
+    WebhookEndpoint,
+    WebhookLag,
     WithdrawalView,
 )
 from gophermart.application.readiness import Readiness
 from gophermart.application.reconcile import ReconcileReport
 from gophermart.application.users import Authenticated
+from gophermart.application.webhooks import NewWebhook
 from gophermart.blocking import BlockingGophermart
 from gophermart.domain.accounts import EntryKind, Hold, HoldState
 from gophermart.domain.errors import (
@@ -76,6 +80,7 @@ from gophermart.domain.operators import OperatorExists, OperatorName, UnknownOpe
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import UserId
+from gophermart.domain.webhooks import InvalidWebhook, UnknownEvent, UnknownWebhook
 from gophermart.extras import is_from, needs_extra
 from gophermart.facade import Gophermart
 from gophermart.settings import ConfigError, Settings
@@ -102,6 +107,7 @@ __all__ = [
     "BlockingGophermart",
     "ConcurrentUpdate",
     "ConfigError",
+    "DeliveryView",
     "DomainError",
     "EntryKind",
     "Event",
@@ -120,10 +126,12 @@ __all__ = [
     "InvalidCredentials",
     "InvalidInput",
     "InvalidOrderNumber",
+    "InvalidWebhook",
     "LedgerGauges",
     "LoginTaken",
     "MigrationFailed",
     "Movement",
+    "NewWebhook",
     "NotOpen",
     "OperatorExists",
     "OperatorName",
@@ -145,14 +153,18 @@ __all__ = [
     "StoreUnavailable",
     "TooManyAttempts",
     "Unauthenticated",
+    "UnknownEvent",
     "UnknownHold",
     "UnknownLogin",
     "UnknownOperator",
     "UnknownOrder",
     "UnknownUser",
+    "UnknownWebhook",
     "UploadOutcome",
     "UserAccountView",
     "UserId",
+    "WebhookEndpoint",
+    "WebhookLag",
     "WithdrawalConflict",
     "WithdrawalView",
     "__version__",

@@ -26,6 +26,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
@@ -33,8 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gophermart.adapters.accrual_http import HttpAccrualClient
 from gophermart.adapters.clock import SystemClock
+from gophermart.adapters.event_wire import event_json
 from gophermart.adapters.security import Argon2Hasher, JwtTokens
 from gophermart.adapters.stores import memory, sqlite
+from gophermart.adapters.webhook_http import HttpWebhookSender
 from gophermart.application.accounts import Accounts
 from gophermart.application.accrual_sync import AccrualSync, RetryPolicy
 from gophermart.application.errors import MigrationFailed, StoreMisconfigured, StoreUnavailable
@@ -44,10 +47,17 @@ from gophermart.application.ledger import Corrections, Holds
 from gophermart.application.operations import Operations
 from gophermart.application.operators import Operators
 from gophermart.application.orders import Orders
-from gophermart.application.ports import NoEventMetrics, NoRetentionFloor, StoreLifecycle
+from gophermart.application.ports import (
+    NoEventMetrics,
+    NoWebhookMetrics,
+    StoreLifecycle,
+)
 from gophermart.application.queries import Queries
 from gophermart.application.throttling import LoginThrottle
 from gophermart.application.users import Users
+from gophermart.application.webhook_delivery import DeliveryConfig, WebhookDelivery
+from gophermart.application.webhooks import Webhooks
+from gophermart.domain.webhooks import DeliveryPolicy
 from gophermart.extras import needs_extra
 from gophermart.settings import ConfigError, Settings, refuse
 
@@ -142,6 +152,33 @@ async def _accrual_client(settings: Settings) -> AsyncIterator[HttpAccrualClient
             await client.aclose()
 
 
+async def _webhook_sender(settings: Settings) -> AsyncIterator[HttpWebhookSender]:
+    # A connection for every slot of an endpoint: a slot waiting for one would spend
+    # its deadline.
+    sender = HttpWebhookSender(settings.webhook_timeout, settings.webhook_concurrency)
+    try:
+        yield sender
+    finally:
+        await sender.aclose()
+
+
+def _webhook_config(settings: Settings) -> DeliveryConfig:
+    policy = DeliveryPolicy(
+        retry_for=timedelta(seconds=settings.webhook_retry_for),
+        base=settings.webhook_backoff,
+        cap=settings.webhook_backoff_cap,
+        deadline=settings.webhook_timeout,
+    )
+    # A retry comes due at most one idle look late: a second, or the backoff's base
+    # when that is shorter (tests run with bases of tens of milliseconds).
+    return DeliveryConfig(policy, settings.webhook_concurrency, idle=min(1.0, policy.base))
+
+
+def _grace(settings: Settings, accrual_lease: float) -> float:
+    """How long a stopping worker waits for what it holds: a poll's or a POST's lease."""
+    return max(accrual_lease, _webhook_config(settings).policy.lease.total_seconds())
+
+
 async def _listening(listener: Any, wakeup: WakeUp) -> AsyncIterator[None]:
     """Uploads committed by *other* processes wake this one (PostgreSQL's LISTEN)."""
     listener.start(wakeup.event)
@@ -167,16 +204,20 @@ async def _worker(
     grace: float = 10.0,
     idempotency: Idempotency | None = None,
     events: Events | None = None,
+    deliveries: Callable[[], Any] | None = None,
 ) -> AsyncIterator[WorkerTask]:
     """The worker: expiring holds, pruning idempotency keys, sequencing and pruning
-    events always, and polling the accrual system when there is one (without its
-    address, orders stay NEW)."""
+    events, delivering webhooks always, and polling the accrual system when there is
+    one (without its address, orders stay NEW)."""
     stop = asyncio.Event()
     jobs = [holds.sweep_until(stop)]
     if idempotency is not None:
         jobs.append(idempotency.prune_until(stop))
     if events is not None:
         jobs.extend([events.sequence_until(stop), events.prune_until(stop)])
+    if deliveries is not None:
+        delivery: WebhookDelivery = await _ready(deliveries())
+        jobs.append(delivery.run_until(stop))
     try:
         accrual_sync: AccrualSync | None = await _ready(sync())
     except ConfigError:  # no accrual system to poll (ACCRUAL_SYSTEM_ADDRESS unset)
@@ -255,9 +296,10 @@ class Container(containers.DeclarativeContainer):
     operators = providers.Singleton(Operators, store.cold.operators, clock)
     #: Idempotency keys: the HTTP layer's claims and answers, the worker's pruning.
     idempotency = providers.Singleton(Idempotency, store.cold.idempotency_keys, clock)
-    #: Who still needs old events: nobody by default. The hook for "never prune past an
-    #: event a webhook has not delivered" (a RetentionFloor: override this provider).
-    retention_floor = providers.Singleton(NoRetentionFloor)
+    #: Webhook endpoints (the operators' verbs); also who still needs old events: the
+    #: retention floor, the first event some live endpoint has not had fanned out yet.
+    webhooks = providers.Singleton(Webhooks, store.cold.webhooks, store.events, clock)
+    retention_floor = webhooks
     #: The feed of events: the library's ``events(after=...)``, the worker's upkeep.
     events = providers.Singleton(
         Events,
@@ -283,15 +325,32 @@ class Container(containers.DeclarativeContainer):
         metrics=event_metrics,
     )
     listening = providers.Resource(_listening, store.listener, wakeup)
+
+    # --- webhooks -------------------------------------------------------------------
+    #: What the delivery worker reports; the server overrides it with Prometheus's.
+    webhook_metrics = providers.Singleton(NoWebhookMetrics)
+    webhook_sender = providers.Resource(_webhook_sender, settings)
+    webhook_delivery = providers.Singleton(
+        WebhookDelivery,
+        store.cold.webhooks,
+        store.events,
+        webhook_sender,
+        clock,
+        providers.Object(event_json),
+        providers.Callable(_webhook_config, settings),
+        metrics=webhook_metrics,
+    )
+
     worker = providers.Resource(
         _worker,
         accrual_sync.provider,
         holds,
         wakeup,
         listening.provider,
-        grace=retry_policy.provided.lease,
+        grace=providers.Callable(_grace, settings, retry_policy.provided.lease),
         idempotency=idempotency,
         events=events,
+        deliveries=webhook_delivery.provider,
     )
 
 

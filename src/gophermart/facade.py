@@ -50,6 +50,7 @@ from gophermart.application.operators import Operators
 from gophermart.application.orders import Orders
 from gophermart.application.queries import Queries
 from gophermart.application.users import Users
+from gophermart.application.webhooks import Webhooks
 from gophermart.bootstrap import Container, WorkerTask, build, settle
 from gophermart.settings import DEFAULT_DATABASE_URI, MEMORY_URI, Backend, Settings, refuse
 
@@ -197,6 +198,12 @@ class Face:
     events = Stream(Events.stream)
     event_page = Verb(Events.page)
     last_event_id = Verb(Events.last_id)
+    add_webhook = Verb(Webhooks.add_webhook)
+    webhooks = Verb(Webhooks.webhooks)
+    delete_webhook = Verb(Webhooks.delete_webhook)
+    webhook_deliveries = Verb(Webhooks.webhook_deliveries)
+    redeliver_event = Verb(Webhooks.redeliver_event)
+    webhook_lag = Verb(Webhooks.webhook_lag)
 
     # --- opening ---------------------------------------------------------------------
 

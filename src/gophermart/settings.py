@@ -372,7 +372,59 @@ class ConnectionLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings(ConnectionLimits):
+class WebhookLimits(ConnectionLimits):
+    """How the webhook delivery worker retries and bounds each endpoint (part of
+    :class:`Settings`, declared apart: one concern, read by the composition root)."""
+
+    webhook_retry_for: float = setting(
+        86400.0,
+        "GOPHERMART_WEBHOOK_RETRY_FOR",
+        seconds(1, 30 * 86400),
+        "seconds a webhook delivery is retried from its first attempt (1-2592000); then "
+        "it is failed, listed and replayable",
+        commands=_ACCRUAL,
+    )
+    webhook_timeout: float = setting(
+        10.0,
+        "GOPHERMART_WEBHOOK_TIMEOUT",
+        seconds(0.1, 300),
+        "seconds one webhook POST may take, answer included (0.1-300); a claimed "
+        "delivery's lease is this + 5 s, which is also what a crash costs",
+        commands=_ACCRUAL,
+    )
+    webhook_concurrency: int = setting(
+        16,
+        "GOPHERMART_WEBHOOK_CONCURRENCY",
+        whole_number(1, 1024),
+        "webhook POSTs in flight per endpoint and process",
+        commands=_ACCRUAL,
+    )
+    webhook_backoff: float = setting(
+        1.0,
+        "GOPHERMART_WEBHOOK_BACKOFF",
+        seconds(0.01, 3600),
+        "seconds: a failed webhook delivery is retried after a random wait under this "
+        "doubled per failure (full jitter), up to GOPHERMART_WEBHOOK_BACKOFF_CAP",
+        commands=_ACCRUAL,
+    )
+    webhook_backoff_cap: float = setting(
+        600.0,
+        "GOPHERMART_WEBHOOK_BACKOFF_CAP",
+        seconds(0.01, 86400),
+        "seconds: the longest wait between two attempts of a webhook delivery",
+        commands=_ACCRUAL,
+    )
+
+    def __post_init__(self) -> None:
+        if self.webhook_backoff > self.webhook_backoff_cap:
+            refuse(
+                "GOPHERMART_WEBHOOK_BACKOFF",
+                f"must not exceed GOPHERMART_WEBHOOK_BACKOFF_CAP ({self.webhook_backoff_cap:g})",
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings(WebhookLimits):
     """What an operator can set (each field declared once, see the module docstring),
     and the two values settled at start by the composition root."""
 
@@ -549,6 +601,7 @@ class Settings(ConnectionLimits):
     database_id: str | None = None
 
     def __post_init__(self) -> None:
+        WebhookLimits.__post_init__(self)
         if self.db_schema is not None and self.database.kind != "postgresql":
             refuse("GOPHERMART_DB_SCHEMA", f"only PostgreSQL has schemas, not {self.database.kind}")
 

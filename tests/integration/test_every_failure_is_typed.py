@@ -44,6 +44,10 @@ GOOD: dict[str, Any] = {
     "connection": None,
     "name": "walker-operator",
     "key": "gmo_" + "A" * 43,  # well-formed: the store is asked
+    "url": "https://shop.example/hooks",
+    "events": ["*"],
+    "endpoint_id": 1,
+    "event_id": 1,
 }
 ODD: tuple[Any, ...] = (
     None,

@@ -107,6 +107,20 @@ ADMIN_ROUTES: dict[tuple[str, str], set[int]] = {
         500,
         503,
     },
+    # Webhooks (SPEC "Events", issue 18).
+    ("post", "/api/admin/webhooks"): {201, 400, 401, 409, 413, 415, 422, 500, 503},
+    ("get", "/api/admin/webhooks"): {200, 204, 401, 500, 503},
+    ("delete", "/api/admin/webhooks/{endpoint_id}"): {200, 400, 401, 404, 409, 422, 500, 503},
+    ("get", "/api/admin/webhooks/{endpoint_id}/deliveries"): {
+        200,
+        204,
+        400,
+        401,
+        404,
+        500,
+        503,
+    },
+    ("post", "/api/admin/events/{event_id}/redeliver"): {200, 400, 401, 404, 409, 422, 500, 503},
 }
 #: Served beside the API, for operators: documented too.
 OPERATIONS_ROUTES = {
@@ -135,6 +149,11 @@ OPERATION_IDS = {
     ("post", "/api/admin/users/{login}/adjustments"): "admin_adjust",
     ("post", "/api/admin/orders/{number}/reversals"): "admin_reverse",
     ("post", "/api/admin/withdrawals/{number}/refunds"): "admin_refund",
+    ("post", "/api/admin/webhooks"): "admin_add_webhook",
+    ("get", "/api/admin/webhooks"): "admin_list_webhooks",
+    ("delete", "/api/admin/webhooks/{endpoint_id}"): "admin_delete_webhook",
+    ("get", "/api/admin/webhooks/{endpoint_id}/deliveries"): "admin_webhook_deliveries",
+    ("post", "/api/admin/events/{event_id}/redeliver"): "admin_redeliver_event",
     ("get", "/livez"): "livez",
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",
@@ -227,16 +246,16 @@ def test_every_admin_route_documents_its_statuses(document: dict[str, Any]) -> N
 
 #: The writes (SPEC "Idempotency keys"): required on an operator's, optional on a shopper's.
 WRITES = {
-    path: path.startswith("/api/admin/")
+    (method, path): path.startswith("/api/admin/")
     for (method, path) in {**SPEC_ROUTES, **LEDGER_ROUTES, **ADMIN_ROUTES}
-    if method == "post" and path not in ("/api/user/register", "/api/user/login")
+    if method in ("post", "delete") and path not in ("/api/user/register", "/api/user/login")
 }
 
 
 def test_every_write_documents_its_idempotency_key(document: dict[str, Any]) -> None:
-    assert len(WRITES) == 9
-    for path, required in WRITES.items():
-        operation = document["paths"][path]["post"]
+    assert len(WRITES) == 12
+    for (method, path), required in WRITES.items():
+        operation = document["paths"][path][method]
         (key,) = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
         assert key["in"] == "header" and key["required"] is required, path
         assert (key["schema"]["minLength"], key["schema"]["maxLength"]) == (1, 255)
@@ -249,7 +268,7 @@ def test_every_write_documents_its_idempotency_key(document: dict[str, Any]) -> 
             assert replayed is (int(code) < 500), (path, code)
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            if path not in WRITES or method != "post":
+            if (method, path) not in WRITES:
                 names = {p["name"] for p in operation.get("parameters", [])}
                 assert "Idempotency-Key" not in names, (method, path)
 
@@ -386,15 +405,20 @@ def test_every_json_body_is_a_named_component(document: dict[str, Any]) -> None:
         "Balance",
         "CorrectionRequest",
         "Credentials",
+        "Delivery",
         "Entry",
         "Error",
         "Health",
         "HoldBody",
         "HoldRequest",
         "Movement",
+        "NewWebhookBody",
         "NotReady",
         "Order",
         "Readiness",
+        "Redelivered",
+        "Webhook",
+        "WebhookRequest",
         "Withdrawal",
         "WithdrawalRequest",
     }

@@ -481,12 +481,18 @@ def test_a_full_run_logs_json_lines_and_never_a_secret(
 
 def test_operations_doc_and_dashboard_name_only_real_metrics() -> None:
     from gophermart import LedgerGauges, Points
-    from gophermart.entrypoints.metrics import Metrics, _LedgerCollector, _QueueCollector
+    from gophermart.application.ports import WebhookLag
+    from gophermart.entrypoints.metrics import (
+        Metrics,
+        _LedgerCollector,
+        _QueueCollector,
+        _WebhookLagCollector,
+    )
 
     root = Path(__file__).resolve().parents[2]
     metrics = Metrics()
     defined = set()
-    for attribute in vars(metrics).values():
+    for attribute in [*vars(metrics).values(), *vars(metrics.webhooks).values()]:
         describe = getattr(attribute, "describe", None)
         if describe is not None:
             for family in describe():
@@ -494,6 +500,7 @@ def test_operations_doc_and_dashboard_name_only_real_metrics() -> None:
     defined |= {family.name for family in _QueueCollector(None).collect()}
     nothing_open = LedgerGauges(0, Points(0), 0, Points(0))
     defined |= {family.name for family in _LedgerCollector(nothing_open).collect()}
+    defined |= {family.name for family in _WebhookLagCollector([WebhookLag(1, 0, None)]).collect()}
     defined.add("gophermart_accrual_queue_orders")
 
     doc = (root / "docs" / "operations.md").read_text()

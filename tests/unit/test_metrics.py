@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gophermart.application.ports import LedgerGauges, QueueDepth
+from gophermart.application.ports import LedgerGauges, QueueDepth, WebhookLag
 from gophermart.domain.points import Points
 from gophermart.entrypoints.metrics import Metrics, Scraper
 
@@ -77,6 +78,10 @@ class CountingLoyalty:
     async def ledger_gauges(self) -> LedgerGauges:
         return LedgerGauges(holds_open=2, held=Points(150), accounts_owing=1, owed=Points(5))
 
+    async def webhook_lag(self) -> list[WebhookLag]:
+        oldest = datetime.now(UTC) - timedelta(seconds=90)
+        return [WebhookLag(1, 3, oldest), WebhookLag(2, 0, None)]
+
 
 async def test_concurrent_scrapes_share_one_render_and_one_queue_read() -> None:
     """Before: every scrape read the queue depth from the database and rendered anew
@@ -91,6 +96,10 @@ async def test_concurrent_scrapes_share_one_render_and_one_queue_read() -> None:
     assert b"gophermart_holds_open 2.0" in bodies[0]
     assert b"gophermart_held_points 1.5" in bodies[0]
     assert b"gophermart_owed_points 0.05" in bodies[0]
+    lag = _sample(bodies[0], 'gophermart_webhook_lag_seconds{endpoint="1"}')
+    assert 89 < lag < 120  # the oldest pending event's age
+    assert b'gophermart_webhook_lag_seconds{endpoint="2"} 0.0' in bodies[0]  # caught up
+    assert b'gophermart_webhook_pending{endpoint="1"} 3.0' in bodies[0]
     now[0] += Scraper.FRESH / 2
     assert await scraper() is bodies[0]  # rendered a moment ago: the same bytes
     now[0] += Scraper.FRESH
@@ -110,3 +119,8 @@ async def test_a_client_scraping_in_a_loop_is_paced() -> None:
     for _ in range(20):
         await scraper()
     assert time.monotonic() - started >= 20 * Scraper.SPACING * 0.9
+
+
+def _sample(body: bytes, series: str) -> float:
+    line = next(x for x in body.decode().splitlines() if x.startswith(series + " "))
+    return float(line.rsplit(" ", 1)[1])

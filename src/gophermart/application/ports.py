@@ -20,6 +20,7 @@ from gophermart.domain.operators import OperatorName
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, Password, User, UserId
+from gophermart.domain.webhooks import Attempt
 
 
 class Clock(Protocol):
@@ -801,3 +802,201 @@ class StoreLifecycle(Protocol):
     async def close(self) -> None:
         """Release what the store opened (a host's borrowed engine or pool excepted)."""
         ...
+
+
+# --- webhooks (SPEC "Events"; application/webhooks.py, application/webhook_delivery.py) ---
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """An endpoint as operators see it: never its secret."""
+
+    id: int
+    url: str
+    events: tuple[str, ...]
+    created_at: datetime
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """A live endpoint as the delivery worker needs it: with its signing secret and its
+    cursor (the last event id fanned out to it)."""
+
+    id: int
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """One event to deliver to one endpoint, with the bytes to POST (kept with the
+    delivery, so pruning the events never loses what is still to be sent)."""
+
+    event_id: int
+    user_id: int
+    event_type: str
+    event_at: datetime
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery leased to this worker: ``attempts`` counts this one (and guards its
+    outcome: a delivery taken over since is not written over), ``failures`` the failed
+    tries of its current window (the backoff's exponent), ``first_at`` when the window
+    began."""
+
+    id: int
+    endpoint_id: int
+    event_id: int
+    user_id: int
+    body: bytes
+    attempts: int
+    failures: int
+    first_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """A delivery as the operators' listing shows it."""
+
+    event_id: int
+    event_type: str
+    user_id: int
+    state: str
+    attempts: int
+    created_at: datetime
+    last_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookLag:
+    """A live endpoint's backlog: deliveries still pending and the time of the oldest
+    one's event (``None``: caught up)."""
+
+    endpoint_id: int
+    pending: int
+    oldest_event_at: datetime | None
+
+
+class WebhookStore(Protocol):
+    """Endpoints and their deliveries. Every method is safe with any number of worker
+    processes: fan-outs are compare-and-set on the endpoint's cursor, claims lease."""
+
+    async def add(
+        self, url: str, events: tuple[str, ...], secret: str, cursor: int, at: datetime
+    ) -> WebhookEndpoint:
+        """A new endpoint, delivered the events after ``cursor``."""
+        ...
+
+    async def endpoints(self) -> list[WebhookEndpoint]:
+        """Every endpoint, deleted ones included, by id."""
+        ...
+
+    async def endpoint(self, endpoint_id: int) -> WebhookEndpoint | None: ...
+
+    async def delete(self, endpoint_id: int, at: datetime) -> bool:
+        """Stop delivering to it (its deliveries are kept); False if it was unknown."""
+        ...
+
+    async def targets(self) -> list[DeliveryTarget]:
+        """The live endpoints, with their secrets and cursors."""
+        ...
+
+    async def fan_out(
+        self,
+        endpoint_id: int,
+        seen: int,
+        upto: int,
+        deliveries: Sequence[NewDelivery],
+        at: datetime,
+    ) -> bool:
+        """In one transaction: record ``deliveries`` (pending, due at ``at``) and move the
+        endpoint's cursor from ``seen`` to ``upto``. False (nothing written) if the
+        cursor was not ``seen`` any more: another worker fanned these events out."""
+        ...
+
+    async def claim(
+        self, endpoint_id: int, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due deliveries of the endpoint, in event order, each the
+        oldest pending one of its user (a user's later event waits for the earlier)."""
+        ...
+
+    async def record(
+        self,
+        claimed: ClaimedDelivery,
+        state: str,
+        at: datetime,
+        next_at: datetime | None,
+        status: int | None,
+        error: str | None,
+        lease_until: datetime | None = None,
+    ) -> ClaimedDelivery | None:
+        """The outcome of a claimed delivery's attempt, unless it was claimed again since.
+        With ``lease_until``, when the outcome is final (delivered, failed), the same
+        transaction also claims the user's next delivery to the endpoint if it is now the
+        user's oldest pending one and due (``at``), and returns it: a user's events go
+        out one after the other without a claim's round trip between them."""
+        ...
+
+    async def deliveries(
+        self, endpoint_id: int, limit: int, before: int | None
+    ) -> list[DeliveryView]:
+        """The endpoint's deliveries, newest event first, before event id ``before``."""
+        ...
+
+    async def redeliver(self, event_id: int, now: datetime) -> int:
+        """Make the event's delivered or failed deliveries to live endpoints pending and
+        due now (a new retry window); how many. One in flight is left to its attempt."""
+        ...
+
+    async def lag(self) -> list[WebhookLag]:
+        """Each live endpoint's backlog (one aggregate over the pending deliveries)."""
+        ...
+
+    async def retained_after(self) -> int | None:
+        """The lowest cursor of the live endpoints: the events after it have not been
+        fanned out to some endpoint yet, so they must not be pruned (``None``: none)."""
+        ...
+
+
+class WebhookSender(Protocol):
+    """POSTs one delivery. Never raises for what the endpoint does: every outcome is an
+    :class:`~gophermart.domain.webhooks.Attempt`."""
+
+    async def post(
+        self, endpoint_id: int, url: str, body: bytes, headers: dict[str, str]
+    ) -> Attempt: ...
+
+    async def forget(self, endpoint_id: int) -> None:
+        """Close what is held for an endpoint that is no longer delivered to."""
+        ...
+
+
+class WebhookMetrics(Protocol):
+    """What the delivery worker reports (Prometheus in the server, nothing by default)."""
+
+    def attempted(self, outcome: str) -> None:
+        """One POST, by outcome: ``2xx``, ``http_3xx``, ``http_4xx``, ``http_5xx``,
+        ``timeout``, ``network``."""
+        ...
+
+    def failed(self) -> None:
+        """A delivery given up after its retry window (kept as failed, replayable)."""
+        ...
+
+
+class NoWebhookMetrics:
+    def attempted(self, outcome: str) -> None:
+        return None
+
+    def failed(self) -> None:
+        return None

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from bisect import bisect_left
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -40,7 +40,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gophermart.application.ports import LedgerGauges, QueueDepth, StoreLifecycle
+from gophermart.application.ports import LedgerGauges, QueueDepth, StoreLifecycle, WebhookLag
 from gophermart.domain.points import Points
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ class Metrics:
         self._declare_worker(r)
         self._declare_ledger(r)
         self._declare_pools(r)
+        self.webhooks = WebhookCounters(r)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._tally: dict[tuple[str, str, int], list[Any]] = {}
 
@@ -258,7 +259,9 @@ class Metrics:
 
     # --- the scrape ----------------------------------------------------------------
 
-    def exposition(self, queue: QueueDepth | None, ledger: LedgerGauges | None = None) -> bytes:
+    def exposition(self, queue: QueueDepth | None, *read: Collector) -> bytes:
+        """The scrape's text: this process's metrics (or every process's), the queue, and
+        ``read``: the other figures read from the database for this scrape."""
         self.publish()
         registry = CollectorRegistry()
         if self.directory:
@@ -266,9 +269,8 @@ class Metrics:
         else:
             assert self._own_registry is not None
             registry.register(_Forward(self._own_registry))
-        registry.register(_QueueCollector(queue))
-        if ledger is not None:
-            registry.register(_LedgerCollector(ledger))
+        for collector in (_QueueCollector(queue), *read):
+            registry.register(collector)
         return generate_latest(registry)
 
     def process_exited(self) -> None:
@@ -346,6 +348,68 @@ class _LedgerCollector(Collector):
             family = GaugeMetricFamily(name, text)
             family.add_metric([], float(value))
             yield family
+
+
+class WebhookCounters:
+    """The delivery worker's counters (its backlog is read at scrape time)."""
+
+    def __init__(self, r: Any) -> None:
+        self.attempts = Counter(
+            "gophermart_webhook_attempts",
+            "Webhook POSTs, by outcome (2xx, http_3xx, http_4xx, http_5xx, timeout, network)",
+            ["outcome"],
+            registry=r,
+        )
+        self.failed = Counter(
+            "gophermart_webhook_deliveries_failed",
+            "Webhook deliveries given up after their retry window (kept, replayable)",
+            registry=r,
+        )
+
+
+class PrometheusWebhookMetrics:
+    """The WebhookMetrics port as Prometheus counters."""
+
+    def __init__(self, counters: WebhookCounters) -> None:
+        self._c = counters
+        self._outcomes: dict[str, Any] = {}
+
+    def attempted(self, outcome: str) -> None:
+        child = self._outcomes.get(outcome)
+        if child is None:
+            child = self._outcomes[outcome] = self._c.attempts.labels(outcome)
+        child.inc()
+
+    def failed(self) -> None:
+        self._c.failed.inc()
+
+
+class _WebhookLagCollector(Collector):
+    """Each live endpoint's backlog, read from the database at scrape time (one
+    aggregate over the pending deliveries' partial index)."""
+
+    def __init__(self, lags: Sequence[WebhookLag]) -> None:
+        self._lags = lags
+
+    def collect(self) -> Iterable[Metric]:
+        lag = GaugeMetricFamily(
+            "gophermart_webhook_lag_seconds",
+            "Age of the oldest event still undelivered to the endpoint (0: caught up)",
+            labels=["endpoint"],
+        )
+        pending = GaugeMetricFamily(
+            "gophermart_webhook_pending",
+            "Deliveries pending for the endpoint (due, leased or backing off)",
+            labels=["endpoint"],
+        )
+        now = time.time()
+        for item in self._lags:
+            oldest = item.oldest_event_at
+            age = max(0.0, now - oldest.timestamp()) if oldest is not None else 0.0
+            lag.add_metric([str(item.endpoint_id)], age)
+            pending.add_metric([str(item.endpoint_id)], item.pending)
+        yield lag
+        yield pending
 
 
 class PrometheusEventMetrics:
@@ -426,6 +490,11 @@ async def publish_forever(metrics: Metrics, loyalty: Gophermart) -> None:
         await asyncio.sleep(PUBLISH_EVERY)
 
 
+#: What a scrape reads from the database: the accrual queue, the ledger's open
+#: positions, the webhooks' backlog (each None when it could not be read).
+_StoreFigures = tuple[QueueDepth | None, LedgerGauges | None, "Sequence[WebhookLag] | None"]
+
+
 class Scraper:
     """This process's answer to ``GET /metrics``: cheap however often it is asked.
 
@@ -458,7 +527,7 @@ class Scraper:
         self._loyalty = loyalty
         self._clock = clock
         self._body: tuple[float, bytes] | None = None
-        self._queue: tuple[float, tuple[QueueDepth | None, LedgerGauges | None]] | None = None
+        self._queue: tuple[float, _StoreFigures] | None = None
         self._turn = asyncio.Lock()
         self._answered = float("-inf")
 
@@ -476,17 +545,19 @@ class Scraper:
 
     async def _render(self) -> bytes:
         started = time.monotonic()
-        queue, ledger = await self._store_figures()
+        queue, ledger, lags = await self._store_figures()
         _sample_pools(self._metrics, self._loyalty)
-        body = self._metrics.exposition(queue, ledger)
+        read: list[Collector] = [] if ledger is None else [_LedgerCollector(ledger)]
+        read += [] if lags is None else [_WebhookLagCollector(lags)]
+        body = self._metrics.exposition(queue, *read)
         log.debug("metrics rendered in %.1f ms", (time.monotonic() - started) * 1000)
         return body
 
-    async def _store_figures(self) -> tuple[QueueDepth | None, LedgerGauges | None]:
+    async def _store_figures(self) -> _StoreFigures:
         cached = self._queue
         if cached is not None and self._clock() - cached[0] < self.QUEUE_FRESH:
             return cached[1]
-        figures: tuple[QueueDepth | None, LedgerGauges | None] = (None, None)
+        figures: _StoreFigures = (None, None, None)
         try:
             figures = await asyncio.wait_for(self._read_store_figures(), timeout=2.0)
         except Exception as exc:  # the database may be down: the other metrics still count
@@ -494,8 +565,12 @@ class Scraper:
         self._queue = (self._clock(), figures)  # a failure too: no retry on every scrape
         return figures
 
-    async def _read_store_figures(self) -> tuple[QueueDepth, LedgerGauges]:
-        return await self._loyalty.queue_depth(OVERDUE_AFTER), await self._loyalty.ledger_gauges()
+    async def _read_store_figures(self) -> _StoreFigures:
+        return (
+            await self._loyalty.queue_depth(OVERDUE_AFTER),
+            await self._loyalty.ledger_gauges(),
+            await self._loyalty.webhook_lag(),
+        )
 
 
 # --- one process's wiring: the server's processes and a standalone worker alike ------
@@ -508,6 +583,9 @@ def instrument(loyalty: Gophermart) -> tuple[Metrics, Scraper]:
 
     metrics = process_metrics()
     loyalty.container.event_metrics.override(providers.Object(PrometheusEventMetrics(metrics)))
+    loyalty.container.webhook_metrics.override(
+        providers.Object(PrometheusWebhookMetrics(metrics.webhooks))
+    )
     return metrics, Scraper(metrics, loyalty)
 
 

@@ -21,6 +21,7 @@ from gophermart.entrypoints.http.controllers import (
     AccountsController,
     AdminController,
     AdminLedgerController,
+    AdminWebhooksController,
     HealthController,
     LedgerController,
     OrdersController,
@@ -61,6 +62,7 @@ def http_router(
             LedgerController,
             AdminController,
             AdminLedgerController,
+            AdminWebhooksController,
             HealthController,
         ],
         opt=mount.opt(),  # how the handlers find the facade (mount.py)

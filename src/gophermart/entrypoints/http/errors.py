@@ -19,6 +19,7 @@ from gophermart.application.errors import (
 )
 from gophermart.domain import errors as domain
 from gophermart.domain.operators import OperatorExists, UnknownOperator
+from gophermart.domain.webhooks import InvalidWebhook, UnknownEvent, UnknownWebhook
 from gophermart.entrypoints.http.wire import Error, encoder
 
 log = logging.getLogger("gophermart.http")
@@ -43,6 +44,9 @@ STATUS_OF: Mapping[type[Exception], int] = {
     domain.OrderIsFinal: 409,
     OperatorExists: 409,
     UnknownOperator: 404,
+    InvalidWebhook: 422,
+    UnknownWebhook: 404,
+    UnknownEvent: 404,
     Unauthenticated: 401,
     ConcurrentUpdate: 409,
     StoreUnavailable: 503,  # an outage, logged once by the adapters, not per request

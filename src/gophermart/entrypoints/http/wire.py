@@ -228,6 +228,73 @@ class AdminOrder(msgspec.Struct):
     ]
 
 
+class WebhookRequest(msgspec.Struct):
+    """An endpoint to register: where to POST, and which events."""
+
+    url: Annotated[
+        str, _doc("http:// or https://, at most 2048 characters", "https://shop.example/hooks")
+    ]
+    events: Annotated[
+        list[str],
+        _doc(
+            "event types (`ledger.accrual`), families (`ledger.*`, `order.*`) or `*`",
+            ["ledger.*", "order.processed"],
+        ),
+    ]
+
+
+class Webhook(msgspec.Struct):
+    """A registered endpoint (never its secret)."""
+
+    id: Annotated[int, _doc("the endpoint's id")]
+    url: Annotated[str, _doc("where events are POSTed")]
+    events: Annotated[list[str], _doc("the event filter")]
+    created_at: Annotated[datetime, _doc("when it was registered")]
+    deleted_at: Annotated[datetime | None, _doc("when it was deleted; null while live")] = None
+
+
+class NewWebhookBody(msgspec.Struct):
+    """A registered endpoint and its signing secret, shown this once."""
+
+    id: Annotated[int, _doc("the endpoint's id")]
+    url: Annotated[str, _doc("where events are POSTed")]
+    events: Annotated[list[str], _doc("the event filter")]
+    created_at: Annotated[datetime, _doc("when it was registered")]
+    secret: Annotated[
+        str,
+        _doc(
+            "the HMAC-SHA256 key of Gophermart-Signature; shown only now, keep it",
+            "whsec_0123456789abcdef",
+        ),
+    ]
+
+
+class Delivery(msgspec.Struct):
+    """One event's delivery to one endpoint."""
+
+    event_id: Annotated[int, _doc("the event's id (Gophermart-Event-Id)")]
+    event_type: Annotated[str, _doc("the event's type", "ledger.accrual")]
+    user_id: Annotated[int, _doc("whose event it is")]
+    state: Annotated[str, _doc("where it is", enum=["pending", "delivered", "failed"])]
+    attempts: Annotated[int, _doc("POSTs so far")]
+    created_at: Annotated[datetime, _doc("when it was queued for the endpoint")]
+    last_attempt_at: Annotated[datetime | None, _doc("the last POST's time, or null")]
+    last_status: Annotated[int | None, _doc("the last answer's HTTP status, or null")]
+    last_error: Annotated[str | None, _doc("why the last POST was not a delivery, or null")]
+    next_attempt_at: Annotated[
+        datetime | None,
+        _doc("when it is tried next (or a worker's lease ends); null unless pending"),
+    ]
+    delivered_at: Annotated[datetime | None, _doc("when a 2xx came back, or null")]
+
+
+class Redelivered(msgspec.Struct):
+    """An event queued again."""
+
+    event_id: Annotated[int, _doc("the event's id")]
+    pending: Annotated[int, _doc("its deliveries now pending (one per live endpoint that had it)")]
+
+
 class Error(msgspec.Struct):
     """Every error's body."""
 
@@ -293,6 +360,7 @@ def decode_withdraw(body: bytes) -> WithdrawalRequest:
 _hold = msgspec.json.Decoder(HoldRequest)
 _adjustment = msgspec.json.Decoder(AdjustmentRequest)
 _correction = msgspec.json.Decoder(CorrectionRequest)
+_webhook = msgspec.json.Decoder(WebhookRequest)
 
 
 def decode_hold(body: bytes) -> HoldRequest:
@@ -306,6 +374,10 @@ def decode_adjustment(body: bytes) -> AdjustmentRequest:
 def decode_correction(body: bytes) -> CorrectionRequest:
     """An empty body is a correction of all that is left, without a reason."""
     return _decode(_correction, body) if body.strip() else CorrectionRequest()
+
+
+def decode_webhook(body: bytes) -> WebhookRequest:
+    return _decode(_webhook, body)
 
 
 def _decode(decoder: msgspec.json.Decoder[_T], body: bytes) -> _T:

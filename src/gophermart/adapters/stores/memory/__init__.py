@@ -26,6 +26,7 @@ from gophermart.adapters.stores.memory.reads import (
 from gophermart.adapters.stores.memory.state import MemoryDatabase
 from gophermart.adapters.stores.memory.throttle import MemoryThrottleCounters
 from gophermart.adapters.stores.memory.unit_of_work import memory_unit_of_work
+from gophermart.adapters.stores.memory.webhooks import MemoryWebhooks
 from gophermart.application.ports import PoolStats, SchemaState
 from gophermart.application.readiness import Readiness
 
@@ -69,8 +70,8 @@ class AlwaysReady:
 
 class ColdPaths(containers.DeclarativeContainer):
     """What no shopper's request touches: the gate, the throttle's counters, the
-    audit, the queue probe, the operators' keys, the idempotency keys (stores/sql/cold.py
-    is the SQL stores')."""
+    audit, the queue probe, the operators' keys, the idempotency keys, the webhooks
+    (stores/sql/cold.py is the SQL stores')."""
 
     database = providers.Dependency(instance_of=MemoryDatabase)
     gate = providers.Singleton(MemoryGate)
@@ -79,6 +80,7 @@ class ColdPaths(containers.DeclarativeContainer):
     queue_probe = providers.Singleton(MemoryQueueProbe, database)
     operators = providers.Singleton(MemoryOperatorKeys)
     idempotency_keys = providers.Singleton(MemoryIdempotencyKeys)
+    webhooks = providers.Singleton(MemoryWebhooks)
 
 
 class Store(containers.DeclarativeContainer):

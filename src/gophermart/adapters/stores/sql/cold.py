@@ -1,7 +1,7 @@
 """The cold paths both SQL stores run the same way, on SQLAlchemy Core over their
 engines: the accrual gate, the login throttle's counters, the ledger audit, the
-queue probe and the operators' keys (no shopper's request touches them), and the
-idempotency keys (only a request that carries one). Each SQL store includes this
+queue probe, the operators' keys and the webhooks (no shopper's request touches
+them), and the idempotency keys (only a request that carries one). Each SQL store includes this
 container as its ``cold`` part, with its own engines and guard."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from gophermart.adapters.stores.sql.idempotency import SqlIdempotencyKeys
 from gophermart.adapters.stores.sql.operators import SqlOperatorKeys
 from gophermart.adapters.stores.sql.probe import SqlQueueProbe
 from gophermart.adapters.stores.sql.throttle import SqlThrottleCounters
+from gophermart.adapters.stores.sql.webhooks import SqlWebhooks
 
 
 class SqlColdPaths(containers.DeclarativeContainer):
@@ -41,4 +42,8 @@ class SqlColdPaths(containers.DeclarativeContainer):
     # Idempotency keys: a write that carries one claims it and stores its answer.
     idempotency_keys = providers.Singleton(
         guarded, providers.Singleton(SqlIdempotencyKeys, write), guard
+    )
+    # Webhook endpoints and deliveries: the operators' routes and the delivery worker.
+    webhooks = providers.Singleton(
+        guarded, providers.Singleton(SqlWebhooks, write, read, guard), guard
     )

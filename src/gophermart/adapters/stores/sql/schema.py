@@ -291,6 +291,84 @@ idempotency_keys = Table(
     Index(f"ix_{named('idempotency_keys')}_created_at", "created_at"),
 )
 
+# Webhook endpoints (application/webhooks.py, migration 0010): where events are POSTed.
+# ``secret`` signs the POSTs, so it is kept as it is (README "Webhooks" says why);
+# ``cursor`` is the last event id fanned out to the endpoint (moved by compare-and-set in
+# the transaction that records the deliveries); a deleted endpoint keeps its row and
+# deliveries, ``deleted_at`` set.
+webhooks = Table(
+    named("webhooks"),
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("url", String(2048), nullable=False),
+    # The event filter's patterns, space-separated (a pattern never holds a space).
+    Column("events", Text, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("deleted_at", UtcDateTime, nullable=True),
+)
+
+#: A delivery still to be sent (the partial indexes' predicate, written into the SQL).
+IS_PENDING = text("state = 'pending'")
+
+# One event to one endpoint (application/webhook_delivery.py): the bytes to POST (kept
+# here, so pruning events never loses what is still to be sent), its state, and the
+# queue's columns: ``next_attempt_at`` is when it is due, or until when a worker's lease
+# holds it; ``attempts`` counts every POST (and guards an outcome against a takeover),
+# ``failures`` those of the current retry window, which began at ``first_attempt_at``.
+webhook_deliveries = Table(
+    named("webhook_deliveries"),
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # Named: the convention's name would pass PostgreSQL's 63 characters.
+    Column(
+        "endpoint_id",
+        Id,
+        ForeignKey(named("webhooks") + ".id", name=f"fk_{named('webhook_deliveries')}_endpoint"),
+        nullable=False,
+    ),
+    Column("event_id", BigInteger, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("event_at", UtcDateTime, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("first_attempt_at", UtcDateTime, nullable=True),
+    Column("last_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state_known"),
+    CheckConstraint("(state = 'pending') = (next_attempt_at IS NOT NULL)", name="pending_queued"),
+    # One delivery per (endpoint, event): a second fan-out cannot invent a duplicate,
+    # and the listing pages by it.
+    Index(
+        f"uq_{named('webhook_deliveries')}_endpoint_event", "endpoint_id", "event_id", unique=True
+    ),
+    Index(f"ix_{named('webhook_deliveries')}_event_id", "event_id"),
+    # The queue: what is due per endpoint, and each user's oldest pending delivery.
+    Index(
+        f"ix_{named('webhook_deliveries')}_due",
+        "endpoint_id",
+        "next_attempt_at",
+        postgresql_where=IS_PENDING,
+        sqlite_where=IS_PENDING,
+    ),
+    Index(
+        f"ix_{named('webhook_deliveries')}_user_order",
+        "endpoint_id",
+        "user_id",
+        "event_id",
+        postgresql_where=IS_PENDING,
+        sqlite_where=IS_PENDING,
+    ),
+)
+
 # Events (SPEC "Events", migration 0009): every ledger entry and every order status
 # change, written in the same transaction by the database itself (triggers on
 # ``ledger`` and ``orders``: no writer can forget one). ``events`` is the feed: ``id``

@@ -8,6 +8,7 @@ present an operator key: the second kind of credential (``auth.py``).
 from gophermart.entrypoints.http.controllers.accounts import AccountsController
 from gophermart.entrypoints.http.controllers.admin import AdminController
 from gophermart.entrypoints.http.controllers.admin_ledger import AdminLedgerController
+from gophermart.entrypoints.http.controllers.admin_webhooks import AdminWebhooksController
 from gophermart.entrypoints.http.controllers.health import METRICS_PATH, HealthController
 from gophermart.entrypoints.http.controllers.ledger import LedgerController
 from gophermart.entrypoints.http.controllers.orders import OrdersController
@@ -18,6 +19,7 @@ __all__ = [
     "AccountsController",
     "AdminController",
     "AdminLedgerController",
+    "AdminWebhooksController",
     "HealthController",
     "LedgerController",
     "OrdersController",
