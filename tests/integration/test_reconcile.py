@@ -56,6 +56,22 @@ async def test_a_tampered_ledger_is_reported_item_by_item(database_uri: str) -> 
     assert (report.accounts, report.processed_orders, report.ledger_entries) == (1, 1, 3)
 
 
+async def test_a_withdrawal_refunded_beyond_its_amount_is_reported(database_uri: str) -> None:
+    async with loyalty_for_tests(database_uri=database_uri) as loyalty:
+        alice = await loyalty.register("alice", "pw")
+        await loyalty.upload_order(alice.user_id, ORDER)
+        await loyalty.record_accrual(ORDER, "729.98")
+        await loyalty.withdraw(alice.user_id, SPENT, "100.5")
+        await _tamper(
+            database_uri,
+            "INSERT INTO gophermart_ledger (user_id, kind, order_number, amount, created_at) "
+            f"VALUES ({alice.user_id}, 'withdrawal_refund', '{SPENT}', 6000, CURRENT_TIMESTAMP),"
+            f" ({alice.user_id}, 'withdrawal_refund', '{SPENT}', 5000, CURRENT_TIMESTAMP)",
+        )
+        report = await loyalty.reconcile()
+    assert f"withdrawal for order {SPENT}: 100.5, refunded 110" in report.problems
+
+
 async def test_the_command_lists_the_mismatches_and_exits_1(database_uri: str) -> None:
     async with loyalty_for_tests(database_uri=database_uri) as loyalty:
         bob = await loyalty.register("bob", "pw")
