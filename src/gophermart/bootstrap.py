@@ -205,6 +205,7 @@ async def _worker(
     idempotency: Idempotency | None = None,
     events: Events | None = None,
     deliveries: Callable[[], Any] | None = None,
+    webhooks: Webhooks | None = None,
 ) -> AsyncIterator[WorkerTask]:
     """The worker: expiring holds, pruning idempotency keys, sequencing and pruning
     events, delivering webhooks always, and polling the accrual system when there is
@@ -215,6 +216,8 @@ async def _worker(
         jobs.append(idempotency.prune_until(stop))
     if events is not None:
         jobs.extend([events.sequence_until(stop), events.prune_until(stop)])
+    if webhooks is not None:
+        jobs.append(webhooks.prune_until(stop))
     if deliveries is not None:
         delivery: WebhookDelivery = await _ready(deliveries())
         jobs.append(delivery.run_until(stop))
@@ -298,7 +301,9 @@ class Container(containers.DeclarativeContainer):
     idempotency = providers.Singleton(Idempotency, store.cold.idempotency_keys, clock)
     #: Webhook endpoints (the operators' verbs); also who still needs old events: the
     #: retention floor, the first event some live endpoint has not had fanned out yet.
-    webhooks = providers.Singleton(Webhooks, store.cold.webhooks, store.events, clock)
+    webhooks = providers.Singleton(
+        Webhooks, store.cold.webhooks, store.events, clock, settings.provided.events_retention
+    )
     retention_floor = webhooks
     #: The feed of events: the library's ``events(after=...)``, the worker's upkeep.
     events = providers.Singleton(
@@ -351,6 +356,7 @@ class Container(containers.DeclarativeContainer):
         idempotency=idempotency,
         events=events,
         deliveries=webhook_delivery.provider,
+        webhooks=webhooks,
     )
 
 

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -231,3 +232,30 @@ async def test_a_delivery_that_keeps_failing_is_failed_then_redelivered(
         await asyncio.sleep(0.2)
         again = (await loyalty.webhook_deliveries(endpoint))[0]
         assert again.state == "delivered" and again.attempts == failed.attempts + 1
+
+
+async def test_deliveries_done_with_are_pruned_and_a_live_endpoints_failed_ones_kept(
+    database_uri: str, receiver: Receiver
+) -> None:
+    """Retention of deliveries: delivered ones and a deleted endpoint's go once older
+    than the retention; a live endpoint's failed ones stay for an operator to replay."""
+    async with running(database_uri, webhook_retry_for=0.3) as loyalty:
+        good = (await loyalty.add_webhook(receiver.url, ["ledger.adjustment"])).endpoint.id
+        dead = (await loyalty.add_webhook("http://127.0.0.1:9/", ["ledger.*"])).endpoint.id
+        await _user_with_points(loyalty)
+        await _user_with_points(loyalty)
+        await _until_all_delivered(loyalty, good)
+        deadline = time.monotonic() + 10
+        while {v.state for v in await loyalty.webhook_deliveries(dead)} != {"failed"}:
+            assert time.monotonic() < deadline, await loyalty.webhook_deliveries(dead)
+            await asyncio.sleep(0.05)
+        store = loyalty.container.store.cold.webhooks()
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert await store.prune(datetime.now(UTC) - timedelta(hours=1), 100) == 0
+        assert await store.prune(later, 1) == 1  # a batch at a time
+        assert await store.prune(later, 100) == 1
+        assert await loyalty.webhook_deliveries(good) == []
+        assert len(await loyalty.webhook_deliveries(dead)) == 2  # failed: kept
+        await loyalty.delete_webhook(dead)
+        assert await store.prune(later, 100) == 2
+        assert await loyalty.webhook_deliveries(dead) == []

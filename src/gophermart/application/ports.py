@@ -962,6 +962,12 @@ class WebhookStore(Protocol):
         """Each live endpoint's backlog (one aggregate over the pending deliveries)."""
         ...
 
+    async def prune(self, older_than: datetime, limit: int) -> int:
+        """Delete up to ``limit`` deliveries that are done with: delivered before
+        ``older_than``, and every delivery of an endpoint deleted before it; how many.
+        A failed delivery of a live endpoint is kept (an operator may replay it)."""
+        ...
+
     async def retained_after(self) -> int | None:
         """The lowest cursor of the live endpoints: the events after it have not been
         fanned out to some endpoint yet, so they must not be pruned (``None``: none)."""

@@ -9,8 +9,13 @@ returns; the store keeps it (the worker signs with it), and no other verb return
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
+from gophermart.application.events import PRUNE_BATCH, RETENTION
+from gophermart.application.periodic import repeat_until
 from gophermart.application.ports import (
     Clock,
     DeliveryView,
@@ -30,6 +35,8 @@ from gophermart.domain.webhooks import (
     webhook_url,
 )
 
+log = logging.getLogger("gophermart.webhooks")
+
 #: The longest page of deliveries one call returns.
 MAX_PAGE = 1000
 
@@ -43,10 +50,36 @@ class NewWebhook:
 
 
 class Webhooks:
-    def __init__(self, store: WebhookStore, feed: EventFeed, clock: Clock) -> None:
+    """``retention``: how long a delivered delivery is listed (the events' retention),
+    and how long a deleted endpoint's deliveries are kept after its deletion."""
+
+    def __init__(
+        self,
+        store: WebhookStore,
+        feed: EventFeed,
+        clock: Clock,
+        retention: timedelta = RETENTION,
+    ) -> None:
         self._store = store
         self._feed = feed
         self._clock = clock
+        self._retention = retention
+
+    async def prune(self, batch: int = PRUNE_BATCH) -> int:
+        """Delete the deliveries done with for longer than the retention (delivered
+        ones, and every one of an endpoint deleted that long ago); a live endpoint's
+        failed deliveries are kept for an operator to replay. How many."""
+        older_than = self._clock.now() - self._retention
+        pruned = 0
+        while True:
+            deleted = await self._store.prune(older_than, batch)
+            pruned += deleted
+            if deleted < batch:
+                return pruned
+
+    async def prune_until(self, stop: asyncio.Event, every: float = 60.0) -> None:
+        """:meth:`prune` every ``every`` seconds until ``stop`` (the worker)."""
+        await repeat_until(stop, every, self.prune, log, "pruning webhook deliveries")
 
     async def add_webhook(self, url: str, events: list[str]) -> NewWebhook:
         """Register an endpoint: ``url`` (http or https) receives, from now on, the

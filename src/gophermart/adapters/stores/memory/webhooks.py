@@ -210,6 +210,18 @@ class MemoryWebhooks:
             lags.append(WebhookLag(endpoint.view.id, len(pending), min(pending, default=None)))
         return lags
 
+    async def prune(self, older_than: datetime, limit: int) -> int:
+        pruned = 0
+        for endpoint_id, deliveries in self._deliveries.items():
+            deleted_at = self._endpoints[endpoint_id].view.deleted_at
+            gone = deleted_at is not None and deleted_at < older_than
+            for event_id, delivery in list(deliveries.items()):
+                done = delivery.delivered_at is not None and delivery.delivered_at < older_than
+                if pruned < limit and (gone or (done and delivery.state != _PENDING)):
+                    del deliveries[event_id]
+                    pruned += 1
+        return pruned
+
     async def retained_after(self) -> int | None:
         return min((e.cursor for e in self._live()), default=None)
 

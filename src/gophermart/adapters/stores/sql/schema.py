@@ -311,6 +311,7 @@ webhooks = Table(
 
 #: A delivery still to be sent (the partial indexes' predicate, written into the SQL).
 IS_PENDING = text("state = 'pending'")
+IS_DELIVERED = text("state = 'delivered'")
 
 # One event to one endpoint (application/webhook_delivery.py): the bytes to POST (kept
 # here, so pruning events never loses what is still to be sent), its state, and the
@@ -358,6 +359,13 @@ webhook_deliveries = Table(
         "next_attempt_at",
         postgresql_where=IS_PENDING,
         sqlite_where=IS_PENDING,
+    ),
+    # Retention: delivered deliveries by age (Webhooks.prune).
+    Index(
+        f"ix_{named('webhook_deliveries')}_delivered_at",
+        "delivered_at",
+        postgresql_where=IS_DELIVERED,
+        sqlite_where=IS_DELIVERED,
     ),
     Index(
         f"ix_{named('webhook_deliveries')}_user_order",

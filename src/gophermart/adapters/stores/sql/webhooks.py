@@ -27,7 +27,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, literal_column, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gophermart.adapters.stores.guard import DatabaseGuard
@@ -287,6 +298,22 @@ class SqlWebhooks:
         async with self._read.connect() as conn:
             rows = await conn.execute(query)
             return [WebhookLag(r[0], r[1], r[2]) for r in rows]
+
+    async def prune(self, older_than: datetime, limit: int) -> int:
+        gone = select(w.c.id).where(w.c.deleted_at < older_than)
+        doomed = (
+            select(d.c.id)
+            .where(
+                or_(
+                    and_(d.c.state == literal_column("'delivered'"), d.c.delivered_at < older_than),
+                    d.c.endpoint_id.in_(gone),
+                )
+            )
+            .limit(limit)
+        )
+        async with self._write.begin() as conn:
+            result = await conn.execute(delete(d).where(d.c.id.in_(doomed.scalar_subquery())))
+        return int(result.rowcount or 0)
 
     async def retained_after(self) -> int | None:
         async with self._read.connect() as conn:

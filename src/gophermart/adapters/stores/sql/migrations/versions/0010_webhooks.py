@@ -23,6 +23,7 @@ depends_on = None
 
 _D = "gophermart_webhook_deliveries"
 _PENDING = sa.text("state = 'pending'")
+_DELIVERED = sa.text("state = 'delivered'")
 
 
 def upgrade() -> None:
@@ -79,6 +80,13 @@ def upgrade() -> None:
         sqlite_where=_PENDING,
     )
     op.create_index(
+        f"ix_{_D}_delivered_at",
+        _D,
+        ["delivered_at"],
+        postgresql_where=_DELIVERED,
+        sqlite_where=_DELIVERED,
+    )
+    op.create_index(
         f"ix_{_D}_user_order",
         _D,
         ["endpoint_id", "user_id", "event_id"],
@@ -88,7 +96,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for index in ("user_order", "due", "event_id", "endpoint_event"):
+    for index in ("user_order", "delivered_at", "due", "event_id", "endpoint_event"):
         op.drop_index(f"{'uq' if index == 'endpoint_event' else 'ix'}_{_D}_{index}", table_name=_D)
     op.drop_table(_D)
     op.drop_table("gophermart_webhooks")
