@@ -70,6 +70,11 @@ def upgrade() -> None:
             "(state = 'pending') = (next_attempt_at IS NOT NULL)", name=f"ck_{_D}_pending_queued"
         ),
     )
+    _delivery_indexes()
+
+
+def _delivery_indexes() -> None:
+    """The deliveries' unique key, the queue's indexes and retention's."""
     op.create_index(f"uq_{_D}_endpoint_event", _D, ["endpoint_id", "event_id"], unique=True)
     op.create_index(f"ix_{_D}_event_id", _D, ["event_id"])
     op.create_index(
