@@ -23,9 +23,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Final
 
-from gophermart.application.periodic import repeat_until
+from gophermart.application.periodic import in_batches, repeat_until
 from gophermart.application.ports import (
     Clock,
     EventFeed,
@@ -132,12 +133,7 @@ class Events:
         how many were deleted."""
         older_than = self._clock.now() - self._retention
         keep_from = await self._floor.keep_from()
-        pruned = 0
-        while True:
-            deleted = await self._upkeep.prune(older_than, keep_from, batch)
-            pruned += deleted
-            if deleted < batch:
-                return pruned
+        return await in_batches(partial(self._upkeep.prune, older_than, keep_from), batch)
 
     async def prune_until(self, stop: asyncio.Event, every: float = 60.0) -> None:
         """:meth:`prune` every ``every`` seconds until ``stop`` (the worker)."""

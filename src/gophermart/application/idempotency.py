@@ -20,9 +20,10 @@ import asyncio
 import hashlib
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Final
 
-from gophermart.application.periodic import repeat_until
+from gophermart.application.periodic import in_batches, repeat_until
 from gophermart.application.ports import Claim, Clock, IdempotencyKeys
 from gophermart.domain.errors import InvalidInput
 
@@ -74,13 +75,7 @@ class Idempotency:
 
     async def prune(self, batch: int = PRUNE_BATCH) -> int:
         """Delete every key older than :data:`RETENTION`, ``batch`` at a time; how many."""
-        older_than = self._clock.now() - RETENTION
-        pruned = 0
-        while True:
-            deleted = await self._keys.prune(older_than, batch)
-            pruned += deleted
-            if deleted < batch:
-                return pruned
+        return await in_batches(partial(self._keys.prune, self._clock.now() - RETENTION), batch)
 
     async def prune_until(self, stop: asyncio.Event, every: float = 1.0) -> None:
         """:meth:`prune` every ``every`` seconds until ``stop`` (the worker, beside the

@@ -1,5 +1,5 @@
-"""The worker's periodic chores (the holds' sweep, the idempotency keys' pruning): one
-loop for all of them."""
+"""The worker's periodic chores (the holds' sweep, the prunings): one loop for all of
+them, and one way to delete in batches."""
 
 from __future__ import annotations
 
@@ -34,3 +34,15 @@ async def repeat_until(
             failing = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
+
+
+async def in_batches(delete: Callable[[int], Awaitable[int]], batch: int) -> int:
+    """``delete(batch)`` (deletes at most ``batch`` rows, says how many) until a call
+    deletes fewer: one statement's lock and WAL at a time, however much is due. How
+    many in all."""
+    pruned = 0
+    while True:
+        deleted = await delete(batch)
+        pruned += deleted
+        if deleted < batch:
+            return pruned

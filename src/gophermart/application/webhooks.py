@@ -13,9 +13,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from gophermart.application.events import PRUNE_BATCH, RETENTION
-from gophermart.application.periodic import repeat_until
+from gophermart.application.periodic import in_batches, repeat_until
 from gophermart.application.ports import (
     Clock,
     DeliveryView,
@@ -70,12 +71,7 @@ class Webhooks:
         ones, and every one of an endpoint deleted that long ago); a live endpoint's
         failed deliveries are kept for an operator to replay. How many."""
         older_than = self._clock.now() - self._retention
-        pruned = 0
-        while True:
-            deleted = await self._store.prune(older_than, batch)
-            pruned += deleted
-            if deleted < batch:
-                return pruned
+        return await in_batches(partial(self._store.prune, older_than), batch)
 
     async def prune_until(self, stop: asyncio.Event, every: float = 60.0) -> None:
         """:meth:`prune` every ``every`` seconds until ``stop`` (the worker)."""
