@@ -164,7 +164,11 @@ class Store(containers.DeclarativeContainer):
     )
     events = providers.Singleton(guarded, event_feed, guard)
     cold = providers.Container(
-        SqlColdPaths, write=database.provided.write, read=database.provided.read, guard=guard
+        SqlColdPaths,
+        write=database.provided.write,
+        read=database.provided.read,
+        long=database.provided.long,
+        guard=guard,
     )
     readiness = providers.Singleton(
         SqlReadiness, providers.Callable(partial, revision_on_pool, hot_pool), timeout

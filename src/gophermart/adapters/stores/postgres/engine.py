@@ -37,9 +37,10 @@ def postgres_database(
     when given. ``timeout`` bounds connecting and waiting for a pooled connection
     (``None``: 30 s, for start-up work)."""
     return Database(
-        _postgres_engine(dsn, PoolSettings(), timeout, schema),
+        _postgres_engine(dsn, PoolSettings(), timeout, schema, bounded=True),
         display=display,
         schema=schema,
+        long=_postgres_engine(dsn, PoolSettings(size=1, overflow=0), timeout, schema),
         unbounded=(
             (lambda: postgres_database(dsn, display, None, schema)) if timeout is not None else None
         ),
@@ -56,9 +57,18 @@ def borrowed_postgres(engine: AsyncEngine, display: str, schema: str | None = No
 
 
 def _postgres_engine(
-    dsn: str, pool: PoolSettings, timeout: float | None, schema: str | None
+    dsn: str, pool: PoolSettings, timeout: float | None, schema: str | None, bounded: bool = False
 ) -> AsyncEngine:
+    """``bounded``: every wait inside asyncpg bounded by ``timeout`` too (its
+    ``command_timeout``). The guard's deadline cuts an operation short by cancelling it;
+    asyncpg then sends PostgreSQL a cancel request on a new connection and waits for the
+    server to hang up, and the next statement on that connection (the rollback in
+    SQLAlchemy's pre-ping, which a cancellation can land in) waits for that: with no
+    bound, for as long as a frozen server stays frozen. A stop during a freeze waited 15 s
+    for the sequencer's connection so, and a login answered its 503 after 7.7 s."""
     kwargs = connect_kwargs(timeout, schema=schema)
+    if bounded and timeout is not None:
+        kwargs["command_timeout"] = timeout
 
     def connect() -> Awaitable[Any]:
         # asyncpg parses libpq URIs itself, query parameters included.
@@ -91,4 +101,21 @@ def _postgres_engine(
         # then answered 2 s late. Terminated first, the polite close returns at once.
         dbapi_conn.driver_connection.terminate()
 
+    @event.listens_for(engine.sync_engine.pool, "close")
+    def _drop_if_cancelling(dbapi_conn: DBAPIConnection, _record: Any) -> None:
+        # A connection the pool discards (an overflow one coming back, say) is closed
+        # politely, and asyncpg's polite close first waits for any cancel request still
+        # out; to a frozen server that is for ever (with command_timeout: that long, and
+        # a traceback). One whose statement was cut short goes at once instead.
+        conn = dbapi_conn.driver_connection
+        if _is_cancelling(conn):
+            conn.terminate()
+
     return engine
+
+
+def _is_cancelling(conn: object) -> bool:
+    """Whether asyncpg still waits for a cancel request's answer on ``conn`` (its
+    protocol's own check; asyncpg has no public one: without it, ``False``)."""
+    check = getattr(getattr(conn, "_protocol", None), "_is_cancelling", None)
+    return bool(check()) if callable(check) else False

@@ -22,6 +22,8 @@ from gophermart.adapters.stores.sql.webhooks import SqlWebhooks
 class SqlColdPaths(containers.DeclarativeContainer):
     write = providers.Dependency(instance_of=AsyncEngine)
     read = providers.Dependency(instance_of=AsyncEngine)
+    #: The audit's engine: no bound per statement (Database.long).
+    long = providers.Dependency(instance_of=AsyncEngine)
     guard = providers.Dependency(instance_of=DatabaseGuard)
 
     # What requests and the worker use: behind the guard.
@@ -32,7 +34,7 @@ class SqlColdPaths(containers.DeclarativeContainer):
     # Operators' tools: an audit may rightly run long, so it has no deadline, but a hung
     # database is noticed by probes meanwhile; the queue probe answers a scrape.
     audit = providers.Singleton(
-        guarded, providers.Singleton(SqlLedgerAudit, read), guard, long=True
+        guarded, providers.Singleton(SqlLedgerAudit, long), guard, long=True
     )
     queue_probe = providers.Singleton(guarded, providers.Singleton(SqlQueueProbe, read), guard)
     # Operators' keys: each admin request reads one (behind the guard, like a request's).

@@ -28,7 +28,8 @@ class Database:
     host's borrowed engine is left alone. ``unbounded``
     makes this database again without our timeouts, for start-up work (a migration may
     wait for another process's); ``None`` when the engines are a host's, whose settings
-    are the host's.
+    are the host's. ``long``: the engine of work that may rightly run long (the ledger
+    audit), when the others bound each statement.
     """
 
     def __init__(
@@ -40,9 +41,12 @@ class Database:
         owned: bool = True,
         unbounded: Callable[[], Database] | None = None,
         schema: str | None = None,
+        long: AsyncEngine | None = None,
     ) -> None:
         self.write = write
         self.read = read or write
+        #: For work that may rightly run long (the ledger audit): no per-statement bound.
+        self.long = long or self.read
         self.display = display
         self.schema = schema
         self._owned = owned
@@ -71,6 +75,5 @@ class Database:
         """``close=False`` drops the pooled connections without a goodbye round trip."""
         if not self._owned:
             return
-        await self.write.dispose(close=close)
-        if self.read is not self.write:
-            await self.read.dispose(close=close)
+        for engine in dict.fromkeys((self.write, self.read, self.long)):
+            await engine.dispose(close=close)

@@ -61,7 +61,11 @@ class Store(containers.DeclarativeContainer):
         guard,
     )
     cold = providers.Container(
-        SqlColdPaths, write=database.provided.write, read=database.provided.read, guard=guard
+        SqlColdPaths,
+        write=database.provided.write,
+        read=database.provided.read,
+        long=database.provided.long,
+        guard=guard,
     )
     readiness = providers.Singleton(
         SqlReadiness,
