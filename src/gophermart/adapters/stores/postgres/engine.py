@@ -102,20 +102,12 @@ def _postgres_engine(
         dbapi_conn.driver_connection.terminate()
 
     @event.listens_for(engine.sync_engine.pool, "close")
-    def _drop_if_cancelling(dbapi_conn: DBAPIConnection, _record: Any) -> None:
-        # A connection the pool discards (an overflow one coming back, say) is closed
-        # politely, and asyncpg's polite close first waits for any cancel request still
-        # out; to a frozen server that is for ever (with command_timeout: that long, and
-        # a traceback). One whose statement was cut short goes at once instead.
-        conn = dbapi_conn.driver_connection
-        if _is_cancelling(conn):
-            conn.terminate()
+    def _close_without_waiting(dbapi_conn: DBAPIConnection, _record: Any) -> None:
+        # asyncpg's polite close sends its goodbye and then waits for the server to hang
+        # up (and first for any cancel request still out): on a frozen server, for ever
+        # (with command_timeout: that long, then a traceback in the log). terminate()
+        # sends the same goodbye and drops the socket at once; the pool's close after it
+        # finds the connection closed.
+        dbapi_conn.driver_connection.terminate()
 
     return engine
-
-
-def _is_cancelling(conn: object) -> bool:
-    """Whether asyncpg still waits for a cancel request's answer on ``conn`` (its
-    protocol's own check; asyncpg has no public one: without it, ``False``)."""
-    check = getattr(getattr(conn, "_protocol", None), "_is_cancelling", None)
-    return bool(check()) if callable(check) else False
