@@ -160,7 +160,7 @@ async def seed_heavy(dsn: str, orders: int) -> int:
             datetime.now(UTC),
             orders,
         )
-        await conn.execute("VACUUM ANALYZE orders")
+        await conn.execute("VACUUM ANALYZE gophermart_orders")
         return heavy
     finally:
         await conn.close()
