@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gophermart import Gophermart
+from gophermart.domain.users import UserId
 from gophermart.entrypoints.cli import build_parser, resolve_settings
 from gophermart.settings import ConfigError, parse_listen_address
 from tests.conftest import start_service, wait_until_up
@@ -145,11 +148,55 @@ def test_a_taken_port_is_one_line(tmp_path: Path) -> None:
     assert "RUN_ADDRESS" in result.stderr and str(port) in result.stderr
 
 
-def test_worker_needs_the_accrual_address(tmp_path: Path) -> None:
-    result = run_cli("worker", "-d", f"sqlite:///{tmp_path}/w.db")
-    assert result.returncode == 2
-    assert "ACCRUAL_SYSTEM_ADDRESS" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_a_worker_without_an_accrual_system_expires_holds_and_leaves_orders_new(
+    tmp_path: Path,
+) -> None:
+    """Before: it refused to start without ACCRUAL_SYSTEM_ADDRESS. Holds, events and
+    webhooks gave the worker work of its own, which a shop without an accrual system
+    needs done too."""
+    from tests.integration.test_accrual_e2e import clean_env
+
+    uri = f"sqlite:///{tmp_path}/w.db"
+    new_order = "12345678903"
+
+    async def seed() -> UserId:
+        async with Gophermart.open(uri) as loyalty:
+            user = await loyalty.register("wendy", "pw")
+            await loyalty.upload_order(user.user_id, "9278923470")
+            await loyalty.record_accrual("9278923470", 100)
+            await loyalty.upload_order(user.user_id, new_order)
+            await loyalty.hold(user.user_id, "2377225624", "30", ttl=1)
+            return user.user_id
+
+    async def held_and_statuses(user_id: UserId) -> tuple[int, set[str]]:
+        async with Gophermart.open(uri) as loyalty:
+            balance = await loyalty.balance(user_id)
+            orders = await loyalty.orders(user_id)
+        return balance.held.cents, {o.status for o in orders if o.number == new_order}
+
+    user_id = asyncio.run(seed())
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gophermart", "worker", "-d", uri],
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        held, statuses = asyncio.run(held_and_statuses(user_id))
+        while held and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            held, statuses = asyncio.run(held_and_statuses(user_id))
+        log = log_path.read_text()
+        assert proc.poll() is None, log
+        assert held == 0, f"the hold was not expired: {log}"
+        assert statuses == {"NEW"}
+        assert "without an accrual system" in log, log
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, log_path.read_text()
 
 
 def test_flags_win_over_environment(tmp_path: Path) -> None:

@@ -225,8 +225,6 @@ def serve(settings: Settings) -> int:
 def run_worker(settings: Settings) -> int:
     from gophermart.entrypoints.worker import run
 
-    if not settings.accrual_address:
-        refuse("ACCRUAL_SYSTEM_ADDRESS", "the worker needs the accrual system's URL")
     listening = None
     if settings.worker_address is not None:
         name = "GOPHERMART_WORKER_ADDRESS"

@@ -1,4 +1,6 @@
-"""``gophermart worker``: the accrual worker alone, for scaling it out.
+"""``gophermart worker``: the worker alone, for scaling it out: it polls the accrual
+system (when ``ACCRUAL_SYSTEM_ADDRESS`` is set; without it orders stay NEW), expires
+holds, numbers and prunes events, delivers webhooks and prunes idempotency keys.
 
 Any number of these (and of server processes with their in-process workers) can run
 against one PostgreSQL database: orders are leased with ``FOR UPDATE SKIP LOCKED``,
@@ -88,7 +90,13 @@ async def _main(settings: Settings, listening: socket.socket | None) -> None:
         else contextlib.nullcontext()
     )
     async with loyalty, face, loyalty.running_worker():
-        log.info("accrual worker running against %s", settings.accrual_address)
+        if settings.accrual_address:
+            log.info("accrual worker running against %s", settings.accrual_address)
+        else:
+            log.info(
+                "worker running without an accrual system (ACCRUAL_SYSTEM_ADDRESS unset): "
+                "orders stay NEW; holds, events and webhooks go on"
+            )
         await stop.wait()
         log.info("stopping: finishing the orders in hand")
 
