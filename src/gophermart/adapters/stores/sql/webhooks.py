@@ -22,7 +22,7 @@ between two POSTs, and a busy endpoint costs a transaction per batch, not per PO
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -140,7 +140,7 @@ CLAIM = _claim(_due(one_user=False))
 CLAIM_NEXT = _claim(_due(one_user=True))
 
 
-def _claimed_of(row: Sequence[Any]) -> ClaimedDelivery:
+def claimed_of(row: Sequence[Any]) -> ClaimedDelivery:
     return ClaimedDelivery(row[0], row[1], row[2], row[3], bytes(row[4]), *row[5:])
 
 
@@ -170,7 +170,12 @@ class SqlWebhooks:
     def __init__(self, write: AsyncEngine, read: AsyncEngine, guard: DatabaseGuard) -> None:
         self._write = write
         self._read = read
-        self._outcomes = _Outcomes(write, guard)
+        self._outcomes = _Outcomes(guard, self._write_outcomes)
+
+    async def _write_outcomes(self, batch: Sequence[Outcome]) -> list[ClaimedDelivery | None]:
+        """A group commit's outcomes, one transaction: a statement or two each."""
+        async with self._write.begin() as conn:
+            return [await _write_outcome(conn, o) for o in batch]
 
     async def add(
         self, url: str, events: tuple[str, ...], secret: str, cursor: int, at: datetime
@@ -244,7 +249,7 @@ class SqlWebhooks:
         }
         async with self._write.begin() as conn:
             rows = (await conn.execute(CLAIM, params)).all()
-        return sorted((_claimed_of(row) for row in rows), key=lambda c: c.event_id)
+        return sorted((claimed_of(row) for row in rows), key=lambda c: c.event_id)
 
     async def record(
         self,
@@ -256,7 +261,7 @@ class SqlWebhooks:
         error: str | None,
         lease_until: datetime | None = None,
     ) -> ClaimedDelivery | None:
-        outcome = _Outcome(claimed, state, at, next_at, status, error, lease_until)
+        outcome = Outcome(claimed, state, at, next_at, status, error, lease_until)
         return await self._outcomes.record(outcome)
 
     async def deliveries(
@@ -322,7 +327,7 @@ class SqlWebhooks:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class Outcome:
     claimed: ClaimedDelivery
     state: str
     at: datetime
@@ -332,7 +337,7 @@ class _Outcome:
     lease_until: datetime | None
 
 
-async def _write_outcome(conn: AsyncConnection, o: _Outcome) -> ClaimedDelivery | None:
+async def _write_outcome(conn: AsyncConnection, o: Outcome) -> ClaimedDelivery | None:
     """One outcome (unless the delivery was claimed again since); with a lease, the
     user's next due delivery claimed when this one ended."""
     delivered = o.state == DeliveryState.DELIVERED.value
@@ -358,22 +363,25 @@ async def _write_outcome(conn: AsyncConnection, o: _Outcome) -> ClaimedDelivery 
         "limit": 1,
     }
     row = (await conn.execute(CLAIM_NEXT, params)).first()
-    return _claimed_of(row) if row is not None else None
+    return claimed_of(row) if row is not None else None
+
+
+#: Writes a group commit's outcomes; back, per outcome, the next delivery it claimed.
+OutcomeWriter = Callable[[Sequence[Outcome]], Awaitable[list[ClaimedDelivery | None]]]
 
 
 class _Outcomes:
-    """Group commit of outcomes: those that arrive while a transaction writes others
-    wait for the next one, which writes them all (one pooled connection, one commit).
-    Under load that is a transaction per batch, not per POST: the cold paths' pool is a
-    few connections, shared with the rest of the worker."""
+    """Group commit of outcomes: those that arrive while a batch is being written wait
+    for the next one, written all together by ``write`` (one transaction). Under load
+    that is a transaction per batch, not per POST."""
 
-    def __init__(self, engine: AsyncEngine, guard: DatabaseGuard) -> None:
-        self._engine = engine
+    def __init__(self, guard: DatabaseGuard, write: OutcomeWriter) -> None:
         self._guard = guard
-        self._queue: list[tuple[_Outcome, asyncio.Future[ClaimedDelivery | None]]] = []
+        self.write = write
+        self._queue: list[tuple[Outcome, asyncio.Future[ClaimedDelivery | None]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
-    async def record(self, outcome: _Outcome) -> ClaimedDelivery | None:
+    async def record(self, outcome: Outcome) -> ClaimedDelivery | None:
         future: asyncio.Future[ClaimedDelivery | None] = asyncio.get_running_loop().create_future()
         self._queue.append((outcome, future))
         if self._flushing is None:
@@ -381,13 +389,13 @@ class _Outcomes:
         return await future
 
     async def _flush(self) -> None:
-        batch: list[tuple[_Outcome, asyncio.Future[ClaimedDelivery | None]]] = []
+        batch: list[tuple[Outcome, asyncio.Future[ClaimedDelivery | None]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
-                    async with self._guard.watch(), self._engine.begin() as conn:
-                        results = [await _write_outcome(conn, o) for o, _ in batch]
+                    async with self._guard.watch():
+                        results = await self.write([o for o, _ in batch])
                 except Exception as exc:  # every outcome of the batch failed with it
                     for _, future in batch:
                         if not future.done():
