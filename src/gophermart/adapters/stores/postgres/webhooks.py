@@ -52,8 +52,15 @@ from gophermart.adapters.stores.sql.schema import webhook_deliveries as d
 from gophermart.adapters.stores.sql.schema import webhooks as w
 from gophermart.adapters.stores.sql.statements import Statement
 from gophermart.adapters.stores.sql.types import UtcDateTime
-from gophermart.adapters.stores.sql.webhooks import CLAIM, Outcome, SqlWebhooks, claimed_of
-from gophermart.application.ports import ClaimedDelivery, NewDelivery
+from gophermart.adapters.stores.sql.webhooks import (
+    CLAIM,
+    TARGETS,
+    Outcome,
+    SqlWebhooks,
+    claimed_of,
+    target_of,
+)
+from gophermart.application.ports import ClaimedDelivery, DeliveryTarget, NewDelivery
 
 # Written into the SQL, not bound: the partial indexes' predicate (``state =
 # 'pending'``) must be provable from the statement's text, or a prepared statement's
@@ -224,6 +231,8 @@ def _following(done: Any) -> Any:
 RECORD = Statement(_record())
 #: The shared store's claim (each user's oldest pending delivery, leased), on asyncpg.
 CLAIM_HEADS = Statement(CLAIM)
+#: The live endpoints with their cursors (each second, and after a lost fan-out race).
+LIVE_TARGETS = Statement(TARGETS)
 
 
 class PgWebhooks(SqlWebhooks):
@@ -233,6 +242,10 @@ class PgWebhooks(SqlWebhooks):
     def __init__(self, write: Any, read: Any, guard: DatabaseGuard, pool: PgPool) -> None:
         super().__init__(write, read, guard)
         self._pool = pool
+
+    async def targets(self) -> list[DeliveryTarget]:
+        async with self._pool.connection() as conn:
+            return [target_of(row) for row in await PgRunner(conn).fetch(LIVE_TARGETS, {})]
 
     async def fan_out(
         self,

@@ -160,6 +160,13 @@ _VIEW = (
 )
 
 
+TARGETS = select(w.c.id, w.c.url, w.c.events, w.c.secret, w.c.cursor).where(_LIVE).order_by(w.c.id)
+
+
+def target_of(row: Sequence[Any]) -> DeliveryTarget:
+    return DeliveryTarget(row[0], row[1], tuple(row[2].split()), row[3], row[4])
+
+
 def _endpoint_of(row: Sequence[Any]) -> WebhookEndpoint:
     return WebhookEndpoint(row[0], row[1], tuple(row[2].split()), row[3], row[4])
 
@@ -203,10 +210,8 @@ class SqlWebhooks:
             return True
 
     async def targets(self) -> list[DeliveryTarget]:
-        query = select(w.c.id, w.c.url, w.c.events, w.c.secret, w.c.cursor).where(_LIVE)
         async with self._write.connect() as conn:  # the cursor as last written
-            rows = await conn.execute(query.order_by(w.c.id))
-            return [DeliveryTarget(r[0], r[1], tuple(r[2].split()), r[3], r[4]) for r in rows]
+            return [target_of(r) for r in await conn.execute(TARGETS)]
 
     async def fan_out(
         self,
