@@ -2,8 +2,12 @@
 
 The lessons of the accrual poller (``accrual_http.py``), for endpoints we do not run:
 
-* one httpx transport (its connection pool) **per endpoint**, as large as the endpoint's
-  concurrency: a slow or dead endpoint holds its own connections, never another's;
+* connections **per endpoint**, as many as the endpoint's concurrency: a slow or dead
+  endpoint holds its own connections, never another's. Each is an httpx transport of
+  one connection, taken by one POST at a time: httpcore's pool looks at every one of
+  its connections (is it expired? readable?) twice per request, so one pool of 16
+  idle-most-of-the-time connections cost a third of the deliverer's CPU (py-spy,
+  docs/performance.md "Webhooks");
 * connections are **kept alive** between POSTs: an answer's body is read to its end
   (at most ``max_body`` bytes), so its connection goes back to the pool; one not read
   to the end would be closed, and every POST would pay a new connection (it did: the
@@ -41,13 +45,14 @@ _FIXED: Final[list[tuple[str, str]]] = [("User-Agent", USER_AGENT), ("Accept-Enc
 
 
 class _Endpoint:
-    """One endpoint's transport (its own pool) and its URL, parsed once."""
+    """One endpoint's URL, parsed once, and its idle transports (a connection each)."""
 
-    __slots__ = ("transport", "url")
+    __slots__ = ("id", "idle", "url")
 
-    def __init__(self, url: str, transport: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, endpoint_id: int, url: str) -> None:
+        self.id = endpoint_id
         self.url = httpx.URL(url)
-        self.transport = transport
+        self.idle: list[httpx.AsyncBaseTransport] = []
 
 
 class HttpWebhookSender:
@@ -71,15 +76,28 @@ class HttpWebhookSender:
     def _endpoint(self, endpoint_id: int, url: str) -> _Endpoint:
         found = self._endpoints.get(endpoint_id)
         if found is None:  # an endpoint's URL never changes (there is no such verb)
-            transport = self._shared or httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=self._connections,
-                    max_keepalive_connections=self._connections,
-                ),
-                retries=0,
-            )
-            found = self._endpoints[endpoint_id] = _Endpoint(url, transport)
+            found = self._endpoints[endpoint_id] = _Endpoint(endpoint_id, url)
         return found
+
+    def _take(self, endpoint: _Endpoint) -> httpx.AsyncBaseTransport:
+        """An idle transport of the endpoint's, or a new one (the delivery worker never
+        has more POSTs in flight per endpoint than ``connections``)."""
+        if self._shared is not None:
+            return self._shared
+        if endpoint.idle:
+            return endpoint.idle.pop()
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        return httpx.AsyncHTTPTransport(limits=limits, retries=0)
+
+    async def _give_back(self, endpoint: _Endpoint, transport: httpx.AsyncBaseTransport) -> None:
+        if transport is self._shared:
+            return
+        kept = self._endpoints.get(endpoint.id) is endpoint  # not forgotten meanwhile
+        if kept and len(endpoint.idle) < self._connections:
+            endpoint.idle.append(transport)
+        else:
+            with contextlib.suppress(Exception):
+                await transport.aclose()
 
     async def post(
         self, endpoint_id: int, url: str, body: bytes, headers: dict[str, str]
@@ -92,9 +110,10 @@ class HttpWebhookSender:
             content=body,
             extensions={"timeout": self._timeouts},
         )
+        transport = self._take(endpoint)
         try:
             async with asyncio.timeout(self._deadline):
-                answer = await endpoint.transport.handle_async_request(request)
+                answer = await transport.handle_async_request(request)
                 try:
                     status = answer.status_code
                     excerpt = await self._read(answer)
@@ -108,6 +127,8 @@ class HttpWebhookSender:
             # ConnectError (refused, unreachable, a name that does not resolve), a
             # connection dropped mid-answer, a malformed status line...
             return Attempt(None, f"{type(exc).__name__}: {exc}"[:500], "network")
+        finally:
+            await self._give_back(endpoint, transport)
         if 200 <= status < 300:
             return Attempt(status)
         text = excerpt.decode("utf-8", "replace").strip()
@@ -125,10 +146,14 @@ class HttpWebhookSender:
         return bytes(body[: self._max_body])
 
     async def forget(self, endpoint_id: int) -> None:
+        """Close the endpoint's idle connections (one in use is closed when it is given
+        back: the endpoint is no longer ours to keep connections to)."""
         endpoint = self._endpoints.pop(endpoint_id, None)
-        if endpoint is not None and endpoint.transport is not self._shared:
-            with contextlib.suppress(Exception):
-                await endpoint.transport.aclose()
+        if endpoint is not None:
+            idle, endpoint.idle = endpoint.idle, []
+            for transport in idle:
+                with contextlib.suppress(Exception):
+                    await transport.aclose()
 
     async def aclose(self) -> None:
         for endpoint_id in list(self._endpoints):
