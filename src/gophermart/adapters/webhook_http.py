@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Final
 
 import httpx
@@ -70,6 +71,7 @@ class HttpWebhookSender:
         self._max_body = max_body
         self._shared = transport  # tests' (never closed here)
         self._endpoints: dict[int, _Endpoint] = {}
+        self._tls: ssl.SSLContext | None = None  # shared by every transport
         connect = min(deadline, 3.0)
         self._timeouts = {"connect": connect, "read": deadline, "write": deadline, "pool": deadline}
 
@@ -86,8 +88,10 @@ class HttpWebhookSender:
             return self._shared
         if endpoint.idle:
             return endpoint.idle.pop()
+        if self._tls is None:  # loading the CA bundle takes ~50 ms: once per sender
+            self._tls = httpx.create_ssl_context()
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        return httpx.AsyncHTTPTransport(limits=limits, retries=0)
+        return httpx.AsyncHTTPTransport(verify=self._tls, limits=limits, retries=0)
 
     async def _give_back(self, endpoint: _Endpoint, transport: httpx.AsyncBaseTransport) -> None:
         if transport is self._shared:
