@@ -65,14 +65,27 @@ def _heads() -> Any:
     next user, one for their first delivery. Checking every pending delivery for an
     earlier one of its user cost a probe per delivery of the backlog, per claim: 20,000
     pending deliveries of 64 users drained at ~10 a second (benchmarks/
-    webhook_throughput.py)."""
+    webhook_throughput.py).
+
+    The next user is ``ORDER BY endpoint_id, user_id LIMIT 1``, not ``min(user_id)``:
+    on a table PostgreSQL has no statistics for yet (a new database, the bench's) the
+    planner answered ``min()`` from the ``due`` index, reading every pending delivery of
+    the endpoint for each user: 376 ms for 16,000 pending deliveries of 64 users,
+    against 1.2 ms when the order asked for is the ``user_order`` index's own."""
     endpoint: Any = bindparam("endpoint")
-    first = select(func.min(d.c.user_id)).where(d.c.endpoint_id == endpoint, _PENDING)
-    users = select(first.scalar_subquery().label("user_id")).cte("users", recursive=True)
-    following = select(func.min(d.c.user_id)).where(
-        d.c.endpoint_id == endpoint, _PENDING, d.c.user_id > users.c.user_id
-    )
-    users = users.union_all(select(following.scalar_subquery()).where(users.c.user_id.is_not(None)))
+
+    def next_user(*after: Any) -> Any:
+        return (
+            select(d.c.user_id)
+            .where(d.c.endpoint_id == endpoint, _PENDING, *after)
+            .order_by(d.c.endpoint_id, d.c.user_id)
+            .limit(literal_column("1"))  # written, not bound: a generic plan knows it too
+            .scalar_subquery()
+        )
+
+    users = select(next_user().label("user_id")).cte("users", recursive=True)
+    following = next_user(d.c.user_id > users.c.user_id)
+    users = users.union_all(select(following).where(users.c.user_id.is_not(None)))
     head = (
         select(d.c.id)
         .where(d.c.endpoint_id == endpoint, _PENDING, d.c.user_id == users.c.user_id)
