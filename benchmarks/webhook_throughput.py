@@ -2,10 +2,13 @@
 bench stays >= 0.9x with one endpoint, and the deliverer keeps up with it).
 
     .venv/bin/python benchmarks/webhook_throughput.py [--pairs 3] [--duration 15] [--workers 2]
+        [--separate-worker] [--service-src DIR]
 
 1. one service (``gophermart -w N`` with its in-process workers, which sequence the events
    and deliver webhooks), on a seeded PostgreSQL database (run.py's seeding: users,
-   funded accounts, real tokens);
+   funded accounts, real tokens); with ``--separate-worker``, the documented scale-out
+   deployment instead: ``gophermart -w N --no-worker`` and one ``gophermart worker``
+   process beside it (README, "Webhooks");
 2. a fast local receiver *process* (this file with ``--receiver``): it answers every POST
    ``200`` at once and records, per event, its lag: arrival time minus the event's ``at``
    (the entry's commit time, to the clock's precision);
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -170,7 +174,15 @@ async def measure(args: argparse.Namespace, cfg: Config, procs: Processes) -> di
     try:
         await dbs.create(dbs.bench)
         dsn = dbs.service_dsn(dbs.bench)
-        service = await run.start_service(procs, cfg, dsn, "webhooks-service.log", NO_ACCRUAL)
+        inside = None if args.separate_worker else NO_ACCRUAL
+        service = await run.start_service(procs, cfg, dsn, "webhooks-service.log", inside)
+        worker = None
+        if args.separate_worker:
+            worker = procs.start(
+                "worker",
+                [*run.gophermart_cmd(), "worker", "-d", dsn, "-r", NO_ACCRUAL],
+                RESULTS_DIR / "webhooks-worker.log",
+            )
         try:
             seeded = await run.seed(cfg, dbs, service)
             tokens = work / "tokens.txt"
@@ -189,15 +201,19 @@ async def measure(args: argparse.Namespace, cfg: Config, procs: Processes) -> di
                 rows[-1]["ratio"] = round(runs["on"]["rps"] / max(runs["off"]["rps"], 1e-9), 3)
         finally:
             procs.stop(service.proc)
+            if worker is not None:
+                procs.stop(worker)
         return {"rows": rows, "integrity": await run.integrity(dbs)}
     finally:
         await dbs.drop_all()
 
 
 def render(out: dict[str, Any], cfg: Config) -> str:
+    where = "a separate worker process" if out.get("separate_worker") else "in-process workers"
     lines = [
         f"withdrawals without / with one webhook endpoint: wrk -t{cfg.threads} "
-        f"-c{cfg.connections} -d{cfg.duration}s, -w {cfg.workers}, {cfg.users} users",
+        f"-c{cfg.connections} -d{cfg.duration}s, -w {cfg.workers} ({where}), "
+        f"{cfg.users} users",
         "",
         "| pair | off req/s | on req/s | ratio | lag p50 / p99 / max (ms) | drain after "
         "| delivered |",
@@ -224,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
     p.add_argument("--pairs", type=int, default=3, help="off/on pairs (default 3)")
     p.add_argument(
+        "--separate-worker",
+        action="store_true",
+        help="servers with --no-worker and one `gophermart worker` process",
+    )
+    p.add_argument(
         "--output", type=Path, default=RESULTS_DIR / "webhooks.json", help="results as JSON"
     )
     args, rest = p.parse_known_args(argv)
@@ -234,12 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg = run.parse_args([*rest, "--skip-accrual"])
     cfg = replace(cfg, users=cfg.users if "--users" in rest else 1000)
     cfg = replace(cfg, tokens=min(cfg.tokens, cfg.users) if "--tokens" in rest else 64)
+    if cfg.service_src:  # as run.py's main: every process imports that tree
+        path = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [cfg.service_src, path]))
+        os.environ[run.SERVICE_SRC_ENV] = cfg.service_src
+        sys.path.insert(0, cfg.service_src)  # _register, _drain: the same tree
     run.ensure_wrk()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     out = run.run_stopping_processes(measure(args, cfg, procs), procs)
     if out is None:
         return 130
+    out["separate_worker"] = args.separate_worker
     args.output.write_text(json.dumps(out, indent=2, default=str) + "\n")
     print()
     print(render(out, cfg))

@@ -1,6 +1,7 @@
 """A webhook receiver for tests: a real HTTP/1.1 server on its own thread and event loop
 that records every POST (headers, body, arrival time) and answers as the test says
-(a status, after a delay), or refuses connections while it is "down"."""
+(a status, after a delay), or refuses connections while it is "down" (the connections
+the sender keeps alive are dropped too: a dead endpoint answers nothing)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Receiver:
         self.in_flight = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.port = self._call(self._listen(0))
@@ -59,6 +61,10 @@ class Receiver:
         if self._server is not None:
             self._server.close()
             self._server = None
+        for task in self._connections:
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=5)
         return 0
 
     def down(self) -> None:
@@ -73,6 +79,9 @@ class Receiver:
         self._thread.join(5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
         try:
             while True:
                 line = await reader.readline()
@@ -94,9 +103,10 @@ class Receiver:
                     self.in_flight -= 1
                 writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok".encode())
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return
         finally:
+            self._connections.discard(task)
             writer.close()
 
     # --- what arrived -----------------------------------------------------------------

@@ -68,6 +68,10 @@ class DeliveryConfig:
     #: A slot sends at most this many of one user's events in a row (each claimed in the
     #: transaction that records the one before) before it goes back to the pool.
     chain: int = 100
+    #: The feed is read at most this often (seconds) while it has no backlog: a finished
+    #: POST wakes the loop for a claim, not for a read of the feed each time (on
+    #: PostgreSQL new events show up once per run of the sequencer, every 20 ms).
+    fan_out_every: float = 0.02
 
 
 class WebhookDelivery:
@@ -148,11 +152,16 @@ class _EndpointLoop:
 
     async def run(self, stop: asyncio.Event) -> None:
         config = self._w.config
+        clock = asyncio.get_running_loop().time
+        fan_out_at = 0.0  # when the feed is read next (a backlog: at once)
         async with asyncio.TaskGroup() as sends:
             while not stop.is_set():
                 self._wake.clear()
                 try:
-                    more = await self._fan_out()
+                    more = False
+                    if clock() >= fan_out_at:
+                        more = await self._fan_out()
+                        fan_out_at = clock() + (0.0 if more else config.fan_out_every)
                     claimed = await self._claim(sends)
                 except StoreUnavailable:  # an outage: logged once where it was seen
                     self._store_failing = True
@@ -165,8 +174,13 @@ class _EndpointLoop:
                     await wait_any(stop, None, config.idle)
                     continue
                 self._store_failing = False
-                if not more and not claimed:
+                if more or claimed:
+                    continue
+                if self._in_flight and (left := fan_out_at - clock()) > 0:
+                    await wait_any(stop, self._wake, left)  # a slot ends, or the feed's turn
+                else:  # nothing in flight: news of the feed, or a retry coming due
                     await wait_any(stop, self._wake, config.idle, self._new_events())
+                    fan_out_at = 0.0
             self._stopping = True  # the POSTs in flight finish; their users' next ones wait
 
     async def _new_events(self) -> None:

@@ -26,6 +26,7 @@ from gophermart.adapters.stores.postgres.reads import PgReads
 from gophermart.adapters.stores.postgres.runner import PgRunner
 from gophermart.adapters.stores.postgres.statements import orders_channel
 from gophermart.adapters.stores.postgres.unit_of_work import PgUnitOfWork, within
+from gophermart.adapters.stores.postgres.webhooks import PgWebhooks
 from gophermart.adapters.stores.sql.cold import SqlColdPaths
 from gophermart.adapters.stores.sql.engine import Database
 from gophermart.adapters.stores.sql.lifecycle import SqlLifecycle
@@ -72,6 +73,25 @@ def _commit_pool(dsn: str, timeout: float, schema: str | None) -> PgPool:
         schema=schema,
         name="asyncpg_commit",
         lock_timeout=COMMIT_LOCK_TIMEOUT,
+    )
+
+
+#: The webhook delivery worker's connections per process (stores/postgres/webhooks.py):
+#: fan-outs and claims of each endpoint's loop, and one group commit of outcomes.
+WEBHOOK_CONNECTIONS = 3
+
+
+def _webhook_pool(dsn: str, timeout: float, schema: str | None) -> PgPool:
+    """The delivery worker's own few connections: never the API's (the hot pool), so
+    a backlog of deliveries cannot make a request wait for a connection. Opened by the
+    first delivery (a process that delivers nothing never opens it)."""
+    return PgPool(
+        dsn,
+        min_size=1,
+        max_size=WEBHOOK_CONNECTIONS,
+        timeout=timeout,
+        schema=schema,
+        name="asyncpg_webhooks",
     )
 
 
@@ -163,12 +183,22 @@ class Store(containers.DeclarativeContainer):
         timeout=timeout,
     )
     events = providers.Singleton(guarded, event_feed, guard)
+    webhook_pool = providers.Singleton(_webhook_pool, dsn, timeout, schema)
+    #: The shared cold paths, but for the webhooks: the delivery worker's statements
+    #: set-based on asyncpg (stores/postgres/webhooks.py).
     cold = providers.Container(
         SqlColdPaths,
         write=database.provided.write,
         read=database.provided.read,
         long=database.provided.long,
         guard=guard,
+        webhooks=providers.Singleton(
+            guarded,
+            providers.Singleton(
+                PgWebhooks, database.provided.write, database.provided.read, guard, webhook_pool
+            ),
+            guard,
+        ),
     )
     readiness = providers.Singleton(
         SqlReadiness, providers.Callable(partial, revision_on_pool, hot_pool), timeout
@@ -178,6 +208,6 @@ class Store(containers.DeclarativeContainer):
         SqlLifecycle,
         database,
         guard,
-        providers.List(hot_pool, commit_pool, event_feed),
+        providers.List(hot_pool, commit_pool, webhook_pool, event_feed),
         providers.Callable(partial, agree, database, hot_pool),
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from sqlalchemy import ARRAY, Boolean, Integer, String
+from sqlalchemy import ARRAY, Boolean, Integer, LargeBinary, String
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.types import NullType
 
@@ -30,7 +30,7 @@ _ASYNCPG = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 #: bind values as they are (aware datetimes: the domain makes no naive ones, which
 #: UtcDateTime refuses on SQLite). Rows are mapped from asyncpg's Records with no
 #: processing, so a column of any other type must not reach the asyncpg path unnoticed.
-_ASYNCPG_NATIVE = (Integer, String, UtcDateTime, Boolean, NullType)
+_ASYNCPG_NATIVE = (Integer, String, UtcDateTime, Boolean, LargeBinary, NullType)
 
 
 class PgCompiled:

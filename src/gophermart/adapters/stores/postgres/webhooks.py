@@ -1,0 +1,295 @@
+"""The delivery worker's side of the webhooks on PostgreSQL: set-based, on asyncpg.
+
+The operators' verbs stay the shared SQL store's (stores/sql/webhooks.py, SQLAlchemy on
+the cold paths' engines); what the delivery worker does for every event runs here, on
+a small asyncpg pool of its own (never the API's connections), each as one statement
+compiled once (runner.py):
+
+* **fan-out** (:data:`FAN_OUT`): the endpoint's cursor moved by compare-and-set and all
+  the batch's deliveries inserted from arrays (``unnest``), in one statement;
+* **claims** (:data:`~gophermart.adapters.stores.sql.webhooks.CLAIM`, the shared
+  statement): each user's oldest pending delivery, leased;
+* **outcomes** (:data:`RECORD`): every outcome of a group commit written by one
+  ``UPDATE ... FROM unnest(...)``, and in the same statement the next delivery of each
+  user whose delivery ended (when it is now the user's oldest pending one and due),
+  leased: so a busy endpoint costs one statement per batch of POSTs, where the shared
+  store pays two per POST (SQLite keeps that: its writers are serial anyway).
+
+Every promise of the shared store holds: an outcome is written only if its delivery
+was not claimed again since (``attempts``), a next delivery is claimed only if no
+earlier one of its user is still pending (it is the user's *oldest* pending one, the
+ended ones aside, which the statement's snapshot still shows pending), and a row that
+another process holds is passed by (``SKIP LOCKED``), never waited for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    LargeBinary,
+    String,
+    bindparam,
+    case,
+    column,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
+
+from gophermart.adapters.stores.guard import DatabaseGuard
+from gophermart.adapters.stores.postgres.pool import PgPool
+from gophermart.adapters.stores.postgres.runner import PgRunner
+from gophermart.adapters.stores.sql.schema import webhook_deliveries as d
+from gophermart.adapters.stores.sql.schema import webhooks as w
+from gophermart.adapters.stores.sql.statements import Statement
+from gophermart.adapters.stores.sql.types import UtcDateTime
+from gophermart.adapters.stores.sql.webhooks import (
+    CLAIM,
+    TARGETS,
+    Outcome,
+    SqlWebhooks,
+    claimed_of,
+    target_of,
+)
+from gophermart.application.ports import ClaimedDelivery, DeliveryTarget, NewDelivery
+
+# Written into the SQL, not bound: the partial indexes' predicate (``state =
+# 'pending'``) must be provable from the statement's text, or a prepared statement's
+# generic plan could not use them.
+_PENDING_STATE: Any = literal_column("'pending'")
+_DELIVERED_STATE: Any = literal_column("'delivered'")
+
+
+def _fan_out() -> Any:
+    """The cursor moved from ``seen`` to ``upto`` (compare-and-set) and, only if it
+    moved, one pending delivery per array element; back: whether it moved."""
+    moved = (
+        update(w)
+        .where(w.c.id == bindparam("endpoint"), w.c.cursor == bindparam("seen"))
+        .where(w.c.deleted_at.is_(None))
+        .values(cursor=bindparam("upto"))
+        .returning(w.c.id)
+        .cte("moved")
+    )
+    new = (
+        func.unnest(
+            bindparam("event_ids", type_=ARRAY(BigInteger)),
+            bindparam("user_ids", type_=ARRAY(BigInteger)),
+            bindparam("types", type_=ARRAY(String)),
+            bindparam("event_ats", type_=ARRAY(UtcDateTime)),
+            bindparam("bodies", type_=ARRAY(LargeBinary)),
+        )
+        .table_valued(
+            column("event_id", BigInteger),
+            column("user_id", BigInteger),
+            column("event_type", String),
+            column("event_at", UtcDateTime),
+            column("body", LargeBinary),
+        )
+        .render_derived(name="new")
+    )
+    at = bindparam("at", type_=UtcDateTime)
+    columns = ["endpoint_id", "event_id", "user_id", "event_type", "event_at", "body"]
+    inserted = (
+        insert(d)
+        .from_select(
+            [*columns, "state", "next_attempt_at", "created_at"],
+            select(moved.c.id, *(new.c[name] for name in columns[1:]), _PENDING_STATE, at, at)
+            .select_from(moved.join(new, true()))
+            .order_by(new.c.event_id),
+        )
+        .returning(d.c.id)
+        .cte("inserted")
+    )
+    # Both CTEs named in the answer: SQLAlchemy renders only the CTEs a query names.
+    return select(
+        select(func.count()).select_from(moved).scalar_subquery(),
+        select(func.count()).select_from(inserted).scalar_subquery(),
+    )
+
+
+FAN_OUT = Statement(_fan_out())
+
+_outcomes = (
+    func.unnest(
+        bindparam("ids", type_=ARRAY(BigInteger)),
+        bindparam("attempts", type_=ARRAY(Integer)),
+        bindparam("states", type_=ARRAY(String)),
+        bindparam("ats", type_=ARRAY(UtcDateTime)),
+        bindparam("next_ats", type_=ARRAY(UtcDateTime)),
+        bindparam("statuses", type_=ARRAY(Integer)),
+        bindparam("errors", type_=ARRAY(String)),
+        bindparam("leases", type_=ARRAY(UtcDateTime)),
+    )
+    .table_valued(
+        column("id", BigInteger),
+        column("attempts", Integer),
+        column("state", String),
+        column("at", UtcDateTime),
+        column("next_at", UtcDateTime),
+        column("status", Integer),
+        column("error", String),
+        column("lease", UtcDateTime),
+    )
+    .render_derived(name="outcome")
+)
+
+
+def _record() -> Any:
+    """Every outcome of a batch (unless its delivery was claimed again since) and, for
+    each that ended with a lease asked for, its user's next delivery claimed when it is
+    the user's oldest pending one and due. Back: one row per outcome written, with the
+    next delivery's columns (NULL when none was claimed)."""
+    o = _outcomes
+    delivered = o.c.state == _DELIVERED_STATE
+    done = (
+        update(d)
+        .where(d.c.id == o.c.id, d.c.attempts == o.c.attempts, d.c.state == _PENDING_STATE)
+        .values(
+            state=o.c.state,
+            next_attempt_at=o.c.next_at,
+            last_status=o.c.status,
+            last_error=o.c.error,
+            failures=d.c.failures + case((delivered, 0), else_=1),
+            delivered_at=case((delivered, o.c.at), else_=d.c.delivered_at),
+        )
+        .returning(d.c.id, d.c.endpoint_id, d.c.user_id, d.c.state, o.c.at, o.c.lease)
+        .cte("done")
+    )
+    return _following(done)
+
+
+def _following(done: Any) -> Any:
+    """The statement's second half: the users' next deliveries after ``done``."""
+    x = d.alias("later")
+    head = (
+        select(x.c.id)
+        .where(
+            x.c.endpoint_id == done.c.endpoint_id,
+            x.c.user_id == done.c.user_id,
+            x.c.state == _PENDING_STATE,
+            x.c.id.not_in(select(done.c.id).scalar_subquery()),
+        )
+        .order_by(x.c.event_id)
+        .limit(1)
+        .lateral("head")
+    )
+    heads = (
+        select(head.c.id, done.c.id.label("after"), done.c.at, done.c.lease)
+        .select_from(done.join(head, true()))
+        .where(done.c.lease.is_not(None), done.c.state != _PENDING_STATE)
+        .cte("heads")
+    )
+    locked = (
+        select(d.c.id)
+        .where(d.c.id.in_(select(heads.c.id).scalar_subquery()))
+        .with_for_update(skip_locked=True)
+        .cte("locked")
+    )
+    claimed = (
+        update(d)
+        .where(
+            d.c.id == heads.c.id,
+            d.c.id.in_(select(locked.c.id).scalar_subquery()),
+            d.c.state == _PENDING_STATE,
+            d.c.next_attempt_at <= heads.c.at,
+        )
+        .values(
+            next_attempt_at=heads.c.lease,
+            attempts=d.c.attempts + 1,
+            first_attempt_at=func.coalesce(d.c.first_attempt_at, heads.c.at),
+            last_attempt_at=heads.c.at,
+        )
+        .returning(
+            heads.c.after,
+            d.c.id,
+            d.c.endpoint_id,
+            d.c.event_id,
+            d.c.user_id,
+            d.c.body,
+            d.c.attempts,
+            d.c.failures,
+            d.c.first_attempt_at,
+        )
+        .cte("claimed")
+    )
+    following = [c for c in claimed.c if c.name != "after"]
+    return select(done.c.id, *following).select_from(
+        done.outerjoin(claimed, claimed.c.after == done.c.id)
+    )
+
+
+RECORD = Statement(_record())
+#: The shared store's claim (each user's oldest pending delivery, leased), on asyncpg.
+CLAIM_HEADS = Statement(CLAIM)
+#: The live endpoints with their cursors (each second, and after a lost fan-out race).
+LIVE_TARGETS = Statement(TARGETS)
+
+
+class PgWebhooks(SqlWebhooks):
+    """The WebhookStore port on PostgreSQL: the shared store's verbs, with fan-out,
+    claims and outcomes set-based on ``pool`` (the module docstring)."""
+
+    def __init__(self, write: Any, read: Any, guard: DatabaseGuard, pool: PgPool) -> None:
+        super().__init__(write, read, guard)
+        self._pool = pool
+
+    async def targets(self) -> list[DeliveryTarget]:
+        async with self._pool.connection() as conn:
+            return [target_of(row) for row in await PgRunner(conn).fetch(LIVE_TARGETS, {})]
+
+    async def fan_out(
+        self,
+        endpoint_id: int,
+        seen: int,
+        upto: int,
+        deliveries: Sequence[NewDelivery],
+        at: datetime,
+    ) -> bool:
+        params = {
+            "endpoint": endpoint_id,
+            "seen": seen,
+            "upto": upto,
+            "at": at,
+            "event_ids": [n.event_id for n in deliveries],
+            "user_ids": [n.user_id for n in deliveries],
+            "types": [n.event_type for n in deliveries],
+            "event_ats": [n.event_at for n in deliveries],
+            "bodies": [n.body for n in deliveries],
+        }
+        async with self._pool.connection() as conn:
+            row = await PgRunner(conn).fetchrow(FAN_OUT, params)
+        return row is not None and row[0] == 1
+
+    async def claim(
+        self, endpoint_id: int, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        params = {"endpoint": endpoint_id, "now": now, "lease_until": lease_until, "limit": limit}
+        async with self._pool.connection() as conn:
+            rows = await PgRunner(conn).fetch(CLAIM_HEADS, params)
+        return sorted((claimed_of(row) for row in rows), key=lambda c: c.event_id)
+
+    async def _write_outcomes(self, batch: Sequence[Outcome]) -> list[ClaimedDelivery | None]:
+        params = {
+            "ids": [o.claimed.id for o in batch],
+            "attempts": [o.claimed.attempts for o in batch],
+            "states": [o.state for o in batch],
+            "ats": [o.at for o in batch],
+            "next_ats": [o.next_at for o in batch],
+            "statuses": [o.status for o in batch],
+            "errors": [o.error for o in batch],
+            "leases": [o.lease_until for o in batch],
+        }
+        async with self._pool.connection() as conn:
+            rows = await PgRunner(conn).fetch(RECORD, params)
+        following = {row[0]: claimed_of(row[1:]) for row in rows if row[1] is not None}
+        return [following.get(o.claimed.id) for o in batch]

@@ -1,0 +1,112 @@
+"""The WebhookStore's queue on both SQL stores, statement by statement: fan-out by
+compare-and-set, claims of each user's oldest pending delivery, and a group commit of
+outcomes that claims each user's next delivery (PostgreSQL: one set-based statement,
+stores/postgres/webhooks.py; SQLite: the shared store's statements one by one)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gophermart import Gophermart
+from gophermart.application.ports import ClaimedDelivery, NewDelivery
+from gophermart.bootstrap import build
+from gophermart.settings import Settings
+from gophermart.testing import TEST_SECRET, use_test_doubles
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+LEASE = NOW + timedelta(seconds=15)
+LATER = NOW + timedelta(minutes=5)
+
+
+@pytest.fixture
+async def store(database_uri: str) -> AsyncIterator[Any]:
+    settings = Settings.for_database(database_uri, secret=TEST_SECRET)
+    async with Gophermart(use_test_doubles(build(settings))) as loyalty:
+        yield loyalty.container.store.cold.webhooks()
+
+
+def _new(event_id: int, user_id: int) -> NewDelivery:
+    body = b'{"id": %d}' % event_id
+    return NewDelivery(event_id, user_id, "ledger.adjustment", NOW, body)
+
+
+async def _endpoint_with(store: Any, events: list[tuple[int, int]]) -> int:
+    """An endpoint with a pending delivery of each (event, user)."""
+    endpoint = (await store.add("http://127.0.0.1:9/", ("*",), "s", 0, NOW)).id
+    deliveries = [_new(event, user) for event, user in events]
+    assert await store.fan_out(endpoint, 0, events[-1][0], deliveries, NOW)
+    return int(endpoint)
+
+
+def _ids(claimed: list[ClaimedDelivery | None]) -> list[int | None]:
+    return [c.event_id if c is not None else None for c in claimed]
+
+
+async def test_a_fan_out_moves_the_cursor_once_and_keeps_the_bytes(store: Any) -> None:
+    endpoint = await _endpoint_with(store, [(1, 10), (2, 11)])
+    assert not await store.fan_out(endpoint, 0, 3, [_new(3, 10)], NOW)  # moved already
+    assert [t.cursor for t in await store.targets() if t.id == endpoint] == [2]
+    assert await store.fan_out(endpoint, 2, 5, [], NOW)  # nothing matched: still moves
+    claimed = await store.claim(endpoint, NOW, LEASE, 10)
+    assert [(c.event_id, c.user_id, c.body, c.attempts) for c in claimed] == [
+        (1, 10, b'{"id": 1}', 1),
+        (2, 11, b'{"id": 2}', 1),
+    ]
+
+
+async def test_outcomes_recorded_together_each_claim_their_users_next(store: Any) -> None:
+    # Users 10 (events 1, 2, 3), 11 (4, 5) and 12 (6).
+    endpoint = await _endpoint_with(store, [(1, 10), (2, 10), (3, 10), (4, 11), (5, 11), (6, 12)])
+    heads = await store.claim(endpoint, NOW, LEASE, 10)
+    assert _ids(heads) == [1, 4, 6]  # each user's oldest; the later ones wait
+    one, four, six = heads
+    at = NOW + timedelta(seconds=1)
+    # One group commit: delivered, failed for now (retried later), delivered.
+    following = await asyncio.gather(
+        store.record(one, "delivered", at, None, 200, None, LEASE),
+        store.record(four, "pending", at, LATER, 500, "HTTP 500", LEASE),
+        store.record(six, "delivered", at, None, 204, None, LEASE),
+    )
+    assert _ids(following) == [2, None, None]  # 5 waits for 4; 12 has nothing more
+    two = following[0]
+    assert two is not None and two.attempts == 1 and two.first_at == at
+    # An outcome of an attempt taken over since (or recorded twice) writes nothing.
+    assert await store.record(one, "pending", at, LATER, 500, "late", LEASE) is None
+    assert await store.claim(endpoint, at, LEASE, 10) == []  # 2 leased, 4 not due yet
+    # A delivery that failed for good lets its user's next one go.
+    three = await store.record(two, "failed", at, None, 410, "HTTP 410", LEASE)
+    assert _ids([three]) == [3]
+    assert await store.record(three, "delivered", at, None, 200, None, None) is None
+    views = {v.event_id: v for v in await store.deliveries(endpoint, 10, None)}
+    assert {e: v.state for e, v in views.items()} == {
+        1: "delivered",
+        2: "failed",
+        3: "delivered",
+        4: "pending",
+        5: "pending",
+        6: "delivered",
+    }
+    assert views[4].attempts == 1 and views[4].last_error == "HTTP 500"
+    assert views[1].delivered_at == at and views[1].last_status == 200
+    # Once 4 is due again it is claimed, and delivered it brings 5 along.
+    (again,) = await store.claim(endpoint, LATER, LATER + timedelta(seconds=15), 10)
+    assert (again.event_id, again.attempts, again.failures) == (4, 2, 1)
+    lease = LATER + timedelta(seconds=15)
+    five = await store.record(again, "delivered", LATER, None, 200, None, lease)
+    assert _ids([five]) == [5]
+
+
+async def test_no_next_delivery_is_claimed_without_a_lease_or_before_it_is_due(
+    store: Any,
+) -> None:
+    endpoint = await _endpoint_with(store, [(1, 10), (2, 10)])
+    (one,) = await store.claim(endpoint, NOW, LEASE, 10)
+    # Delivered, but the worker is stopping: no lease asked, nothing chained.
+    assert await store.record(one, "delivered", NOW, None, 200, None, None) is None
+    (two,) = await store.claim(endpoint, NOW, LEASE, 10)
+    assert two.event_id == 2
