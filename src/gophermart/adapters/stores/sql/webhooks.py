@@ -17,6 +17,9 @@ Outcomes are group-committed (:class:`_Outcomes`): those arriving while a transa
 writes others go together in the next one, and each may claim its user's next due
 delivery in it (``CLAIM_NEXT``): a user's backlog goes out without a claim's round trip
 between two POSTs, and a busy endpoint costs a transaction per batch, not per POST.
+Here each outcome of a batch is two statements in that transaction (SQLite's way);
+PostgreSQL's store writes the batch as one set-based statement on asyncpg instead
+(stores/postgres/webhooks.py), and fans out and claims there too.
 """
 
 from __future__ import annotations
