@@ -21,7 +21,6 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    column,
     exists,
     func,
     insert,
@@ -32,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from gophermart.adapters.stores.postgres.arrays import unnest_rows
 from gophermart.adapters.stores.sql.movements import HOLD_COLUMNS
 from gophermart.adapters.stores.sql.schema import IS_OPEN, accounts, holds, ledger, orders
 from gophermart.adapters.stores.sql.statements import (
@@ -89,13 +89,8 @@ MOVE_ENTRY = Statement(_entry_moving(MOVE_CHANGE))
 
 #: FOR_WITHDRAWAL for many (user, order number) pairs at once (coalesced:
 #: group_commit.py): each asked pair, then its FOR_WITHDRAWAL row.
-_asked = (
-    func.unnest(
-        bindparam("asked_users", type_=ARRAY(BigInteger)),
-        bindparam("asked_numbers", type_=ARRAY(String)),
-    )
-    .table_valued(column("user_id", BigInteger), column("order_number", String))
-    .render_derived(name="asked")
+_asked = unnest_rows(
+    "asked", ("asked_users", "user_id", BigInteger), ("asked_numbers", "order_number", String)
 )
 # LATERAL with LIMIT 1 (each finds one row at most), so that each pair is two index
 # probes whatever the planner thinks of the tables: a plain join, or a LATERAL that
@@ -153,21 +148,13 @@ FOR_WITHDRAWALS = Statement(
 # debit was a commit of its own (docs/performance.md).
 
 _debit_users = bindparam("users", type_=ARRAY(BigInteger))
-_debits = (
-    func.unnest(
-        _debit_users,
-        bindparam("numbers", type_=ARRAY(String)),
-        bindparam("amounts", type_=ARRAY(BigInteger)),
-        bindparam("ats", type_=ARRAY(UtcDateTime)),
-    )
-    .table_valued(
-        column("user_id", BigInteger),
-        column("order_number", String),
-        column("amount", BigInteger),
-        column("created_at", UtcDateTime),
-        with_ordinality="seq",
-    )
-    .render_derived(name="batch")
+_debits = unnest_rows(
+    "batch",
+    (_debit_users, "user_id", BigInteger),
+    ("numbers", "order_number", String),
+    ("amounts", "amount", BigInteger),
+    ("ats", "created_at", UtcDateTime),
+    ordinality="seq",
 )
 _ranked = select(
     _debits.c.seq,

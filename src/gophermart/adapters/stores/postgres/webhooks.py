@@ -29,14 +29,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     Integer,
     LargeBinary,
     String,
     bindparam,
     case,
-    column,
     func,
     insert,
     literal_column,
@@ -46,6 +44,7 @@ from sqlalchemy import (
 )
 
 from gophermart.adapters.stores.guard import DatabaseGuard
+from gophermart.adapters.stores.postgres.arrays import unnest_rows
 from gophermart.adapters.stores.postgres.pool import PgPool
 from gophermart.adapters.stores.postgres.runner import PgRunner
 from gophermart.adapters.stores.sql.schema import webhook_deliveries as d
@@ -54,6 +53,7 @@ from gophermart.adapters.stores.sql.statements import Statement
 from gophermart.adapters.stores.sql.types import UtcDateTime
 from gophermart.adapters.stores.sql.webhooks import (
     CLAIM,
+    CLAIMED,
     TARGETS,
     Outcome,
     SqlWebhooks,
@@ -80,22 +80,13 @@ def _fan_out() -> Any:
         .returning(w.c.id)
         .cte("moved")
     )
-    new = (
-        func.unnest(
-            bindparam("event_ids", type_=ARRAY(BigInteger)),
-            bindparam("user_ids", type_=ARRAY(BigInteger)),
-            bindparam("types", type_=ARRAY(String)),
-            bindparam("event_ats", type_=ARRAY(UtcDateTime)),
-            bindparam("bodies", type_=ARRAY(LargeBinary)),
-        )
-        .table_valued(
-            column("event_id", BigInteger),
-            column("user_id", BigInteger),
-            column("event_type", String),
-            column("event_at", UtcDateTime),
-            column("body", LargeBinary),
-        )
-        .render_derived(name="new")
+    new = unnest_rows(
+        "new",
+        ("event_ids", "event_id", BigInteger),
+        ("user_ids", "user_id", BigInteger),
+        ("types", "event_type", String),
+        ("event_ats", "event_at", UtcDateTime),
+        ("bodies", "body", LargeBinary),
     )
     at = bindparam("at", type_=UtcDateTime)
     columns = ["endpoint_id", "event_id", "user_id", "event_type", "event_at", "body"]
@@ -119,28 +110,16 @@ def _fan_out() -> Any:
 
 FAN_OUT = Statement(_fan_out())
 
-_outcomes = (
-    func.unnest(
-        bindparam("ids", type_=ARRAY(BigInteger)),
-        bindparam("attempts", type_=ARRAY(Integer)),
-        bindparam("states", type_=ARRAY(String)),
-        bindparam("ats", type_=ARRAY(UtcDateTime)),
-        bindparam("next_ats", type_=ARRAY(UtcDateTime)),
-        bindparam("statuses", type_=ARRAY(Integer)),
-        bindparam("errors", type_=ARRAY(String)),
-        bindparam("leases", type_=ARRAY(UtcDateTime)),
-    )
-    .table_valued(
-        column("id", BigInteger),
-        column("attempts", Integer),
-        column("state", String),
-        column("at", UtcDateTime),
-        column("next_at", UtcDateTime),
-        column("status", Integer),
-        column("error", String),
-        column("lease", UtcDateTime),
-    )
-    .render_derived(name="outcome")
+_outcomes = unnest_rows(
+    "outcome",
+    ("ids", "id", BigInteger),
+    ("attempts", "attempts", Integer),
+    ("states", "state", String),
+    ("ats", "at", UtcDateTime),
+    ("next_ats", "next_at", UtcDateTime),
+    ("statuses", "status", Integer),
+    ("errors", "error", String),
+    ("leases", "lease", UtcDateTime),
 )
 
 
@@ -209,17 +188,7 @@ def _following(done: Any) -> Any:
             first_attempt_at=func.coalesce(d.c.first_attempt_at, heads.c.at),
             last_attempt_at=heads.c.at,
         )
-        .returning(
-            heads.c.after,
-            d.c.id,
-            d.c.endpoint_id,
-            d.c.event_id,
-            d.c.user_id,
-            d.c.body,
-            d.c.attempts,
-            d.c.failures,
-            d.c.first_attempt_at,
-        )
+        .returning(heads.c.after, *CLAIMED)
         .cte("claimed")
     )
     following = [c for c in claimed.c if c.name != "after"]

@@ -127,6 +127,19 @@ def _due(one_user: bool) -> Any:
     )
 
 
+#: A claimed delivery's columns, in :func:`claimed_of`'s order (every claim answers them).
+CLAIMED = (
+    d.c.id,
+    d.c.endpoint_id,
+    d.c.event_id,
+    d.c.user_id,
+    d.c.body,
+    d.c.attempts,
+    d.c.failures,
+    d.c.first_attempt_at,
+)
+
+
 def _claim(due: Any) -> Any:
     """Lease what ``due`` selects: due again at ``lease_until``, one more attempt."""
     return (
@@ -138,16 +151,7 @@ def _claim(due: Any) -> Any:
             first_attempt_at=func.coalesce(d.c.first_attempt_at, bindparam("now")),
             last_attempt_at=bindparam("now"),
         )
-        .returning(
-            d.c.id,
-            d.c.endpoint_id,
-            d.c.event_id,
-            d.c.user_id,
-            d.c.body,
-            d.c.attempts,
-            d.c.failures,
-            d.c.first_attempt_at,
-        )
+        .returning(*CLAIMED)
     )
 
 
