@@ -14,10 +14,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h11
 import pytest
 
 from gophermart.adapters import webhook_http
-from gophermart.adapters.webhook_http import HttpWebhookSender
+from gophermart.adapters.webhook_http import (
+    MAX_BODY,
+    HttpWebhookSender,
+    _plain_answer,
+    _Verdict,
+)
 from gophermart.domain.webhooks import Attempt
 
 HEADERS = {"Content-Type": "application/json", "Gophermart-Event-Id": "7"}
@@ -348,3 +354,65 @@ async def test_tls_with_a_trusted_certificate_and_one_that_is_not(tmp_path: Path
     assert [s.connection for s in server.requests] == [1, 1]
     assert refused.outcome == "network"
     assert refused.error is not None and "CERTIFICATE_VERIFY_FAILED" in refused.error
+
+
+# --- the plain answers read by hand, h11 for the rest -------------------------------------
+
+PLAIN = [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 503 \r\ncontent-length:4\r\nX-A: b\r\n\r\nbusy",
+    b"HTTP/1.1 404\r\nServer: x\r\nContent-Length:  0 \r\n\r\n",
+]
+NOT_PLAIN = [
+    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",  # HTTP/1.0: closes after
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n",  # 204: no body, whatever
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\n",
+    b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",  # bare LF line ends
+    b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1",  # bytes after the answer
+    b"HTTP/1.1 200 OK\r\nContent-Length: 9999\r\n\r\n" + b"x" * 9999,  # past the cap
+    b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+    b"SMTP ready\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n\r\nok",  # no length: until the connection closes
+]
+
+
+def _by_h11(data: bytes) -> tuple[int, bytes]:
+    parser = h11.Connection(h11.CLIENT)
+    parser.send(h11.Request(method="POST", target="/", headers=[("Host", "x")]))
+    parser.send(h11.EndOfMessage())
+    parser.receive_data(data)
+    status, body = 0, b""
+    while type(event := parser.next_event()) is not h11.EndOfMessage:
+        if type(event) is h11.Response:
+            status = event.status_code
+        elif type(event) is h11.Data:
+            body += event.data
+    return status, body
+
+
+@pytest.mark.parametrize("answer", PLAIN)
+def test_a_plain_answer_is_read_as_h11_reads_it_and_waits_for_its_end(answer: bytes) -> None:
+    assert _plain_answer(answer, MAX_BODY) == _by_h11(answer)
+    for cut in range(len(answer)):  # any prefix: wait for more
+        assert _plain_answer(answer[:cut], MAX_BODY) is _Verdict.MORE
+
+
+@pytest.mark.parametrize("answer", NOT_PLAIN)
+def test_any_other_answer_goes_to_h11(answer: bytes) -> None:
+    assert _plain_answer(answer, MAX_BODY) is _Verdict.H11
+
+
+async def test_an_answer_in_pieces_and_one_that_is_not_plain_both_keep_the_connection() -> None:
+    pieces = Reply([b"HTTP/1.1 200 OK\r\nContent-Le", b"ngth: 2\r\n\r", b"\no", b"k"])
+    chunked = b"HTTP/1.1 500 X\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\n\r\n"
+    sender = HttpWebhookSender(deadline=2.0)
+    async with serving(answering(pieces, chunked, OK)) as server:
+        attempts = [await _post(sender, server) for _ in range(3)]
+        await sender.aclose()
+    assert attempts == [Attempt(200), Attempt(500, "HTTP 500: no", "http_5xx"), Attempt(200)]
+    assert [s.connection for s in server.requests] == [1, 1, 1]

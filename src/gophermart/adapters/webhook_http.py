@@ -35,6 +35,7 @@ bundle takes ~50 ms of the event loop; once per sender).
 from __future__ import annotations
 
 import asyncio
+import enum
 import ssl
 from typing import Final, cast
 from urllib.parse import urlsplit
@@ -101,12 +102,15 @@ class _Endpoint:
 
 
 class _Connection(asyncio.Protocol):
-    """One connection to an endpoint: one POST at a time, its answer parsed by h11 as
-    its bytes arrive; ``usable`` while it is open and between two clean answers."""
+    """One connection to an endpoint: one POST at a time, its answer read as its bytes
+    arrive (:func:`_plain_answer`, else h11); ``usable`` while it is open and between
+    two clean answers."""
 
     def __init__(self, max_body: int) -> None:
         self._max_body = max_body
-        self._h11 = h11.Connection(h11.CLIENT)
+        self._primer: h11.Request | None = None
+        self._buffer = b""  # the answer's bytes until it is known to be a plain one
+        self._h11: h11.Connection | None = None  # an answer that is not: a parser anew
         self._transport: asyncio.Transport | None = None
         self._answer: asyncio.Future[tuple[int, bytes]] | None = None
         self._status = 0
@@ -119,8 +123,7 @@ class _Connection(asyncio.Protocol):
         """Send ``request``; the answer's status and (capped) body."""
         if not self.usable or self._transport is None:
             raise _Stale("the connection was closed while idle")
-        self._h11.send(primer)
-        self._h11.send(h11.EndOfMessage())
+        self._primer, self._buffer, self._h11 = primer, b"", None
         self._status, self._body, self._heard, self.usable = 0, bytearray(), False, False
         answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         self._answer = answer
@@ -148,7 +151,18 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self._heard = True
-        self._feed(data)
+        if self._h11 is not None:
+            self._feed(data)
+            return
+        self._buffer += data
+        plain = _plain_answer(self._buffer, self._max_body)
+        if plain is _Verdict.MORE:
+            return
+        if plain is _Verdict.H11:
+            self._to_h11()
+            return
+        self._answer.set_result(plain)
+        self.usable = True
 
     def eof_received(self) -> bool:
         self._closed_by_peer()
@@ -164,19 +178,31 @@ class _Connection(asyncio.Protocol):
         if answer is None or answer.done():
             self.usable = False
         elif self._heard:  # a close-delimited body ends here; anything else is cut short
+            if self._h11 is None:
+                self._to_h11()
             self._feed(b"")
         elif self.reused:
             answer.set_exception(_Stale("the endpoint closed the kept-alive connection"))
         else:
             answer.set_exception(ConnectionResetError("closed by the endpoint, no answer"))
 
+    def _to_h11(self) -> None:
+        """The answer so far to h11, told of the request it answers (h11's bytes for
+        it are not sent: ours are built once per endpoint)."""
+        assert self._primer is not None
+        self._h11 = h11.Connection(h11.CLIENT)
+        self._h11.send(self._primer)
+        self._h11.send(h11.EndOfMessage())
+        buffered, self._buffer = self._buffer, b""
+        self._feed(buffered)
+
     def _feed(self, data: bytes) -> None:
-        answer = self._answer
-        if answer is None or answer.done():
+        answer, parser = self._answer, self._h11
+        if answer is None or answer.done() or parser is None:
             return
         try:
-            self._h11.receive_data(data)
-            while (event := self._h11.next_event()) is not h11.NEED_DATA:
+            parser.receive_data(data)
+            while (event := parser.next_event()) is not h11.NEED_DATA:
                 if type(event) is h11.Response:
                     self._status = event.status_code
                 elif type(event) is h11.Data:
@@ -197,11 +223,49 @@ class _Connection(asyncio.Protocol):
     def _end(self, answer: asyncio.Future[tuple[int, bytes]], reusable: bool) -> None:
         answer.set_result((self._status, bytes(self._body)))
         h = self._h11
+        assert h is not None
         if reusable and h.our_state is h.their_state is h11.DONE and not h.trailing_data[0]:
-            h.start_next_cycle()
-            self.usable = True
+            self.usable = True  # the next answer starts with no parser
         else:  # Connection: close, HTTP/1.0, a body past the cap, bytes after the answer
             self.close()
+
+
+class _Verdict(enum.Enum):
+    MORE = "more"  # wait for more bytes
+    H11 = "h11"  # not a plain answer: h11 reads it
+
+
+def _plain_answer(data: bytes, max_body: int) -> tuple[int, bytes] | _Verdict:
+    """The status and body of a *plain* answer, read by hand: ``HTTP/1.1``, a final
+    status with a body (not 1xx, 204 or 304), one Content-Length of at most
+    ``max_body``, no Transfer-Encoding or Connection header, CRLF line ends, and
+    nothing after its body. What every receiver seen so far answers, and h11 took
+    ~20 µs per answer (docs/performance.md "Webhooks"); anything else goes to h11."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return _Verdict.H11 if b"\n\n" in data or len(data) > 8192 else _Verdict.MORE
+    head = data[: end + 2].lower()
+    if (
+        not head.startswith(b"http/1.1 ")
+        or not head[9:12].isdigit()
+        or head[12:13] not in (b" ", b"\r")
+        or head[9:10] not in (b"2", b"3", b"4", b"5")  # 1xx: an answer follows
+        or head[9:12] in (b"204", b"304")  # never a body, whatever Content-Length says
+        or head.count(b"\n") != head.count(b"\r\n")
+        or b"\ntransfer-encoding:" in head
+        or b"\nconnection:" in head
+    ):
+        return _Verdict.H11
+    at = head.find(b"\ncontent-length:")
+    if at < 0 or head.find(b"\ncontent-length:", at + 1) >= 0:
+        return _Verdict.H11
+    value = head[at + 16 : head.find(b"\r", at)].strip(b" \t")
+    if not value.isdigit() or int(value) > max_body:
+        return _Verdict.H11
+    whole = end + 4 + int(value)
+    if len(data) != whole:
+        return _Verdict.MORE if len(data) < whole else _Verdict.H11
+    return int(head[9:12]), data[end + 4 :]
 
 
 class HttpWebhookSender:
