@@ -34,7 +34,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    any_,
     bindparam,
     case,
     column,
@@ -152,13 +151,8 @@ def _record() -> Any:
     next delivery's columns (NULL when none was claimed)."""
     o = _outcomes
     delivered = o.c.state == _DELIVERED_STATE
-    # ``id = ANY(ids)`` beside the join: the rows are found by their primary key. Joined
-    # only to the unnest, the generic plan of a table with stale statistics (a new one:
-    # the bench's) read every pending row through the ``due`` index and hashed them,
-    # 2-4 ms with 10,000 pending and growing with the backlog (docs/performance.md).
     done = (
         update(d)
-        .where(d.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
         .where(d.c.id == o.c.id, d.c.attempts == o.c.attempts, d.c.state == _PENDING_STATE)
         .values(
             state=o.c.state,
