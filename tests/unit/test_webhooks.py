@@ -27,6 +27,7 @@ from gophermart.domain.webhooks import (
     Attempt,
     DeliveryPolicy,
     InvalidWebhook,
+    Signer,
     UnknownEvent,
     UnknownWebhook,
     event_filter,
@@ -101,6 +102,14 @@ def test_the_signature_is_hmac_sha256_of_the_timestamp_dot_body() -> None:
     assert not verify("s3cret", body + b" ", header, now=1700000100)
     assert not verify("s3cret", body, header, now=1700000000 + 301)  # too old: a replay
     assert not verify("s3cret", body, "v1=abc", now=1700000000)
+
+
+def test_a_signer_signs_each_body_on_its_own() -> None:
+    sign = Signer("s3cret")
+    first, second = sign(b'{"id":1}', 1700000000), sign(b'{"id":2}', 1700000001)
+    for body, at, header in [(b'{"id":1}', 1700000000, first), (b'{"id":2}', 1700000001, second)]:
+        expected = hmac.new(b"s3cret", b"%d." % at + body, hashlib.sha256).hexdigest()
+        assert header == f"t={at},v1={expected}"
 
 
 def test_backoff_is_full_jitter_under_a_doubling_capped_ceiling() -> None:

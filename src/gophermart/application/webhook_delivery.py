@@ -48,8 +48,8 @@ from gophermart.domain.webhooks import (
     Attempt,
     DeliveryPolicy,
     DeliveryState,
+    Signer,
     matches,
-    signature,
 )
 
 log = logging.getLogger("gophermart.webhooks")
@@ -143,6 +143,7 @@ class _EndpointLoop:
     def __init__(self, worker: WebhookDelivery, target: DeliveryTarget) -> None:
         self._w = worker
         self._target = target
+        self._sign = Signer(target.secret)
         self._cursor = target.cursor
         self._in_flight = 0
         self._wake = asyncio.Event()
@@ -259,9 +260,7 @@ class _EndpointLoop:
         deadline = w.config.policy.deadline
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(
-                target.secret, claimed.body, int(w.clock.now().timestamp())
-            ),
+            SIGNATURE_HEADER: self._sign(claimed.body, int(w.clock.now().timestamp())),
             EVENT_ID_HEADER: str(claimed.event_id),
         }
         try:
