@@ -81,6 +81,7 @@ class PgPool:
         schema: str | None = None,
         name: str = "asyncpg",
         lock_timeout: float | None = None,
+        custom_plans: bool = False,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ValueError("PgPool takes a dsn to open its own pool, or a pool to borrow")
@@ -92,6 +93,7 @@ class PgPool:
         self._timeout = timeout
         self._schema = schema
         self._lock_timeout = lock_timeout
+        self._custom_plans = custom_plans
         self._lock = asyncio.Lock()
         self.name = name
 
@@ -105,6 +107,7 @@ class PgPool:
                         schema=self._schema,
                         statement_timeout=True,
                         lock_timeout=self._lock_timeout,
+                        custom_plans=self._custom_plans,
                     )
                     self._pool = await asyncpg.create_pool(
                         self._dsn,
@@ -176,11 +179,14 @@ def connect_kwargs(
     schema: str | None = None,
     statement_timeout: bool = False,
     lock_timeout: float | None = None,
+    custom_plans: bool = False,
 ) -> dict[str, object]:
     """asyncpg connection arguments: a bound of ``timeout`` seconds (none for None) on
     connecting and, with ``statement_timeout``, on each statement at the server; with
     ``schema``, a ``search_path`` of that schema alone, so our unqualified table names
-    (the statements are compiled once, without a schema) resolve there and nowhere else.
+    (the statements are compiled once, without a schema) resolve there and nowhere else;
+    with ``custom_plans``, every execution of a prepared statement planned for its own
+    parameters (``plan_cache_mode``), never PostgreSQL's generic plan.
     """
     kwargs: dict[str, object] = {}
     server: dict[str, str] = {}
@@ -192,6 +198,8 @@ def connect_kwargs(
         server["lock_timeout"] = str(max(1, round(lock_timeout * 1000)))
     if schema is not None:
         server["search_path"] = f'"{schema}"'
+    if custom_plans:
+        server["plan_cache_mode"] = "force_custom_plan"
     if server:
         kwargs["server_settings"] = server
     return kwargs
