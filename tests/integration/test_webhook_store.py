@@ -110,3 +110,39 @@ async def test_no_next_delivery_is_claimed_without_a_lease_or_before_it_is_due(
     assert await store.record(one, "delivered", NOW, None, 200, None, None) is None
     (two,) = await store.claim(endpoint, NOW, LEASE, 10)
     assert two.event_id == 2
+
+
+async def test_the_worker_vacuums_the_deliveries_after_many_outcomes_on_postgres(
+    postgres_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gophermart.adapters.stores.postgres import webhooks as pg_webhooks
+
+    monkeypatch.setattr(pg_webhooks, "VACUUM_AFTER", 3)
+    monkeypatch.setattr(pg_webhooks, "VACUUM_EVERY", 0.0)
+    settings = Settings.for_database(postgres_uri, secret=TEST_SECRET)
+    async with Gophermart(use_test_doubles(build(settings))) as loyalty:
+        store = loyalty.container.store.cold.webhooks()
+        endpoint = await _endpoint_with(store, [(1, 10), (2, 11), (3, 12), (4, 13)])
+
+        async def vacuums() -> int:
+            async with store._pool.connection() as conn:
+                return int(
+                    await conn.fetchval(
+                        "SELECT vacuum_count FROM pg_stat_user_tables"
+                        " WHERE relname = 'gophermart_webhook_deliveries'"
+                    )
+                )
+
+        before = await vacuums()
+        claimed = await store.claim(endpoint, NOW, LEASE, 10)
+        at = NOW + timedelta(seconds=1)
+        await asyncio.gather(
+            *(store.record(c, "delivered", at, None, 200, None, None) for c in claimed[:2])
+        )
+        assert store._vacuum is None  # 2 outcomes: not yet
+        await asyncio.gather(
+            *(store.record(c, "delivered", at, None, 200, None, None) for c in claimed[2:])
+        )
+        assert store._vacuum is not None  # 4 >= 3: a VACUUM in the background
+        await store._vacuum
+        assert await vacuums() == before + 1

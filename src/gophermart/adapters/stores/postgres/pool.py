@@ -135,6 +135,22 @@ class PgPool:
         waiting = len(getattr(getattr(pool, "_queue", None), "_getters", ()))
         return PoolStats(self.name, size - idle, idle, pool.get_max_size(), waiting)
 
+    async def run_alone(self, sql: str) -> None:
+        """``sql`` on a connection of its own, without the pool's statement bound and
+        outside a transaction (a VACUUM needs both); on a borrowed pool, whose address
+        is not ours, on one of its connections."""
+        if self._dsn is None:
+            async with self.connection() as conn:
+                await conn.execute(sql)
+            return
+        conn = await asyncpg.connect(
+            self._dsn, **connect_kwargs(self._timeout, schema=self._schema)
+        )
+        try:
+            await conn.execute(sql)
+        finally:
+            conn.terminate()  # the goodbye is not waited for (a frozen server never answers)
+
     def connection(self) -> _Borrowed:
         """``async with pool.connection() as conn``: a pooled connection for a read,
         closed instead of reused if the read was cut short (:func:`must_abandon`)."""

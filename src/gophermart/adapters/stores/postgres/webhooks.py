@@ -24,6 +24,9 @@ another process holds is passed by (``SKIP LOCKED``), never waited for.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -198,6 +201,18 @@ def _following(done: Any) -> Any:
 
 
 RECORD = Statement(_record())
+
+log = logging.getLogger("gophermart.webhooks")
+
+#: Every delivery is updated twice (claimed, then its outcome), so a busy endpoint leaves
+#: dead row versions in the deliveries' partial indexes faster than autovacuum (a look
+#: per database each minute) removes them, and each claim and each user's next delivery
+#: walks past them: a 30 s withdraw bench ended 125-165 s behind (docs/performance.md,
+#: "Webhooks"). So the worker vacuums the table itself after this many outcomes...
+VACUUM_AFTER = 10_000
+#: ...at most once per this many seconds per process (SKIP_LOCKED: one at a time).
+VACUUM_EVERY = 2.0
+VACUUM_DELIVERIES = f"VACUUM (SKIP_LOCKED) {d.name}"
 #: The shared store's claim (each user's oldest pending delivery, leased), on asyncpg.
 CLAIM_HEADS = Statement(CLAIM)
 #: The live endpoints with their cursors (each second, and after a lost fan-out race).
@@ -211,6 +226,9 @@ class PgWebhooks(SqlWebhooks):
     def __init__(self, write: Any, read: Any, guard: DatabaseGuard, pool: PgPool) -> None:
         super().__init__(write, read, guard)
         self._pool = pool
+        self._outcomes_since_vacuum = 0
+        self._vacuumed_at = 0.0
+        self._vacuum: asyncio.Task[None] | None = None
 
     async def targets(self) -> list[DeliveryTarget]:
         async with self._pool.connection() as conn:
@@ -260,5 +278,26 @@ class PgWebhooks(SqlWebhooks):
         }
         async with self._pool.connection() as conn:
             rows = await PgRunner(conn).fetch(RECORD, params)
+        self._outcomes_since_vacuum += len(batch)
+        self._tidy()
         following = {row[0]: claimed_of(row[1:]) for row in rows if row[1] is not None}
         return [following.get(o.claimed.id) for o in batch]
+
+    def _tidy(self) -> None:
+        """Vacuum the deliveries in the background when enough outcomes were written
+        since the last time (:data:`VACUUM_AFTER`)."""
+        now = time.monotonic()
+        if (
+            self._outcomes_since_vacuum < VACUUM_AFTER
+            or now - self._vacuumed_at < VACUUM_EVERY
+            or (self._vacuum is not None and not self._vacuum.done())
+        ):
+            return
+        self._outcomes_since_vacuum, self._vacuumed_at = 0, now
+        self._vacuum = asyncio.create_task(self._vacuum_deliveries(), name="webhooks-vacuum")
+
+    async def _vacuum_deliveries(self) -> None:
+        try:
+            await self._pool.run_alone(VACUUM_DELIVERIES)
+        except Exception as exc:  # autovacuum still runs; the next one is tried later
+            log.debug("webhooks: vacuuming the deliveries failed: %s", exc)
