@@ -402,7 +402,7 @@ class _Outcomes:
 
     def __init__(self, guard: DatabaseGuard, write: OutcomeWriter) -> None:
         self._guard = guard
-        self.write = write
+        self._write = write
         self._queue: list[tuple[Outcome, asyncio.Future[ClaimedDelivery | None]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
@@ -420,7 +420,7 @@ class _Outcomes:
                 batch, self._queue = self._queue, []
                 try:
                     async with self._guard.watch():
-                        results = await self.write([o for o, _ in batch])
+                        results = await self._write([o for o, _ in batch])
                 except Exception as exc:  # every outcome of the batch failed with it
                     for _, future in batch:
                         if not future.done():
