@@ -1,19 +1,21 @@
-"""The WebhookStore's queue on both SQL stores, statement by statement: fan-out by
-compare-and-set, claims of each user's oldest pending delivery, and a group commit of
-outcomes that claims each user's next delivery (PostgreSQL: one set-based statement,
-stores/postgres/webhooks.py; SQLite: the shared store's statements one by one)."""
+"""The WebhookStore's queue on both SQL stores, statement by statement: the stream's
+lease and its settles by compare-and-set, claims of each user's oldest pending delivery,
+and a group commit of outcomes that claims each user's next delivery (PostgreSQL: one
+set-based statement, stores/postgres/webhooks.py; SQLite: the shared store's statements
+one by one)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from gophermart import Gophermart
-from gophermart.application.ports import ClaimedDelivery, NewDelivery
+from gophermart.application.ports import ClaimedDelivery, FirstTry, NewDelivery
 from gophermart.bootstrap import build
 from gophermart.settings import Settings
 from gophermart.testing import TEST_SECRET, use_test_doubles
@@ -36,10 +38,11 @@ def _new(event_id: int, user_id: int) -> NewDelivery:
 
 
 async def _endpoint_with(store: Any, events: list[tuple[int, int]]) -> int:
-    """An endpoint with a pending delivery of each (event, user)."""
+    """An endpoint with a pending (untried) delivery of each (event, user)."""
     endpoint = (await store.add("http://127.0.0.1:9/", ("*",), "s", 0, NOW)).id
     deliveries = [_new(event, user) for event, user in events]
-    assert await store.fan_out(endpoint, 0, events[-1][0], deliveries, NOW)
+    assert await store.stream(endpoint, "a", NOW, LEASE) == 0
+    assert await store.settle(endpoint, "a", 0, events[-1][0], deliveries, NOW, LEASE)
     return int(endpoint)
 
 
@@ -47,15 +50,53 @@ def _ids(claimed: list[ClaimedDelivery | None]) -> list[int | None]:
     return [c.event_id if c is not None else None for c in claimed]
 
 
-async def test_a_fan_out_moves_the_cursor_once_and_keeps_the_bytes(store: Any) -> None:
+async def test_a_settle_moves_the_cursor_once_and_keeps_the_bytes(store: Any) -> None:
     endpoint = await _endpoint_with(store, [(1, 10), (2, 11)])
-    assert not await store.fan_out(endpoint, 0, 3, [_new(3, 10)], NOW)  # moved already
+    assert not await store.settle(endpoint, "a", 0, 3, [_new(3, 10)], NOW, LEASE)  # moved
     assert [t.cursor for t in await store.targets() if t.id == endpoint] == [2]
-    assert await store.fan_out(endpoint, 2, 5, [], NOW)  # nothing matched: still moves
+    assert await store.settle(endpoint, "a", 2, 5, [], NOW, LEASE)  # none matched: moves
     claimed = await store.claim(endpoint, NOW, LEASE, 10)
     assert [(c.event_id, c.user_id, c.body, c.attempts) for c in claimed] == [
         (1, 10, b'{"id": 1}', 1),
         (2, 11, b'{"id": 2}', 1),
+    ]
+
+
+async def test_one_process_streams_an_endpoint_until_its_lease_runs_out(store: Any) -> None:
+    endpoint = (await store.add("http://127.0.0.1:9/", ("*",), "s", 7, NOW)).id
+    assert await store.stream(endpoint, "a", NOW, LEASE) == 7
+    assert await store.stream(endpoint, "b", NOW, NOW + timedelta(seconds=30)) is None
+    assert await store.stream(endpoint, "a", NOW, LEASE) == 7  # kept by its holder
+    # Its lease ran out: "b" takes it over, and "a"'s settle writes nothing.
+    assert await store.stream(endpoint, "b", LEASE, LATER) == 7
+    assert not await store.settle(endpoint, "a", 7, 9, [_new(8, 10)], LEASE, LATER)
+    assert await store.settle(endpoint, "b", 7, 9, [], LEASE, LATER)
+    # Given up (``until`` = now): anyone takes it at once.
+    assert await store.stream(endpoint, "b", LEASE, LEASE) == 9
+    assert await store.stream(endpoint, "c", LEASE, LATER) == 9
+    await store.delete(endpoint, LATER)
+    assert await store.stream(endpoint, "c", LATER, LATER) is None  # deleted: nobody
+
+
+async def test_a_settle_records_each_delivery_as_its_first_try_left_it(store: Any) -> None:
+    endpoint = (await store.add("http://127.0.0.1:9/", ("*",), "s", 0, NOW)).id
+    tried = NOW - timedelta(seconds=1)
+    delivered = replace(_new(1, 10), tried=FirstTry(tried, 200, None, None))
+    failed = replace(_new(2, 11), tried=FirstTry(tried, 503, "HTTP 503", LATER))
+    behind = _new(3, 11)  # queued behind user 11's failed one, never tried
+    assert await store.stream(endpoint, "a", NOW, LEASE) == 0
+    assert await store.settle(endpoint, "a", 0, 3, [delivered, failed, behind], NOW, LEASE)
+    views = {v.event_id: v for v in await store.deliveries(endpoint, 10, None)}
+    assert (views[1].state, views[1].attempts, views[1].last_status) == ("delivered", 1, 200)
+    assert views[1].delivered_at == tried and views[1].next_attempt_at is None
+    assert (views[2].state, views[2].attempts, views[2].last_error) == ("pending", 1, "HTTP 503")
+    assert views[2].next_attempt_at == LATER and views[2].last_attempt_at == tried
+    assert (views[3].state, views[3].attempts, views[3].next_attempt_at) == ("pending", 0, NOW)
+    assert await store.queued(endpoint, [10, 11, 12]) == {11}
+    assert await store.claim(endpoint, NOW, LEASE, 10) == []  # 2 not due, 3 waits for it
+    retried = await store.claim(endpoint, LATER, LATER + timedelta(seconds=15), 10)
+    assert [(c.event_id, c.attempts, c.failures, c.first_at) for c in retried] == [
+        (2, 2, 1, tried)  # the retry window began with the stream's try
     ]
 
 

@@ -46,3 +46,22 @@ async def in_batches(delete: Callable[[int], Awaitable[int]], batch: int) -> int
         pruned += deleted
         if deleted < batch:
             return pruned
+
+
+async def wait_any(
+    stop: asyncio.Event,
+    wakeup: asyncio.Event | None,
+    delay: float,
+    *others: Awaitable[object],
+) -> None:
+    """Wait until ``stop`` or ``wakeup`` is set, one of ``others`` (coroutines) ends, or
+    ``delay`` seconds pass."""
+    waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
+    if wakeup is not None:
+        waiters.append(asyncio.ensure_future(wakeup.wait()))
+    waiters.extend(asyncio.ensure_future(other) for other in others)
+    try:
+        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

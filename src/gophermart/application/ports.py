@@ -7,12 +7,12 @@ these protocols only, so the core is tested with in-memory fakes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, NamedTuple, Protocol, Self
 
 from gophermart.domain.accounts import Account, EntryKind, Hold, HoldState, LedgerEntry
 from gophermart.domain.events import Event
@@ -20,7 +20,7 @@ from gophermart.domain.operators import OperatorName
 from gophermart.domain.orders import AccrualVerdict, Order, OrderNumber, OrderStatus
 from gophermart.domain.points import Points
 from gophermart.domain.users import Login, Password, User, UserId
-from gophermart.domain.webhooks import Attempt
+from gophermart.domain.webhooks import Attempt, DeliveryState
 
 
 class Clock(Protocol):
@@ -830,16 +830,65 @@ class DeliveryTarget:
     cursor: int
 
 
+_PENDING = DeliveryState.PENDING.value
+_DELIVERED = DeliveryState.DELIVERED.value
+
+
+@dataclass(frozen=True, slots=True)
+class FirstTry:
+    """The stream's POST of an event, made before its delivery was recorded: when the
+    answer came (or the deadline passed), what it was, and when to try again (``None``:
+    delivered)."""
+
+    at: datetime
+    status: int | None
+    error: str | None
+    retry_at: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
     """One event to deliver to one endpoint, with the bytes to POST (kept with the
-    delivery, so pruning the events never loses what is still to be sent)."""
+    delivery, so pruning the events never loses what is still to be sent), and the
+    stream's first try at it (``None``: not tried, queued behind its user's earlier
+    event or an endpoint that is failing)."""
 
     event_id: int
     user_id: int
     event_type: str
     event_at: datetime
     body: bytes
+    tried: FirstTry | None = None
+
+    @property
+    def recorded_pending(self) -> bool:
+        """Whether it goes into the queue (untried, or its first try failed)."""
+        return self.tried is None or self.tried.retry_at is not None
+
+    def recorded(self, at: datetime) -> RecordedState:
+        """The delivery's queue columns as it is recorded at ``at`` (one definition for
+        every store): delivered; pending and due again at the retry (a failed first
+        try); or pending and due at once (untried)."""
+        t = self.tried
+        if t is None:
+            return RecordedState(_PENDING, 0, 0, at, None, None, None, None)
+        if t.retry_at is None:
+            return RecordedState(_DELIVERED, 1, 0, None, t.at, t.status, None, t.at)
+        return RecordedState(_PENDING, 1, 1, t.retry_at, t.at, t.status, t.error, None)
+
+
+class RecordedState(NamedTuple):
+    """A new delivery's queue columns (:meth:`NewDelivery.recorded`); ``tried_at`` is
+    both its first and its last attempt's time."""
+
+    state: str
+    attempts: int
+    failures: int
+    next_attempt_at: datetime | None
+    tried_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -878,17 +927,20 @@ class DeliveryView:
 
 @dataclass(frozen=True, slots=True)
 class WebhookLag:
-    """A live endpoint's backlog: deliveries still pending and the time of the oldest
-    one's event (``None``: caught up)."""
+    """A live endpoint's backlog: deliveries still pending (the events after its
+    ``cursor``, not yet streamed, included) and the time of the oldest one's event
+    (``None``: caught up)."""
 
     endpoint_id: int
     pending: int
     oldest_event_at: datetime | None
+    cursor: int = 0
 
 
 class WebhookStore(Protocol):
     """Endpoints and their deliveries. Every method is safe with any number of worker
-    processes: fan-outs are compare-and-set on the endpoint's cursor, claims lease."""
+    processes: one holds an endpoint's stream at a time and moves its cursor by
+    compare-and-set, claims lease."""
 
     async def add(
         self, url: str, events: tuple[str, ...], secret: str, cursor: int, at: datetime
@@ -910,17 +962,36 @@ class WebhookStore(Protocol):
         """The live endpoints, with their secrets and cursors."""
         ...
 
-    async def fan_out(
+    async def stream(
+        self, endpoint_id: int, owner: str, now: datetime, until: datetime
+    ) -> int | None:
+        """Take or keep the endpoint's *stream*: the lease to POST its events straight
+        from the feed, held by one worker process (``owner``) at a time, until ``until``
+        unless kept. Back: the endpoint's cursor, or ``None`` when another process holds
+        it or the endpoint is gone. ``until <= now`` gives it up."""
+        ...
+
+    async def queued(self, endpoint_id: int, user_ids: Collection[int]) -> set[int]:
+        """Those of ``user_ids`` with a pending delivery to the endpoint: their later
+        events queue behind it."""
+        ...
+
+    async def settle(
         self,
         endpoint_id: int,
+        owner: str,
         seen: int,
         upto: int,
         deliveries: Sequence[NewDelivery],
         at: datetime,
+        until: datetime,
     ) -> bool:
-        """In one transaction: record ``deliveries`` (pending, due at ``at``) and move the
-        endpoint's cursor from ``seen`` to ``upto``. False (nothing written) if the
-        cursor was not ``seen`` any more: another worker fanned these events out."""
+        """In one transaction, if ``owner`` still holds the stream and the cursor is
+        ``seen``: record ``deliveries`` (as their first try left them:
+        :meth:`NewDelivery.recorded`), move the cursor to ``upto`` and keep the stream
+        until ``until``. False (nothing written): the stream was lost (another process
+        took it over after its lease ran out). An endpoint deleted meanwhile still has
+        what was sent to it recorded (nobody takes its stream again)."""
         ...
 
     async def claim(
@@ -959,7 +1030,8 @@ class WebhookStore(Protocol):
         ...
 
     async def lag(self) -> list[WebhookLag]:
-        """Each live endpoint's backlog (one aggregate over the pending deliveries)."""
+        """Each live endpoint's recorded backlog (one aggregate over the pending
+        deliveries), with its cursor."""
         ...
 
     async def prune(self, older_than: datetime, limit: int) -> int:
@@ -970,7 +1042,7 @@ class WebhookStore(Protocol):
 
     async def retained_after(self) -> int | None:
         """The lowest cursor of the live endpoints: the events after it have not been
-        fanned out to some endpoint yet, so they must not be pruned (``None``: none)."""
+        recorded for some endpoint yet, so they must not be pruned (``None``: none)."""
         ...
 
 

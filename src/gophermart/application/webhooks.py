@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 
@@ -26,6 +26,7 @@ from gophermart.application.ports import (
     WebhookStore,
 )
 from gophermart.domain.errors import InvalidInput
+from gophermart.domain.events import EventsPruned
 from gophermart.domain.webhooks import (
     MAX_ID,
     UnknownEvent,
@@ -130,13 +131,27 @@ class Webhooks:
         return pending
 
     async def webhook_lag(self) -> list[WebhookLag]:
-        """Each live endpoint's backlog: pending deliveries, and when the oldest one's
-        event happened (the metrics' lag)."""
-        return await self._store.lag()
+        """Each live endpoint's backlog: pending deliveries and the events after its
+        cursor (not streamed yet, whatever the filter), and when the oldest of them
+        happened (the metrics' lag)."""
+        last = await self._feed.last_id()
+        lags = []
+        for lag in await self._store.lag():
+            oldest = lag.oldest_event_at
+            if lag.cursor < last:
+                try:
+                    following = await self._feed.after(lag.cursor, 1)
+                except EventsPruned:  # the worker skips them too, loudly
+                    following = []
+                if following and (oldest is None or following[0].at < oldest):
+                    oldest = following[0].at
+            unstreamed = max(0, last - lag.cursor)
+            lags.append(replace(lag, pending=lag.pending + unstreamed, oldest_event_at=oldest))
+        return lags
 
     async def keep_from(self) -> int | None:
         """The retention floor (the RetentionFloor port): the first event some live
-        endpoint has not had fanned out yet. Deliveries keep their own bytes, so an
-        event already fanned out may be pruned even if its delivery is pending."""
+        endpoint has not had recorded yet. Deliveries keep their own bytes, so an
+        event already recorded may be pruned even if its delivery is pending."""
         lowest = await self._store.retained_after()
         return lowest + 1 if lowest is not None else None

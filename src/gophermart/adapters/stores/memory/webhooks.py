@@ -1,14 +1,15 @@
 """Webhook endpoints and deliveries in one process's memory (the in-memory store's).
 
-The same rules as the SQL tables (``stores/sql/webhooks.py``): a fan-out is a
-compare-and-set on the cursor, a claim takes each user's oldest pending delivery that is
-due, an outcome is written only by the claim that made it. No ``await`` between a
+The same rules as the SQL tables (``stores/sql/webhooks.py``): one owner streams an
+endpoint at a time and settles by compare-and-set on the cursor, a claim takes each
+user's oldest pending delivery that is due, an outcome is written only by the claim
+that made it. No ``await`` between a
 look-up and a write: each method is atomic on the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -30,6 +31,8 @@ class _Endpoint:
     view: WebhookEndpoint
     secret: str
     cursor: int
+    stream_owner: str | None = None
+    stream_until: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -105,22 +108,59 @@ class MemoryWebhooks:
             for e in self._live()
         ]
 
-    async def fan_out(
+    async def stream(
+        self, endpoint_id: int, owner: str, now: datetime, until: datetime
+    ) -> int | None:
+        found = self._endpoints.get(endpoint_id)
+        if found is None or found.view.deleted_at is not None:
+            return None
+        taken = found.stream_owner not in (None, owner)
+        if taken and found.stream_until is not None and found.stream_until > now:
+            return None  # another process holds it and its lease runs
+        found.stream_owner, found.stream_until = owner, until
+        return found.cursor
+
+    async def queued(self, endpoint_id: int, user_ids: Collection[int]) -> set[int]:
+        wanted = set(user_ids)
+        return {
+            d.new.user_id
+            for d in self._deliveries.get(endpoint_id, {}).values()
+            if d.state == _PENDING and d.new.user_id in wanted
+        }
+
+    async def settle(
         self,
         endpoint_id: int,
+        owner: str,
         seen: int,
         upto: int,
         deliveries: Sequence[NewDelivery],
         at: datetime,
+        until: datetime,
     ) -> bool:
         found = self._endpoints.get(endpoint_id)
-        if found is None or found.view.deleted_at is not None or found.cursor != seen:
+        if found is None or found.stream_owner != owner or found.cursor != seen:
             return False
-        found.cursor = upto
+        found.cursor, found.stream_until = upto, until
         queue = self._deliveries[endpoint_id]
         for new in deliveries:
             self._next_id += 1
-            queue[new.event_id] = _Delivery(self._next_id, endpoint_id, new, at, next_attempt_at=at)
+            r = new.recorded(at)
+            queue[new.event_id] = _Delivery(
+                self._next_id,
+                endpoint_id,
+                new,
+                at,
+                r.state,
+                r.attempts,
+                r.failures,
+                r.next_attempt_at,
+                r.tried_at,
+                r.tried_at,
+                r.last_status,
+                r.last_error,
+                r.delivered_at,
+            )
         return True
 
     async def claim(
@@ -207,7 +247,8 @@ class MemoryWebhooks:
                 for d in self._deliveries[endpoint.view.id].values()
                 if d.state == _PENDING
             ]
-            lags.append(WebhookLag(endpoint.view.id, len(pending), min(pending, default=None)))
+            oldest = min(pending, default=None)
+            lags.append(WebhookLag(endpoint.view.id, len(pending), oldest, endpoint.cursor))
         return lags
 
     async def prune(self, older_than: datetime, limit: int) -> int:

@@ -5,8 +5,10 @@ the cold paths' engines); what the delivery worker does for every event runs her
 a small asyncpg pool of its own (never the API's connections), each as one statement
 compiled once (runner.py):
 
-* **fan-out** (:data:`FAN_OUT`): the endpoint's cursor moved by compare-and-set and all
-  the batch's deliveries inserted from arrays (``unnest``), in one statement;
+* **settling the stream** (:data:`SETTLE`): the endpoint's cursor moved by
+  compare-and-set and all the batch's deliveries inserted from arrays (``unnest``), as
+  their first try left them, in one statement; and the users among a batch's with a
+  delivery still queued (:data:`QUEUED`), whose events wait behind it;
 * **claims** (:data:`~gophermart.adapters.stores.sql.webhooks.CLAIM`, the shared
   statement): each user's oldest pending delivery, leased;
 * **outcomes** (:data:`RECORD`): every outcome of a group commit written by one
@@ -27,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +40,7 @@ from sqlalchemy import (
     String,
     bindparam,
     case,
+    exists,
     func,
     insert,
     literal_column,
@@ -72,14 +75,18 @@ _PENDING_STATE: Any = literal_column("'pending'")
 _DELIVERED_STATE: Any = literal_column("'delivered'")
 
 
-def _fan_out() -> Any:
-    """The cursor moved from ``seen`` to ``upto`` (compare-and-set) and, only if it
-    moved, one pending delivery per array element; back: whether it moved."""
+def _settle() -> Any:
+    """The cursor moved from ``seen`` to ``upto`` and the stream kept until ``until``
+    (compare-and-set, only while ``owner`` holds it) and, only if it moved, one delivery
+    per array element, as its first try left it; back: whether it moved."""
     moved = (
         update(w)
-        .where(w.c.id == bindparam("endpoint"), w.c.cursor == bindparam("seen"))
-        .where(w.c.deleted_at.is_(None))
-        .values(cursor=bindparam("upto"))
+        .where(
+            w.c.id == bindparam("endpoint"),
+            w.c.cursor == bindparam("seen"),
+            w.c.stream_owner == bindparam("owner"),
+        )
+        .values(cursor=bindparam("upto"), stream_until=bindparam("until", type_=UtcDateTime))
         .returning(w.c.id)
         .cte("moved")
     )
@@ -90,14 +97,26 @@ def _fan_out() -> Any:
         ("types", "event_type", String),
         ("event_ats", "event_at", UtcDateTime),
         ("bodies", "body", LargeBinary),
+        ("states", "state", String),
+        ("attempts", "attempts", Integer),
+        ("failures", "failures", Integer),
+        ("next_ats", "next_attempt_at", UtcDateTime),
+        ("tried_ats", "first_attempt_at", UtcDateTime),
+        ("statuses", "last_status", Integer),
+        ("errors", "last_error", String),
+        ("delivered_ats", "delivered_at", UtcDateTime),
     )
-    at = bindparam("at", type_=UtcDateTime)
-    columns = ["endpoint_id", "event_id", "user_id", "event_type", "event_at", "body"]
+    columns = [c.name for c in new.c]
     inserted = (
         insert(d)
         .from_select(
-            [*columns, "state", "next_attempt_at", "created_at"],
-            select(moved.c.id, *(new.c[name] for name in columns[1:]), _PENDING_STATE, at, at)
+            ["endpoint_id", *columns, "last_attempt_at", "created_at"],
+            select(
+                moved.c.id,
+                *new.c,
+                new.c.first_attempt_at,
+                bindparam("at", type_=UtcDateTime),
+            )
             .select_from(moved.join(new, true()))
             .order_by(new.c.event_id),
         )
@@ -111,7 +130,21 @@ def _fan_out() -> Any:
     )
 
 
-FAN_OUT = Statement(_fan_out())
+SETTLE = Statement(_settle())
+
+#: The users (of an array) with a pending delivery to the endpoint, each found by one
+#: probe of the ``user_order`` index.
+QUEUED = Statement(
+    select(literal_column("u.user_id"))
+    .select_from(unnest_rows("u", ("users", "user_id", BigInteger)))
+    .where(
+        exists().where(
+            d.c.endpoint_id == bindparam("endpoint"),
+            d.c.user_id == literal_column("u.user_id"),
+            d.c.state == _PENDING_STATE,
+        )
+    )
+)
 
 _outcomes = unnest_rows(
     "outcome",
@@ -234,27 +267,47 @@ class PgWebhooks(SqlWebhooks):
         async with self._pool.connection() as conn:
             return [target_of(row) for row in await PgRunner(conn).fetch(LIVE_TARGETS, {})]
 
-    async def fan_out(
+    async def queued(self, endpoint_id: int, user_ids: Collection[int]) -> set[int]:
+        if not user_ids:
+            return set()
+        params = {"endpoint": endpoint_id, "users": list(user_ids)}
+        async with self._pool.connection() as conn:
+            return {row[0] for row in await PgRunner(conn).fetch(QUEUED, params)}
+
+    async def settle(
         self,
         endpoint_id: int,
+        owner: str,
         seen: int,
         upto: int,
         deliveries: Sequence[NewDelivery],
         at: datetime,
+        until: datetime,
     ) -> bool:
+        recorded = [n.recorded(at) for n in deliveries]
         params = {
             "endpoint": endpoint_id,
+            "owner": owner,
             "seen": seen,
             "upto": upto,
+            "until": until,
             "at": at,
             "event_ids": [n.event_id for n in deliveries],
             "user_ids": [n.user_id for n in deliveries],
             "types": [n.event_type for n in deliveries],
             "event_ats": [n.event_at for n in deliveries],
             "bodies": [n.body for n in deliveries],
+            "states": [r.state for r in recorded],
+            "attempts": [r.attempts for r in recorded],
+            "failures": [r.failures for r in recorded],
+            "next_ats": [r.next_attempt_at for r in recorded],
+            "tried_ats": [r.tried_at for r in recorded],
+            "statuses": [r.last_status for r in recorded],
+            "errors": [r.last_error for r in recorded],
+            "delivered_ats": [r.delivered_at for r in recorded],
         }
         async with self._pool.connection() as conn:
-            row = await PgRunner(conn).fetchrow(FAN_OUT, params)
+            row = await PgRunner(conn).fetchrow(SETTLE, params)
         return row is not None and row[0] == 1
 
     async def claim(

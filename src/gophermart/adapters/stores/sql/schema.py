@@ -293,7 +293,7 @@ idempotency_keys = Table(
 
 # Webhook endpoints (application/webhooks.py, migration 0010): where events are POSTed.
 # ``secret`` signs the POSTs, so it is kept as it is (README "Webhooks" says why);
-# ``cursor`` is the last event id fanned out to the endpoint (moved by compare-and-set in
+# ``cursor`` is the last event id recorded for the endpoint (moved by compare-and-set in
 # the transaction that records the deliveries); a deleted endpoint keeps its row and
 # deliveries, ``deleted_at`` set.
 webhooks = Table(
@@ -307,6 +307,9 @@ webhooks = Table(
     Column("cursor", BigInteger, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("deleted_at", UtcDateTime, nullable=True),
+    # The worker process streaming its events, and its lease (migration 0011).
+    Column("stream_owner", String(64), nullable=True),
+    Column("stream_until", UtcDateTime, nullable=True),
 )
 
 #: A delivery still to be sent (the partial indexes' predicate, written into the SQL).

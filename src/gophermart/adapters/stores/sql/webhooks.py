@@ -9,9 +9,14 @@ ends. SQLite's writers are serial (``BEGIN IMMEDIATE``), so it needs no locking 
 
 A user's later event waits for the earlier one: a delivery is claimable only if no
 earlier delivery of the same user to the same endpoint is still pending (the
-``user_order`` partial index answers that). Fan-out moves the endpoint's cursor by
-compare-and-set in the transaction that records the deliveries: a second worker fanning
-out the same events finds the cursor moved and writes nothing.
+``user_order`` partial index answers that).
+
+One worker process at a time holds an endpoint's *stream* (``stream_owner``, leased
+until ``stream_until``): it POSTs the endpoint's events straight from the feed and then
+records each delivery once, as its first try left it (delivered; pending with its retry
+due; or pending and untried, queued behind its user's earlier event), moving the
+endpoint's cursor by compare-and-set in the same transaction (:meth:`SqlWebhooks.settle`).
+Only what did not go through on the first try is claimed from the queue.
 
 Outcomes are group-committed (:class:`_Outcomes`): those arriving while a transaction
 writes others go together in the next one, and each may claim its user's next due
@@ -19,13 +24,13 @@ delivery in it (``CLAIM_NEXT``): a user's backlog goes out without a claim's rou
 between two POSTs, and a busy endpoint costs a transaction per batch, not per POST.
 Here each outcome of a batch is two statements in that transaction (SQLite's way);
 PostgreSQL's store writes the batch as one set-based statement on asyncpg instead
-(stores/postgres/webhooks.py), and fans out and claims there too.
+(stores/postgres/webhooks.py), and settles, claims and looks up queued users there too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -233,34 +238,46 @@ class SqlWebhooks:
         async with self._write.connect() as conn:  # the cursor as last written
             return [target_of(r) for r in await conn.execute(TARGETS)]
 
-    async def fan_out(
+    async def stream(
+        self, endpoint_id: int, owner: str, now: datetime, until: datetime
+    ) -> int | None:
+        free = or_(w.c.stream_owner == owner, w.c.stream_owner.is_(None), w.c.stream_until <= now)
+        take = update(w).where(w.c.id == endpoint_id, _LIVE, free)
+        async with self._write.begin() as conn:
+            row = await conn.execute(
+                take.values(stream_owner=owner, stream_until=until).returning(w.c.cursor)
+            )
+            cursor = row.scalar()
+        return int(cursor) if cursor is not None else None
+
+    async def queued(self, endpoint_id: int, user_ids: Collection[int]) -> set[int]:
+        if not user_ids:
+            return set()
+        query = (
+            select(d.c.user_id)
+            .distinct()
+            .where(d.c.endpoint_id == endpoint_id, _PENDING, d.c.user_id.in_(list(user_ids)))
+        )
+        async with self._write.connect() as conn:  # as last written, like the cursor
+            return set((await conn.execute(query)).scalars())
+
+    async def settle(
         self,
         endpoint_id: int,
+        owner: str,
         seen: int,
         upto: int,
         deliveries: Sequence[NewDelivery],
         at: datetime,
+        until: datetime,
     ) -> bool:
-        move = update(w).where(w.c.id == endpoint_id, w.c.cursor == seen, _LIVE)
+        move = update(w).where(w.c.id == endpoint_id, w.c.cursor == seen, w.c.stream_owner == owner)
         async with self._write.begin() as conn:
-            if (await conn.execute(move.values(cursor=upto))).rowcount != 1:
-                return False  # another worker moved it first (or the endpoint was deleted)
+            moved = await conn.execute(move.values(cursor=upto, stream_until=until))
+            if moved.rowcount != 1:
+                return False  # the stream was taken over
             if deliveries:
-                rows = [
-                    {
-                        "endpoint_id": endpoint_id,
-                        "event_id": new.event_id,
-                        "user_id": new.user_id,
-                        "event_type": new.event_type,
-                        "event_at": new.event_at,
-                        "body": new.body,
-                        "state": DeliveryState.PENDING.value,
-                        "next_attempt_at": at,
-                        "created_at": at,
-                    }
-                    for new in deliveries
-                ]
-                await conn.execute(insert(d), rows)
+                await conn.execute(insert(d), [_row(endpoint_id, new, at) for new in deliveries])
         return True
 
     async def claim(
@@ -319,15 +336,15 @@ class SqlWebhooks:
     async def lag(self) -> list[WebhookLag]:
         joined = w.outerjoin(d, and_(d.c.endpoint_id == w.c.id, _PENDING))
         query = (
-            select(w.c.id, func.count(d.c.id), func.min(d.c.event_at))
+            select(w.c.id, func.count(d.c.id), func.min(d.c.event_at), w.c.cursor)
             .select_from(joined)
             .where(_LIVE)
-            .group_by(w.c.id)
+            .group_by(w.c.id, w.c.cursor)
             .order_by(w.c.id)
         )
         async with self._read.connect() as conn:
             rows = await conn.execute(query)
-            return [WebhookLag(r[0], r[1], r[2]) for r in rows]
+            return [WebhookLag(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def prune(self, older_than: datetime, limit: int) -> int:
         gone = select(w.c.id).where(w.c.deleted_at < older_than)
@@ -349,6 +366,28 @@ class SqlWebhooks:
         async with self._read.connect() as conn:
             lowest = (await conn.execute(select(func.min(w.c.cursor)).where(_LIVE))).scalar()
         return int(lowest) if lowest is not None else None
+
+
+def _row(endpoint_id: int, new: NewDelivery, at: datetime) -> dict[str, Any]:
+    r = new.recorded(at)
+    return {
+        "endpoint_id": endpoint_id,
+        "event_id": new.event_id,
+        "user_id": new.user_id,
+        "event_type": new.event_type,
+        "event_at": new.event_at,
+        "body": new.body,
+        "state": r.state,
+        "attempts": r.attempts,
+        "failures": r.failures,
+        "next_attempt_at": r.next_attempt_at,
+        "first_attempt_at": r.tried_at,
+        "last_attempt_at": r.tried_at,
+        "last_status": r.last_status,
+        "last_error": r.last_error,
+        "delivered_at": r.delivered_at,
+        "created_at": at,
+    }
 
 
 @dataclass(frozen=True, slots=True)

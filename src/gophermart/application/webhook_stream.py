@@ -1,0 +1,293 @@
+"""An endpoint's *stream*: its events POSTed straight from the feed, each delivery
+recorded once, as its first try left it (docs/architecture.md, "Webhooks").
+
+One worker process at a time holds an endpoint's stream (a lease in the store, kept by
+every settle). It reads the feed after the endpoint's cursor, hands each user's events
+to one slot in order (a user's later event is POSTed only after the earlier one was
+delivered), and every few milliseconds *settles*: in one transaction, the deliveries of
+every event up to the *watermark* (the last event id before the oldest one still in
+flight) are recorded and the cursor moves there, by compare-and-set. On the happy path
+a delivery costs one row, inserted delivered; the queue (claims, outcomes, retries)
+carries only what did not go through:
+
+* a failed first try is recorded pending, due again after the backoff, and the rest of
+  its user's events queue behind it (recorded pending, untried); so do the events of a
+  user who already has a delivery queued (:meth:`WebhookStore.queued`, asked once per
+  read for the users not already in flight);
+* while the endpoint is failing (its last answer was not a 2xx), nothing is POSTed from
+  the stream: events are recorded untried and the queue's backoff paces the endpoint
+  until it answers again.
+
+Nothing is lost to a crash: the cursor moves only past recorded deliveries, so a killed
+worker's unsettled events are read again, and POSTed again (at least once), by whoever
+takes the stream over when its lease runs out. A stream lost to another process (a
+settle that finds the lease taken) drops what it had in flight for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gophermart.application.errors import StoreUnavailable
+from gophermart.application.periodic import wait_any
+from gophermart.application.ports import FirstTry, NewDelivery
+from gophermart.domain.events import Event, EventsPruned
+from gophermart.domain.webhooks import Attempt, matches
+
+if TYPE_CHECKING:
+    from gophermart.application.webhook_delivery import EndpointLoop
+
+log = logging.getLogger("gophermart.webhooks")
+
+#: Settle after this many finished deliveries, or this many seconds after the first.
+SETTLE_AFTER = 256
+SETTLE_EVERY = 0.02
+
+
+@dataclass(slots=True)
+class _Chain:
+    """One user's events in this stream, POSTed in order by one slot at a time;
+    ``blocked``: the rest are recorded untried (an earlier one is queued)."""
+
+    events: deque[Event] = field(default_factory=deque)
+    blocked: bool = False
+    running: bool = False
+
+
+class EndpointStream:
+    """The stream of one endpoint in this process (the module docstring)."""
+
+    def __init__(self, loop: EndpointLoop) -> None:
+        self._loop = loop
+        self._w = loop.worker
+        self._id = loop.target.id
+        self._held = False
+        self._stopping = False  # the slots stop after their POST in flight
+        self._generation = 0  # a stream lost and taken again: its old slots' work is void
+        self._reset(loop.target.cursor)
+
+    def _reset(self, cursor: int) -> None:
+        self._settled = cursor  # the endpoint's cursor, as this stream last moved it
+        self._read = cursor  # the last event id read from the feed
+        self._unfinished: dict[int, None] = {}  # read, matched, not finished (id order)
+        self._done: list[NewDelivery] = []  # finished, not settled yet
+        self._queued: dict[int, int] = {}  # per user, unsettled deliveries left pending
+        self._chains: dict[int, _Chain] = {}
+        self._ready: deque[int] = deque()  # users whose chain waits for a slot
+        self._first_done_at: float | None = None
+        self._kept_at = self._clock()
+        self._generation += 1
+
+    def _clock(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def run(self, stop: asyncio.Event, slots: asyncio.TaskGroup) -> None:
+        """Hold the stream and keep it moving until ``stop``; then let the POSTs in
+        flight end, settle what they came to and give the stream up."""
+        idle, read_at = self._w.config.idle, 0.0
+        while not stop.is_set():
+            self._loop.stream_wake.clear()
+            try:
+                if not self._held and not await self._take():
+                    await wait_any(stop, None, idle)
+                    continue
+                if self._room() and self._clock() >= read_at:
+                    full = await self._read_more()
+                    read_at = self._clock() + (0.0 if full else self._w.config.read_every)
+                self._dispatch(slots)
+                await self._settle_if_due()
+            except StoreUnavailable:  # an outage: logged once where it was seen
+                await wait_any(stop, None, idle)
+                continue
+            except Exception:
+                log.exception("webhook %d: the stream failed; retrying", self._id)
+                await wait_any(stop, None, idle)
+                continue
+            await wait_any(stop, self._loop.stream_wake, self._wait_for(read_at), *self._news())
+        await self._close()
+
+    def _news(self) -> list[Awaitable[object]]:
+        """New events in the feed, when this stream has room to read them."""
+        if not self._held or not self._room():
+            return []
+        return [self._w.feed.wait(self._read, self._w.config.idle)]
+
+    def _room(self) -> bool:
+        return len(self._unfinished) < self._w.config.batch
+
+    def _wait_for(self, read_at: float) -> float:
+        """Seconds until the next thing due: a read, a settle, keeping the lease."""
+        now, idle = self._clock(), self._w.config.idle
+        due = [self._kept_at + self._keep_every() - now]
+        if self._room():
+            due.append(read_at - now if read_at > now else idle)
+        if self._first_done_at is not None:
+            due.append(self._first_done_at + SETTLE_EVERY - now)
+        return max(0.001, min(due))
+
+    def _keep_every(self) -> float:
+        return self._w.config.policy.lease.total_seconds() / 3
+
+    async def _take(self) -> bool:
+        w, now = self._w, self._w.clock.now()
+        cursor = await w.store.stream(self._id, w.owner, now, now + w.config.policy.lease)
+        if cursor is None:
+            return False
+        self._reset(cursor)
+        self._held = True
+        return True
+
+    async def _read_more(self) -> bool:
+        """Read the next events into the users' chains; True if there may be more."""
+        w = self._w
+        try:
+            events = await w.feed.after(self._read, w.config.batch)
+        except EventsPruned as exc:  # cannot happen while the floor holds; say so loudly
+            log.error("webhook %d: %s; skipping to %d", self._id, exc, exc.oldest)
+            self._read = max(self._read, exc.oldest)
+            return True
+        if not events:
+            return False
+        chosen = [e for e in events if matches(self._loop.target.events, e.type)]
+        failing = self._loop.failing
+        newcomers = {e.user_id for e in chosen if e.user_id not in self._chains}
+        held = set() if failing else await w.store.queued(self._id, newcomers)
+        for event in chosen:
+            chain = self._chains.get(event.user_id)
+            if chain is None:
+                user = event.user_id
+                blocked = failing or user in held or user in self._queued
+                chain = self._chains[user] = _Chain(blocked=blocked)
+                self._ready.append(user)
+            chain.events.append(event)
+            self._unfinished[event.id] = None
+        self._read = events[-1].id
+        return len(events) >= w.config.batch
+
+    def _dispatch(self, slots: asyncio.TaskGroup) -> None:
+        """Start the ready chains: a blocked one is recorded at once, the others take a
+        slot each while the endpoint has free ones."""
+        loop, generation = self._loop, self._generation
+        while self._ready:
+            user = self._ready[0]
+            chain = self._chains[user]
+            if not chain.blocked:
+                if loop.free_slots() <= 0:
+                    return
+                loop.in_flight += 1
+            self._ready.popleft()
+            chain.running = True
+            slots.create_task(self._send(user, chain, generation))
+
+    async def _send(self, user: int, chain: _Chain, generation: int) -> None:
+        """POST the user's events one after the other; a failure queues the rest."""
+        counted = not chain.blocked
+        try:
+            while chain.events and generation == self._generation and not self._stopping:
+                event = chain.events[0]
+                body = self._w.encode(event)
+                tried = None if chain.blocked else await self._try(event.id, body)
+                if generation != self._generation:
+                    return  # the stream was lost meanwhile: the new owner sends it again
+                if tried is not None and tried.retry_at is not None:
+                    chain.blocked = True
+                chain.events.popleft()
+                self._finish(NewDelivery(event.id, user, event.type, event.at, body, tried))
+        finally:
+            if self._chains.get(user) is chain:
+                del self._chains[user]  # a later event of the user starts a new chain
+            if counted:
+                self._loop.in_flight -= 1
+                self._loop.wake.set()
+            if self._ready or self._stopping:  # a slot for a waiting chain, or the end
+                self._loop.stream_wake.set()
+
+    async def _try(self, event_id: int, body: bytes) -> FirstTry:
+        w, loop = self._w, self._loop
+        attempt: Attempt = await loop.post(event_id, body)
+        w.metrics.attempted(attempt.outcome)
+        now = w.clock.now()
+        if attempt.delivered:
+            loop.recovered()
+            return FirstTry(now, attempt.status, None, None)
+        loop.failed(attempt)
+        retry_at = w.config.policy.next_try(now, now, 1, w.rnd) or now
+        return FirstTry(now, attempt.status, attempt.error, retry_at)
+
+    def _finish(self, new: NewDelivery) -> None:
+        del self._unfinished[new.event_id]
+        self._done.append(new)
+        if new.recorded_pending:
+            self._queued[new.user_id] = self._queued.get(new.user_id, 0) + 1
+        if self._first_done_at is None:
+            self._first_done_at = self._clock()
+        if len(self._done) >= SETTLE_AFTER:
+            self._loop.stream_wake.set()
+
+    def _watermark(self) -> int:
+        """The last event id up to which every event read is finished."""
+        return next(iter(self._unfinished)) - 1 if self._unfinished else self._read
+
+    async def _settle_if_due(self) -> None:
+        now = self._clock()
+        keep = now - self._kept_at >= self._keep_every()
+        busy = self._first_done_at is not None and (
+            len(self._done) >= SETTLE_AFTER or now - self._first_done_at >= SETTLE_EVERY
+        )
+        # Events the filter passed over move the cursor too, at the lease's pace when idle.
+        moved = self._watermark() > self._settled and now - self._kept_at >= self._w.config.idle
+        if keep or busy or moved:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Record every finished delivery up to the watermark and move the cursor there
+        (and keep the lease); a lost stream is dropped (module docstring)."""
+        w, upto, generation = self._w, self._watermark(), self._generation
+        rows = sorted((n for n in self._done if n.event_id <= upto), key=_event_id)
+        now = w.clock.now()
+        moved = await w.store.settle(
+            self._id, w.owner, self._settled, upto, rows, now, now + w.config.policy.lease
+        )
+        if generation != self._generation:
+            return
+        if not moved:
+            log.info("webhook %d: the stream moved to another worker process", self._id)
+            self._held = False
+            self._generation += 1
+            return
+        self._settled, self._kept_at = upto, self._clock()
+        self._done = [n for n in self._done if n.event_id > upto]
+        self._first_done_at = self._clock() if self._done else None
+        for new in rows:
+            if new.recorded_pending and (left := self._queued[new.user_id] - 1):
+                self._queued[new.user_id] = left
+            elif new.recorded_pending:
+                del self._queued[new.user_id]
+        if any(new.recorded_pending for new in rows):
+            self._loop.wake.set()  # the queue has new deliveries: some may be due now
+
+    async def _close(self) -> None:
+        """Stopping: the slots stop after their POST in flight; what they finished is
+        settled and the stream given up, so another process takes it over at once."""
+        self._stopping = True
+        if not self._held:
+            return
+        while any(chain.running for chain in self._chains.values()):
+            self._loop.stream_wake.clear()
+            await self._loop.stream_wake.wait()
+        try:
+            await self.settle()
+            if self._held:
+                now = self._w.clock.now()
+                await self._w.store.stream(self._id, self._w.owner, now, now)
+        except Exception as exc:  # the lease runs out instead
+            log.warning("webhook %d: giving up the stream failed: %s", self._id, exc)
+        self._held = False
+
+
+_event_id: Callable[[NewDelivery], int] = lambda new: new.event_id  # noqa: E731
