@@ -16,6 +16,7 @@ import pytest
 from gophermart.adapters.clock import SystemClock
 from gophermart.adapters.event_wire import event_from_json, event_json
 from gophermart.adapters.stores.memory.webhooks import MemoryWebhooks
+from gophermart.application.ports import ClaimedDelivery
 from gophermart.application.webhook_delivery import DeliveryConfig, WebhookDelivery
 from gophermart.application.webhooks import Webhooks
 from gophermart.domain.errors import InvalidInput
@@ -345,7 +346,7 @@ async def test_a_deleted_endpoint_gets_nothing_more_and_keeps_its_history() -> N
         await rig.webhooks.webhook_deliveries(endpoint, limit=0)
 
 
-async def test_the_retention_floor_is_the_first_event_not_fanned_out_yet() -> None:
+async def test_the_retention_floor_is_the_first_event_not_recorded_yet() -> None:
     rig = Rig()
     rig.feed.publish(1, n=3)
     await rig.webhooks.add_webhook("http://hooks.test/a", ["*"])
@@ -356,3 +357,82 @@ async def test_the_retention_floor_is_the_first_event_not_fanned_out_yet() -> No
     assert await rig.webhooks.keep_from() == 6
     lag = await rig.webhooks.webhook_lag()
     assert [(x.endpoint_id, x.pending) for x in lag] == [(1, 0)]
+
+
+class CountingStore(MemoryWebhooks):
+    """The memory store, counting the deliveries its claims hand out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claimed = 0
+
+    async def claim(self, *args: object, **kwargs: object) -> list[ClaimedDelivery]:
+        claimed = await super().claim(*args, **kwargs)  # type: ignore[arg-type]
+        self.claimed += len(claimed)
+        return claimed
+
+
+def _second_worker(rig: Rig) -> WebhookDelivery:
+    """Another worker process on the same store, feed and sender."""
+    first = rig.worker
+    return WebhookDelivery(rig.store, rig.feed, rig.sender, first.clock, first.encode, first.config)
+
+
+async def test_two_workers_send_each_event_once_from_the_stream_with_nothing_queued() -> None:
+    rig = Rig()
+    rig.store = rig.worker.store = CountingStore()  # type: ignore[misc]
+    rig.webhooks = Webhooks(rig.store, rig.feed, rig.worker.clock)
+    endpoint = (await rig.webhooks.add_webhook("http://hooks.test/a", ["*"])).endpoint.id
+    other, stop_other = _second_worker(rig), asyncio.Event()
+    async with rig:
+        running = asyncio.create_task(other.run_until(stop_other))
+        for k in range(120):
+            rig.feed.publish(k % 7)
+        await _until(lambda: len(rig.store._deliveries[endpoint]) == 120)
+        stop_other.set()
+        await running
+    # One process streams the endpoint: each event POSTed once, recorded once, delivered
+    # on its first try; the queue's claims never had anything to hand out.
+    assert sorted(rig.sender.event_ids(endpoint)) == list(range(1, 121))
+    views = await rig.webhooks.webhook_deliveries(endpoint)
+    assert {(v.state, v.attempts) for v in views} == {("delivered", 1)}
+    assert rig.store.claimed == 0
+
+
+async def test_a_stopping_worker_gives_its_stream_up_to_another_at_once() -> None:
+    rig = Rig()  # a lease of 15 s: waiting for it to run out would time the test out
+    endpoint = (await rig.webhooks.add_webhook("http://hooks.test/a", ["*"])).endpoint.id
+    async with rig:
+        rig.feed.publish(1)
+        await _until(lambda: rig.sender.event_ids(endpoint) == [1])
+    assert rig.store._endpoints[endpoint].stream_owner == rig.worker.owner
+    other, stop_other = _second_worker(rig), asyncio.Event()
+    running = asyncio.create_task(other.run_until(stop_other))
+    rig.feed.publish(2)
+    await _until(lambda: rig.sender.event_ids(endpoint) == [1, 2], seconds=2.0)
+    assert rig.store._endpoints[endpoint].stream_owner == other.owner
+    stop_other.set()
+    await running
+
+
+async def test_a_failed_first_try_queues_the_users_later_events_behind_it() -> None:
+    rig = Rig()
+    endpoint = (await rig.webhooks.add_webhook("http://hooks.test/a", ["*"])).endpoint.id
+    async with rig:
+        rig.feed.publish(1)
+        await _until(lambda: rig.sender.event_ids(endpoint) == [1])
+        rig.sender.status[endpoint] = 503
+        rig.feed.publish(2)  # event 2: its first try fails
+        await _until(lambda: 2 in rig.store._deliveries[endpoint])
+        rig.feed.publish(2, n=2)  # 3 and 4: queued behind it, not tried
+        rig.feed.publish(3)  # 5: the endpoint is failing, recorded untried
+        await _until(lambda: len(rig.store._deliveries[endpoint]) == 5)
+        assert rig.sender.event_ids(endpoint) == [1]
+        del rig.sender.status[endpoint]
+        await _until(lambda: len(rig.sender.event_ids(endpoint)) == 5)
+        rig.feed.publish(2)  # 6: user 2's queue is empty again, sent from the stream
+        await _until(lambda: len(rig.sender.event_ids(endpoint)) == 6)
+    ids = rig.sender.event_ids(endpoint)
+    assert [i for i in ids if rig.feed.events[i - 1].user_id == 2] == [2, 3, 4, 6]
+    views = {v.event_id: v for v in await rig.webhooks.webhook_deliveries(endpoint)}
+    assert views[2].attempts >= 2 and views[3].attempts == 1 and views[6].attempts == 1

@@ -62,9 +62,8 @@ log = logging.getLogger("gophermart.webhooks")
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
     """How the worker paces itself: ``concurrency`` POSTs in flight per endpoint and
-    process, ``batch`` events read from the feed at a time (and at most that many in the
-    stream unsettled), and ``idle`` seconds between looks when nothing wakes it (a retry
-    comes due at most that late)."""
+    process, ``batch`` events read from the feed at a time, and ``idle`` seconds between
+    looks when nothing wakes it (a retry comes due at most that late)."""
 
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     concurrency: int = 16
@@ -73,6 +72,9 @@ class DeliveryConfig:
     #: A slot sends at most this many of one user's events in a row (each claimed in the
     #: transaction that records the one before) before it goes back to the pool.
     chain: int = 100
+    #: The stream reads on while fewer than this many events it read are unfinished: a
+    #: slow POST holds the cursor back (it moves past finished events only), not the rest.
+    window: int = 5000
     #: The stream reads the feed at most this often (seconds) while it has no backlog (on
     #: PostgreSQL new events show up once per run of the sequencer, every 20 ms).
     read_every: float = 0.02

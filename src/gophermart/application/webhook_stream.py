@@ -56,7 +56,6 @@ class _Chain:
 
     events: deque[Event] = field(default_factory=deque)
     blocked: bool = False
-    running: bool = False
 
 
 class EndpointStream:
@@ -67,6 +66,7 @@ class EndpointStream:
         self._w = loop.worker
         self._id = loop.target.id
         self._held = False
+        self._slots = 0  # slots sending this stream's chains (tasks of ``slots``)
         self._stopping = False  # the slots stop after their POST in flight
         self._generation = 0  # a stream lost and taken again: its old slots' work is void
         self._reset(loop.target.cursor)
@@ -80,6 +80,7 @@ class EndpointStream:
         self._chains: dict[int, _Chain] = {}
         self._ready: deque[int] = deque()  # users whose chain waits for a slot
         self._first_done_at: float | None = None
+        self._read_at = 0.0  # the feed is read again no sooner (a read found few)
         self._kept_at = self._clock()
         self._generation += 1
 
@@ -89,16 +90,15 @@ class EndpointStream:
     async def run(self, stop: asyncio.Event, slots: asyncio.TaskGroup) -> None:
         """Hold the stream and keep it moving until ``stop``; then let the POSTs in
         flight end, settle what they came to and give the stream up."""
-        idle, read_at = self._w.config.idle, 0.0
+        idle = self._w.config.idle
         while not stop.is_set():
             self._loop.stream_wake.clear()
             try:
                 if not self._held and not await self._take():
                     await wait_any(stop, None, idle)
                     continue
-                if self._room() and self._clock() >= read_at:
-                    full = await self._read_more()
-                    read_at = self._clock() + (0.0 if full else self._w.config.read_every)
+                if self._room() and self._clock() >= self._read_at:
+                    await self._read_more()
                 self._dispatch(slots)
                 await self._settle_if_due()
             except StoreUnavailable:  # an outage: logged once where it was seen
@@ -108,24 +108,25 @@ class EndpointStream:
                 log.exception("webhook %d: the stream failed; retrying", self._id)
                 await wait_any(stop, None, idle)
                 continue
-            await wait_any(stop, self._loop.stream_wake, self._wait_for(read_at), *self._news())
+            await wait_any(stop, self._loop.stream_wake, self._wait_for(), *self._news())
         await self._close()
 
     def _news(self) -> list[Awaitable[object]]:
-        """New events in the feed, when this stream has room to read them."""
-        if not self._held or not self._room():
+        """New events in the feed, when this stream may read them now."""
+        if not self._held or not self._room() or self._read_at > self._clock():
             return []
         return [self._w.feed.wait(self._read, self._w.config.idle)]
 
     def _room(self) -> bool:
-        return len(self._unfinished) < self._w.config.batch
+        return len(self._unfinished) < self._w.config.window
 
-    def _wait_for(self, read_at: float) -> float:
-        """Seconds until the next thing due: a read, a settle, keeping the lease."""
+    def _wait_for(self) -> float:
+        """Seconds until the next thing due: a read (or, when the feed had nothing, a
+        look without news), a settle, keeping the lease."""
         now, idle = self._clock(), self._w.config.idle
         due = [self._kept_at + self._keep_every() - now]
         if self._room():
-            due.append(read_at - now if read_at > now else idle)
+            due.append(self._read_at - now if self._read_at > now else idle)
         if self._first_done_at is not None:
             due.append(self._first_done_at + SETTLE_EVERY - now)
         return max(0.001, min(due))
@@ -142,51 +143,65 @@ class EndpointStream:
         self._held = True
         return True
 
-    async def _read_more(self) -> bool:
-        """Read the next events into the users' chains; True if there may be more."""
+    async def _read_more(self) -> None:
+        """Read the next events into the users' chains. A full batch is followed by the
+        next read at once, a partial one after ``read_every``; after none the stream
+        waits for news of the feed."""
         w = self._w
         try:
             events = await w.feed.after(self._read, w.config.batch)
         except EventsPruned as exc:  # cannot happen while the floor holds; say so loudly
             log.error("webhook %d: %s; skipping to %d", self._id, exc, exc.oldest)
             self._read = max(self._read, exc.oldest)
-            return True
+            return
+        full = len(events) >= w.config.batch
+        self._read_at = self._clock() + (w.config.read_every if events and not full else 0.0)
         if not events:
-            return False
+            return
         chosen = [e for e in events if matches(self._loop.target.events, e.type)]
         failing = self._loop.failing
-        newcomers = {e.user_id for e in chosen if e.user_id not in self._chains}
-        held = set() if failing else await w.store.queued(self._id, newcomers)
+        # Every user of the batch, those in flight too: a chain may end during the look.
+        users = {e.user_id for e in chosen}
+        held = users if failing else await w.store.queued(self._id, users)
         for event in chosen:
-            chain = self._chains.get(event.user_id)
+            user = event.user_id
+            chain = self._chains.get(user)
+            if chain is None and (user in held or user in self._queued):
+                self._finish(self._untried(event))  # queued behind its user's earlier one
+                continue
             if chain is None:
-                user = event.user_id
-                blocked = failing or user in held or user in self._queued
-                chain = self._chains[user] = _Chain(blocked=blocked)
+                chain = self._chains[user] = _Chain()
                 self._ready.append(user)
             chain.events.append(event)
             self._unfinished[event.id] = None
         self._read = events[-1].id
-        return len(events) >= w.config.batch
 
     def _dispatch(self, slots: asyncio.TaskGroup) -> None:
-        """Start the ready chains: a blocked one is recorded at once, the others take a
-        slot each while the endpoint has free ones."""
+        """A slot per ready chain while the endpoint has free ones."""
         loop, generation = self._loop, self._generation
-        while self._ready:
-            user = self._ready[0]
-            chain = self._chains[user]
-            if not chain.blocked:
-                if loop.free_slots() <= 0:
+        while self._ready and loop.free_slots() > 0:
+            loop.in_flight += 1
+            self._slots += 1
+            slots.create_task(self._slot(self._ready.popleft(), generation))
+
+    async def _slot(self, user: int, generation: int) -> None:
+        """Send one ready chain after another while there are any (one task per slot,
+        not per chain)."""
+        try:
+            while True:
+                await self._send(user, self._chains[user], generation)
+                if generation != self._generation or self._stopping or not self._ready:
                     return
-                loop.in_flight += 1
-            self._ready.popleft()
-            chain.running = True
-            slots.create_task(self._send(user, chain, generation))
+                user = self._ready.popleft()
+        finally:
+            self._slots -= 1
+            self._loop.in_flight -= 1
+            self._loop.wake.set()  # a free slot, for the queue's claims
+            if self._stopping:
+                self._loop.stream_wake.set()
 
     async def _send(self, user: int, chain: _Chain, generation: int) -> None:
         """POST the user's events one after the other; a failure queues the rest."""
-        counted = not chain.blocked
         try:
             while chain.events and generation == self._generation and not self._stopping:
                 event = chain.events[0]
@@ -201,11 +216,6 @@ class EndpointStream:
         finally:
             if self._chains.get(user) is chain:
                 del self._chains[user]  # a later event of the user starts a new chain
-            if counted:
-                self._loop.in_flight -= 1
-                self._loop.wake.set()
-            if self._ready or self._stopping:  # a slot for a waiting chain, or the end
-                self._loop.stream_wake.set()
 
     async def _try(self, event_id: int, body: bytes) -> FirstTry:
         w, loop = self._w, self._loop
@@ -219,8 +229,11 @@ class EndpointStream:
         retry_at = w.config.policy.next_try(now, now, 1, w.rnd) or now
         return FirstTry(now, attempt.status, attempt.error, retry_at)
 
+    def _untried(self, event: Event) -> NewDelivery:
+        return NewDelivery(event.id, event.user_id, event.type, event.at, self._w.encode(event))
+
     def _finish(self, new: NewDelivery) -> None:
-        del self._unfinished[new.event_id]
+        self._unfinished.pop(new.event_id, None)
         self._done.append(new)
         if new.recorded_pending:
             self._queued[new.user_id] = self._queued.get(new.user_id, 0) + 1
@@ -277,7 +290,7 @@ class EndpointStream:
         self._stopping = True
         if not self._held:
             return
-        while any(chain.running for chain in self._chains.values()):
+        while self._slots:
             self._loop.stream_wake.clear()
             await self._loop.stream_wake.wait()
         try:
