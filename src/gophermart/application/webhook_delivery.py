@@ -40,6 +40,7 @@ from gophermart.application.ports import (
     Clock,
     DeliveryTarget,
     EventFeed,
+    FirstTry,
     NoWebhookMetrics,
     WebhookMetrics,
     WebhookSender,
@@ -251,6 +252,20 @@ class EndpointLoop:
                 return await w.sender.post(target.id, target.url, body, headers)
         except TimeoutError:
             return Attempt(None, f"no answer within {deadline:g}s", "timeout")
+
+    async def first_try(self, event_id: int, body: bytes) -> FirstTry:
+        """The stream's POST of an event, as the delivery is to be recorded (a failure
+        due again after the first backoff)."""
+        w = self.worker
+        attempt = await self.post(event_id, body)
+        w.metrics.attempted(attempt.outcome)
+        now = w.clock.now()
+        if attempt.delivered:
+            self.recovered()
+            return FirstTry(now, attempt.status, None, None)
+        self.failed(attempt)
+        retry_at = w.config.policy.next_try(now, now, 1, w.rnd) or now
+        return FirstTry(now, attempt.status, attempt.error, retry_at)
 
     async def _record(
         self, claimed: ClaimedDelivery, attempt: Attempt, chain: bool

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING
 
 from gophermart.application.errors import StoreUnavailable
 from gophermart.application.periodic import wait_any
-from gophermart.application.ports import FirstTry, NewDelivery
+from gophermart.application.ports import NewDelivery
 from gophermart.domain.events import Event, EventsPruned
-from gophermart.domain.webhooks import Attempt, matches
+from gophermart.domain.webhooks import matches
 
 if TYPE_CHECKING:
     from gophermart.application.webhook_delivery import EndpointLoop
@@ -58,6 +58,44 @@ class _Chain:
     blocked: bool = False
 
 
+class _Unsettled:
+    """What the stream read and has not settled yet: the events still to finish (in id
+    order), the finished deliveries, and per user how many of those went to the queue
+    (the user's later events must queue behind them until the store shows them)."""
+
+    def __init__(self) -> None:
+        self.unfinished: dict[int, None] = {}
+        self.done: list[NewDelivery] = []
+        self.queued: dict[int, int] = {}
+        self.first_done_at: float | None = None  # the loop's clock
+
+    def finish(self, new: NewDelivery, now: float) -> None:
+        self.unfinished.pop(new.event_id, None)
+        self.done.append(new)
+        if new.recorded_pending:
+            self.queued[new.user_id] = self.queued.get(new.user_id, 0) + 1
+        if self.first_done_at is None:
+            self.first_done_at = now
+
+    def watermark(self, read: int) -> int:
+        """The last event id up to which every event read (up to ``read``) is finished."""
+        return next(iter(self.unfinished)) - 1 if self.unfinished else read
+
+    def upto(self, watermark: int) -> list[NewDelivery]:
+        """The finished deliveries up to ``watermark``, in event order."""
+        return sorted((n for n in self.done if n.event_id <= watermark), key=_event_id)
+
+    def settled(self, watermark: int, rows: list[NewDelivery], now: float) -> None:
+        """``rows`` are recorded: the store shows the queued ones from now on."""
+        self.done = [n for n in self.done if n.event_id > watermark]
+        self.first_done_at = now if self.done else None
+        for new in rows:
+            if new.recorded_pending and (left := self.queued[new.user_id] - 1):
+                self.queued[new.user_id] = left
+            elif new.recorded_pending:
+                del self.queued[new.user_id]
+
+
 class EndpointStream:
     """The stream of one endpoint in this process (the module docstring)."""
 
@@ -65,6 +103,7 @@ class EndpointStream:
         self._loop = loop
         self._w = loop.worker
         self._id = loop.target.id
+        self._keep_every = self._w.config.policy.lease.total_seconds() / 3  # the lease
         self._held = False
         self._slots = 0  # slots sending this stream's chains (tasks of ``slots``)
         self._stopping = False  # the slots stop after their POST in flight
@@ -74,18 +113,12 @@ class EndpointStream:
     def _reset(self, cursor: int) -> None:
         self._settled = cursor  # the endpoint's cursor, as this stream last moved it
         self._read = cursor  # the last event id read from the feed
-        self._unfinished: dict[int, None] = {}  # read, matched, not finished (id order)
-        self._done: list[NewDelivery] = []  # finished, not settled yet
-        self._queued: dict[int, int] = {}  # per user, unsettled deliveries left pending
+        self._open = _Unsettled()
         self._chains: dict[int, _Chain] = {}
         self._ready: deque[int] = deque()  # users whose chain waits for a slot
-        self._first_done_at: float | None = None
         self._read_at = 0.0  # the feed is read again no sooner (a read found few)
-        self._kept_at = self._clock()
+        self._kept_at = _clock()
         self._generation += 1
-
-    def _clock(self) -> float:
-        return asyncio.get_running_loop().time()
 
     async def run(self, stop: asyncio.Event, slots: asyncio.TaskGroup) -> None:
         """Hold the stream and keep it moving until ``stop``; then let the POSTs in
@@ -97,51 +130,41 @@ class EndpointStream:
                 if not self._held and not await self._take():
                     await wait_any(stop, None, idle)
                     continue
-                if self._room() and self._clock() >= self._read_at:
+                if self._room() and _clock() >= self._read_at:
                     await self._read_more()
                 self._dispatch(slots)
                 await self._settle_if_due()
-            except StoreUnavailable:  # an outage: logged once where it was seen
+            except Exception as exc:
+                if not isinstance(exc, StoreUnavailable):  # an outage is logged where seen
+                    log.exception("webhook %d: the stream failed; retrying", self._id)
                 await wait_any(stop, None, idle)
                 continue
-            except Exception:
-                log.exception("webhook %d: the stream failed; retrying", self._id)
-                await wait_any(stop, None, idle)
-                continue
-            await wait_any(stop, self._loop.stream_wake, self._wait_for(), *self._news())
+            await wait_any(stop, self._loop.stream_wake, *self._waits())
         await self._close()
 
-    def _news(self) -> list[Awaitable[object]]:
-        """New events in the feed, when this stream may read them now."""
-        if not self._held or not self._room() or self._read_at > self._clock():
-            return []
-        return [self._w.feed.wait(self._read, self._w.config.idle)]
-
     def _room(self) -> bool:
-        return len(self._unfinished) < self._w.config.window
+        return len(self._open.unfinished) < self._w.config.window
 
-    def _wait_for(self) -> float:
-        """Seconds until the next thing due: a read (or, when the feed had nothing, a
-        look without news), a settle, keeping the lease."""
-        now, idle = self._clock(), self._w.config.idle
-        due = [self._kept_at + self._keep_every() - now]
-        if self._room():
-            due.append(self._read_at - now if self._read_at > now else idle)
-        if self._first_done_at is not None:
-            due.append(self._first_done_at + SETTLE_EVERY - now)
-        return max(0.001, min(due))
-
-    def _keep_every(self) -> float:
-        return self._w.config.policy.lease.total_seconds() / 3
+    def _waits(self) -> tuple[float, *tuple[Awaitable[object], ...]]:
+        """Seconds until the next thing due (a read, a settle, keeping the lease) and,
+        when the stream may read now, news of the feed."""
+        now, idle = _clock(), self._w.config.idle
+        due = [self._kept_at + self._keep_every - now]
+        if self._open.first_done_at is not None:
+            due.append(self._open.first_done_at + SETTLE_EVERY - now)
+        if self._room() and self._read_at > now:
+            due.append(self._read_at - now)
+        elif self._room():  # the feed had nothing: wait for news of it
+            return max(0.001, min(due)), self._w.feed.wait(self._read, idle)
+        return (max(0.001, min(due)),)
 
     async def _take(self) -> bool:
         w, now = self._w, self._w.clock.now()
         cursor = await w.store.stream(self._id, w.owner, now, now + w.config.policy.lease)
-        if cursor is None:
-            return False
-        self._reset(cursor)
-        self._held = True
-        return True
+        if cursor is not None:
+            self._reset(cursor)
+        self._held = cursor is not None
+        return self._held
 
     async def _read_more(self) -> None:
         """Read the next events into the users' chains. A full batch is followed by the
@@ -155,7 +178,7 @@ class EndpointStream:
             self._read = max(self._read, exc.oldest)
             return
         full = len(events) >= w.config.batch
-        self._read_at = self._clock() + (w.config.read_every if events and not full else 0.0)
+        self._read_at = _clock() + (w.config.read_every if events and not full else 0.0)
         if not events:
             return
         chosen = [e for e in events if matches(self._loop.target.events, e.type)]
@@ -166,14 +189,15 @@ class EndpointStream:
         for event in chosen:
             user = event.user_id
             chain = self._chains.get(user)
-            if chain is None and (user in held or user in self._queued):
-                self._finish(self._untried(event))  # queued behind its user's earlier one
+            if chain is None and (user in held or user in self._open.queued):
+                # Queued behind its user's earlier delivery: recorded untried.
+                self._finish(_untried(event, self._w.encode(event)))
                 continue
             if chain is None:
                 chain = self._chains[user] = _Chain()
                 self._ready.append(user)
             chain.events.append(event)
-            self._unfinished[event.id] = None
+            self._open.unfinished[event.id] = None
         self._read = events[-1].id
 
     def _dispatch(self, slots: asyncio.TaskGroup) -> None:
@@ -206,7 +230,7 @@ class EndpointStream:
             while chain.events and generation == self._generation and not self._stopping:
                 event = chain.events[0]
                 body = self._w.encode(event)
-                tried = None if chain.blocked else await self._try(event.id, body)
+                tried = None if chain.blocked else await self._loop.first_try(event.id, body)
                 if generation != self._generation:
                     return  # the stream was lost meanwhile: the new owner sends it again
                 if tried is not None and tried.retry_at is not None:
@@ -217,51 +241,29 @@ class EndpointStream:
             if self._chains.get(user) is chain:
                 del self._chains[user]  # a later event of the user starts a new chain
 
-    async def _try(self, event_id: int, body: bytes) -> FirstTry:
-        w, loop = self._w, self._loop
-        attempt: Attempt = await loop.post(event_id, body)
-        w.metrics.attempted(attempt.outcome)
-        now = w.clock.now()
-        if attempt.delivered:
-            loop.recovered()
-            return FirstTry(now, attempt.status, None, None)
-        loop.failed(attempt)
-        retry_at = w.config.policy.next_try(now, now, 1, w.rnd) or now
-        return FirstTry(now, attempt.status, attempt.error, retry_at)
-
-    def _untried(self, event: Event) -> NewDelivery:
-        return NewDelivery(event.id, event.user_id, event.type, event.at, self._w.encode(event))
-
     def _finish(self, new: NewDelivery) -> None:
-        self._unfinished.pop(new.event_id, None)
-        self._done.append(new)
-        if new.recorded_pending:
-            self._queued[new.user_id] = self._queued.get(new.user_id, 0) + 1
-        if self._first_done_at is None:
-            self._first_done_at = self._clock()
-        if len(self._done) >= SETTLE_AFTER:
+        self._open.finish(new, _clock())
+        if len(self._open.done) >= SETTLE_AFTER:
             self._loop.stream_wake.set()
 
-    def _watermark(self) -> int:
-        """The last event id up to which every event read is finished."""
-        return next(iter(self._unfinished)) - 1 if self._unfinished else self._read
-
     async def _settle_if_due(self) -> None:
-        now = self._clock()
-        keep = now - self._kept_at >= self._keep_every()
-        busy = self._first_done_at is not None and (
-            len(self._done) >= SETTLE_AFTER or now - self._first_done_at >= SETTLE_EVERY
+        now, first = _clock(), self._open.first_done_at
+        keep = now - self._kept_at >= self._keep_every
+        busy = first is not None and (
+            len(self._open.done) >= SETTLE_AFTER or now - first >= SETTLE_EVERY
         )
         # Events the filter passed over move the cursor too, at the lease's pace when idle.
-        moved = self._watermark() > self._settled and now - self._kept_at >= self._w.config.idle
+        watermark = self._open.watermark(self._read)
+        moved = watermark > self._settled and now - self._kept_at >= self._w.config.idle
         if keep or busy or moved:
             await self.settle()
 
     async def settle(self) -> None:
         """Record every finished delivery up to the watermark and move the cursor there
         (and keep the lease); a lost stream is dropped (module docstring)."""
-        w, upto, generation = self._w, self._watermark(), self._generation
-        rows = sorted((n for n in self._done if n.event_id <= upto), key=_event_id)
+        w, generation = self._w, self._generation
+        upto = self._open.watermark(self._read)
+        rows = self._open.upto(upto)
         now = w.clock.now()
         moved = await w.store.settle(
             self._id, w.owner, self._settled, upto, rows, now, now + w.config.policy.lease
@@ -273,14 +275,8 @@ class EndpointStream:
             self._held = False
             self._generation += 1
             return
-        self._settled, self._kept_at = upto, self._clock()
-        self._done = [n for n in self._done if n.event_id > upto]
-        self._first_done_at = self._clock() if self._done else None
-        for new in rows:
-            if new.recorded_pending and (left := self._queued[new.user_id] - 1):
-                self._queued[new.user_id] = left
-            elif new.recorded_pending:
-                del self._queued[new.user_id]
+        self._settled, self._kept_at = upto, _clock()
+        self._open.settled(upto, rows, self._kept_at)
         if any(new.recorded_pending for new in rows):
             self._loop.wake.set()  # the queue has new deliveries: some may be due now
 
@@ -295,12 +291,19 @@ class EndpointStream:
             await self._loop.stream_wake.wait()
         try:
             await self.settle()
-            if self._held:
-                now = self._w.clock.now()
+            if self._held and (now := self._w.clock.now()):
                 await self._w.store.stream(self._id, self._w.owner, now, now)
         except Exception as exc:  # the lease runs out instead
             log.warning("webhook %d: giving up the stream failed: %s", self._id, exc)
         self._held = False
+
+
+def _clock() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _untried(event: Event, body: bytes) -> NewDelivery:
+    return NewDelivery(event.id, event.user_id, event.type, event.at, body)
 
 
 _event_id: Callable[[NewDelivery], int] = lambda new: new.event_id  # noqa: E731
