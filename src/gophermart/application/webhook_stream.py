@@ -58,6 +58,25 @@ class _Chain:
     blocked: bool = False
 
 
+class _Chains:
+    """Every user's chain in this stream, and the users whose chain waits for a slot."""
+
+    def __init__(self) -> None:
+        self.of: dict[int, _Chain] = {}
+        self.ready: deque[int] = deque()
+
+    def add(self, event: Event) -> None:
+        chain = self.of.get(event.user_id)
+        if chain is None:
+            chain = self.of[event.user_id] = _Chain()
+            self.ready.append(event.user_id)
+        chain.events.append(event)
+
+    def ended(self, user: int, chain: _Chain) -> None:
+        if self.of.get(user) is chain:
+            del self.of[user]  # a later event of the user starts a new chain
+
+
 class _Unsettled:
     """What the stream read and has not settled yet: the events still to finish (in id
     order), the finished deliveries, and per user how many of those went to the queue
@@ -108,14 +127,14 @@ class EndpointStream:
         self._slots = 0  # slots sending this stream's chains (tasks of ``slots``)
         self._stopping = False  # the slots stop after their POST in flight
         self._generation = 0  # a stream lost and taken again: its old slots' work is void
+        self._news: asyncio.Future[None] | None = None  # waiting for the feed
         self._reset(loop.target.cursor)
 
     def _reset(self, cursor: int) -> None:
         self._settled = cursor  # the endpoint's cursor, as this stream last moved it
         self._read = cursor  # the last event id read from the feed
         self._open = _Unsettled()
-        self._chains: dict[int, _Chain] = {}
-        self._ready: deque[int] = deque()  # users whose chain waits for a slot
+        self._chains = _Chains()
         self._read_at = 0.0  # the feed is read again no sooner (a read found few)
         self._kept_at = _clock()
         self._generation += 1
@@ -155,7 +174,11 @@ class EndpointStream:
         if self._room() and self._read_at > now:
             due.append(self._read_at - now)
         elif self._room():  # the feed had nothing: wait for news of it
-            return max(0.001, min(due)), self._w.feed.wait(self._read, idle)
+            if self._news is None or self._news.done():
+                self._news = asyncio.ensure_future(self._w.feed.wait(self._read, idle))
+            # Shielded, kept for the next round: a wake-up for anything else must not
+            # cancel it mid-query (a cancelled statement costs the pool its connection).
+            return max(0.001, min(due)), asyncio.shield(self._news)
         return (max(0.001, min(due)),)
 
     async def _take(self) -> bool:
@@ -188,35 +211,30 @@ class EndpointStream:
         held = users if failing else await w.store.queued(self._id, users)
         for event in chosen:
             user = event.user_id
-            chain = self._chains.get(user)
-            if chain is None and (user in held or user in self._open.queued):
+            if user not in self._chains.of and (user in held or user in self._open.queued):
                 # Queued behind its user's earlier delivery: recorded untried.
                 self._finish(_untried(event, self._w.encode(event)))
-                continue
-            if chain is None:
-                chain = self._chains[user] = _Chain()
-                self._ready.append(user)
-            chain.events.append(event)
-            self._open.unfinished[event.id] = None
+            else:
+                self._chains.add(event)
+                self._open.unfinished[event.id] = None
         self._read = events[-1].id
 
     def _dispatch(self, slots: asyncio.TaskGroup) -> None:
         """A slot per ready chain while the endpoint has free ones."""
         loop, generation = self._loop, self._generation
-        while self._ready and loop.free_slots() > 0:
+        while self._chains.ready and loop.free_slots() > 0:
             loop.in_flight += 1
             self._slots += 1
-            slots.create_task(self._slot(self._ready.popleft(), generation))
+            slots.create_task(self._slot(self._chains.ready.popleft(), generation))
 
     async def _slot(self, user: int, generation: int) -> None:
-        """Send one ready chain after another while there are any (one task per slot,
-        not per chain)."""
+        """Send ready chains one after another (a task per slot, not per chain)."""
         try:
             while True:
-                await self._send(user, self._chains[user], generation)
-                if generation != self._generation or self._stopping or not self._ready:
+                await self._send(user, self._chains.of[user], generation)
+                if generation != self._generation or self._stopping or not self._chains.ready:
                     return
-                user = self._ready.popleft()
+                user = self._chains.ready.popleft()
         finally:
             self._slots -= 1
             self._loop.in_flight -= 1
@@ -238,8 +256,7 @@ class EndpointStream:
                 chain.events.popleft()
                 self._finish(NewDelivery(event.id, user, event.type, event.at, body, tried))
         finally:
-            if self._chains.get(user) is chain:
-                del self._chains[user]  # a later event of the user starts a new chain
+            self._chains.ended(user, chain)
 
     def _finish(self, new: NewDelivery) -> None:
         self._open.finish(new, _clock())
@@ -284,6 +301,8 @@ class EndpointStream:
         """Stopping: the slots stop after their POST in flight; what they finished is
         settled and the stream given up, so another process takes it over at once."""
         self._stopping = True
+        if self._news is not None:
+            self._news.cancel()
         if not self._held:
             return
         while self._slots:
