@@ -275,16 +275,15 @@ class EndpointStream:
         if keep or busy or moved:
             await self.settle()
 
-    async def settle(self) -> None:
-        """Record every finished delivery up to the watermark and move the cursor there
-        (and keep the lease); a lost stream is dropped (module docstring)."""
+    async def settle(self, give_up: bool = False) -> None:
+        """Record every finished delivery up to the watermark and move the cursor there,
+        and keep the lease (or give it up); a lost stream is dropped (module docstring)."""
         w, generation = self._w, self._generation
         upto = self._open.watermark(self._read)
         rows = self._open.upto(upto)
         now = w.clock.now()
-        moved = await w.store.settle(
-            self._id, w.owner, self._settled, upto, rows, now, now + w.config.policy.lease
-        )
+        until = now if give_up else now + w.config.policy.lease
+        moved = await w.store.settle(self._id, w.owner, self._settled, upto, rows, now, until)
         if generation != self._generation:
             return
         if not moved:
@@ -309,9 +308,7 @@ class EndpointStream:
             self._loop.stream_wake.clear()
             await self._loop.stream_wake.wait()
         try:
-            await self.settle()
-            if self._held and (now := self._w.clock.now()):
-                await self._w.store.stream(self._id, self._w.owner, now, now)
+            await self.settle(give_up=True)
         except Exception as exc:  # the lease runs out instead
             log.warning("webhook %d: giving up the stream failed: %s", self._id, exc)
         self._held = False
