@@ -989,9 +989,10 @@ class WebhookStore(Protocol):
         """In one transaction, if ``owner`` still holds the stream and the cursor is
         ``seen``: record ``deliveries`` (as their first try left them:
         :meth:`NewDelivery.recorded`), move the cursor to ``upto`` and keep the stream
-        until ``until`` (``until <= at``: given up, as a worker does when it stops). False (nothing written): the stream was lost (another process
-        took it over after its lease ran out). An endpoint deleted meanwhile still has
-        what was sent to it recorded (nobody takes its stream again)."""
+        until ``until`` (``until <= at``: given up, as a worker does when it stops).
+        False (nothing written): the stream was lost (another process took it over
+        after its lease ran out). An endpoint deleted meanwhile still has what was sent
+        to it recorded (nobody takes its stream again)."""
         ...
 
     async def claim(
