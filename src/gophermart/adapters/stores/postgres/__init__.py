@@ -91,7 +91,13 @@ def _webhook_pool(dsn: str, timeout: float, schema: str | None) -> PgPool:
     outcomes' (webhooks.RECORD) then found each user's next delivery through the
     ``due`` index, sorting the endpoint's backlog per user: 85-124 ms per group commit
     at 45,000 pending, against 0.6-2 ms planned for the values (docs/performance.md,
-    "Webhooks"). A plan costs well under a millisecond, once per batch."""
+    "Webhooks"). A plan costs well under a millisecond, once per batch.
+
+    Its commits do not wait for the disk (``async_commit``): what it writes is the
+    record of deliveries, and losing the last few to a crash of PostgreSQL only sends
+    them again (at least once, as after a worker's crash); the events themselves were
+    committed durably by the API's transactions. Waiting would add a flush per settle
+    and per group commit to the ones the API's writes queue behind."""
     return PgPool(
         dsn,
         min_size=1,
@@ -100,6 +106,7 @@ def _webhook_pool(dsn: str, timeout: float, schema: str | None) -> PgPool:
         schema=schema,
         name="asyncpg_webhooks",
         custom_plans=True,
+        async_commit=True,
     )
 
 

@@ -82,6 +82,7 @@ class PgPool:
         name: str = "asyncpg",
         lock_timeout: float | None = None,
         custom_plans: bool = False,
+        async_commit: bool = False,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ValueError("PgPool takes a dsn to open its own pool, or a pool to borrow")
@@ -94,6 +95,7 @@ class PgPool:
         self._schema = schema
         self._lock_timeout = lock_timeout
         self._custom_plans = custom_plans
+        self._async_commit = async_commit
         self._lock = asyncio.Lock()
         self.name = name
 
@@ -108,6 +110,7 @@ class PgPool:
                         statement_timeout=True,
                         lock_timeout=self._lock_timeout,
                         custom_plans=self._custom_plans,
+                        async_commit=self._async_commit,
                     )
                     self._pool = await asyncpg.create_pool(
                         self._dsn,
@@ -196,13 +199,16 @@ def connect_kwargs(
     statement_timeout: bool = False,
     lock_timeout: float | None = None,
     custom_plans: bool = False,
+    async_commit: bool = False,
 ) -> dict[str, object]:
     """asyncpg connection arguments: a bound of ``timeout`` seconds (none for None) on
     connecting and, with ``statement_timeout``, on each statement at the server; with
     ``schema``, a ``search_path`` of that schema alone, so our unqualified table names
     (the statements are compiled once, without a schema) resolve there and nowhere else;
     with ``custom_plans``, every execution of a prepared statement planned for its own
-    parameters (``plan_cache_mode``), never PostgreSQL's generic plan.
+    parameters (``plan_cache_mode``), never PostgreSQL's generic plan; with
+    ``async_commit``, commits that do not wait for their WAL to reach the disk
+    (``synchronous_commit = off``: a crash may lose the last few, never corrupt).
     """
     kwargs: dict[str, object] = {}
     server: dict[str, str] = {}
@@ -216,6 +222,8 @@ def connect_kwargs(
         server["search_path"] = f'"{schema}"'
     if custom_plans:
         server["plan_cache_mode"] = "force_custom_plan"
+    if async_commit:
+        server["synchronous_commit"] = "off"
     if server:
         kwargs["server_settings"] = server
     return kwargs
