@@ -155,8 +155,9 @@ class EndpointLoop:
         self.target = target
         self._sign = Signer(target.secret)
         self.in_flight = 0  # POSTs under way, the stream's and the queue's
-        self.wake = asyncio.Event()  # for the claims: a slot ended, or the queue grew
+        self.wake = asyncio.Event()  # for the claims: a slot they wait for, the queue grew
         self.stream_wake = asyncio.Event()  # for the stream: a slot ended, or much done
+        self._short = False  # the last claim filled every free slot: more may be due
         self._failing: str | None = None  # why the endpoint is failing (logged once)
         self._store_failing = False
         self._stopping = False  # no new delivery is chained once set
@@ -169,6 +170,14 @@ class EndpointLoop:
 
     def free_slots(self) -> int:
         return self.worker.config.concurrency - self.in_flight
+
+    def slot_ended(self) -> None:
+        """A POST's slot is free again: the claims look at once only if they were short
+        of slots (else a slot ending under load would cost a claim each time)."""
+        self.in_flight -= 1
+        if self._short:
+            self._short = False
+            self.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as sends:
@@ -203,10 +212,12 @@ class EndpointLoop:
     async def _claim(self, sends: asyncio.TaskGroup) -> int:
         w = self.worker
         free = self.free_slots()
+        self._short = free <= 0
         if free <= 0:
             return 0
         now = w.clock.now()
         claimed = await w.store.claim(self.target.id, now, now + w.config.policy.lease, free)
+        self._short = len(claimed) >= free
         for delivery in claimed:
             self.in_flight += 1
             sends.create_task(self._deliver(delivery))
@@ -233,8 +244,7 @@ class EndpointLoop:
                 exc_info=True,
             )
         finally:
-            self.in_flight -= 1
-            self.wake.set()
+            self.slot_ended()
             self.stream_wake.set()
 
     async def post(self, event_id: int, body: bytes) -> Attempt:

@@ -236,8 +236,7 @@ class EndpointStream:
                 user = self._chains.ready.popleft()
         finally:
             self._slots -= 1
-            self._loop.in_flight -= 1
-            self._loop.wake.set()  # a free slot, for the queue's claims
+            self._loop.slot_ended()
             if self._stopping:
                 self._loop.stream_wake.set()
 
