@@ -7,11 +7,13 @@ one by one)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
 from gophermart import Gophermart
@@ -187,3 +189,18 @@ async def test_the_worker_vacuums_the_deliveries_after_many_outcomes_on_postgres
         assert store._vacuum is not None  # 4 >= 3: a VACUUM in the background
         await store._vacuum
         assert await vacuums() == before + 1
+
+
+async def test_closing_the_pool_cuts_off_a_statement_run_alone(postgres_uri: str) -> None:
+    """The worker's background VACUUM runs on a connection of its own: the store's
+    close ends it too, instead of leaving it running past the pool's close."""
+    from gophermart.adapters.stores.postgres.pool import PgPool
+
+    pool = PgPool(postgres_uri, timeout=5.0)
+    running = asyncio.create_task(pool.run_alone("SELECT pg_sleep(30)"))
+    await asyncio.sleep(0.5)  # connected, sleeping
+    started = time.monotonic()
+    await pool.close()
+    with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+        await asyncio.wait_for(running, 5)
+    assert time.monotonic() - started < 2

@@ -96,6 +96,7 @@ class PgPool:
         self._lock_timeout = lock_timeout
         self._custom_plans = custom_plans
         self._async_commit = async_commit
+        self._alone: set[asyncpg.Connection] = set()  # run_alone's, under way
         self._lock = asyncio.Lock()
         self.name = name
 
@@ -149,9 +150,11 @@ class PgPool:
         conn = await asyncpg.connect(
             self._dsn, **connect_kwargs(self._timeout, schema=self._schema)
         )
+        self._alone.add(conn)
         try:
             await conn.execute(sql)
         finally:
+            self._alone.discard(conn)
             conn.terminate()  # the goodbye is not waited for (a frozen server never answers)
 
     def connection(self) -> _Borrowed:
@@ -162,7 +165,11 @@ class PgPool:
     async def close(self, grace: float = 2.0) -> None:
         """Close our own pool (a borrowed one is left open): politely, or after
         ``grace`` seconds by dropping the connections (a frozen server never
-        acknowledges a polite goodbye)."""
+        acknowledges a polite goodbye). A statement run alone that is still under
+        way (a VACUUM in the background) is cut off: its caller sees the connection
+        gone."""
+        for conn in list(self._alone):
+            conn.terminate()
         if self._pool is not None and self._owned:
             pool, self._pool = self._pool, None
             try:
