@@ -300,7 +300,7 @@ class Container(containers.DeclarativeContainer):
     #: Idempotency keys: the HTTP layer's claims and answers, the worker's pruning.
     idempotency = providers.Singleton(Idempotency, store.cold.idempotency_keys, clock)
     #: Webhook endpoints (the operators' verbs); also who still needs old events: the
-    #: retention floor, the first event some live endpoint has not had fanned out yet.
+    #: retention floor, the first event some live endpoint has not had recorded yet.
     webhooks = providers.Singleton(
         Webhooks, store.cold.webhooks, store.events, clock, settings.provided.events_retention
     )

@@ -55,7 +55,7 @@ def _ids(claimed: list[ClaimedDelivery | None]) -> list[int | None]:
 async def test_a_settle_moves_the_cursor_once_and_keeps_the_bytes(store: Any) -> None:
     endpoint = await _endpoint_with(store, [(1, 10), (2, 11)])
     assert not await store.settle(endpoint, "a", 0, 3, [_new(3, 10)], NOW, LEASE)  # moved
-    assert [t.cursor for t in await store.targets() if t.id == endpoint] == [2]
+    assert [x.cursor for x in await store.lag() if x.endpoint_id == endpoint] == [2]
     assert await store.settle(endpoint, "a", 2, 5, [], NOW, LEASE)  # none matched: moves
     claimed = await store.claim(endpoint, NOW, LEASE, 10)
     assert [(c.event_id, c.user_id, c.body, c.attempts) for c in claimed] == [

@@ -820,14 +820,13 @@ class WebhookEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryTarget:
-    """A live endpoint as the delivery worker needs it: with its signing secret and its
-    cursor (the last event id fanned out to it)."""
+    """A live endpoint as the delivery worker needs it: with its signing secret (its
+    cursor comes with its stream: :meth:`WebhookStore.stream`)."""
 
     id: int
     url: str
     events: tuple[str, ...]
     secret: str
-    cursor: int
 
 
 _PENDING = DeliveryState.PENDING.value

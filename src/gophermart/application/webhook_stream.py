@@ -128,7 +128,7 @@ class EndpointStream:
         self._stopping = False  # the slots stop after their POST in flight
         self._generation = 0  # a stream lost and taken again: its old slots' work is void
         self._news: asyncio.Future[None] | None = None  # waiting for the feed
-        self._reset(loop.target.cursor)
+        self._reset(0)  # the endpoint's cursor comes with the stream (_take)
 
     def _reset(self, cursor: int) -> None:
         self._settled = cursor  # the endpoint's cursor, as this stream last moved it

@@ -104,8 +104,7 @@ class MemoryWebhooks:
 
     async def targets(self) -> list[DeliveryTarget]:
         return [
-            DeliveryTarget(e.view.id, e.view.url, e.view.events, e.secret, e.cursor)
-            for e in self._live()
+            DeliveryTarget(e.view.id, e.view.url, e.view.events, e.secret) for e in self._live()
         ]
 
     async def stream(

@@ -77,7 +77,7 @@ def _commit_pool(dsn: str, timeout: float, schema: str | None) -> PgPool:
 
 
 #: The webhook delivery worker's connections per process (stores/postgres/webhooks.py):
-#: fan-outs and claims of each endpoint's loop, and one group commit of outcomes.
+#: the streams' settles, the queue's claims, and one group commit of outcomes.
 WEBHOOK_CONNECTIONS = 3
 
 

@@ -248,12 +248,12 @@ VACUUM_EVERY = 2.0
 VACUUM_DELIVERIES = f"VACUUM (SKIP_LOCKED) {d.name}"
 #: The shared store's claim (each user's oldest pending delivery, leased), on asyncpg.
 CLAIM_HEADS = Statement(CLAIM)
-#: The live endpoints with their cursors (each second, and after a lost fan-out race).
+#: The live endpoints (each second).
 LIVE_TARGETS = Statement(TARGETS)
 
 
 class PgWebhooks(SqlWebhooks):
-    """The WebhookStore port on PostgreSQL: the shared store's verbs, with fan-out,
+    """The WebhookStore port on PostgreSQL: the shared store's verbs, with settles,
     claims and outcomes set-based on ``pool`` (the module docstring)."""
 
     def __init__(self, write: Any, read: Any, guard: DatabaseGuard, pool: PgPool) -> None:

@@ -349,7 +349,7 @@ webhook_deliveries = Table(
     Column("created_at", UtcDateTime, nullable=False),
     CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state_known"),
     CheckConstraint("(state = 'pending') = (next_attempt_at IS NOT NULL)", name="pending_queued"),
-    # One delivery per (endpoint, event): a second fan-out cannot invent a duplicate,
+    # One delivery per (endpoint, event): a second settle cannot invent a duplicate,
     # and the listing pages by it.
     Index(
         f"uq_{named('webhook_deliveries')}_endpoint_event", "endpoint_id", "event_id", unique=True

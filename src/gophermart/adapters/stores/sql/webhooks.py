@@ -185,11 +185,11 @@ _VIEW = (
 )
 
 
-TARGETS = select(w.c.id, w.c.url, w.c.events, w.c.secret, w.c.cursor).where(_LIVE).order_by(w.c.id)
+TARGETS = select(w.c.id, w.c.url, w.c.events, w.c.secret).where(_LIVE).order_by(w.c.id)
 
 
 def target_of(row: Sequence[Any]) -> DeliveryTarget:
-    return DeliveryTarget(row[0], row[1], tuple(row[2].split()), row[3], row[4])
+    return DeliveryTarget(row[0], row[1], tuple(row[2].split()), row[3])
 
 
 def _endpoint_of(row: Sequence[Any]) -> WebhookEndpoint:
@@ -235,7 +235,7 @@ class SqlWebhooks:
             return True
 
     async def targets(self) -> list[DeliveryTarget]:
-        async with self._write.connect() as conn:  # the cursor as last written
+        async with self._write.connect() as conn:
             return [target_of(r) for r in await conn.execute(TARGETS)]
 
     async def stream(
